@@ -1,0 +1,508 @@
+#!/usr/bin/python3
+"""Generate tapegrad's test fixtures (tests/fixtures/*.npz) from PyTorch.
+
+Deterministic: every fixture draws its data from numpy's default_rng with a fixed seed,
+torch runs single-threaded, and the .npz archives are written uncompressed with a fixed
+zip timestamp, so re-running this script reproduces the committed files byte for byte
+(modulo differences in torch/BLAS builds).  The C++ tests read only the .npz files;
+they never need torch.  See tests/fixtures/README.md for every file and key.
+
+Usage:  /usr/bin/python3 tools/make_fixtures.py [--out tests/fixtures] [--only NAME ...]
+"""
+import argparse
+import os
+import sys
+import zipfile
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from torch_char_gru import CharGRU  # noqa: E402
+
+OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "fixtures")
+DTYPES = {"f64": (torch.float64, np.float64), "f32": (torch.float32, np.float32)}
+
+# ~3 KB of lowercase English words (one per line in the corpus), used to train the
+# char_gru checkpoint fixtures.  Embedded so the fixtures do not depend on the system.
+WORDS = """
+suitors chrysalis shutters small virgules lacking stalemate unhooks dinkies brown burning
+preteen blanches arrange moot corsets tiff eugenics clunky pharynx previewer equinoxes rocky
+perkier dudgeon bespeaks photon slugged midwifing granite tequilas carnivals unclaimed caret
+shafts suppler migratory termed linens homily swordsmen mouses limit ironies rubric ancestor
+troupes dodos trying upbeats tubas embossing firmware gawked tingling pinker compile provision
+sifter tireder debility ivories mobs laundries shortcuts jigsawing jazzy tithed coopered
+shanties proffered marching eddied robberies siestas idealism cocktail sulked observed wooer
+joysticks graceless stiffens sizer gelatine forks ford checkroom prophet flout pinto tie squid
+mischance ponies mugginess spoons wise squawk labial radiating secondly concur enraging welters
+qualities confine cheesed subteen slither copycats overreach homestead credenzas damps nipping
+strummed scare surmised herder peaceful blobbing whimsies greenish crazies swarthy thumps audits
+eighteens wear drones ruse cargoes scherzo dray wirier lanolin spatula undressed waken fascinate
+relayed searing rumors compiling frigate trended worrisome jerkier eyeballed tailcoats smudging
+casks startles recur vapors wistaria reply unstops clothes underused overacted fiesta males
+deride conceive skivvying engraving elm widowers assist blackbird inflames knock piranhas bower
+soaking cahoots departing etcher gases animates refulgent hepper indicated drippings china
+rewrite resubmit hater rabbles coinage chronicle fishtail slackest movables snarls essayed wife
+boxed headboard removal paymaster cleansers motes droves museum cookbooks plotter cradled
+tidying terrace constable oat cession marshier bale excitable mailbomb cenotaph wayfarers
+fallibly sequined crapped rustling brochures sombrely canniness autopsy quarried luncheons
+weirdest boosted lipids endows hailstorm oils centipede shoddy hates futile beets envious jeez
+finisher passer freezer exploded massage warez audibly aster hews terriers eaglet adulthood
+stupidest backboard lugged stealthy selector bushier logicians curt echoes trumping latte bowler
+blackish fag brine cabinets rosiest credenza nondairy samples neared loyally asked teasel polyp
+loincloth striving chits kibitzing elisions hauled ripoffs spindled lymph solstice witches hived
+starless aerator prank funky evened peony downwind litigious probables windpipe his socialite
+reposes raveled rescinds crumb bushels exposes wilted stands decimal stymied filter helms badges
+curs sketchier snuffle asterisks energy fruitier secretes guarantor locates cheap clipboard
+ratifying reservoir manner bagatelle biking barrows goddamn flytraps xxxviii ilks rewrites
+retorted travails henpecks bpm trenchant issued gypsies cannoning burs wetly spoof purred
+treetop heartbeat oinked bizarrely testing extortion pensions clam liturgy karaokes interlink
+bounties antiknock gamecocks soakings snarl milkmaid quiz bouillon instruct wittier spruce mews
+burro
+"""
+CORPUS = "\n".join(WORDS.split()) + "\n"
+PROBE = "hello\nworld\ngru\n"
+
+
+# --------------------------------------------------------------------------- utilities
+def savez(path, arrays):
+    """Like numpy.savez (uncompressed, zip64 entries) but with a fixed timestamp."""
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as zf:
+        for key, val in arrays.items():
+            info = zipfile.ZipInfo(key + ".npy", date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_STORED
+            info.external_attr = 0o644 << 16
+            with zf.open(info, "w", force_zip64=True) as f:
+                np.lib.format.write_array(f, np.asanyarray(val), allow_pickle=False)
+    size = os.path.getsize(path)
+    assert size < 50_000, f"{path} is {size} bytes"
+    print(f"  {os.path.basename(path):40s} {size:7d} B  keys: {', '.join(arrays)}")
+
+
+def U(rng, shape, a=0.5):
+    return rng.uniform(-a, a, size=shape)
+
+
+def f0(x):
+    """0-d float64 array for a hyper-parameter."""
+    return np.array(x, dtype=np.float64)
+
+
+def i0(x):
+    return np.array(int(x), dtype=np.int64)
+
+
+def to_t(v, tdt, npdt):
+    v = np.asarray(v)
+    if v.dtype.kind == "f":
+        return torch.from_numpy(np.array(v, dtype=npdt))
+    return torch.from_numpy(np.array(v, dtype=np.int64))
+
+
+def layer_fixture(out, name, rng, inputs, fn, grad_keys, extra=None):
+    """Writes <name>_f64.npz and <name>_f32.npz.
+
+    inputs: dict of float64 / int64 numpy arrays (saved as is / cast to float32).
+    fn(t) -> (outs, aux, params): outs = dict of differentiable outputs (each gets a
+      seed); aux = dict of extra tensors saved without seed (e.g. gates);
+      params = dict name -> leaf tensor whose gradient is reported as grad_<name>
+      (for module-based fixtures whose weights are copied from t).
+    grad_keys: names of inputs that require grad (gradient reported from t[name]).
+    L = sum_k sum(outs[k] * seed_k); grads = dL/d(...).
+    """
+    seeds = None
+    for tag in ("f64", "f32"):
+        tdt, npdt = DTYPES[tag]
+        t = {}
+        for k, v in inputs.items():
+            t[k] = to_t(v, tdt, npdt)
+            if k in grad_keys:
+                t[k].requires_grad_(True)
+        outs, aux, params = fn(t)
+        if seeds is None:  # drawn once in float64, cast for the f32 file
+            seeds = {k: rng.uniform(-1, 1, size=tuple(o.shape)) for k, o in outs.items()}
+        leaves = {k: t[k] for k in grad_keys if k not in params}
+        leaves.update(params)
+        Ls = sum((o * torch.from_numpy(seeds[k].astype(npdt))).sum() for k, o in outs.items())
+        names = list(leaves)
+        grads = torch.autograd.grad(Ls, [leaves[k] for k in names])
+        arr = {}
+        for k, v in inputs.items():
+            arr[k] = np.asarray(v).astype(npdt) if np.asarray(v).dtype.kind == "f" else np.asarray(v, np.int64)
+        for k, o in outs.items():
+            arr[k] = o.detach().numpy()
+        for k, o in aux.items():
+            arr[k] = o.detach().numpy()
+        for k in outs:
+            arr["seed_" + k] = seeds[k].astype(npdt)
+        for k, g in zip(names, grads):
+            arr["grad_" + k] = g.numpy()
+        for k, v in (extra or {}).items():
+            arr[k] = v
+        for k, v in arr.items():
+            if v.dtype.kind == "f":
+                assert v.dtype == npdt, (name, k, v.dtype)
+                assert np.all(np.isfinite(v)), (name, k)
+        savez(os.path.join(out, f"{name}_{tag}.npz"), arr)
+
+
+def load_module(mod, t, names):
+    """Copies t[name] into mod's parameters (same dtype); returns name -> parameter."""
+    dt = t[names[0]].dtype
+    mod.to(dt)
+    params = dict(mod.named_parameters())
+    with torch.no_grad():
+        for k in names:
+            params[k].copy_(t[k])
+    return {k: params[k] for k in names}
+
+
+# --------------------------------------------------------------------------- layers
+def fx_linear(out):
+    for name, xs, seed in (("linear", (4, 5), 1), ("linear3d", (2, 4, 5), 2)):
+        rng = np.random.default_rng(seed)
+        inputs = {"x": U(rng, xs), "weight": U(rng, (3, 5)), "bias": U(rng, (3,))}
+
+        def fn(t):
+            return {"y": F.linear(t["x"], t["weight"], t["bias"])}, {}, {}
+        layer_fixture(out, name, rng, inputs, fn, ["x", "weight", "bias"])
+
+
+CELL_PARAMS = ["weight_ih", "weight_hh", "bias_ih", "bias_hh"]
+
+
+def fx_rnn_cell(out):
+    rng = np.random.default_rng(3)
+    H, I, B = 4, 5, 3
+    inputs = {"x": U(rng, (B, I)), "h": U(rng, (B, H)), "weight_ih": U(rng, (H, I)),
+              "weight_hh": U(rng, (H, H)), "bias_ih": U(rng, (H,)), "bias_hh": U(rng, (H,))}
+
+    def fn(t):
+        cell = nn.RNNCell(I, H, nonlinearity="tanh")
+        p = load_module(cell, t, CELL_PARAMS)
+        h_new = cell(t["x"], t["h"])
+        ref = torch.tanh(t["x"] @ t["weight_ih"].T + t["bias_ih"] + t["h"] @ t["weight_hh"].T + t["bias_hh"])
+        assert torch.allclose(h_new, ref, atol=1e-6)
+        return {"h_new": h_new}, {}, p
+    layer_fixture(out, "rnn_cell", rng, inputs, fn, ["x", "h"] + CELL_PARAMS)
+
+
+def gru_gates(x, h, w_ih, w_hh, b_ih, b_hh, reset_after=True):
+    """Hand-written GRU step (gate order r, z, n).  Returns r, z, n, h_new."""
+    H = h.shape[-1]
+    gi = x @ w_ih.T + b_ih
+    i_r, i_z, i_n = gi[..., :H], gi[..., H:2 * H], gi[..., 2 * H:]
+    w_hr, w_hz, w_hn = w_hh[:H], w_hh[H:2 * H], w_hh[2 * H:]
+    b_hr, b_hz, b_hn = b_hh[:H], b_hh[H:2 * H], b_hh[2 * H:]
+    r = torch.sigmoid(i_r + h @ w_hr.T + b_hr)
+    z = torch.sigmoid(i_z + h @ w_hz.T + b_hz)
+    if reset_after:
+        n = torch.tanh(i_n + r * (h @ w_hn.T + b_hn))
+    else:
+        n = torch.tanh(i_n + (r * h) @ w_hn.T + b_hn)
+    return r, z, n, (1 - z) * n + z * h
+
+
+def fx_gru_cell(out):
+    H, I, B = 4, 5, 3
+    for name, seed, after in (("gru_cell", 4, True), ("gru_cell_reset_before", 4, False)):
+        # same seed -> the two fixtures share their inputs/weights/seeds
+        rng = np.random.default_rng(seed)
+        inputs = {"x": U(rng, (B, I)), "h": U(rng, (B, H)), "weight_ih": U(rng, (3 * H, I)),
+                  "weight_hh": U(rng, (3 * H, H)), "bias_ih": U(rng, (3 * H,)),
+                  "bias_hh": U(rng, (3 * H,))}
+
+        def fn(t, after=after):
+            if after:
+                cell = nn.GRUCell(I, H)
+                p = load_module(cell, t, CELL_PARAMS)
+                h_new = cell(t["x"], t["h"])
+                r, z, n, ref = gru_gates(t["x"], t["h"], *[p[k] for k in CELL_PARAMS])
+                tol = 1e-12 if h_new.dtype == torch.float64 else 1e-6
+                assert torch.allclose(h_new, ref, atol=tol), (h_new - ref).abs().max()
+                return {"h_new": h_new}, {"r": r, "z": z, "n": n}, p
+            r, z, n, h_new = gru_gates(t["x"], t["h"], *[t[k] for k in CELL_PARAMS],
+                                       reset_after=False)
+            return {"h_new": h_new}, {"r": r, "z": z, "n": n}, {}
+        layer_fixture(out, name, rng, inputs, fn, ["x", "h"] + CELL_PARAMS)
+
+
+def fx_gru(out):
+    rng = np.random.default_rng(5)
+    I, H, NL, B, T = 5, 4, 2, 3, 7
+    inputs = {"x": U(rng, (B, T, I)), "h0": U(rng, (NL, B, H))}
+    pnames = []
+    for k in range(NL):
+        ik = I if k == 0 else H
+        for pn, shp in (("weight_ih", (3 * H, ik)), ("weight_hh", (3 * H, H)),
+                        ("bias_ih", (3 * H,)), ("bias_hh", (3 * H,))):
+            inputs[f"{pn}_l{k}"] = U(rng, shp)
+            pnames.append(f"{pn}_l{k}")
+
+    def fn(t):
+        gru = nn.GRU(I, H, NL, batch_first=True)
+        p = load_module(gru, t, pnames)
+        output, h_n = gru(t["x"], t["h0"])
+        # hand-written cross-check
+        inp = t["x"]
+        hs = []
+        for k in range(NL):
+            h = t["h0"][k]
+            outs = []
+            for s in range(T):
+                h = gru_gates(inp[:, s], h, *[p[f"{n}_l{k}"] for n in CELL_PARAMS])[3]
+                outs.append(h)
+            inp = torch.stack(outs, 1)
+            hs.append(h)
+        tol = 1e-12 if output.dtype == torch.float64 else 1e-5
+        assert torch.allclose(output, inp, atol=tol) and torch.allclose(h_n, torch.stack(hs), atol=tol)
+        return {"output": output, "h_n": h_n}, {}, p
+    layer_fixture(out, "gru", rng, inputs, fn, ["x", "h0"] + pnames,
+                  extra={"num_layers": i0(NL), "hidden_size": i0(H), "input_size": i0(I)})
+
+
+def fx_lstm_cell(out):
+    rng = np.random.default_rng(6)
+    H, I, B = 4, 5, 3
+    inputs = {"x": U(rng, (B, I)), "h": U(rng, (B, H)), "c": U(rng, (B, H)),
+              "weight_ih": U(rng, (4 * H, I)), "weight_hh": U(rng, (4 * H, H)),
+              "bias_ih": U(rng, (4 * H,)), "bias_hh": U(rng, (4 * H,))}
+
+    def fn(t):
+        cell = nn.LSTMCell(I, H)
+        p = load_module(cell, t, CELL_PARAMS)
+        h_new, c_new = cell(t["x"], (t["h"], t["c"]))
+        return {"h_new": h_new, "c_new": c_new}, {}, p
+    layer_fixture(out, "lstm_cell", rng, inputs, fn, ["x", "h", "c"] + CELL_PARAMS)
+
+
+def fx_embedding(out):
+    rng = np.random.default_rng(7)
+    inputs = {"weight": U(rng, (6, 3)),
+              "indices": np.array([[0, 2, 5, 2], [1, 1, 4, 0]], dtype=np.int64)}
+
+    def fn(t):
+        return {"y": F.embedding(t["indices"], t["weight"])}, {}, {}
+    layer_fixture(out, "embedding", rng, inputs, fn, ["weight"])
+
+
+def scalar_loss_fixture(out, name, inputs, losses, grad_keys):
+    """losses: dict loss_name -> (fn(t) -> 0-d tensor, suffix).  grad_<key><suffix> is the
+    gradient of that scalar loss itself (no seed)."""
+    for tag in ("f64", "f32"):
+        tdt, npdt = DTYPES[tag]
+        arr = {k: (np.asarray(v).astype(npdt) if np.asarray(v).dtype.kind == "f"
+                   else np.asarray(v, np.int64)) for k, v in inputs.items()}
+        for lname, (fn, suffix) in losses.items():
+            t = {k: to_t(v, tdt, npdt) for k, v in inputs.items()}
+            for k in grad_keys:
+                t[k].requires_grad_(True)
+            loss = fn(t)
+            grads = torch.autograd.grad(loss, [t[k] for k in grad_keys])
+            arr[lname] = loss.detach().numpy()
+            for k, g in zip(grad_keys, grads):
+                arr[f"grad_{k}{suffix}"] = g.numpy()
+        for k, v in arr.items():
+            assert np.all(np.isfinite(v)), (name, tag, k)
+        savez(os.path.join(out, f"{name}_{tag}.npz"), arr)
+
+
+def fx_cross_entropy(out):
+    rng = np.random.default_rng(8)
+    logits = rng.normal(0, 2, size=(5, 7))
+    target = rng.integers(0, 7, size=5).astype(np.int64)
+    losses = {"loss_mean": (lambda t: F.cross_entropy(t["logits"], t["target"]), "_mean"),
+              "loss_sum": (lambda t: F.cross_entropy(t["logits"], t["target"], reduction="sum"), "_sum")}
+    scalar_loss_fixture(out, "cross_entropy", {"logits": logits, "target": target}, losses, ["logits"])
+    ext = np.array([[1e4, -1e4, 0.0, 30.0, -30.0, 1.0, 2.0],
+                    [-1e4, -1e4, -1e4, -1e4, -1e4, -1e4, 1e4],   # target far below max
+                    [30.0, 30.0, -30.0, 0.0, 1e4, -1e4, 0.5],
+                    [-30.0, -30.0, -30.0, -30.0, -30.0, -30.0, -30.0],
+                    [1e4, 1e4, -30.0, 30.0, 0.0, -1e4, 3.0]])
+    target = np.array([0, 0, 1, 3, 1], dtype=np.int64)
+    scalar_loss_fixture(out, "cross_entropy_extreme", {"logits": ext, "target": target}, losses, ["logits"])
+
+
+def fx_mse(out):
+    rng = np.random.default_rng(9)
+    inputs = {"a": U(rng, (4, 3), 1.0), "b": U(rng, (4, 3), 1.0)}
+    scalar_loss_fixture(out, "mse", inputs, {"loss": (lambda t: F.mse_loss(t["a"], t["b"]), "")},
+                        ["a", "b"])
+
+
+# --------------------------------------------------------------------------- optimizers
+OPT_CONFIGS = [
+    # name, torch class, kwargs passed to torch, hyper-parameters saved (torch names)
+    ("sgd", torch.optim.SGD, dict(lr=0.1),
+     ["lr", "momentum", "dampening", "weight_decay", "nesterov"]),
+    ("sgd_momentum", torch.optim.SGD, dict(lr=0.1, momentum=0.9, dampening=0.0),
+     ["lr", "momentum", "dampening", "weight_decay", "nesterov"]),
+    ("sgd_nesterov", torch.optim.SGD, dict(lr=0.1, momentum=0.9, nesterov=True, weight_decay=0.01),
+     ["lr", "momentum", "dampening", "weight_decay", "nesterov"]),
+    ("adam", torch.optim.Adam, dict(lr=1e-2),
+     ["lr", "betas", "eps", "weight_decay", "amsgrad"]),
+    ("adam_wd", torch.optim.Adam, dict(lr=1e-2, weight_decay=0.1),
+     ["lr", "betas", "eps", "weight_decay", "amsgrad"]),
+    ("adamw", torch.optim.AdamW, dict(lr=1e-2, weight_decay=0.1),
+     ["lr", "betas", "eps", "weight_decay", "amsgrad"]),
+    ("rmsprop", torch.optim.RMSprop, dict(lr=1e-2, alpha=0.99),
+     ["lr", "alpha", "eps", "weight_decay", "momentum", "centered"]),
+    ("rmsprop_momentum", torch.optim.RMSprop, dict(lr=1e-2, alpha=0.99, momentum=0.9, centered=True),
+     ["lr", "alpha", "eps", "weight_decay", "momentum", "centered"]),
+    ("adagrad", torch.optim.Adagrad, dict(lr=0.1),
+     ["lr", "lr_decay", "weight_decay", "initial_accumulator_value", "eps"]),
+]
+
+
+def fx_optimizers(out):
+    for i, (name, cls, kw, hp_names) in enumerate(OPT_CONFIGS):
+        rng = np.random.default_rng(100 + i)
+        p0 = rng.normal(0, 1, size=(3, 4))
+        grads = rng.normal(0, 1, size=(5, 3, 4))
+        for tag in ("f64", "f32"):
+            tdt, npdt = DTYPES[tag]
+            p = nn.Parameter(torch.from_numpy(p0.astype(npdt)))
+            opt = cls([p], foreach=False, **kw)
+            hist = []
+            for k in range(grads.shape[0]):
+                p.grad = torch.from_numpy(grads[k].astype(npdt))
+                opt.step()
+                hist.append(p.detach().numpy().copy())
+            d = opt.param_groups[0]
+            arr = {"param0": p0.astype(npdt), "grads": grads.astype(npdt),
+                   "params": np.stack(hist)}
+            for h in hp_names:
+                v = d[h]
+                if h == "betas":
+                    arr["beta1"], arr["beta2"] = f0(v[0]), f0(v[1])
+                elif isinstance(v, bool):
+                    arr[h] = i0(v)
+                else:
+                    arr[h] = f0(v)
+            savez(os.path.join(out, f"opt_{name}_{tag}.npz"), arr)
+
+
+def fx_clip(out):
+    rng = np.random.default_rng(200)
+    g = [rng.normal(0, 1, size=s) for s in ((3, 4), (5,), (2, 2))]
+    for tag in ("f64", "f32"):
+        tdt, npdt = DTYPES[tag]
+        arr = {f"g{i}": gi.astype(npdt) for i, gi in enumerate(g)}
+        arr["max_norm"] = f0(1.0)
+        arr["norm_type"] = f0(2.0)
+        arr["clip_value"] = f0(0.5)
+        ps = [nn.Parameter(torch.zeros(gi.shape, dtype=tdt)) for gi in g]
+        for p, gi in zip(ps, g):
+            p.grad = torch.from_numpy(gi.astype(npdt))
+        total = nn.utils.clip_grad_norm_(ps, max_norm=1.0, norm_type=2.0)
+        arr["total_norm"] = total.detach().numpy()
+        for i, p in enumerate(ps):
+            arr[f"norm_clipped_g{i}"] = p.grad.numpy().copy()
+        for p, gi in zip(ps, g):
+            p.grad = torch.from_numpy(gi.astype(npdt))
+        nn.utils.clip_grad_value_(ps, clip_value=0.5)
+        for i, p in enumerate(ps):
+            arr[f"value_clipped_g{i}"] = p.grad.numpy().copy()
+        assert float(total) > 1.0
+        savez(os.path.join(out, f"clip_{tag}.npz"), arr)
+
+
+# --------------------------------------------------------------------------- char_gru
+def train_char_gru(V, idx, H, NL, embed_dim, steps=300, B=8, T=24, lr=1e-2, seed=0):
+    """Small seeded training run (same streaming scheme as torch_char_gru.py)."""
+    from torch_char_gru import train
+    torch.manual_seed(seed)
+    model = CharGRU(V, H, NL, embed_dim)
+    losses, sec = train(model, idx, steps, B, T, lr, clip=5.0)
+    print(f"  trained char_gru (embed={embed_dim}): loss {np.mean(losses[:20]):.3f} -> "
+          f"{np.mean(losses[-20:]):.3f} in {sec:.1f}s")
+    return model
+
+
+def char_gru_expected(model, vocab, probe):
+    """Per-layer gates (float64, by hand) and scores (float64 and float32)."""
+    V = len(vocab)
+    cps = np.array([ord(c) for c in probe], dtype=np.int64)
+    assert np.all(np.isin(cps, vocab)), "probe chars must be in vocab"
+    idx = torch.from_numpy(np.searchsorted(vocab, cps))
+    T = len(probe)
+    sd = {k: v.detach().to(torch.float64) for k, v in model.state_dict().items()}
+    NL, H = model.gru.num_layers, model.gru.hidden_size
+    arr = {"text": cps.astype(np.int32)}
+    if "embed.weight" in sd:
+        inp = sd["embed.weight"][idx]
+    else:
+        inp = F.one_hot(idx, V).to(torch.float64)
+    for k in range(NL):
+        h = torch.zeros(H, dtype=torch.float64)
+        rows = {n: [] for n in ("h_prev", "r", "z", "n", "h")}
+        for s in range(T):
+            r, z, n, hn = gru_gates(inp[s], h, *[sd[f"gru.{p}_l{k}"] for p in CELL_PARAMS])
+            for key, v in (("h_prev", h), ("r", r), ("z", z), ("n", n), ("h", hn)):
+                rows[key].append(v)
+            h = hn
+        for key, v in rows.items():
+            arr[f"{key}_l{k}"] = torch.stack(v).numpy()
+        inp = torch.stack(rows["h"])
+    # nn.GRU (float64 copy of the model) must agree with the hand computation
+    m64 = CharGRU(V, H, NL, model.embed.embedding_dim if hasattr(model, "embed") else None)
+    m64.load_state_dict(model.state_dict())
+    m64 = m64.double()
+    with torch.no_grad():
+        logits64, _ = m64(idx.unsqueeze(0))
+        x64 = m64.embed(idx.unsqueeze(0)) if hasattr(m64, "embed") else F.one_hot(idx, V).double().unsqueeze(0)
+        out64, _ = m64.gru(x64)
+    top = torch.from_numpy(arr[f"h_l{NL - 1}"])
+    assert (out64[0] - top).abs().max().item() < 1e-6
+    logits_hand = top @ sd["head.weight"].T + sd["head.bias"]
+    assert (logits64[0] - logits_hand).abs().max().item() < 1e-6
+    lp = F.log_softmax(logits_hand[:-1], -1).gather(1, idx[1:, None])[:, 0]
+    arr["log_probs"] = lp.numpy()
+    arr["score_loss"] = (-lp.mean()).numpy()
+    with torch.no_grad():
+        logits32, _ = model(idx.unsqueeze(0))
+        lp32 = F.log_softmax(logits32[0, :-1], -1).gather(1, idx[1:, None])[:, 0]
+    arr["log_probs_f32"] = lp32.numpy()
+    arr["score_loss_f32"] = (-lp32.mean()).numpy()
+    assert abs(float(arr["score_loss"]) - float(arr["score_loss_f32"])) < 1e-4
+    return arr
+
+
+def fx_char_gru(out):
+    from torch_char_gru import encode
+    vocab, idx = encode(CORPUS)
+    V = len(vocab)
+    for name, embed_dim, seed in (("char_gru_torch", None, 0), ("char_gru_torch_embed", 8, 1)):
+        model = train_char_gru(V, idx, 16, 2, embed_dim, seed=seed)
+        ck = {"vocab": vocab.astype(np.int32)}
+        ck.update({k: v.detach().numpy() for k, v in model.state_dict().items()})
+        assert all(v.dtype == np.float32 for k, v in ck.items() if k != "vocab")
+        savez(os.path.join(out, f"{name}.npz"), ck)
+        savez(os.path.join(out, f"{name}_expected.npz"), char_gru_expected(model, vocab, PROBE))
+
+
+FIXTURES = {"linear": fx_linear, "rnn_cell": fx_rnn_cell, "gru_cell": fx_gru_cell,
+            "gru": fx_gru, "lstm_cell": fx_lstm_cell, "embedding": fx_embedding,
+            "cross_entropy": fx_cross_entropy, "mse": fx_mse, "optimizers": fx_optimizers,
+            "clip": fx_clip, "char_gru": fx_char_gru}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", default=OUT)
+    ap.add_argument("--only", nargs="*", choices=list(FIXTURES))
+    a = ap.parse_args()
+    torch.set_num_threads(1)
+    os.makedirs(a.out, exist_ok=True)
+    for name, f in FIXTURES.items():
+        if a.only and name not in a.only:
+            continue
+        print(name)
+        f(a.out)
+
+
+if __name__ == "__main__":
+    main()
