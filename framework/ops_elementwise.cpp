@@ -1,0 +1,326 @@
+// tapegrad — elementwise ops and the broadcast reducer. Each op: forward, then its VJP.
+//
+// Notation: g = dL/d(out). A binary op's input gradient is reduced to the input's own shape
+// with sum_to (the one broadcast reducer), so broadcasting needs no special care elsewhere.
+// VJPs are written with tapegrad ops, so they are themselves differentiable (create_graph).
+#include <cmath>
+
+#include <fmt/format.h>
+#include <xtensor/xbroadcast.hpp>
+#include <xtensor/xmath.hpp>
+#include <xtensor/xoperation.hpp>
+#include <xtensor/xreducer.hpp>
+
+#include "framework/dispatch.hpp"
+#include "framework/ops.hpp"
+#include "framework/tape.hpp"
+
+namespace tapegrad {
+
+using detail::dispatch;
+
+namespace {
+
+/// Forward of a broadcasting binary op: checks dtypes and shapes, evaluates f(a, b) once.
+template <class F>
+Tensor binary_forward(const char* op, const Tensor& a, const Tensor& b, F&& f) {
+  detail::require_same_dtype(a, b, op);
+  broadcast_shapes(a.shape(), b.shape(), op);
+  return dispatch(a.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    return Tensor(xt::xarray<T>(f(a.data<T>(), b.data<T>())));
+  });
+}
+
+/// Forward of a unary op.
+template <class F>
+Tensor unary_forward(const char* op, const Tensor& a, F&& f) {
+  detail::require_defined(a, op, "a");
+  return dispatch(a.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    return Tensor(xt::xarray<T>(f(a.data<T>())));
+  });
+}
+
+}  // namespace
+
+Shape broadcast_shapes(const Shape& a, const Shape& b, const char* op) {
+  if (a == b) return a;
+  std::size_t n = std::max(a.size(), b.size());
+  Shape out(n);
+  for (std::size_t i = 0; i < n; ++i) {
+    std::size_t da = i < n - a.size() ? 1 : a[i - (n - a.size())];
+    std::size_t db = i < n - b.size() ? 1 : b[i - (n - b.size())];
+    if (da != db && da != 1 && db != 1)
+      throw ShapeError(fmt::format("{}: shapes {} and {} cannot be broadcast together", op,
+                                   shape_str(a), shape_str(b)));
+    out[i] = da == 1 ? db : da;
+  }
+  return out;
+}
+
+// ---- the broadcast reducer and its adjoint ------------------------------------------------------
+
+Tensor sum_to(const Tensor& g, const Shape& shape) {
+  if (g.shape() == shape) return g;
+  const Shape& gs = g.shape();
+  if (shape.size() > gs.size() || broadcast_shapes(gs, shape, "sum_to") != gs)
+    throw ShapeError(fmt::format("sum_to: cannot reduce {} to {}", shape_str(gs), shape_str(shape)));
+  // Sum the leading extra axes and the axes where `shape` has 1, then reshape.
+  std::vector<std::size_t> axes;
+  std::size_t lead = gs.size() - shape.size();
+  for (std::size_t i = 0; i < gs.size(); ++i)
+    if (i < lead || (shape[i - lead] == 1 && gs[i] != 1)) axes.push_back(i);
+  Tensor out = dispatch(g.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    xt::xarray<T> r = xt::sum(g.data<T>(), axes, xt::evaluation_strategy::immediate);
+    r.reshape(shape);
+    return Tensor(std::move(r));
+  });
+  return record("sum_to", out, {g}, [gshape = gs](const Tensor& gg, GradSink& s) {
+    s.add(0, broadcast_to(gg, gshape));
+  });
+}
+
+Tensor broadcast_to(const Tensor& a, const Shape& shape) {
+  detail::require_defined(a, "broadcast_to", "a");
+  if (a.shape() == shape) return a;
+  if (broadcast_shapes(a.shape(), shape, "broadcast_to") != shape)
+    throw ShapeError(fmt::format("broadcast_to: cannot broadcast {} to {}", shape_str(a.shape()),
+                                 shape_str(shape)));
+  Tensor out = dispatch(a.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    return Tensor(xt::xarray<T>(xt::broadcast(a.data<T>(), shape)));
+  });
+  return record("broadcast_to", out, {a}, [ashape = a.shape()](const Tensor& g, GradSink& s) {
+    s.add(0, sum_to(g, ashape));
+  });
+}
+
+// ---- arithmetic ---------------------------------------------------------------------------------
+
+Tensor add(const Tensor& a, const Tensor& b) {
+  Tensor out = binary_forward("add", a, b, [](const auto& x, const auto& y) { return x + y; });
+  return record("add", out, {a, b}, [sa = a.shape(), sb = b.shape()](const Tensor& g, GradSink& s) {
+    if (s.needs(0)) s.add(0, sum_to(g, sa));
+    if (s.needs(1)) s.add(1, sum_to(g, sb));
+  });
+}
+
+Tensor sub(const Tensor& a, const Tensor& b) {
+  Tensor out = binary_forward("sub", a, b, [](const auto& x, const auto& y) { return x - y; });
+  return record("sub", out, {a, b}, [sa = a.shape(), sb = b.shape()](const Tensor& g, GradSink& s) {
+    if (s.needs(0)) s.add(0, sum_to(g, sa));
+    if (s.needs(1)) s.add(1, sum_to(neg(g), sb));
+  });
+}
+
+Tensor mul(const Tensor& a, const Tensor& b) {
+  Tensor out = binary_forward("mul", a, b, [](const auto& x, const auto& y) { return x * y; });
+  return record("mul", out, {a, b}, [a, b](const Tensor& g, GradSink& s) {
+    if (s.needs(0)) s.add(0, sum_to(mul(g, b), a.shape()));
+    if (s.needs(1)) s.add(1, sum_to(mul(g, a), b.shape()));
+  });
+}
+
+Tensor div(const Tensor& a, const Tensor& b) {
+  Tensor out = binary_forward("div", a, b, [](const auto& x, const auto& y) { return x / y; });
+  return record("div", out, {a, b}, [a, b](const Tensor& g, GradSink& s) {
+    Tensor ga = div(g, b);  // d(a/b)/da = 1/b
+    if (s.needs(0)) s.add(0, sum_to(ga, a.shape()));
+    if (s.needs(1)) s.add(1, sum_to(neg(mul(ga, div(a, b))), b.shape()));  // −g·a/b²
+  });
+}
+
+Tensor add(const Tensor& a, double c) {
+  Tensor out = unary_forward("add_scalar", a, [c](const auto& x) {
+    using T = typename std::decay_t<decltype(x)>::value_type;
+    return x + static_cast<T>(c);
+  });
+  return record("add_scalar", out, {a}, [](const Tensor& g, GradSink& s) { s.add(0, g); });
+}
+
+Tensor mul(const Tensor& a, double c) {
+  Tensor out = unary_forward("mul_scalar", a, [c](const auto& x) {
+    using T = typename std::decay_t<decltype(x)>::value_type;
+    return x * static_cast<T>(c);
+  });
+  return record("mul_scalar", out, {a}, [c](const Tensor& g, GradSink& s) { s.add(0, mul(g, c)); });
+}
+
+Tensor rsub(const Tensor& a, double c) {
+  Tensor out = unary_forward("rsub_scalar", a, [c](const auto& x) {
+    using T = typename std::decay_t<decltype(x)>::value_type;
+    return static_cast<T>(c) - x;
+  });
+  return record("rsub_scalar", out, {a}, [](const Tensor& g, GradSink& s) { s.add(0, neg(g)); });
+}
+
+Tensor neg(const Tensor& a) {
+  Tensor out = unary_forward("neg", a, [](const auto& x) { return -x; });
+  return record("neg", out, {a}, [](const Tensor& g, GradSink& s) { s.add(0, neg(g)); });
+}
+
+Tensor pow(const Tensor& a, double p) {
+  Tensor out = unary_forward("pow", a, [p](const auto& x) {
+    using T = typename std::decay_t<decltype(x)>::value_type;
+    return xt::pow(x, static_cast<T>(p));
+  });
+  return record("pow", out, {a}, [a, p](const Tensor& g, GradSink& s) {
+    s.add(0, mul(mul(g, pow(a, p - 1.0)), p));  // p·a^(p−1)
+  });
+}
+
+Tensor pow(const Tensor& a, const Tensor& b) {
+  Tensor out = binary_forward("pow", a, b, [](const auto& x, const auto& y) { return xt::pow(x, y); });
+  return record("pow", out, {a, b}, [a, b, out](const Tensor& g, GradSink& s) {
+    if (s.needs(0)) s.add(0, sum_to(mul(mul(g, b), pow(a, add(b, -1.0))), a.shape()));  // b·a^(b−1)
+    if (s.needs(1)) s.add(1, sum_to(mul(mul(g, out), log(a)), b.shape()));            // a^b·ln a
+  });
+}
+
+// ---- transcendental -----------------------------------------------------------------------------
+
+Tensor exp(const Tensor& a) {
+  Tensor out = unary_forward("exp", a, [](const auto& x) { return xt::exp(x); });
+  return record("exp", out, {a}, [out](const Tensor& g, GradSink& s) { s.add(0, mul(g, out)); });
+}
+
+Tensor log(const Tensor& a) {
+  Tensor out = unary_forward("log", a, [](const auto& x) { return xt::log(x); });
+  return record("log", out, {a}, [a](const Tensor& g, GradSink& s) { s.add(0, div(g, a)); });
+}
+
+Tensor sqrt(const Tensor& a) {
+  Tensor out = unary_forward("sqrt", a, [](const auto& x) { return xt::sqrt(x); });
+  return record("sqrt", out, {a}, [out](const Tensor& g, GradSink& s) {
+    s.add(0, div(mul(g, 0.5), out));  // 1 / (2√a)
+  });
+}
+
+Tensor abs(const Tensor& a) {
+  Tensor out = unary_forward("abs", a, [](const auto& x) { return xt::abs(x); });
+  return record("abs", out, {a}, [a](const Tensor& g, GradSink& s) {
+    Tensor sign = unary_forward("sign", a, [](const auto& x) { return xt::sign(x); });
+    s.add(0, mul(g, sign));
+  });
+}
+
+namespace {
+
+/// g·(1 − y²): tanh's VJP from its output, itself a differentiable op (for double backward).
+Tensor tanh_backward(const Tensor& g, const Tensor& y) {
+  Tensor out = binary_forward("tanh_backward", g, y, [](const auto& gd, const auto& yd) {
+    using T = typename std::decay_t<decltype(yd)>::value_type;
+    return gd * (T(1) - yd * yd);
+  });
+  return record("tanh_backward", out, {g, y}, [g, y](const Tensor& gg, GradSink& s) {
+    if (s.needs(0)) s.add(0, tanh_backward(gg, y));
+    if (s.needs(1)) s.add(1, mul(mul(mul(gg, g), y), -2.0));
+  });
+}
+
+/// g·y·(1 − y): sigmoid's VJP from its output, itself differentiable.
+Tensor sigmoid_backward(const Tensor& g, const Tensor& y) {
+  Tensor out = binary_forward("sigmoid_backward", g, y, [](const auto& gd, const auto& yd) {
+    using T = typename std::decay_t<decltype(yd)>::value_type;
+    return gd * yd * (T(1) - yd);
+  });
+  return record("sigmoid_backward", out, {g, y}, [g, y](const Tensor& gg, GradSink& s) {
+    if (s.needs(0)) s.add(0, sigmoid_backward(gg, y));
+    if (s.needs(1)) s.add(1, mul(mul(gg, g), rsub(mul(y, 2.0), 1.0)));  // g·(1 − 2y)
+  });
+}
+
+}  // namespace
+
+Tensor tanh(const Tensor& a) {
+  Tensor out = unary_forward("tanh", a, [](const auto& x) { return xt::tanh(x); });
+  return record("tanh", out, {a}, [out](const Tensor& g, GradSink& s) {
+    s.add(0, tanh_backward(g, out));
+  });
+}
+
+Tensor sigmoid(const Tensor& a) {
+  // σ(x) = 1/(1+e^−x) for x ≥ 0 and e^x/(1+e^x) for x < 0: e^−|x| never overflows.
+  Tensor out = unary_forward("sigmoid", a, [](const auto& x) {
+    using T = typename std::decay_t<decltype(x)>::value_type;
+    xt::xarray<T> e = xt::exp(-xt::abs(x));
+    return xt::xarray<T>(xt::where(x >= T(0), T(1) / (T(1) + e), e / (T(1) + e)));
+  });
+  return record("sigmoid", out, {a}, [out](const Tensor& g, GradSink& s) {
+    s.add(0, sigmoid_backward(g, out));
+  });
+}
+
+// ---- piecewise ----------------------------------------------------------------------------------
+
+Tensor gt(const Tensor& a, double v) {
+  return unary_forward("gt", a, [v](const auto& x) {
+    using T = typename std::decay_t<decltype(x)>::value_type;
+    return xt::cast<T>(x > static_cast<T>(v));
+  });
+}
+
+Tensor lt(const Tensor& a, double v) {
+  return unary_forward("lt", a, [v](const auto& x) {
+    using T = typename std::decay_t<decltype(x)>::value_type;
+    return xt::cast<T>(x < static_cast<T>(v));
+  });
+}
+
+Tensor relu(const Tensor& a) {
+  Tensor out = unary_forward("relu", a, [](const auto& x) {
+    using T = typename std::decay_t<decltype(x)>::value_type;
+    return xt::maximum(x, T(0));
+  });
+  return record("relu", out, {a}, [a](const Tensor& g, GradSink& s) { s.add(0, mul(g, gt(a, 0.0))); });
+}
+
+Tensor clamp(const Tensor& a, double lo, double hi) {
+  if (lo > hi) throw ValueError(fmt::format("clamp: lo ({}) > hi ({})", lo, hi));
+  Tensor out = unary_forward("clamp", a, [lo, hi](const auto& x) {
+    using T = typename std::decay_t<decltype(x)>::value_type;
+    return xt::clip(x, static_cast<T>(lo), static_cast<T>(hi));
+  });
+  return record("clamp", out, {a}, [a, lo, hi](const Tensor& g, GradSink& s) {
+    Tensor inside = unary_forward("clamp_mask", a, [lo, hi](const auto& x) {
+      using T = typename std::decay_t<decltype(x)>::value_type;
+      return xt::cast<T>(x >= static_cast<T>(lo) && x <= static_cast<T>(hi));
+    });
+    s.add(0, mul(g, inside));
+  });
+}
+
+Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
+  detail::require_same_dtype(a, b, "where");
+  detail::require_same_dtype(cond, a, "where");
+  Shape shape = broadcast_shapes(broadcast_shapes(cond.shape(), a.shape(), "where"), b.shape(), "where");
+  Tensor out = dispatch(a.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    return Tensor(xt::xarray<T>(xt::where(xt::not_equal(cond.data<T>(), T(0)), a.data<T>(), b.data<T>())));
+  });
+  (void)shape;
+  return record("where", out, {a, b}, [cond, sa = a.shape(), sb = b.shape()](const Tensor& g, GradSink& s) {
+    Tensor zero = zeros_like(g);
+    if (s.needs(0)) s.add(0, sum_to(where(cond, g, zero), sa));
+    if (s.needs(1)) s.add(1, sum_to(where(cond, zero, g), sb));
+  });
+}
+
+Tensor cast(const Tensor& a, DType dtype) {
+  detail::require_defined(a, "cast", "a");
+  if (a.dtype() == dtype) return a;
+  Tensor out = dispatch(a.dtype(), [&](auto from) {
+    using F = decltype(from);
+    return dispatch(dtype, [&](auto to) {
+      using T = decltype(to);
+      return Tensor(xt::xarray<T>(xt::cast<T>(a.data<F>())));
+    });
+  });
+  return record("cast", out, {a}, [from = a.dtype()](const Tensor& g, GradSink& s) {
+    s.add(0, cast(g, from));
+  });
+}
+
+}  // namespace tapegrad

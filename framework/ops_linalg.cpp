@@ -1,0 +1,106 @@
+// tapegrad — matmul through BLAS (cblas_sgemm / cblas_dgemm), transposes as BLAS flags.
+//
+// C = op(A) · op(B) where op(X) = Xᵀ when the flag is set. The VJP is again a pair of matmuls
+// with flags, so no transposed copy is ever made:
+//   dA = g · op(B)ᵀ      (or op(B) · gᵀ when A was transposed)
+//   dB = op(A)ᵀ · g      (or gᵀ · op(A) when B was transposed)
+#include <cblas.h>
+
+#include <fmt/format.h>
+
+#include "framework/dispatch.hpp"
+#include "framework/ops.hpp"
+#include "framework/tape.hpp"
+
+namespace tapegrad {
+
+using detail::dispatch;
+
+namespace {
+
+void gemm(bool ta, bool tb, int m, int n, int k, const float* a, int lda, const float* b, int ldb,
+          float* c, int ldc) {
+  cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, m, n,
+              k, 1.0f, a, lda, b, ldb, 0.0f, c, ldc);
+}
+
+void gemm(bool ta, bool tb, int m, int n, int k, const double* a, int lda, const double* b,
+          int ldb, double* c, int ldc) {
+  cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, m, n,
+              k, 1.0, a, lda, b, ldb, 0.0, c, ldc);
+}
+
+std::string operand(const Tensor& t, bool transposed) {
+  return shape_str(t.shape()) + (transposed ? "ᵀ" : "");
+}
+
+/// 2-D or batched product; the shapes are already checked.
+Tensor matmul_forward(const Tensor& a, const Tensor& b, bool ta, bool tb) {
+  bool batched = a.dim() == 3;
+  std::size_t batch = batched ? a.shape()[0] : 1;
+  std::size_t ar = a.shape()[a.dim() - 2], ac = a.shape()[a.dim() - 1];
+  std::size_t br = b.shape()[b.dim() - 2], bc = b.shape()[b.dim() - 1];
+  std::size_t m = ta ? ac : ar, k = ta ? ar : ac, n = tb ? br : bc;
+  Shape out_shape = batched ? Shape{batch, m, n} : Shape{m, n};
+  return dispatch(a.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    xt::xarray<T> c = xt::xarray<T>::from_shape(out_shape);
+    if (m == 0 || n == 0) return Tensor(std::move(c));
+    if (k == 0) {
+      c.fill(T(0));
+      return Tensor(std::move(c));
+    }
+    const T* pa = a.data<T>().data();
+    const T* pb = b.data<T>().data();
+    T* pc = c.data();
+    if (batched && b.dim() == 2 && !ta) {
+      // One GEMM over all batch·m rows.
+      gemm(false, tb, int(batch * m), int(n), int(k), pa, int(ac), pb, int(bc), pc, int(n));
+    } else {
+      std::size_t sa = ar * ac, sb = b.dim() == 3 ? br * bc : 0;
+      for (std::size_t i = 0; i < batch; ++i)
+        gemm(ta, tb, int(m), int(n), int(k), pa + i * sa, int(ac), pb + i * sb, int(bc),
+             pc + i * m * n, int(n));
+    }
+    return Tensor(std::move(c));
+  });
+}
+
+}  // namespace
+
+Tensor matmul(const Tensor& a, const Tensor& b, bool ta, bool tb) {
+  detail::require_same_dtype(a, b, "matmul");
+  if (a.dim() < 2 || a.dim() > 3 || b.dim() < 2 || b.dim() > 3 || (a.dim() == 2 && b.dim() == 3))
+    throw ShapeError(fmt::format(
+        "matmul: supports (M,K)@(K,N), (B,M,K)@(K,N) and (B,M,K)@(B,K,N); got {} @ {}",
+        shape_str(a.shape()), shape_str(b.shape())));
+  if (a.dim() == 3 && b.dim() == 2 && ta)
+    throw ShapeError(fmt::format("matmul: a transposed batched a {} needs a batched b, got {}",
+                                 shape_str(a.shape()), shape_str(b.shape())));
+  std::size_t k_a = a.shape()[a.dim() - (ta ? 2 : 1)];
+  std::size_t k_b = b.shape()[b.dim() - (tb ? 1 : 2)];
+  if (k_a != k_b)
+    throw ShapeError(fmt::format("matmul: inner dimensions differ: {} @ {} ({} vs {})",
+                                 operand(a, ta), operand(b, tb), k_a, k_b));
+  if (a.dim() == 3 && b.dim() == 3 && a.shape()[0] != b.shape()[0])
+    throw ShapeError(fmt::format("matmul: batch sizes differ: {} @ {}", shape_str(a.shape()),
+                                 shape_str(b.shape())));
+  Tensor out = matmul_forward(a, b, ta, tb);
+  return record("matmul", out, {a, b}, [a, b, ta, tb](const Tensor& g, GradSink& s) {
+    if (s.needs(0)) {
+      s.add(0, ta ? matmul(b, g, tb, true) : matmul(g, b, false, !tb));
+    }
+    if (s.needs(1)) {
+      if (a.dim() == 3 && b.dim() == 2) {
+        // b is shared by every batch: flatten the batch into rows so one GEMM sums over it.
+        Tensor a2 = reshape(a, std::vector<std::ptrdiff_t>{-1, std::ptrdiff_t(a.shape()[2])});
+        Tensor g2 = reshape(g, std::vector<std::ptrdiff_t>{-1, std::ptrdiff_t(g.shape()[2])});
+        s.add(1, tb ? matmul(g2, a2, true, false) : matmul(a2, g2, true, false));
+      } else {
+        s.add(1, tb ? matmul(g, a, true, ta) : matmul(a, g, !ta, false));
+      }
+    }
+  });
+}
+
+}  // namespace tapegrad

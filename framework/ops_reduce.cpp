@@ -1,0 +1,211 @@
+// tapegrad — reductions, softmax family and losses. Each op: forward, then its VJP.
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include <fmt/format.h>
+#include <xtensor/xmath.hpp>
+#include <xtensor/xreducer.hpp>
+#include <xtensor/xsort.hpp>
+
+#include "framework/dispatch.hpp"
+#include "framework/ops.hpp"
+#include "framework/tape.hpp"
+
+namespace tapegrad {
+
+using detail::dispatch;
+
+namespace {
+
+/// Sorted, unique, non-negative axes; all axes when `axes` is empty.
+std::vector<std::size_t> resolve_axes(const Axes& axes, std::size_t rank, const char* op) {
+  std::vector<std::size_t> out;
+  if (axes.empty()) {
+    for (std::size_t i = 0; i < rank; ++i) out.push_back(i);
+    return out;
+  }
+  for (auto a : axes) out.push_back(normalize_axis(a, rank, op));
+  std::sort(out.begin(), out.end());
+  if (std::adjacent_find(out.begin(), out.end()) != out.end())
+    throw ValueError(fmt::format("{}: an axis is repeated", op));
+  return out;
+}
+
+/// The input shape with the reduced axes set to 1.
+Shape keepdims_shape(const Shape& s, const std::vector<std::size_t>& axes) {
+  Shape k = s;
+  for (auto a : axes) k[a] = 1;
+  return k;
+}
+
+Shape reduced_shape(const Shape& s, const std::vector<std::size_t>& axes, bool keepdims) {
+  if (keepdims) return keepdims_shape(s, axes);
+  Shape r;
+  for (std::size_t i = 0; i < s.size(); ++i)
+    if (std::find(axes.begin(), axes.end(), i) == axes.end()) r.push_back(s[i]);
+  return r;
+}
+
+}  // namespace
+
+// ---- sum / mean ---------------------------------------------------------------------------------
+
+Tensor sum(const Tensor& a, const Axes& axes_in, bool keepdims) {
+  detail::require_defined(a, "sum", "a");
+  auto axes = resolve_axes(axes_in, a.dim(), "sum");
+  Shape out_shape = reduced_shape(a.shape(), axes, keepdims);
+  Tensor out = dispatch(a.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    xt::xarray<T> r = xt::sum(a.data<T>(), axes, xt::evaluation_strategy::immediate);
+    r.reshape(out_shape);
+    return Tensor(std::move(r));
+  });
+  return record("sum", out, {a},
+                [ashape = a.shape(), kshape = keepdims_shape(a.shape(), axes)](const Tensor& g, GradSink& s) {
+                  s.add(0, broadcast_to(reshape(g, kshape), ashape));
+                });
+}
+
+Tensor sum(const Tensor& a) { return sum(a, Axes{}, false); }
+
+Tensor mean(const Tensor& a, const Axes& axes_in, bool keepdims) {
+  detail::require_defined(a, "mean", "a");
+  auto axes = resolve_axes(axes_in, a.dim(), "mean");
+  std::size_t count = 1;
+  for (auto ax : axes) count *= a.shape()[ax];
+  if (count == 0) throw ShapeError(fmt::format("mean: reducing an empty tensor {}", shape_str(a.shape())));
+  return mul(sum(a, axes_in, keepdims), 1.0 / static_cast<double>(count));
+}
+
+Tensor mean(const Tensor& a) { return mean(a, Axes{}, false); }
+
+// ---- max ------------------------------------------------------------------------------------------
+
+Tensor max(const Tensor& a, std::ptrdiff_t axis_in, bool keepdims) {
+  detail::require_defined(a, "max", "a");
+  std::size_t axis = normalize_axis(axis_in, a.dim(), "max");
+  if (a.shape()[axis] == 0) throw ShapeError(fmt::format("max: empty axis {} in {}", axis_in, shape_str(a.shape())));
+  const Shape& s = a.shape();
+  std::size_t outer = detail::prod(s, 0, axis), len = s[axis], inner = detail::prod(s, axis + 1, s.size());
+  Shape kshape = keepdims_shape(s, {axis});
+  // Forward and a 0/1 mask marking the first maximum of each run (the gradient's destination).
+  Tensor mask = zeros(s, a.dtype());
+  Tensor out = dispatch(a.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    const T* x = a.data<T>().data();
+    T* m = mask.data<T>().data();
+    xt::xarray<T> r = xt::xarray<T>::from_shape(kshape);
+    for (std::size_t o = 0; o < outer; ++o)
+      for (std::size_t i = 0; i < inner; ++i) {
+        std::size_t best = 0;
+        T bv = x[(o * len) * inner + i];
+        for (std::size_t k = 1; k < len; ++k) {
+          T v = x[(o * len + k) * inner + i];
+          if (v > bv || (std::isnan(v) && !std::isnan(bv))) bv = v, best = k;
+        }
+        r.data()[o * inner + i] = bv;
+        m[(o * len + best) * inner + i] = T(1);
+      }
+    if (!keepdims) r.reshape(reduced_shape(s, {axis}, false));
+    return Tensor(std::move(r));
+  });
+  return record("max", out, {a}, [mask, kshape](const Tensor& g, GradSink& sk) {
+    sk.add(0, mul(reshape(g, kshape), mask));
+  });
+}
+
+// ---- softmax family -----------------------------------------------------------------------------
+
+Tensor softmax(const Tensor& a, std::ptrdiff_t axis_in) {
+  detail::require_defined(a, "softmax", "a");
+  std::size_t axis = normalize_axis(axis_in, a.dim(), "softmax");
+  Tensor out = dispatch(a.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    const auto& x = a.data<T>();
+    xt::xarray<T> m = xt::amax(x, {axis}, xt::keep_dims | xt::evaluation_strategy::immediate);
+    xt::xarray<T> e = xt::exp(x - m);
+    xt::xarray<T> z = xt::sum(e, {axis}, xt::keep_dims | xt::evaluation_strategy::immediate);
+    return Tensor(xt::xarray<T>(e / z));
+  });
+  return record("softmax", out, {a}, [out, axis](const Tensor& g, GradSink& s) {
+    // y ⊙ (g − Σ g⊙y)
+    Tensor gy = mul(g, out);
+    s.add(0, sub(gy, mul(out, sum(gy, {static_cast<std::ptrdiff_t>(axis)}, true))));
+  });
+}
+
+Tensor log_softmax(const Tensor& a, std::ptrdiff_t axis_in) {
+  detail::require_defined(a, "log_softmax", "a");
+  std::size_t axis = normalize_axis(axis_in, a.dim(), "log_softmax");
+  Tensor out = dispatch(a.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    const auto& x = a.data<T>();
+    xt::xarray<T> m = xt::amax(x, {axis}, xt::keep_dims | xt::evaluation_strategy::immediate);
+    xt::xarray<T> shifted = x - m;
+    xt::xarray<T> lse = xt::log(
+        xt::sum(xt::exp(shifted), {axis}, xt::keep_dims | xt::evaluation_strategy::immediate));
+    return Tensor(xt::xarray<T>(shifted - lse));
+  });
+  return record("log_softmax", out, {a}, [out, axis](const Tensor& g, GradSink& s) {
+    // g − softmax ⊙ Σ g
+    s.add(0, sub(g, mul(exp(out), sum(g, {static_cast<std::ptrdiff_t>(axis)}, true))));
+  });
+}
+
+// ---- losses ---------------------------------------------------------------------------------------
+
+Tensor cross_entropy(const Tensor& logits, const std::vector<std::int64_t>& targets,
+                     Reduction reduction) {
+  detail::require_rank(logits, 2, "cross_entropy", "logits");
+  std::size_t n = logits.shape()[0], c = logits.shape()[1];
+  if (targets.size() != n)
+    throw ShapeError(fmt::format("cross_entropy: logits {} need {} targets, got {}",
+                                 shape_str(logits.shape()), n, targets.size()));
+  for (std::size_t i = 0; i < n; ++i)
+    if (targets[i] < 0 || static_cast<std::size_t>(targets[i]) >= c)
+      throw IndexError(fmt::format("cross_entropy: target {} at position {} is out of range for {} classes",
+                                   targets[i], i, c));
+  if (n == 0 && reduction == Reduction::Mean)
+    throw ShapeError("cross_entropy: mean over an empty batch");
+  // Forward: −log_softmax picked at the targets, computed stably row by row.
+  Tensor logp = dispatch(logits.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    const T* x = logits.data<T>().data();
+    xt::xarray<T> r = xt::xarray<T>::from_shape({n});
+    for (std::size_t i = 0; i < n; ++i) {
+      const T* row = x + i * c;
+      T m = *std::max_element(row, row + c);
+      T z = 0;
+      for (std::size_t k = 0; k < c; ++k) z += std::exp(row[k] - m);
+      r(i) = -(row[targets[i]] - m - std::log(z));
+    }
+    return Tensor(std::move(r));
+  });
+  double scale = reduction == Reduction::Mean ? 1.0 / static_cast<double>(n) : 1.0;
+  Tensor out = reduction == Reduction::None ? logp : dispatch(logits.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    T total = 0;
+    for (auto v : logp.data<T>()) total += v;
+    return Tensor(xt::xarray<T>(T(total * scale)));
+  });
+  return record("cross_entropy", out, {logits},
+                [logits, targets, scale, reduction, c](const Tensor& g, GradSink& s) {
+                  // d/dlogits = (softmax − onehot(targets)) · g · scale
+                  Tensor p = sub(softmax(logits, 1), one_hot(targets, c, logits.dtype()));
+                  Tensor gs = reduction == Reduction::None ? reshape(g, std::vector<std::ptrdiff_t>{-1, 1}) : g;
+                  s.add(0, mul(mul(p, gs), scale));
+                });
+}
+
+Tensor mse(const Tensor& a, const Tensor& b, Reduction reduction) {
+  Tensor d = sub(a, b);
+  Tensor sq = mul(d, d);
+  switch (reduction) {
+    case Reduction::Mean: return mean(sq);
+    case Reduction::Sum: return sum(sq);
+    default: return sq;
+  }
+}
+
+}  // namespace tapegrad

@@ -1,0 +1,400 @@
+// tapegrad — shape ops: reshape, permute, narrow/concat, index_select/gather and their adjoints.
+//
+// Row-major data lets every "take a block along one axis" op be written as `outer` contiguous
+// runs of `len · inner` elements, where outer = Π shape[:axis] and inner = Π shape[axis+1:].
+// narrow's VJP adds its gradient into the parent's gradient in place (GradSink::add_narrow):
+// slicing a (B, T, 3H) projection T times costs O(T), not O(T²).
+#include <algorithm>
+#include <cstring>
+#include <numeric>
+
+#include <fmt/format.h>
+#include <xtensor/xmanipulation.hpp>
+
+#include "framework/dispatch.hpp"
+#include "framework/ops.hpp"
+#include "framework/tape.hpp"
+
+namespace tapegrad {
+
+using detail::dispatch;
+
+namespace {
+
+/// Copies `outer` runs of `run` elements from src (stride src_stride) to dst (stride dst_stride).
+template <class T>
+void copy_runs(const T* src, std::size_t src_stride, T* dst, std::size_t dst_stride,
+               std::size_t outer, std::size_t run) {
+  for (std::size_t o = 0; o < outer; ++o)
+    std::memcpy(dst + o * dst_stride, src + o * src_stride, run * sizeof(T));
+}
+
+void check_index(std::int64_t i, std::size_t size, const char* op, std::size_t axis) {
+  if (i < 0 || static_cast<std::size_t>(i) >= size)
+    throw IndexError(fmt::format("{}: index {} is out of range for axis {} of size {}", op, i, axis, size));
+}
+
+}  // namespace
+
+// ---- reshape ---------------------------------------------------------------------------------------
+
+Tensor reshape(const Tensor& a, const Shape& shape) {
+  detail::require_defined(a, "reshape", "a");
+  if (detail::prod(shape, 0, shape.size()) != a.numel())
+    throw ShapeError(fmt::format("reshape: cannot reshape {} ({} elements) to {}",
+                                 shape_str(a.shape()), a.numel(), shape_str(shape)));
+  if (shape == a.shape()) return a;
+  Tensor out = dispatch(a.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    xt::xarray<T> r = a.data<T>();
+    r.reshape(shape);
+    return Tensor(std::move(r));
+  });
+  return record("reshape", out, {a}, [ashape = a.shape()](const Tensor& g, GradSink& s) {
+    s.add(0, reshape(g, ashape));
+  });
+}
+
+Tensor reshape(const Tensor& a, const std::vector<std::ptrdiff_t>& spec) {
+  detail::require_defined(a, "reshape", "a");
+  Shape shape(spec.size());
+  std::size_t known = 1;
+  std::ptrdiff_t infer = -1;
+  for (std::size_t i = 0; i < spec.size(); ++i) {
+    if (spec[i] == -1) {
+      if (infer >= 0) throw ShapeError("reshape: only one dimension can be -1");
+      infer = static_cast<std::ptrdiff_t>(i);
+    } else if (spec[i] < 0) {
+      throw ShapeError(fmt::format("reshape: negative dimension {}", spec[i]));
+    } else {
+      shape[i] = static_cast<std::size_t>(spec[i]);
+      known *= shape[i];
+    }
+  }
+  if (infer >= 0) {
+    if (known == 0 || a.numel() % known != 0)
+      throw ShapeError(fmt::format("reshape: cannot infer -1 reshaping {} ({} elements)",
+                                   shape_str(a.shape()), a.numel()));
+    shape[infer] = a.numel() / known;
+  }
+  return reshape(a, shape);
+}
+
+Tensor unsqueeze(const Tensor& a, std::ptrdiff_t axis) {
+  std::size_t ax = normalize_axis(axis < 0 ? axis + 1 : axis, a.dim() + 1, "unsqueeze");
+  Shape s = a.shape();
+  s.insert(s.begin() + static_cast<std::ptrdiff_t>(ax), 1);
+  return reshape(a, s);
+}
+
+Tensor squeeze(const Tensor& a, std::ptrdiff_t axis) {
+  std::size_t ax = normalize_axis(axis, a.dim(), "squeeze");
+  if (a.shape()[ax] != 1)
+    throw ShapeError(fmt::format("squeeze: axis {} of {} is not 1", axis, shape_str(a.shape())));
+  Shape s = a.shape();
+  s.erase(s.begin() + static_cast<std::ptrdiff_t>(ax));
+  return reshape(a, s);
+}
+
+// ---- permute / transpose ---------------------------------------------------------------------------
+
+Tensor permute(const Tensor& a, const std::vector<std::size_t>& dims) {
+  detail::require_defined(a, "permute", "a");
+  std::vector<std::size_t> sorted = dims;
+  std::sort(sorted.begin(), sorted.end());
+  for (std::size_t i = 0; i < sorted.size(); ++i)
+    if (sorted.size() != a.dim() || sorted[i] != i)
+      throw ShapeError(fmt::format("permute: {} dims given for a tensor of shape {}, not a permutation",
+                                   dims.size(), shape_str(a.shape())));
+  Tensor out = dispatch(a.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    return Tensor(xt::xarray<T>(xt::transpose(a.data<T>(), dims)));
+  });
+  std::vector<std::size_t> inverse(dims.size());
+  for (std::size_t i = 0; i < dims.size(); ++i) inverse[dims[i]] = i;
+  return record("permute", out, {a}, [inverse](const Tensor& g, GradSink& s) {
+    s.add(0, permute(g, inverse));
+  });
+}
+
+Tensor transpose(const Tensor& a, std::ptrdiff_t axis0, std::ptrdiff_t axis1) {
+  detail::require_defined(a, "transpose", "a");
+  std::vector<std::size_t> dims(a.dim());
+  std::iota(dims.begin(), dims.end(), 0);
+  std::swap(dims[normalize_axis(axis0, a.dim(), "transpose")],
+            dims[normalize_axis(axis1, a.dim(), "transpose")]);
+  return permute(a, dims);
+}
+
+Tensor transpose(const Tensor& a) {
+  detail::require_defined(a, "transpose", "a");
+  if (a.dim() < 2)
+    throw ShapeError(fmt::format("transpose: needs at least 2 dims, got {}", shape_str(a.shape())));
+  return transpose(a, -2, -1);
+}
+
+// ---- narrow / concat and their adjoint ----------------------------------------------------------
+
+Tensor narrow(const Tensor& a, std::ptrdiff_t axis_in, std::size_t start, std::size_t length) {
+  detail::require_defined(a, "narrow", "a");
+  std::size_t axis = normalize_axis(axis_in, a.dim(), "narrow");
+  const Shape& s = a.shape();
+  if (start > s[axis] || length > s[axis] - start)
+    throw IndexError(fmt::format("narrow: range [{}, {}) is out of bounds for axis {} of {}", start,
+                                 start + length, axis_in, shape_str(s)));
+  Shape os = s;
+  os[axis] = length;
+  std::size_t inner = detail::prod(s, axis + 1, s.size());
+  Tensor out = dispatch(a.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    xt::xarray<T> r = xt::xarray<T>::from_shape(os);
+    copy_runs(a.data<T>().data() + start * inner, s[axis] * inner, r.data(), length * inner,
+              detail::prod(s, 0, axis), length * inner);
+    return Tensor(std::move(r));
+  });
+  return record("narrow", out, {a}, [axis, start](const Tensor& g, GradSink& sk) {
+    sk.add_narrow(0, axis, start, g);
+  });
+}
+
+Tensor pad_narrow(const Tensor& g, std::ptrdiff_t axis_in, std::size_t start, std::size_t full_size) {
+  detail::require_defined(g, "pad_narrow", "g");
+  std::size_t axis = normalize_axis(axis_in, g.dim(), "pad_narrow");
+  const Shape& s = g.shape();
+  if (start + s[axis] > full_size)
+    throw IndexError(fmt::format("pad_narrow: [{}, {}) exceeds size {}", start, start + s[axis], full_size));
+  Shape fs = s;
+  fs[axis] = full_size;
+  Tensor out = zeros(fs, g.dtype());
+  std::size_t inner = detail::prod(s, axis + 1, s.size());
+  dispatch(g.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    copy_runs(g.data<T>().data(), s[axis] * inner, out.data<T>().data() + start * inner,
+              full_size * inner, detail::prod(s, 0, axis), s[axis] * inner);
+  });
+  return record("pad_narrow", out, {g}, [axis, start, len = s[axis]](const Tensor& gg, GradSink& sk) {
+    sk.add(0, narrow(gg, static_cast<std::ptrdiff_t>(axis), start, len));
+  });
+}
+
+Tensor select(const Tensor& a, std::ptrdiff_t axis, std::size_t index) {
+  return squeeze(narrow(a, axis, index, 1), axis);
+}
+
+Tensor slice_rows(const Tensor& a, std::size_t start, std::size_t stop) {
+  if (stop < start) throw IndexError(fmt::format("slice_rows: stop {} < start {}", stop, start));
+  return narrow(a, 0, start, stop - start);
+}
+
+std::vector<Tensor> split(const Tensor& a, const std::vector<std::size_t>& sizes, std::ptrdiff_t axis) {
+  detail::require_defined(a, "split", "a");
+  std::size_t ax = normalize_axis(axis, a.dim(), "split");
+  std::size_t total = std::accumulate(sizes.begin(), sizes.end(), std::size_t{0});
+  if (total != a.shape()[ax])
+    throw ShapeError(fmt::format("split: sizes add up to {}, but axis {} of {} has {}", total, axis,
+                                 shape_str(a.shape()), a.shape()[ax]));
+  std::vector<Tensor> parts;
+  std::size_t start = 0;
+  for (std::size_t n : sizes) {
+    parts.push_back(narrow(a, axis, start, n));
+    start += n;
+  }
+  return parts;
+}
+
+std::vector<Tensor> chunk(const Tensor& a, std::size_t n, std::ptrdiff_t axis) {
+  detail::require_defined(a, "chunk", "a");
+  std::size_t len = a.shape()[normalize_axis(axis, a.dim(), "chunk")];
+  if (n == 0 || len % n != 0)
+    throw ShapeError(fmt::format("chunk: axis {} of {} (size {}) does not split into {} equal parts",
+                                 axis, shape_str(a.shape()), len, n));
+  return split(a, std::vector<std::size_t>(n, len / n), axis);
+}
+
+Tensor concat(const std::vector<Tensor>& parts, std::ptrdiff_t axis_in) {
+  if (parts.empty()) throw ValueError("concat: no tensors given");
+  const Tensor& first = parts[0];
+  detail::require_defined(first, "concat", "parts[0]");
+  std::size_t axis = normalize_axis(axis_in, first.dim(), "concat");
+  Shape os = first.shape();
+  os[axis] = 0;
+  for (const Tensor& p : parts) {
+    detail::require_same_dtype(first, p, "concat");
+    bool ok = p.dim() == first.dim();
+    for (std::size_t d = 0; ok && d < p.dim(); ++d) ok = d == axis || p.shape()[d] == first.shape()[d];
+    if (!ok)
+      throw ShapeError(fmt::format("concat: shapes {} and {} differ outside axis {}",
+                                   shape_str(first.shape()), shape_str(p.shape()), axis_in));
+    os[axis] += p.shape()[axis];
+  }
+  std::size_t inner = detail::prod(os, axis + 1, os.size()), outer = detail::prod(os, 0, axis);
+  Tensor out = dispatch(first.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    xt::xarray<T> r = xt::xarray<T>::from_shape(os);
+    std::size_t offset = 0;
+    for (const Tensor& p : parts) {
+      std::size_t run = p.shape()[axis] * inner;
+      copy_runs(p.data<T>().data(), run, r.data() + offset * inner, os[axis] * inner, outer, run);
+      offset += p.shape()[axis];
+    }
+    return Tensor(std::move(r));
+  });
+  std::vector<std::size_t> lens;
+  for (const Tensor& p : parts) lens.push_back(p.shape()[axis]);
+  return record("concat", out, parts, [axis, lens](const Tensor& g, GradSink& s) {
+    std::size_t offset = 0;
+    for (std::size_t i = 0; i < lens.size(); offset += lens[i], ++i)
+      if (s.needs(i)) s.add(i, narrow(g, static_cast<std::ptrdiff_t>(axis), offset, lens[i]));
+  });
+}
+
+Tensor stack(const std::vector<Tensor>& parts, std::ptrdiff_t axis) {
+  if (parts.empty()) throw ValueError("stack: no tensors given");
+  std::vector<Tensor> expanded;
+  expanded.reserve(parts.size());
+  for (const Tensor& p : parts) {
+    detail::require_defined(p, "stack", "parts[i]");
+    if (p.shape() != parts[0].shape())
+      throw ShapeError(fmt::format("stack: shapes {} and {} differ", shape_str(parts[0].shape()),
+                                   shape_str(p.shape())));
+    expanded.push_back(unsqueeze(p, axis));
+  }
+  return concat(expanded, axis);
+}
+
+// ---- index_select / gather and their adjoints ---------------------------------------------------
+
+Tensor index_select(const Tensor& a, std::ptrdiff_t axis_in, const std::vector<std::int64_t>& index) {
+  detail::require_defined(a, "index_select", "a");
+  std::size_t axis = normalize_axis(axis_in, a.dim(), "index_select");
+  const Shape& s = a.shape();
+  for (auto i : index) check_index(i, s[axis], "index_select", axis);
+  Shape os = s;
+  os[axis] = index.size();
+  std::size_t outer = detail::prod(s, 0, axis), inner = detail::prod(s, axis + 1, s.size());
+  Tensor out = dispatch(a.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    xt::xarray<T> r = xt::xarray<T>::from_shape(os);
+    const T* src = a.data<T>().data();
+    for (std::size_t o = 0; o < outer; ++o)
+      for (std::size_t j = 0; j < index.size(); ++j)
+        std::memcpy(r.data() + (o * index.size() + j) * inner,
+                    src + (o * s[axis] + static_cast<std::size_t>(index[j])) * inner, inner * sizeof(T));
+    return Tensor(std::move(r));
+  });
+  return record("index_select", out, {a}, [s, axis, index](const Tensor& g, GradSink& sk) {
+    sk.add(0, index_add(s, static_cast<std::ptrdiff_t>(axis), index, g));
+  });
+}
+
+Tensor index_add(const Shape& shape, std::ptrdiff_t axis_in, const std::vector<std::int64_t>& index,
+                 const Tensor& g) {
+  detail::require_defined(g, "index_add", "g");
+  std::size_t axis = normalize_axis(axis_in, shape.size(), "index_add");
+  if (g.dim() != shape.size() || g.shape()[axis] != index.size())
+    throw ShapeError(fmt::format("index_add: gradient {} does not fit {} with {} indices",
+                                 shape_str(g.shape()), shape_str(shape), index.size()));
+  for (auto i : index) check_index(i, shape[axis], "index_add", axis);
+  Tensor out = zeros(shape, g.dtype());
+  std::size_t outer = detail::prod(shape, 0, axis), inner = detail::prod(shape, axis + 1, shape.size());
+  dispatch(g.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    T* dst = out.data<T>().data();
+    const T* src = g.data<T>().data();
+    for (std::size_t o = 0; o < outer; ++o)
+      for (std::size_t j = 0; j < index.size(); ++j) {
+        T* d = dst + (o * shape[axis] + static_cast<std::size_t>(index[j])) * inner;
+        const T* sr = src + (o * index.size() + j) * inner;
+        for (std::size_t k = 0; k < inner; ++k) d[k] += sr[k];
+      }
+  });
+  return record("index_add", out, {g}, [axis, index](const Tensor& gg, GradSink& sk) {
+    sk.add(0, index_select(gg, static_cast<std::ptrdiff_t>(axis), index));
+  });
+}
+
+namespace {
+
+/// Checks gather/scatter operand shapes and returns (outer, index_len, inner).
+std::array<std::size_t, 3> gather_geometry(const Shape& data, std::size_t axis,
+                                           const xt::xarray<std::int64_t>& index, const char* op) {
+  bool ok = index.dimension() == data.size();
+  for (std::size_t d = 0; ok && d < data.size(); ++d) ok = d == axis || index.shape()[d] == data[d];
+  if (!ok)
+    throw ShapeError(fmt::format("{}: index shape {} does not match data {} outside axis {}", op,
+                                 shape_str(Shape(index.shape().begin(), index.shape().end())),
+                                 shape_str(data), axis));
+  for (auto i : index) check_index(i, data[axis], op, axis);
+  const auto& is = index.shape();
+  std::size_t outer = 1, inner = 1;
+  for (std::size_t d = 0; d < axis; ++d) outer *= is[d];
+  for (std::size_t d = axis + 1; d < is.size(); ++d) inner *= is[d];
+  return {outer, is[axis], inner};
+}
+
+}  // namespace
+
+Tensor gather(const Tensor& a, std::ptrdiff_t axis_in, const xt::xarray<std::int64_t>& index) {
+  detail::require_defined(a, "gather", "a");
+  std::size_t axis = normalize_axis(axis_in, a.dim(), "gather");
+  const auto geo = gather_geometry(a.shape(), axis, index, "gather");
+  const std::size_t outer = geo[0], len = geo[1], inner = geo[2];
+  std::size_t alen = a.shape()[axis];
+  Tensor out = dispatch(a.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    xt::xarray<T> r = xt::xarray<T>::from_shape(index.shape());
+    const T* src = a.data<T>().data();
+    const std::int64_t* idx = index.data();
+    for (std::size_t o = 0; o < outer; ++o)
+      for (std::size_t j = 0; j < len; ++j)
+        for (std::size_t i = 0; i < inner; ++i) {
+          std::size_t p = (o * len + j) * inner + i;
+          r.data()[p] = src[(o * alen + static_cast<std::size_t>(idx[p])) * inner + i];
+        }
+    return Tensor(std::move(r));
+  });
+  return record("gather", out, {a}, [s = a.shape(), axis, index](const Tensor& g, GradSink& sk) {
+    sk.add(0, scatter_add(s, static_cast<std::ptrdiff_t>(axis), index, g));
+  });
+}
+
+Tensor scatter_add(const Shape& shape, std::ptrdiff_t axis_in, const xt::xarray<std::int64_t>& index,
+                   const Tensor& g) {
+  detail::require_defined(g, "scatter_add", "g");
+  std::size_t axis = normalize_axis(axis_in, shape.size(), "scatter_add");
+  const auto geo = gather_geometry(shape, axis, index, "scatter_add");
+  const std::size_t outer = geo[0], len = geo[1], inner = geo[2];
+  if (!std::equal(g.shape().begin(), g.shape().end(), index.shape().begin(), index.shape().end()))
+    throw ShapeError(fmt::format("scatter_add: gradient {} must have the index's shape",
+                                 shape_str(g.shape())));
+  Tensor out = zeros(shape, g.dtype());
+  std::size_t alen = shape[axis];
+  dispatch(g.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    T* dst = out.data<T>().data();
+    const T* src = g.data<T>().data();
+    const std::int64_t* idx = index.data();
+    for (std::size_t o = 0; o < outer; ++o)
+      for (std::size_t j = 0; j < len; ++j)
+        for (std::size_t i = 0; i < inner; ++i) {
+          std::size_t p = (o * len + j) * inner + i;
+          dst[(o * alen + static_cast<std::size_t>(idx[p])) * inner + i] += src[p];
+        }
+  });
+  return record("scatter_add", out, {g}, [axis, index](const Tensor& gg, GradSink& sk) {
+    sk.add(0, gather(gg, static_cast<std::ptrdiff_t>(axis), index));
+  });
+}
+
+Tensor one_hot(const std::vector<std::int64_t>& labels, std::size_t num_classes, DType dtype) {
+  for (auto l : labels) check_index(l, num_classes, "one_hot", 1);
+  Tensor out = zeros(Shape{labels.size(), num_classes}, dtype);
+  dispatch(dtype, [&](auto tag) {
+    using T = decltype(tag);
+    T* d = out.data<T>().data();
+    for (std::size_t i = 0; i < labels.size(); ++i) d[i * num_classes + labels[i]] = T(1);
+  });
+  return out;
+}
+
+}  // namespace tapegrad

@@ -1,0 +1,10 @@
+// tapegrad — include this one header to get the whole framework.
+#pragma once
+
+#include "framework/error.hpp"
+#include "framework/gradcheck.hpp"
+#include "framework/ops.hpp"
+#include "framework/print.hpp"
+#include "framework/random.hpp"
+#include "framework/tape.hpp"
+#include "framework/tensor.hpp"

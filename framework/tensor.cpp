@@ -1,0 +1,294 @@
+// tapegrad — Tensor handle, creation functions and the internal argument checks.
+#include "framework/tensor.hpp"
+
+#include <cmath>
+
+#include <fmt/format.h>
+#include <xtensor/xbuilder.hpp>
+
+#include "framework/dispatch.hpp"
+#include "framework/ops.hpp"
+#include "framework/tape.hpp"
+
+namespace tapegrad {
+
+namespace {
+DType g_default_dtype = DType::Float32;
+}
+
+const char* dtype_name(DType dtype) { return dtype == DType::Float32 ? "float32" : "float64"; }
+DType default_dtype() { return g_default_dtype; }
+void set_default_dtype(DType dtype) { g_default_dtype = dtype; }
+
+std::string shape_str(const Shape& shape) {
+  std::string s = "(";
+  for (std::size_t i = 0; i < shape.size(); ++i) {
+    if (i) s += ", ";
+    s += std::to_string(shape[i]);
+  }
+  if (shape.size() == 1) s += ",";
+  return s + ")";
+}
+
+// ---- Tensor -----------------------------------------------------------------------------------
+
+Tensor::Tensor(xt::xarray<float> value, bool requires_grad)
+    : impl_(std::make_shared<TensorImpl>()) {
+  impl_->value = std::move(value);
+  impl_->requires_grad = requires_grad;
+}
+
+Tensor::Tensor(xt::xarray<double> value, bool requires_grad)
+    : impl_(std::make_shared<TensorImpl>()) {
+  impl_->value = std::move(value);
+  impl_->requires_grad = requires_grad;
+}
+
+TensorImpl& Tensor::checked() const {
+  if (!impl_) throw ValueError("tensor: operation on an undefined Tensor");
+  return *impl_;
+}
+
+DType Tensor::dtype() const {
+  return checked().value.index() == 0 ? DType::Float32 : DType::Float64;
+}
+
+const Shape& Tensor::shape() const {
+  return std::visit([](const auto& a) -> const Shape& { return a.shape(); }, checked().value);
+}
+
+std::size_t Tensor::size(std::ptrdiff_t axis) const {
+  return shape()[normalize_axis(axis, dim(), "size")];
+}
+
+std::size_t Tensor::numel() const {
+  return std::visit([](const auto& a) { return a.size(); }, checked().value);
+}
+
+template <class T>
+xt::xarray<T>& Tensor::data() {
+  auto* p = std::get_if<xt::xarray<T>>(&checked().value);
+  if (!p)
+    throw DTypeError(fmt::format("data: tensor{} is {}, asked for {}", shape_str(shape()),
+                                 dtype_name(dtype()), dtype_name(detail::dtype_of<T>())));
+  return *p;
+}
+
+template <class T>
+const xt::xarray<T>& Tensor::data() const {
+  return const_cast<Tensor*>(this)->data<T>();
+}
+
+template xt::xarray<float>& Tensor::data<float>();
+template xt::xarray<double>& Tensor::data<double>();
+template const xt::xarray<float>& Tensor::data<float>() const;
+template const xt::xarray<double>& Tensor::data<double>() const;
+
+xt::xarray<double> Tensor::to_f64() const {
+  return std::visit([](const auto& a) -> xt::xarray<double> { return xt::cast<double>(a); },
+                    checked().value);
+}
+
+double Tensor::item() const {
+  if (numel() != 1)
+    throw ShapeError(fmt::format("item: tensor of shape {} has {} elements, not 1",
+                                 shape_str(shape()), numel()));
+  return at(0);
+}
+
+double Tensor::at(std::size_t flat_index) const {
+  if (flat_index >= numel())
+    throw IndexError(fmt::format("at: flat index {} out of range for shape {}", flat_index,
+                                 shape_str(shape())));
+  return std::visit([&](const auto& a) { return static_cast<double>(a.data()[flat_index]); },
+                    checked().value);
+}
+
+bool Tensor::requires_grad() const { return checked().requires_grad; }
+
+Tensor& Tensor::requires_grad_(bool on) {
+  if (!is_leaf() && !on)
+    throw AutogradError(fmt::format(
+        "requires_grad_: '{}' is not a leaf (made by '{}'); use detach() instead", name(), op()));
+  if (on && !is_leaf()) return *this;  // already tracked
+  checked().requires_grad = on;
+  return *this;
+}
+
+bool Tensor::is_leaf() const { return checked().node < 0; }
+Tensor Tensor::grad() const { return checked().grad; }
+
+void Tensor::set_grad(const Tensor& g) {
+  if (g.defined() && (g.dtype() != dtype() || g.shape() != shape()))
+    throw ShapeError(fmt::format("set_grad: gradient {} {} does not match tensor {} {}",
+                                 dtype_name(g.dtype()), shape_str(g.shape()), dtype_name(dtype()),
+                                 shape_str(shape())));
+  checked().grad = g;
+}
+
+void Tensor::zero_grad() { checked().grad = Tensor(); }
+
+Tensor& Tensor::retain_grad() {
+  checked().retains_grad = true;
+  return *this;
+}
+
+Tensor& Tensor::register_hook(Hook hook) {
+  if (!requires_grad())
+    throw AutogradError(fmt::format(
+        "register_hook: tensor '{}' {} does not require grad, so no gradient will reach it",
+        name(), shape_str(shape())));
+  checked().hooks.push_back(std::move(hook));
+  return *this;
+}
+
+Tensor& Tensor::register_hook(std::function<void(const Tensor&)> observer) {
+  return register_hook(Hook([obs = std::move(observer)](const Tensor& g) {
+    obs(g);
+    return Tensor();
+  }));
+}
+
+Tensor Tensor::detach() const {
+  Tensor out = std::visit([](const auto& a) { return Tensor(a); }, checked().value);
+  out.impl_->name = checked().name;
+  return out;
+}
+
+void Tensor::backward(const Tensor& seed, bool retain_graph, bool create_graph) const {
+  tapegrad::backward(*this, seed, retain_graph, create_graph);
+}
+
+const char* Tensor::op() const { return checked().op; }
+const std::string& Tensor::name() const { return checked().name; }
+
+Tensor& Tensor::set_name(std::string name) {
+  checked().name = std::move(name);
+  return *this;
+}
+
+Tensor Tensor::sum() const { return tapegrad::sum(*this); }
+Tensor Tensor::mean() const { return tapegrad::mean(*this); }
+Tensor Tensor::reshape(const std::vector<std::ptrdiff_t>& s) const {
+  return tapegrad::reshape(*this, s);
+}
+Tensor Tensor::t() const { return tapegrad::transpose(*this); }
+Tensor Tensor::pow(double exponent) const { return tapegrad::pow(*this, exponent); }
+Tensor Tensor::to(DType dtype) const { return tapegrad::cast(*this, dtype); }
+
+// ---- creation ---------------------------------------------------------------------------------
+
+Tensor full(const Shape& shape, double value, DType dtype) {
+  return detail::dispatch(dtype, [&](auto tag) {
+    using T = decltype(tag);
+    xt::xarray<T> a = xt::xarray<T>::from_shape(shape);
+    a.fill(static_cast<T>(value));
+    return Tensor(std::move(a));
+  });
+}
+
+Tensor zeros(const Shape& shape, DType dtype) { return full(shape, 0.0, dtype); }
+Tensor ones(const Shape& shape, DType dtype) { return full(shape, 1.0, dtype); }
+Tensor zeros_like(const Tensor& t) { return zeros(t.shape(), t.dtype()); }
+Tensor ones_like(const Tensor& t) { return ones(t.shape(), t.dtype()); }
+Tensor scalar(double value, DType dtype) { return full(Shape{}, value, dtype); }
+
+Tensor arange(double start, double stop, double step, DType dtype) {
+  if (step == 0 || !std::isfinite(start) || !std::isfinite(stop))
+    throw ValueError(fmt::format("arange: invalid range start={} stop={} step={}", start, stop, step));
+  double count = std::ceil((stop - start) / step);
+  std::size_t n = count > 0 ? static_cast<std::size_t>(count) : 0;
+  return detail::dispatch(dtype, [&](auto tag) {
+    using T = decltype(tag);
+    xt::xarray<T> a = xt::xarray<T>::from_shape({n});
+    for (std::size_t i = 0; i < n; ++i) a(i) = static_cast<T>(start + step * double(i));
+    return Tensor(std::move(a));
+  });
+}
+
+Tensor arange(double stop, DType dtype) { return arange(0.0, stop, 1.0, dtype); }
+
+Tensor from_vector(const std::vector<double>& values, const Shape& shape, DType dtype) {
+  if (detail::prod(shape, 0, shape.size()) != values.size())
+    throw ShapeError(fmt::format("from_vector: {} values do not fill shape {}", values.size(),
+                                 shape_str(shape)));
+  return detail::dispatch(dtype, [&](auto tag) {
+    using T = decltype(tag);
+    xt::xarray<T> a = xt::xarray<T>::from_shape(shape);
+    std::copy(values.begin(), values.end(), a.begin());
+    return Tensor(std::move(a));
+  });
+}
+
+Tensor tensor(std::initializer_list<double> values, DType dtype) {
+  return from_vector(std::vector<double>(values), Shape{values.size()}, dtype);
+}
+
+Tensor tensor(std::initializer_list<std::initializer_list<double>> values, DType dtype) {
+  std::vector<double> flat;
+  std::size_t cols = values.size() ? values.begin()->size() : 0;
+  for (const auto& row : values) {
+    if (row.size() != cols)
+      throw ShapeError(fmt::format("tensor: ragged nested list (rows of {} and {} elements)", cols,
+                                   row.size()));
+    flat.insert(flat.end(), row.begin(), row.end());
+  }
+  return from_vector(flat, Shape{values.size(), cols}, dtype);
+}
+
+Tensor tensor(std::initializer_list<std::initializer_list<std::initializer_list<double>>> values,
+              DType dtype) {
+  std::vector<double> flat;
+  std::size_t rows = values.size() ? values.begin()->size() : 0;
+  std::size_t cols = rows ? values.begin()->begin()->size() : 0;
+  for (const auto& mat : values) {
+    if (mat.size() != rows) throw ShapeError("tensor: ragged nested list");
+    for (const auto& row : mat) {
+      if (row.size() != cols) throw ShapeError("tensor: ragged nested list");
+      flat.insert(flat.end(), row.begin(), row.end());
+    }
+  }
+  return from_vector(flat, Shape{values.size(), rows, cols}, dtype);
+}
+
+// ---- internal checks ----------------------------------------------------------------------------
+
+namespace detail {
+
+void require_defined(const Tensor& t, const char* op, const char* arg) {
+  if (!t.defined()) throw ValueError(fmt::format("{}: argument '{}' is an undefined Tensor", op, arg));
+}
+
+void require_same_dtype(const Tensor& a, const Tensor& b, const char* op) {
+  require_defined(a, op, "a");
+  require_defined(b, op, "b");
+  if (a.dtype() != b.dtype())
+    throw DTypeError(fmt::format("{}: dtype mismatch: {} {} vs {} {} (convert with .to())", op,
+                                 dtype_name(a.dtype()), shape_str(a.shape()),
+                                 dtype_name(b.dtype()), shape_str(b.shape())));
+}
+
+void require_rank(const Tensor& t, std::size_t rank, const char* op, const char* arg) {
+  require_defined(t, op, arg);
+  if (t.dim() != rank)
+    throw ShapeError(fmt::format("{}: expected '{}' to be {}-D, got shape {}", op, arg, rank,
+                                 shape_str(t.shape())));
+}
+
+std::size_t prod(const Shape& s, std::size_t begin, std::size_t end) {
+  std::size_t p = 1;
+  for (std::size_t i = begin; i < end; ++i) p *= s[i];
+  return p;
+}
+
+}  // namespace detail
+
+std::size_t normalize_axis(std::ptrdiff_t axis, std::size_t rank, const char* op) {
+  std::ptrdiff_t r = static_cast<std::ptrdiff_t>(rank);
+  std::ptrdiff_t a = axis < 0 ? axis + r : axis;
+  if (a < 0 || a >= r)
+    throw IndexError(fmt::format("{}: axis {} out of range for a {}-D tensor", op, axis, rank));
+  return static_cast<std::size_t>(a);
+}
+
+}  // namespace tapegrad

@@ -1,0 +1,168 @@
+// tapegrad — the Tensor: an n-d array of float32 or float64 with autograd bookkeeping.
+//
+// A Tensor is a cheap handle (a shared pointer) to a TensorImpl that owns
+//   value          the data, an xt::xarray<float> or xt::xarray<double> (row-major)
+//   grad           the accumulated gradient dL/d(this), same shape and dtype, or undefined
+//   requires_grad  whether ops on it are recorded on the tape
+//   name           optional, shown in printing, tape listings and error messages
+// Copying a Tensor copies the handle, not the data (like torch.Tensor in Python).
+//
+// Ops never mix dtypes: float32 + float64 throws DTypeError. Training defaults to float32;
+// gradcheck runs in float64. See framework/ops.hpp for the ops and framework/tape.hpp for
+// how gradients are computed.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <initializer_list>
+#include <memory>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include <xtensor/xarray.hpp>
+
+#include "framework/error.hpp"
+
+namespace tapegrad {
+
+enum class DType { Float32, Float64 };
+
+/// "float32" or "float64".
+const char* dtype_name(DType dtype);
+
+/// The dtype new tensors get when none is given (float32, like PyTorch).
+DType default_dtype();
+void set_default_dtype(DType dtype);
+
+/// A tensor's shape: the same small-vector type xt::xarray uses.
+using Shape = xt::xarray<float>::shape_type;
+
+/// "(2, 3)"; "()" for a 0-d tensor.
+std::string shape_str(const Shape& shape);
+
+class Tensor;
+struct TensorImpl;
+
+/// A gradient hook: sees the gradient flowing into a tensor during backward. It may return a
+/// replacement gradient (same shape and dtype) or an undefined Tensor to keep the original.
+using Hook = std::function<Tensor(const Tensor& grad)>;
+
+class Tensor {
+ public:
+  /// An undefined tensor (like a null pointer); `defined()` is false.
+  Tensor() = default;
+  explicit Tensor(xt::xarray<float> value, bool requires_grad = false);
+  explicit Tensor(xt::xarray<double> value, bool requires_grad = false);
+
+  bool defined() const { return impl_ != nullptr; }
+
+  // ---- metadata -------------------------------------------------------------------------
+  DType dtype() const;
+  const Shape& shape() const;
+  std::size_t dim() const { return shape().size(); }
+  /// Size along `axis` (negative counts from the end).
+  std::size_t size(std::ptrdiff_t axis) const;
+  std::size_t numel() const;
+
+  // ---- data ---------------------------------------------------------------------------------
+  /// The underlying array; T must match dtype() (else DTypeError). Writing through it bypasses
+  /// autograd: do it only on leaves or under NoGradGuard.
+  template <class T>
+  xt::xarray<T>& data();
+  template <class T>
+  const xt::xarray<T>& data() const;
+  /// A float64 copy of the values, whatever the dtype.
+  xt::xarray<double> to_f64() const;
+  /// The value of a one-element tensor.
+  double item() const;
+  /// Element at a flat (row-major) index, as double.
+  double at(std::size_t flat_index) const;
+
+  // ---- autograd -----------------------------------------------------------------------------
+  bool requires_grad() const;
+  /// Marks a leaf as a parameter whose gradient is wanted. Returns *this for chaining.
+  Tensor& requires_grad_(bool on = true);
+  /// True for tensors not produced by a recorded op (parameters, inputs, detached values).
+  bool is_leaf() const;
+  /// The accumulated gradient (undefined until a backward reaches this tensor).
+  Tensor grad() const;
+  void set_grad(const Tensor& grad);
+  /// Drops the accumulated gradient (set_to_none semantics, like PyTorch's default).
+  void zero_grad();
+  /// Keep the gradient of a non-leaf tensor in grad() after backward.
+  Tensor& retain_grad();
+  /// Calls `hook` with the gradient flowing into this tensor, each backward.
+  Tensor& register_hook(Hook hook);
+  /// Convenience: an observer that cannot change the gradient.
+  Tensor& register_hook(std::function<void(const Tensor&)> observer);
+  /// A new leaf with a copy of the values and no history.
+  Tensor detach() const;
+  /// Reverse-mode autodiff from this tensor: see tapegrad::backward in tape.hpp.
+  void backward(const Tensor& seed = Tensor(), bool retain_graph = false,
+                bool create_graph = false) const;
+  /// The name of the op that produced this tensor ("leaf" for leaves).
+  const char* op() const;
+
+  // ---- naming -------------------------------------------------------------------------------
+  const std::string& name() const;
+  Tensor& set_name(std::string name);
+
+  // ---- method sugar for common ops (see ops.hpp for the free functions) ----------------------
+  Tensor sum() const;
+  Tensor mean() const;
+  Tensor reshape(const std::vector<std::ptrdiff_t>& shape) const;
+  Tensor t() const;  ///< 2-D transpose
+  Tensor pow(double exponent) const;
+  Tensor to(DType dtype) const;
+
+  TensorImpl* impl() const { return impl_.get(); }
+  const std::shared_ptr<TensorImpl>& impl_ptr() const { return impl_; }
+  /// Same underlying tensor (not value equality).
+  bool is_same(const Tensor& other) const { return impl_ == other.impl_; }
+
+ private:
+  std::shared_ptr<TensorImpl> impl_;
+  TensorImpl& checked() const;
+};
+
+/// What a Tensor handle points to. Fields below `autograd bookkeeping` belong to the tape.
+struct TensorImpl {
+  std::variant<xt::xarray<float>, xt::xarray<double>> value;
+  bool requires_grad = false;
+  bool retains_grad = false;
+  std::string name;
+  const char* op = "leaf";  // op that produced it (static string)
+  Tensor grad;
+  std::vector<Hook> hooks;
+
+  // ---- autograd bookkeeping (framework/tape.cpp) ----
+  std::int64_t node = -1;      // index of the producing node on its tape, -1 for leaves
+  std::uint64_t tape_id = 0;   // which tape generation `node` refers to
+  Tensor pending;              // gradient gathered during the current backward pass
+  bool pending_owned = false;  // pending's storage is private to us (safe to add in place)
+};
+
+// ---- creation ---------------------------------------------------------------------------------
+Tensor zeros(const Shape& shape, DType dtype = default_dtype());
+Tensor ones(const Shape& shape, DType dtype = default_dtype());
+Tensor full(const Shape& shape, double value, DType dtype = default_dtype());
+Tensor zeros_like(const Tensor& t);
+Tensor ones_like(const Tensor& t);
+/// 0-d tensor holding `value`.
+Tensor scalar(double value, DType dtype = default_dtype());
+/// [start, stop) in steps of `step`, 1-D.
+Tensor arange(double start, double stop, double step = 1.0, DType dtype = default_dtype());
+Tensor arange(double stop, DType dtype = default_dtype());
+
+/// From nested initializer lists: tensor({{1, 2}, {3, 4}}).
+Tensor tensor(std::initializer_list<double> values, DType dtype = default_dtype());
+Tensor tensor(std::initializer_list<std::initializer_list<double>> values,
+              DType dtype = default_dtype());
+Tensor tensor(std::initializer_list<std::initializer_list<std::initializer_list<double>>> values,
+              DType dtype = default_dtype());
+/// From a flat vector and a shape.
+Tensor from_vector(const std::vector<double>& values, const Shape& shape,
+                   DType dtype = default_dtype());
+
+}  // namespace tapegrad
