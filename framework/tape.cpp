@@ -20,6 +20,9 @@ namespace {
 std::atomic<std::uint64_t> g_next_tape_id{1};
 thread_local bool t_grad_enabled = true;
 thread_local bool t_anomaly = false;
+// The node whose VJP is running (for anomaly messages from ops inside a backward).
+thread_local const Node* t_backward_node = nullptr;
+thread_local std::int64_t t_backward_index = -1;
 
 std::string input_shapes(const std::vector<Tensor>& inputs) {
   std::string s;
@@ -136,6 +139,12 @@ bool should_record(const std::vector<Tensor>& inputs) {
 
 void check_forward(const char* op, const Tensor& out, const std::vector<Tensor>& inputs) {
   if (all_finite(out)) return;
+  if (t_backward_node)
+    throw AnomalyError(fmt::format(
+        "anomaly: backward of '{}' (tape index %{}{}) produced NaN or Inf (in its '{}' step); "
+        "inputs of '{}': ({})",
+        t_backward_node->op, t_backward_index, label(t_backward_node->output), op,
+        t_backward_node->op, input_shapes(t_backward_node->inputs)));
   throw AnomalyError(fmt::format(
       "anomaly: forward of '{}' (would be tape index %{}) produced NaN or Inf; output {}, "
       "inputs ({})",
@@ -371,7 +380,10 @@ std::vector<Tensor> BackwardPass::run(const Tensor& root, const Tensor& seed_in,
       deliver(out, g, owned, false);
       sink.node_ = &n;
       sink.node_index_ = i;
+      t_backward_node = &n;
+      t_backward_index = i;
       n.backward(g, sink);
+      t_backward_node = nullptr;
     }
     for (Tensor& leaf : sink.leaves_) {
       TensorImpl& impl = *leaf.impl();
@@ -382,6 +394,7 @@ std::vector<Tensor> BackwardPass::run(const Tensor& root, const Tensor& seed_in,
       deliver(impl, g, owned, true);
     }
   } catch (...) {
+    t_backward_node = nullptr;
     // Leave no half-finished pass behind: drop every pending gradient.
     for (std::int64_t i = r.node; i >= 0; --i) tp.nodes_[i].output.impl()->pending = Tensor();
     for (Tensor& leaf : sink.leaves_) leaf.impl()->pending = Tensor();

@@ -133,20 +133,13 @@ Tensor& Tensor::retain_grad() {
   return *this;
 }
 
-Tensor& Tensor::register_hook(Hook hook) {
+Tensor& Tensor::add_hook(Hook hook) {
   if (!requires_grad())
     throw AutogradError(fmt::format(
         "register_hook: tensor '{}' {} does not require grad, so no gradient will reach it",
         name(), shape_str(shape())));
   checked().hooks.push_back(std::move(hook));
   return *this;
-}
-
-Tensor& Tensor::register_hook(std::function<void(const Tensor&)> observer) {
-  return register_hook(Hook([obs = std::move(observer)](const Tensor& g) {
-    obs(g);
-    return Tensor();
-  }));
 }
 
 Tensor Tensor::detach() const {

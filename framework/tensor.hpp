@@ -17,6 +17,7 @@
 #include <initializer_list>
 #include <memory>
 #include <string>
+#include <type_traits>
 #include <variant>
 #include <vector>
 
@@ -92,10 +93,20 @@ class Tensor {
   void zero_grad();
   /// Keep the gradient of a non-leaf tensor in grad() after backward.
   Tensor& retain_grad();
-  /// Calls `hook` with the gradient flowing into this tensor, each backward.
-  Tensor& register_hook(Hook hook);
-  /// Convenience: an observer that cannot change the gradient.
-  Tensor& register_hook(std::function<void(const Tensor&)> observer);
+  /// Calls `hook(grad)` with the gradient flowing into this tensor, at each backward. A hook
+  /// returning void only observes; one returning a Tensor may replace the gradient (return an
+  /// undefined Tensor to keep it).
+  template <class F>
+  Tensor& register_hook(F&& hook) {
+    if constexpr (std::is_void_v<std::invoke_result_t<F&, const Tensor&>>)
+      return add_hook(Hook([h = std::forward<F>(hook)](const Tensor& g) mutable {
+        h(g);
+        return Tensor();
+      }));
+    else
+      return add_hook(Hook(std::forward<F>(hook)));
+  }
+  Tensor& add_hook(Hook hook);
   /// A new leaf with a copy of the values and no history.
   Tensor detach() const;
   /// Reverse-mode autodiff from this tensor: see tapegrad::backward in tape.hpp.

@@ -1,0 +1,246 @@
+// Tape semantics: reuse, diamonds, accumulation, no_grad, detach, hooks, retain_grad, long
+// chains, clearing, create_graph, and torch.autograd.grad-style capture.
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <thread>
+
+#include "framework/tapegrad.hpp"
+
+using namespace tapegrad;
+
+namespace {
+Tensor scalar64(double v) { return scalar(v, DType::Float64).requires_grad_(); }
+}  // namespace
+
+TEST(Tape, TensorUsedTwiceAccumulates) {
+  Tensor x = scalar64(3.0);
+  Tensor y = x * x + x;  // dy/dx = 2x + 1 = 7
+  y.backward();
+  EXPECT_DOUBLE_EQ(x.grad().item(), 7.0);
+}
+
+TEST(Tape, ReusedNodeLikeMicrogradPlusEquals) {
+  // micrograd's test: c = c + c + 1 reuses a node; gradients must add, never overwrite.
+  Tensor a = scalar64(-4.0);
+  Tensor c = a * 2.0;
+  c = c + c + 1.0;
+  c = c + 1.0 + c + (-a);
+  c.backward();
+  EXPECT_DOUBLE_EQ(a.grad().item(), 2 * 2 * 2 - 1);
+}
+
+TEST(Tape, DiamondGraph) {
+  Tensor x = scalar64(0.5);
+  Tensor a = tanh(x), b = sigmoid(x);
+  Tensor y = a * b;
+  y.backward();
+  double t = std::tanh(0.5), s = 1 / (1 + std::exp(-0.5));
+  EXPECT_NEAR(x.grad().item(), (1 - t * t) * s + t * s * (1 - s), 1e-15);
+}
+
+TEST(Tape, GradientsAccumulateAcrossBackwardCallsUntilZeroGrad) {
+  Tensor x = scalar64(2.0);
+  (x * 3.0).backward();
+  (x * 3.0).backward();
+  EXPECT_DOUBLE_EQ(x.grad().item(), 6.0);
+  x.zero_grad();
+  EXPECT_FALSE(x.grad().defined());
+  (x * 5.0).backward();
+  EXPECT_DOUBLE_EQ(x.grad().item(), 5.0);
+}
+
+TEST(Tape, RetainGraphAllowsSecondBackward) {
+  Tensor x = scalar64(2.0);
+  Tensor y = x * x;
+  y.backward(Tensor(), true);
+  y.backward();
+  EXPECT_DOUBLE_EQ(x.grad().item(), 8.0);
+}
+
+TEST(Tape, NoGradRecordsNothing) {
+  tape().clear();
+  Tensor x = scalar64(1.0);
+  {
+    NoGradGuard guard;
+    Tensor y = x * 2.0;
+    EXPECT_FALSE(y.requires_grad());
+    EXPECT_EQ(tape().size(), 0u);
+  }
+  Tensor z = x * 2.0;
+  EXPECT_TRUE(z.requires_grad());
+  EXPECT_EQ(tape().size(), 1u);
+  tape().clear();
+}
+
+TEST(Tape, DetachCutsTheGraph) {
+  Tensor x = scalar64(3.0);
+  Tensor h = tanh(x);
+  Tensor d = h.detach();
+  EXPECT_TRUE(d.is_leaf());
+  EXPECT_FALSE(d.requires_grad());
+  Tensor y = d * x;  // only the direct path counts
+  y.backward();
+  EXPECT_DOUBLE_EQ(x.grad().item(), std::tanh(3.0));
+}
+
+TEST(Tape, HooksSeeTheGradientAndCanReplaceIt) {
+  Tensor x = from_vector({0.1, 0.2, 0.3}, {3}, DType::Float64).requires_grad_();
+  Tensor h = tanh(x);
+  Tensor seen;
+  h.register_hook([&](const Tensor& g) { seen = g.detach(); });
+  Tensor y = sum(h * 4.0);
+  y.backward();
+  ASSERT_TRUE(seen.defined());
+  for (std::size_t i = 0; i < 3; ++i) EXPECT_DOUBLE_EQ(seen.at(i), 4.0);
+  // A replacing hook changes what flows on.
+  Tensor x2 = scalar64(1.0);
+  Tensor h2 = x2 * 3.0;
+  h2.register_hook([](const Tensor& g) { return mul(g, 0.0); });
+  (h2 * 2.0).backward();
+  EXPECT_DOUBLE_EQ(x2.grad().item(), 0.0);
+}
+
+TEST(Tape, RetainGradKeepsIntermediateGradients) {
+  Tensor x = scalar64(0.3);
+  Tensor h = (x * 2.0).retain_grad();
+  Tensor other = x * 5.0;  // not retained
+  (h * h + other).backward();
+  EXPECT_DOUBLE_EQ(h.grad().item(), 2 * 0.6);
+  EXPECT_FALSE(other.grad().defined());
+}
+
+TEST(Tape, TenThousandStepChainDoesNotOverflowTheStack) {
+  Tensor w = scalar64(0.9999);
+  Tensor h = scalar64(0.5);
+  Tensor x = h;
+  for (int t = 0; t < 10000; ++t) x = tanh(x * w + 0.001);
+  x.backward();
+  ASSERT_TRUE(h.grad().defined());
+  EXPECT_TRUE(std::isfinite(h.grad().item()));
+  EXPECT_TRUE(std::isfinite(w.grad().item()));
+  EXPECT_EQ(tape().size(), 0u);  // cleared after backward
+}
+
+TEST(Tape, ClearingFreesMemoryAndTapeDoesNotGrowAcrossSteps) {
+  Tensor w = randn({64, 64}, DType::Float64).requires_grad_();
+  std::weak_ptr<TensorImpl> intermediate;
+  for (int step = 0; step < 5; ++step) {
+    Tensor x = randn({8, 64}, DType::Float64);
+    Tensor h = tanh(matmul(x, w));
+    if (step == 0) intermediate = h.impl_ptr();
+    Tensor loss = mean(h * h);
+    EXPECT_LT(tape().size(), 10u);
+    loss.backward();
+    EXPECT_EQ(tape().size(), 0u);
+  }
+  EXPECT_TRUE(intermediate.expired());  // the tape released the saved tensors
+}
+
+TEST(Tape, NonScalarRootNeedsASeed) {
+  Tensor x = from_vector({1, 2}, {2}, DType::Float64).requires_grad_();
+  Tensor y = x * 3.0;
+  EXPECT_THROW(y.backward(), AutogradError);
+  y = x * 3.0;
+  y.backward(from_vector({1, 10}, {2}, DType::Float64));
+  EXPECT_DOUBLE_EQ(x.grad().at(0), 3.0);
+  EXPECT_DOUBLE_EQ(x.grad().at(1), 30.0);
+}
+
+TEST(Tape, BackwardThroughFreedTapeIsAnError) {
+  Tensor x = scalar64(1.0);
+  Tensor h = tanh(x);
+  Tensor y = h * 2.0;
+  y.backward();  // clears the tape
+  try {
+    y.backward();
+    FAIL() << "expected AutogradError";
+  } catch (const AutogradError& e) {
+    EXPECT_NE(std::string(e.what()).find("freed tape"), std::string::npos) << e.what();
+  }
+  // Using h (made on the freed tape) in a new graph is also caught at backward.
+  Tensor z = h * 3.0;
+  EXPECT_THROW(z.backward(), AutogradError);
+}
+
+TEST(Tape, CreateGraphGivesHessianVectorProducts) {
+  // f(x) = Σ x³ → ∇f = 3x², H = diag(6x); Hv = 6 x ⊙ v.
+  Tensor x = from_vector({1.0, -2.0, 0.5}, {3}, DType::Float64).requires_grad_();
+  Tensor v = from_vector({1.0, 1.0, 2.0}, {3}, DType::Float64);
+  Tensor f = sum(pow(x, 3.0));
+  std::vector<Tensor> g = grad(f, {x}, Tensor(), true, true);
+  ASSERT_TRUE(g[0].requires_grad());
+  Tensor gv = sum(g[0] * v);
+  gv.backward();
+  EXPECT_DOUBLE_EQ(x.grad().at(0), 6.0);
+  EXPECT_DOUBLE_EQ(x.grad().at(1), -12.0);
+  EXPECT_DOUBLE_EQ(x.grad().at(2), 6.0);
+}
+
+TEST(Tape, GradCapturesWithoutTouchingOtherLeaves) {
+  Tensor a = scalar64(2.0), b = scalar64(3.0);
+  Tensor h = (a * b).set_name("h");
+  Tensor y = h * h;
+  auto g = grad(y, {h, a});
+  EXPECT_DOUBLE_EQ(g[0].item(), 12.0);
+  EXPECT_DOUBLE_EQ(g[1].item(), 36.0);
+  EXPECT_FALSE(a.grad().defined());
+  EXPECT_FALSE(b.grad().defined());
+}
+
+TEST(Tape, SliceGradientsAccumulateInPlace) {
+  // 3 narrows of one parent: the parent receives exactly one gradient buffer.
+  Tensor p = randn({4, 6}, DType::Float64).requires_grad_();
+  Tensor proj = p * 1.0;
+  int calls = 0;
+  const void* first = nullptr;
+  bool same_buffer = true;
+  proj.register_hook([&](const Tensor& g) {
+    ++calls;
+    first = g.impl();
+    same_buffer = g.shape() == Shape{4, 6};
+  });
+  auto parts = chunk(proj, 3, 1);
+  (sum(parts[0]) + sum(parts[1] * 2.0) + sum(parts[2] * 3.0)).backward();
+  EXPECT_EQ(calls, 1);
+  EXPECT_TRUE(same_buffer);
+  EXPECT_NE(first, nullptr);
+  for (std::size_t r = 0; r < 4; ++r)
+    for (std::size_t c = 0; c < 6; ++c) EXPECT_DOUBLE_EQ(p.grad().at(r * 6 + c), double(c / 2 + 1));
+}
+
+TEST(Tape, ListingAndDot) {
+  tape().clear();
+  Tensor W = randn({3, 2}, DType::Float64).requires_grad_().set_name("W");
+  Tensor x = randn({1, 3}, DType::Float64).set_name("x");
+  Tensor h = tanh(matmul(x, W)).set_name("h");
+  std::string listing = tape().listing();
+  EXPECT_NE(listing.find("matmul"), std::string::npos) << listing;
+  EXPECT_NE(listing.find("(x, W)"), std::string::npos) << listing;
+  EXPECT_NE(listing.find("tanh"), std::string::npos);
+  EXPECT_NE(listing.find("(1, 2)  h"), std::string::npos) << listing;
+  std::string dot = tape().to_dot();
+  EXPECT_EQ(dot.rfind("digraph", 0), 0u);
+  EXPECT_NE(dot.find("n0 -> n1"), std::string::npos) << dot;
+  tape().clear();
+}
+
+TEST(Tape, TwoThreadsTrainIndependently) {
+  auto train = [](double target, double* out) {
+    Tensor w = scalar(0.0, DType::Float64).requires_grad_();
+    for (int i = 0; i < 200; ++i) {
+      Tensor loss = pow(w - target, 2.0);
+      loss.backward();
+      NoGradGuard g;
+      w.data<double>()() -= 0.1 * w.grad().item();
+      w.zero_grad();
+    }
+    *out = w.item();
+  };
+  double a = 0, b = 0;
+  std::thread t1(train, 1.5, &a), t2(train, -2.0, &b);
+  t1.join();
+  t2.join();
+  EXPECT_NEAR(a, 1.5, 1e-9);
+  EXPECT_NEAR(b, -2.0, 1e-9);
+}
