@@ -1,0 +1,155 @@
+// tapegrad — GRUCell and GRU (see gru.hpp). Shapes: B batch, T time, H hidden.
+#include "layers/gru.hpp"
+
+#include <cmath>
+#include <string>
+
+#include <fmt/format.h>
+
+#include "framework/init.hpp"
+#include "framework/ops.hpp"
+#include "layers/rnn_cell.hpp"
+
+namespace tapegrad {
+
+namespace {
+
+/// The hidden-state half of a GRU step, shared by GRUCell and every layer of GRU. The input
+/// half arrives precomputed as gi = x W_ihᵀ + b_ih (B, 3H), so that GRU can compute it for all
+/// T steps with one GEMM. For reset-before, W_hh and b_hh are split once here, not every step.
+class Recurrent {
+ public:
+  Recurrent(const Tensor& weight_hh, const Tensor& bias_hh, bool reset_after)
+      : reset_after_(reset_after) {
+    if (reset_after) {
+      w_ = weight_hh;  // (3H, H)
+      b_ = bias_hh;    // (3H)
+    } else {
+      const std::size_t H = weight_hh.size(1);
+      w_ = narrow(weight_hh, 0, 0, 2 * H);  // (2H, H): W_hr | W_hz
+      b_ = narrow(bias_hh, 0, 0, 2 * H);    // (2H)
+      w_hn_ = narrow(weight_hh, 0, 2 * H, H);  // (H, H)
+      b_hn_ = narrow(bias_hh, 0, 2 * H, H);    // (H)
+    }
+  }
+
+  /// gi (B, 3H), h (B, H) → the step's gates and h'.
+  GRUCell::Step step(const Tensor& gi, const Tensor& h) const {
+    auto i = chunk(gi, 3, -1);                       // i_r, i_z, i_n: (B, H)
+    Tensor gh = matmul(h, w_, false, true) + b_;     // (B, 3H), or (B, 2H) for reset-before
+    auto g = chunk(gh, reset_after_ ? 3 : 2, -1);    // g_r, g_z[, g_n]: (B, H)
+    Tensor r = sigmoid(i[0] + g[0]);
+    Tensor z = sigmoid(i[1] + g[1]);
+    Tensor n = reset_after_ ? tanh(i[2] + r * g[2])                                 // r ⊙ (W_hn h + b_hn)
+                            : tanh(i[2] + matmul(r * h, w_hn_, false, true) + b_hn_);  // W_hn (r ⊙ h) + b_hn
+    Tensor h_new = n + z * (h - n);  // = (1 − z) ⊙ n + z ⊙ h, one op fewer (as PyTorch does it)
+    return {r, z, n, h_new};
+  }
+
+ private:
+  bool reset_after_;
+  Tensor w_, b_;          // reset-after: W_hh, b_hh; reset-before: their r|z rows
+  Tensor w_hn_, b_hn_;    // reset-before only
+};
+
+/// Every parameter of a recurrent layer ~ U(±1/√H), in order.
+void init_recurrent(const std::vector<Tensor>& params, std::size_t H, Generator& gen) {
+  const double k = 1.0 / std::sqrt(static_cast<double>(H));
+  for (Tensor p : params) init::uniform_(p, -k, k, gen);
+}
+
+}  // namespace
+
+// ---- GRUCell --------------------------------------------------------------------------------------
+
+GRUCell::GRUCell(const GRUCellOptions& opts, Generator& gen) : options(opts) {
+  const std::size_t in = opts.input_size(), H = opts.hidden_size();
+  weight_ih = register_parameter("weight_ih", zeros({3 * H, in}));
+  weight_hh = register_parameter("weight_hh", zeros({3 * H, H}));
+  bias_ih = register_parameter("bias_ih", zeros({3 * H}));
+  bias_hh = register_parameter("bias_hh", zeros({3 * H}));
+  init_recurrent(parameters(), H, gen);
+}
+
+GRUCell::Step GRUCell::forward_with_gates(const Tensor& x, const Tensor& h_in) const {
+  Tensor h = detail::cell_state("GRUCell", x, h_in, options.input_size(), options.hidden_size());
+  Tensor gi = matmul(x, weight_ih, false, true) + bias_ih;  // (B, 3H)
+  return Recurrent(weight_hh, bias_hh, options.reset_after()).step(gi, h);
+}
+
+Tensor GRUCell::forward(const Tensor& x, const Tensor& h) const {
+  return forward_with_gates(x, h).h_new;
+}
+
+// ---- GRU ----------------------------------------------------------------------------------------------
+
+GRU::GRU(const GRUOptions& opts, Generator& gen) : options(opts) {
+  if (opts.num_layers() < 1) throw ValueError("GRU: num_layers must be at least 1");
+  const std::size_t H = opts.hidden_size();
+  for (std::size_t k = 0; k < opts.num_layers(); ++k) {
+    const std::size_t in = k == 0 ? opts.input_size() : H;
+    const std::string l = "_l" + std::to_string(k);
+    weight_ih.push_back(register_parameter("weight_ih" + l, zeros({3 * H, in})));
+    weight_hh.push_back(register_parameter("weight_hh" + l, zeros({3 * H, H})));
+    bias_ih.push_back(register_parameter("bias_ih" + l, zeros({3 * H})));
+    bias_hh.push_back(register_parameter("bias_hh" + l, zeros({3 * H})));
+  }
+  init_recurrent(parameters(), H, gen);
+}
+
+GRU::Output GRU::forward(const Tensor& x, const Tensor& h0) {
+  if (!x.defined() || x.dim() != 3 || x.size(2) != options.input_size())
+    throw ShapeError(fmt::format("GRU: expected x of shape (B, T, {}) (batch first), got {}",
+                                 options.input_size(), x.defined() ? shape_str(x.shape()) : "undefined"));
+  // Layer 0's input projection for all T steps at once: one GEMM over B·T rows.
+  return run(matmul(x, weight_ih[0], false, true) + bias_ih[0], h0);  // (B, T, 3H)
+}
+
+GRU::Output GRU::forward_ids(const std::vector<std::int64_t>& ids, std::size_t B, std::size_t T,
+                             std::size_t V, const Tensor& h0) {
+  if (V != options.input_size())
+    throw ShapeError(fmt::format("GRU::forward_ids: vocabulary size {} differs from input_size {}",
+                                 V, options.input_size()));
+  if (ids.size() != B * T)
+    throw ShapeError(fmt::format("GRU::forward_ids: {} ids for B = {}, T = {}", ids.size(), B, T));
+  // one_hot(ids) W_ihᵀ picks rows of W_ihᵀ: transpose the (3H, V) weight once, then gather rows.
+  const auto G = static_cast<std::ptrdiff_t>(3 * options.hidden_size());
+  Tensor rows = index_select(transpose(weight_ih[0]), 0, ids);  // (B·T, 3H)
+  Tensor gi0 = reshape(rows, std::vector<std::ptrdiff_t>{std::ptrdiff_t(B), std::ptrdiff_t(T), G});
+  return run(gi0 + bias_ih[0], h0);  // (B, T, 3H)
+}
+
+GRU::Output GRU::run(const Tensor& gi0, const Tensor& h0) {
+  const std::size_t L = options.num_layers(), B = gi0.size(0), T = gi0.size(1),
+                    H = options.hidden_size();
+  if (h0.defined() && h0.shape() != Shape{L, B, H})
+    throw ShapeError(fmt::format("GRU: expected h0 of shape ({}, {}, {}) (num_layers, B, H), got {}",
+                                 L, B, H, shape_str(h0.shape())));
+  if (T == 0) throw ShapeError("GRU: the sequence is empty (T = 0)");
+  records_.assign(record_gates_ ? L : 0, {});
+
+  Output out;
+  std::vector<Tensor> last;  // h_T of each layer
+  Tensor gi = gi0;           // (B, T, 3H) this layer's input projection
+  for (std::size_t k = 0; k < L; ++k) {
+    if (k > 0) gi = matmul(out.output, weight_ih[k], false, true) + bias_ih[k];  // (B, T, 3H)
+    Recurrent cell(weight_hh[k], bias_hh[k], options.reset_after());
+    Tensor h = h0.defined() ? select(h0, 0, k) : zeros({B, H}, gi0.dtype());  // (B, H)
+    std::vector<Tensor> hs;
+    for (std::size_t t = 0; t < T; ++t) {
+      // select's gradient is added in place into gi's gradient: no (B, T, 3H) temporary per step.
+      GRUCell::Step s = cell.step(select(gi, 1, t), h);  // gi[:, t]: (B, 3H)
+      if (record_gates_)
+        records_[k].push_back({s.r.detach(), s.z.detach(), s.n.detach(), h.detach(), s.h_new.detach()});
+      h = s.h_new;
+      hs.push_back(h);
+    }
+    last.push_back(h);
+    out.output = stack(hs, 1);  // (B, T, H): the next layer's input
+    out.steps.push_back(std::move(hs));
+  }
+  out.h_n = stack(last, 0);  // (L, B, H)
+  return out;
+}
+
+}  // namespace tapegrad

@@ -1,0 +1,120 @@
+// tapegrad — the GRU: GRUCell (one step) and GRU (a batch-first sequence, num_layers deep),
+// composed of framework ops only: no hand-written backward. See /work/shared/GRU.md.
+//
+// PyTorch's conventions exactly (gate rows r, z, n in every weight and bias):
+//   r  = σ(W_ir x + b_ir + W_hr h + b_hr)
+//   z  = σ(W_iz x + b_iz + W_hz h + b_hz)
+//   n  = tanh(W_in x + b_in + r ⊙ (W_hn h + b_hn))      reset_after = true  (PyTorch, default)
+//   n  = tanh(W_in x + b_in + W_hn (r ⊙ h) + b_hn)      reset_after = false (Cho et al., the course)
+//   h' = (1 − z) ⊙ n + z ⊙ h                             (z = 1 keeps the old state)
+//
+//   GRU gru(GRUOptions(27, 64).num_layers(2));
+//   auto out = gru.forward(x, h0);        // x (B, T, 27), h0 (2, B, 64) or undefined
+//   out.output;                           // (B, T, 64): the last layer's h_1..h_T
+//   out.h_n;                              // (2, B, 64): every layer's h_T
+//   out.steps[1][t].register_hook(...);   // h_{t+1} of layer 1, a tape tensor
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "framework/module.hpp"
+#include "framework/random.hpp"
+
+namespace tapegrad {
+
+// ---- GRUCell ----------------------------------------------------------------------------------
+
+struct GRUCellOptions {
+  GRUCellOptions(std::size_t input_size, std::size_t hidden_size)
+      : input_size_(input_size), hidden_size_(hidden_size) {}
+  TAPEGRAD_ARG(std::size_t, input_size);
+  TAPEGRAD_ARG(std::size_t, hidden_size);
+  /// true: r ⊙ (W_hn h + b_hn) (PyTorch, Keras reset_after=True); false: W_hn (r ⊙ h) + b_hn.
+  TAPEGRAD_ARG(bool, reset_after) = true;
+};
+
+class GRUCell : public Module {
+ public:
+  /// One step's gates and result; all tape tensors (retain_grad / register_hook work on them).
+  struct Step {
+    Tensor r;      // (B, H) reset gate
+    Tensor z;      // (B, H) update gate
+    Tensor n;      // (B, H) candidate state
+    Tensor h_new;  // (B, H)
+  };
+
+  /// Every parameter ~ U(±1/√H) (PyTorch's default), drawn from `gen`.
+  explicit GRUCell(const GRUCellOptions& options, Generator& gen = default_generator());
+
+  /// x (B, in), h (B, H) (undefined = zeros) → h' (B, H).
+  Tensor forward(const Tensor& x, const Tensor& h = Tensor()) const;
+  Tensor operator()(const Tensor& x, const Tensor& h = Tensor()) const { return forward(x, h); }
+  /// The same step, returning the gates too.
+  Step forward_with_gates(const Tensor& x, const Tensor& h = Tensor()) const;
+
+  GRUCellOptions options;
+  Tensor weight_ih;  // (3H, in), rows r|z|n
+  Tensor weight_hh;  // (3H, H),  rows r|z|n
+  Tensor bias_ih;    // (3H)      b_ir|b_iz|b_in
+  Tensor bias_hh;    // (3H)      b_hr|b_hz|b_hn
+};
+
+// ---- GRU over a sequence -------------------------------------------------------------------------
+
+struct GRUOptions {
+  GRUOptions(std::size_t input_size, std::size_t hidden_size)
+      : input_size_(input_size), hidden_size_(hidden_size) {}
+  TAPEGRAD_ARG(std::size_t, input_size);
+  TAPEGRAD_ARG(std::size_t, hidden_size);
+  TAPEGRAD_ARG(std::size_t, num_layers) = 1;
+  TAPEGRAD_ARG(bool, reset_after) = true;
+};
+
+class GRU : public Module {
+ public:
+  struct Output {
+    Tensor output;                          // (B, T, H): the last layer's h_1..h_T
+    Tensor h_n;                             // (num_layers, B, H): each layer's h_T
+    std::vector<std::vector<Tensor>> steps; // [layer][t]: h_{t+1} (B, H), tape tensors
+  };
+  /// Plain values (detached copies, off the tape) of one step, for inspection.
+  struct GateRecord {
+    Tensor r, z, n;  // (B, H)
+    Tensor h_prev;   // (B, H) the state the step read
+    Tensor h;        // (B, H) the state it wrote
+  };
+
+  /// Every parameter ~ U(±1/√H) (PyTorch's default), drawn from `gen` in state-dict order.
+  explicit GRU(const GRUOptions& options, Generator& gen = default_generator());
+
+  /// x (B, T, input_size) batch-first; h0 (num_layers, B, H) or undefined (zeros).
+  Output forward(const Tensor& x, const Tensor& h0 = Tensor());
+  Output operator()(const Tensor& x, const Tensor& h0 = Tensor()) { return forward(x, h0); }
+  /// The same as forward(one_hot(ids) as (B, T, V), h0) without building the one-hot matrix:
+  /// layer 0's input projection gathers columns of weight_ih_l0 instead of a GEMM.
+  /// ids: B·T integers in [0, V), row-major (B, T); V must equal input_size.
+  Output forward_ids(const std::vector<std::int64_t>& ids, std::size_t B, std::size_t T,
+                     std::size_t V, const Tensor& h0 = Tensor());
+
+  /// When on, each forward stores r, z, n, h_prev, h of every layer and step (gate_records()).
+  /// Off by default; off costs nothing.
+  void set_record_gates(bool on) { record_gates_ = on; }
+  /// [layer][t] records of the last forward (empty unless recording was on).
+  const std::vector<std::vector<GateRecord>>& gate_records() const { return records_; }
+
+  GRUOptions options;
+  // Per layer k (registered as weight_ih_l{k}, ...). in_k = input_size for k = 0, else H.
+  std::vector<Tensor> weight_ih;  // (3H, in_k), rows r|z|n
+  std::vector<Tensor> weight_hh;  // (3H, H),    rows r|z|n
+  std::vector<Tensor> bias_ih;    // (3H)
+  std::vector<Tensor> bias_hh;    // (3H)
+
+ private:
+  /// Runs the layers; gi0 = layer 0's input projection x W_ihᵀ + b_ih, (B, T, 3H).
+  Output run(const Tensor& gi0, const Tensor& h0);
+  bool record_gates_ = false;
+  std::vector<std::vector<GateRecord>> records_;
+};
+
+}  // namespace tapegrad
