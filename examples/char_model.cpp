@@ -1,0 +1,300 @@
+// The character-level GRU language model: text handling, model, checkpoints, scoring, gates.
+#include "char_model.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <fstream>
+#include <iterator>
+#include <sstream>
+
+#include <fmt/format.h>
+
+namespace char_model {
+
+using namespace tapegrad;
+
+// ---- text ---------------------------------------------------------------------------------------
+
+std::u32string utf8_decode(const std::string& s, const std::string& what) {
+  std::u32string out;
+  out.reserve(s.size());
+  for (std::size_t i = 0; i < s.size();) {
+    unsigned char c = static_cast<unsigned char>(s[i]);
+    std::size_t len = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3 : (c >> 3) == 0x1E ? 4 : 0;
+    if (len == 0 || i + len > s.size())
+      throw ValueError(fmt::format("{}: invalid UTF-8 at byte {}", what, i));
+    char32_t cp = len == 1 ? c : c & (0x7F >> len);
+    for (std::size_t k = 1; k < len; ++k) {
+      unsigned char cc = static_cast<unsigned char>(s[i + k]);
+      if ((cc >> 6) != 0x2) throw ValueError(fmt::format("{}: invalid UTF-8 at byte {}", what, i + k));
+      cp = (cp << 6) | (cc & 0x3F);
+    }
+    bool overlong = (len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000);
+    if (overlong || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
+      throw ValueError(fmt::format("{}: invalid UTF-8 at byte {}", what, i));
+    out.push_back(cp);
+    i += len;
+  }
+  return out;
+}
+
+std::string utf8_encode(char32_t c) {
+  std::string s;
+  if (c < 0x80) {
+    s += static_cast<char>(c);
+  } else if (c < 0x800) {
+    s += static_cast<char>(0xC0 | (c >> 6));
+    s += static_cast<char>(0x80 | (c & 0x3F));
+  } else if (c < 0x10000) {
+    s += static_cast<char>(0xE0 | (c >> 12));
+    s += static_cast<char>(0x80 | ((c >> 6) & 0x3F));
+    s += static_cast<char>(0x80 | (c & 0x3F));
+  } else {
+    s += static_cast<char>(0xF0 | (c >> 18));
+    s += static_cast<char>(0x80 | ((c >> 12) & 0x3F));
+    s += static_cast<char>(0x80 | ((c >> 6) & 0x3F));
+    s += static_cast<char>(0x80 | (c & 0x3F));
+  }
+  return s;
+}
+
+std::string utf8_encode(const std::u32string& text) {
+  std::string s;
+  for (char32_t c : text) s += utf8_encode(c);
+  return s;
+}
+
+std::string show_char(char32_t c) {
+  if (c == U'\n') return "\\n";
+  if (c == U'\t') return "\\t";
+  if (c == U' ') return "␠";
+  if (c < 0x20) return fmt::format("\\x{:02x}", static_cast<unsigned>(c));
+  return utf8_encode(c);
+}
+
+std::int64_t Vocab::find(char32_t c) const {
+  auto it = std::lower_bound(chars.begin(), chars.end(), c);
+  return it != chars.end() && *it == c ? it - chars.begin() : -1;
+}
+
+std::vector<std::int64_t> Vocab::encode(const std::u32string& text, const std::string& what) const {
+  std::vector<std::int64_t> ids;
+  ids.reserve(text.size());
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    std::int64_t id = find(text[i]);
+    if (id < 0)
+      throw ValueError(fmt::format("{}: character '{}' (U+{:04X}) at position {} is not in the "
+                                   "model's vocabulary of {} characters",
+                                   what, show_char(text[i]), static_cast<unsigned>(text[i]), i, size()));
+    ids.push_back(id);
+  }
+  return ids;
+}
+
+Vocab Vocab::from_text(const std::u32string& text) {
+  Vocab v;
+  v.chars.assign(text.begin(), text.end());
+  std::sort(v.chars.begin(), v.chars.end());
+  v.chars.erase(std::unique(v.chars.begin(), v.chars.end()), v.chars.end());
+  return v;
+}
+
+std::u32string read_corpus(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw FileError(fmt::format("corpus '{}': cannot open file", path));
+  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (in.bad()) throw FileError(fmt::format("corpus '{}': read error", path));
+  if (bytes.empty()) throw FileError(fmt::format("corpus '{}': file is empty", path));
+  try {
+    return utf8_decode(bytes, fmt::format("corpus '{}'", path));
+  } catch (const ValueError& e) {
+    throw FileError(e.what());
+  }
+}
+
+std::u32string default_corpus(std::string& source) {
+  const char* words = "/usr/share/dict/words";
+  if (std::ifstream(words).good()) {
+    source = words;
+    return read_corpus(words);
+  }
+  // Pronounceable pseudo-words: consonant-vowel syllables with a fixed seed.
+  source = "generated pseudo-words (install wamerican for /usr/share/dict/words)";
+  Generator gen(2024);
+  const std::string cons = "bcdfghklmnprstvz", vow = "aeiou";
+  std::u32string text;
+  for (int w = 0; w < 40000; ++w) {
+    std::size_t syll = 1 + gen.integer(3);
+    for (std::size_t s = 0; s < syll; ++s) {
+      text += static_cast<char32_t>(cons[gen.integer(cons.size())]);
+      text += static_cast<char32_t>(vow[gen.integer(vow.size())]);
+      if (gen.uniform() < 0.3) text += static_cast<char32_t>(cons[gen.integer(cons.size())]);
+    }
+    text += U'\n';
+  }
+  return text;
+}
+
+// ---- the model ----------------------------------------------------------------------------------
+
+CharGRU::CharGRU(const Config& c, Generator& gen) : config(c) {
+  std::size_t in = c.embed_dim ? c.embed_dim : c.vocab_size;
+  // Registration order = PyTorch's state-dict order: embed, gru, head.
+  if (c.embed_dim) embed = register_module("embed", std::make_shared<Embedding>(c.vocab_size, c.embed_dim, gen));
+  gru = register_module("gru", std::make_shared<GRU>(GRUOptions(in, c.hidden).num_layers(c.layers), gen));
+  head = register_module("head", std::make_shared<Linear>(c.hidden, c.vocab_size, gen));
+}
+
+CharGRU::Output CharGRU::forward(const std::vector<std::int64_t>& ids, std::size_t B, std::size_t T,
+                                 const Tensor& h0) {
+  // One-hot inputs never materialise: layer 0 gathers columns of weight_ih_l0.
+  GRU::Output g = embed ? gru->forward(embed->forward(ids, Shape{B, T}), h0)
+                        : gru->forward_ids(ids, B, T, config.vocab_size, h0);
+  Tensor flat = reshape(g.output, Shape{B * T, config.hidden});  // (B·T, H)
+  return {head->forward(flat), g.h_n};                          // (B·T, V)
+}
+
+// ---- checkpoints ----------------------------------------------------------------------------------
+
+void save_checkpoint(const std::string& path, const CharGRU& model, const Vocab& vocab,
+                     const npz::Archive& extras) {
+  std::vector<std::int32_t> cps(vocab.chars.begin(), vocab.chars.end());
+  npz::Archive all = {{"vocab", npz::Array::from_i32({cps.size()}, cps.data())}};
+  all.insert(all.end(), extras.begin(), extras.end());
+  save_state(path, model, all);
+}
+
+Checkpoint load_checkpoint(const std::string& path) {
+  npz::Archive archive = npz::load_npz(path);
+  auto field = [&](const std::string& name) -> const npz::Array& { return npz::find(archive, name, path); };
+  auto fail = [&](const std::string& name, const std::string& why) {
+    return FileError(fmt::format("checkpoint '{}': entry '{}': {}", path, name, why));
+  };
+  auto shape_of = [&](const std::string& name, std::size_t rank) {
+    const npz::Array& a = field(name);
+    if (a.shape.size() != rank)
+      throw fail(name, fmt::format("expected a {}-D array, got {} dimensions", rank, a.shape.size()));
+    return a.shape;
+  };
+
+  Checkpoint ck;
+  const npz::Array& vocab = field("vocab");
+  if (vocab.shape.size() != 1 || vocab.shape[0] == 0)
+    throw fail("vocab", "expected a non-empty 1-D array of code points");
+  for (std::int64_t cp : vocab.to_vector<std::int64_t>()) {
+    if (cp < 0 || cp > 0x10FFFF) throw fail("vocab", fmt::format("{} is not a Unicode code point", cp));
+    ck.vocab.chars.push_back(static_cast<char32_t>(cp));
+  }
+  if (!std::is_sorted(ck.vocab.chars.begin(), ck.vocab.chars.end()) ||
+      std::adjacent_find(ck.vocab.chars.begin(), ck.vocab.chars.end()) != ck.vocab.chars.end())
+    throw fail("vocab", "code points must be sorted and unique (one-hot index order)");
+
+  Config c;
+  c.vocab_size = ck.vocab.size();
+  auto head_w = shape_of("head.weight", 2);  // (V, H)
+  if (head_w[0] != c.vocab_size)
+    throw fail("head.weight", fmt::format("has {} rows but the vocab has {} characters", head_w[0], c.vocab_size));
+  c.hidden = head_w[1];
+  while (std::any_of(archive.begin(), archive.end(), [&](const auto& e) {
+    return e.first == fmt::format("gru.weight_ih_l{}", c.layers);
+  }))
+    ++c.layers;
+  c.layers = std::max<std::size_t>(c.layers, 1);
+  if (std::any_of(archive.begin(), archive.end(), [](const auto& e) { return e.first == "embed.weight"; })) {
+    auto e = shape_of("embed.weight", 2);
+    if (e[0] != c.vocab_size)
+      throw fail("embed.weight", fmt::format("has {} rows but the vocab has {} characters", e[0], c.vocab_size));
+    c.embed_dim = e[1];
+  }
+  std::size_t in0 = shape_of("gru.weight_ih_l0", 2)[1];
+  if (in0 != (c.embed_dim ? c.embed_dim : c.vocab_size))
+    throw fail("gru.weight_ih_l0", fmt::format("has input size {}, expected {} ({})", in0,
+                                               c.embed_dim ? c.embed_dim : c.vocab_size,
+                                               c.embed_dim ? "embed.weight's width" : "the vocab size"));
+  const npz::Array& hw = field("head.weight");
+  DType dtype = hw.dtype == npz::DType::Float64 ? DType::Float64 : DType::Float32;
+  if (hw.dtype != npz::DType::Float32 && hw.dtype != npz::DType::Float64)
+    throw fail("head.weight", fmt::format("dtype {} is not float32 or float64", npz::dtype_name(hw.dtype)));
+
+  Generator gen(0);
+  ck.model = std::make_shared<CharGRU>(c, gen);
+  ck.model->to(dtype);
+  ck.extras = load_state(path, *ck.model, true);  // checks every shape and dtype
+  ck.extras.erase(std::remove_if(ck.extras.begin(), ck.extras.end(),
+                                 [](const auto& e) { return e.first == "vocab"; }),
+                  ck.extras.end());
+  return ck;
+}
+
+// ---- evaluation ---------------------------------------------------------------------------------
+
+double score(CharGRU& model, const std::vector<std::int64_t>& ids, std::vector<double>* log_probs,
+             std::size_t chunk) {
+  if (ids.size() < 2) throw ValueError("score: the text needs at least 2 characters (the first is not predicted)");
+  NoGradGuard no_grad;
+  Tensor h;
+  double total = 0;
+  std::size_t n = ids.size() - 1;
+  for (std::size_t s = 0; s < n; s += chunk) {
+    std::size_t e = std::min(s + chunk, n);
+    std::vector<std::int64_t> in(ids.begin() + std::ptrdiff_t(s), ids.begin() + std::ptrdiff_t(e));
+    std::vector<std::int64_t> target(ids.begin() + std::ptrdiff_t(s) + 1, ids.begin() + std::ptrdiff_t(e) + 1);
+    CharGRU::Output out = model.forward(in, 1, in.size(), h);
+    h = out.h_n;
+    Tensor lp = log_softmax(out.logits, 1);  // (len, V)
+    std::size_t V = model.config.vocab_size;
+    for (std::size_t i = 0; i < target.size(); ++i) {
+      double v = lp.at(i * V + static_cast<std::size_t>(target[i]));
+      total -= v;
+      if (log_probs) log_probs->push_back(v);
+    }
+  }
+  return total / static_cast<double>(n);
+}
+
+std::vector<GRU::GateRecord> gate_trace(CharGRU& model, const std::vector<std::int64_t>& ids,
+                                        std::size_t layer) {
+  if (layer >= model.config.layers)
+    throw ValueError(fmt::format("layer {} does not exist: the model has {} layer(s)", layer, model.config.layers));
+  NoGradGuard no_grad;
+  model.gru->set_record_gates(true);
+  model.forward(ids, 1, ids.size());
+  model.gru->set_record_gates(false);
+  return model.gru->gate_records().at(layer);
+}
+
+}  // namespace char_model
+
+namespace char_model {
+
+std::string gate_table(const std::vector<GRU::GateRecord>& records, const std::u32string& text,
+                       std::size_t t, std::size_t unit_begin, std::size_t unit_end, bool course) {
+  if (t < 1 || t > records.size())
+    throw ValueError(fmt::format("step {} is out of range: the text has {} characters (steps 1..{})",
+                                 t, text.size(), text.size()));
+  const GRU::GateRecord& rec = records[t - 1];
+  std::string out = fmt::format(
+      "step {} reads '{}' (text[{}]){}\n", t, show_char(text[t - 1]), t - 1,
+      t < text.size() ? fmt::format(" and predicts '{}'", show_char(text[t])) : "");
+  if (course)
+    out += fmt::format("{:>5} {:>9} {:>9} {:>9} {:>9} {:>9}  {}\n", "unit", "c<t-1>", "Γr", "Γu=1-z",
+                       "c~", "c<t>", "remark");
+  else
+    out += fmt::format("{:>5} {:>9} {:>9} {:>9} {:>9} {:>9}  {}\n", "unit", "h_prev", "r", "z", "n",
+                       "h", "remark");
+  for (std::size_t u = unit_begin; u < unit_end; ++u) {
+    double hp = rec.h_prev.at(u), r = rec.r.at(u), z = rec.z.at(u), n = rec.n.at(u), h = rec.h.at(u);
+    std::string remark;
+    if (z < 0.05)
+      remark = course ? fmt::format("Γu≈1: takes the candidate (c = c~ = {:.2f}, was {:.2f})", n, hp)
+                      : fmt::format("z≈0: takes the candidate (h = n = {:.2f}, was {:.2f})", n, hp);
+    else if (z > 0.95)
+      remark = course ? fmt::format("Γu≈0: keeps its old state ({:.2f} → {:.2f})", hp, h)
+                      : fmt::format("z≈1: keeps its old state ({:.2f} → {:.2f})", hp, h);
+    out += fmt::format("{:>5} {:>9.4f} {:>9.4f} {:>9.4f} {:>9.4f} {:>9.4f}  {}\n", u, hp, r,
+                       course ? 1.0 - z : z, n, h, remark);
+  }
+  return out;
+}
+
+}  // namespace char_model

@@ -1,0 +1,165 @@
+// gru_gates — watch a trained GRU's gates work, step by step.
+//
+//   gru_gates --checkpoint CK --text TEXT [--steps 33,34] [--layer 0] [--units 0:16]
+//             [--convention pytorch|course] [--json] [--plot FILE]
+//
+// Runs the model's GRU over TEXT from h_0 = 0. Step t (1-based) reads TEXT[t−1] and writes h_t.
+// For each requested step, one row per hidden unit: h_{t−1}, r_t, z_t, n_t, h_t, and a remark
+// where the update gate is saturated:
+//   z < 0.05  "takes the candidate"   (h_t ≈ n_t, whatever h_{t−1} was)
+//   z > 0.95  "keeps its old state"   (h_t ≈ h_{t−1})
+// --convention course shows the course's names: Γu = 1 − z, Γr = r, c~ = n.
+// --json prints every unit of every requested step in PyTorch's convention, full precision.
+// --plot FILE draws heatmaps of z and r (units × steps of the whole text) with gnuplot.
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+#include "char_model.hpp"
+
+using namespace tapegrad;
+using namespace char_model;
+
+namespace {
+
+std::vector<std::size_t> parse_steps(const std::string& s) {
+  std::vector<std::size_t> steps;
+  std::stringstream in(s);
+  std::string item;
+  while (std::getline(in, item, ',')) {
+    std::size_t pos = 0;
+    long v = -1;
+    try {
+      v = std::stol(item, &pos);
+    } catch (const std::exception&) {
+    }
+    if (pos != item.size() || v < 1)
+      throw ValueError(fmt::format("--steps: '{}' is not a positive step number (steps are 1-based)", item));
+    steps.push_back(static_cast<std::size_t>(v));
+  }
+  if (steps.empty()) throw ValueError("--steps: no step given");
+  return steps;
+}
+
+std::pair<std::size_t, std::size_t> parse_units(const std::string& s, std::size_t H) {
+  auto colon = s.find(':');
+  std::size_t a = 0, b = 0, p1 = 0, p2 = 0;
+  try {
+    if (colon == std::string::npos) throw std::invalid_argument("no colon");
+    a = std::stoul(s.substr(0, colon), &p1);
+    b = std::stoul(s.substr(colon + 1), &p2);
+  } catch (const std::exception&) {
+    throw ValueError(fmt::format("--units: '{}' is not a range like 0:16", s));
+  }
+  if (p1 != colon || p2 != s.size() - colon - 1 || a >= b)
+    throw ValueError(fmt::format("--units: '{}' is not a range like 0:16 (start < stop)", s));
+  if (a >= H) throw ValueError(fmt::format("--units: unit {} does not exist (hidden size {})", a, H));
+  return {a, std::min(b, H)};
+}
+
+/// Heatmaps of z and r over the steps of the text, through gnuplot.
+void plot(const std::vector<GRU::GateRecord>& recs, const std::u32string& text, std::size_t u0,
+          std::size_t u1, const std::string& file) {
+  std::string ext = file.size() > 4 ? file.substr(file.size() - 4) : "";
+  std::string term = ext == ".svg" ? "svg size 1100,700 font 'Helvetica,11'"
+                                   : "pngcairo size 1100,700 font 'Helvetica,10'";
+  if (ext != ".svg" && ext != ".png") throw ValueError(fmt::format("--plot: '{}' must end in .png or .svg", file));
+  std::string data = file + ".tmp.dat";
+  {
+    std::ofstream out(data);
+    for (int which = 0; which < 2; ++which) {  // block 0: z, block 1: r
+      for (std::size_t u = u0; u < u1; ++u) {
+        for (const auto& rec : recs) out << (which == 0 ? rec.z.at(u) : rec.r.at(u)) << ' ';
+        out << '\n';
+      }
+      out << "\n\n";
+    }
+  }
+  std::string xtics;
+  for (std::size_t t = 0; t < text.size(); ++t) {
+    std::string c = show_char(text[t]);
+    for (char& ch : c) if (ch == '"' || ch == '\\') ch = '/';
+    xtics += fmt::format("{}\"{}\" {}", t ? ", " : "", c, t);
+  }
+  std::string script = fmt::format(
+      "set terminal {}\nset output '{}'\nset multiplot layout 2,1\nset palette defined (0 '#2b83ba', 0.5 '#ffffbf', 1 '#d7191c')\n"
+      "set cbrange [0:1]\nset xtics ({})\nset ylabel 'hidden unit'\nset yrange [-0.5:{}-0.5] reverse\n"
+      "set title 'update gate z_t (PyTorch: 1 = keep old state; course: Γu = 1 − z)'\n"
+      "plot '{}' index 0 matrix with image notitle\n"
+      "set title 'reset gate r_t (how much of h_{{t-1}} the candidate sees)'\n"
+      "plot '{}' index 1 matrix with image notitle\nunset multiplot\n",
+      term, file, xtics, u1 - u0, data, data);
+  FILE* gp = popen("gnuplot", "w");
+  if (!gp) throw FileError("--plot: cannot run gnuplot (apt-get install gnuplot-nox)");
+  fputs(script.c_str(), gp);
+  int rc = pclose(gp);
+  std::remove(data.c_str());
+  if (rc != 0) throw FileError(fmt::format("--plot: gnuplot failed writing '{}'", file));
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"gru_gates: print a GRU's gates (h_prev, r, z, n, h per unit) at chosen steps of a text"};
+  std::string ck, text, steps_arg = "33,34", units_arg = "0:16", convention = "pytorch", plot_file;
+  std::size_t layer = 0;
+  bool json_out = false;
+  app.add_option("--checkpoint", ck, "model checkpoint (.npz) written by char_gru train or by PyTorch")->required();
+  app.add_option("--text", text, "the text to run the GRU over, from h_0 = 0")->required();
+  app.add_option("--steps", steps_arg, "comma-separated 1-based steps; step t reads text[t-1]")->capture_default_str();
+  app.add_option("--layer", layer, "which GRU layer")->capture_default_str();
+  app.add_option("--units", units_arg, "range of hidden units start:stop")->capture_default_str();
+  app.add_option("--convention", convention, "pytorch (r, z, n) or course (Γr, Γu = 1 − z, c~)")
+      ->capture_default_str()->check(CLI::IsMember({"pytorch", "course"}));
+  app.add_flag("--json", json_out, "all units of the requested steps as JSON (PyTorch convention, full precision)");
+  app.add_option("--plot", plot_file, "write heatmaps of z and r over every step to FILE (.png or .svg, needs gnuplot)");
+  CLI11_PARSE(app, argc, argv);
+
+  try {
+    Checkpoint c = load_checkpoint(ck);
+    std::u32string t32 = utf8_decode(text, "--text");
+    std::vector<std::int64_t> ids = c.vocab.encode(t32, "--text");
+    if (ids.empty()) throw ValueError("--text is empty");
+    std::vector<std::size_t> steps = parse_steps(steps_arg);
+    for (std::size_t t : steps)
+      if (t > ids.size())
+        throw ValueError(fmt::format("--steps: step {} is past the end of the text ({} characters, steps 1..{})",
+                                     t, ids.size(), ids.size()));
+    std::size_t H = c.model->config.hidden;
+    auto [u0, u1] = parse_units(units_arg, H);
+    std::vector<GRU::GateRecord> recs = gate_trace(*c.model, ids, layer);
+
+    if (json_out) {
+      nlohmann::json j;
+      j["hidden_size"] = H;
+      j["layer"] = layer;
+      auto values = [](const Tensor& t) {
+        std::vector<double> v(t.numel());
+        for (std::size_t i = 0; i < v.size(); ++i) v[i] = t.at(i);
+        return v;
+      };
+      for (std::size_t t : steps) {
+        const auto& r = recs[t - 1];
+        j["steps"].push_back({{"t", t}, {"char", utf8_encode(t32[t - 1])}, {"h_prev", values(r.h_prev)},
+                              {"r", values(r.r)}, {"z", values(r.z)}, {"n", values(r.n)}, {"h", values(r.h)}});
+      }
+      std::cout << j.dump() << std::endl;
+    } else {
+      fmt::print("GRU layer {} of {} (hidden size {}), units {}..{}, {} convention\n\n", layer,
+                 c.model->config.layers, H, u0, u1 - 1, convention);
+      for (std::size_t t : steps) fmt::print("{}\n", gate_table(recs, t32, t, u0, u1, convention == "course"));
+    }
+    if (!plot_file.empty()) {
+      plot(recs, t32, u0, u1, plot_file);
+      fmt::print(stderr, "wrote {}\n", plot_file);
+    }
+  } catch (const std::exception& e) {
+    fmt::print(stderr, "error: {}\n", e.what());
+    return 1;
+  }
+  return 0;
+}
