@@ -548,7 +548,7 @@ void write_zip(const std::string& path, const Archive& arrays,
     add_entry(za.get(), arrays[i].first, prefixes[i], arrays[i].second, compress,
               entry_where(where, arrays[i].first));
   if (zip_close(za.get()) != 0) fail(where, std::string("cannot write: ") + zip_strerror(za.get()));
-  za.release();  // zip_close succeeded and freed it
+  (void)za.release();  // zip_close succeeded and freed it
 }
 
 }  // namespace
@@ -612,7 +612,7 @@ Archive load_npz(const std::string& path) {
   zip_error_init(&error);
   zip_source_t* source = zip_source_filep_create(f.get(), 0, -1, &error);
   if (!source) fail(npz_where(path), std::string("cannot open: ") + zip_error_strerror(&error));
-  f.release();  // the source owns the FILE now
+  (void)f.release();  // the source owns the FILE now
   return read_npz(source, size, std::string_view(head, head_size), path);
 }
 
