@@ -1,9 +1,9 @@
 // tapegrad — torch.nn.init-style initialisers (see init.hpp).
 #include "framework/init.hpp"
 
-#include <cmath>
-
 #include <fmt/format.h>
+
+#include <cmath>
 
 #include "framework/dispatch.hpp"
 

@@ -64,7 +64,8 @@ std::vector<std::string> state_problems(const NamedTensors& params, const MetaMa
       problems.push_back(fmt::format("{} '{}' is {}, parameter is {}{}", key, name, m.dtype,
                                      dtype_name(p.dtype()),
                                      is_float ? fmt::format(" (no silent conversion: call "
-                                                            "Module::to({}) first)", m.dtype)
+                                                            "Module::to({}) first)",
+                                                            m.dtype)
                                               : ""));
     else if (m.shape != p.shape())
       problems.push_back(fmt::format("{} '{}' has shape {}, parameter has shape {}", key, name,
@@ -99,23 +100,24 @@ npz::Archive load_checkpoint(const std::string& path, Module& module, bool stric
   MetaMap source;
   npz::Archive extra;
   for (auto& [name, array] : archive) {
-    source[name] = Meta{npz::dtype_name(array.dtype), Shape(array.shape.begin(), array.shape.end())};
+    source[name] =
+        Meta{npz::dtype_name(array.dtype), Shape(array.shape.begin(), array.shape.end())};
     if (!names.count(name)) extra.emplace_back(name, array);
   }
   auto problems = state_problems(params, source, strict, !allow_extra, "entry");
-  if (!problems.empty())
-    throw FileError(fmt::format("load: file '{}':{}", path, join(problems)));
+  if (!problems.empty()) throw FileError(fmt::format("load: file '{}':{}", path, join(problems)));
 
   StateDict state;
   for (const auto& [name, array] : archive)
-    if (names.count(name)) state[name] = from_npz_array(array, "load: file '" + path + "': entry '" + name + "'");
+    if (names.count(name))
+      state[name] = from_npz_array(array, "load: file '" + path + "': entry '" + name + "'");
   copy_state(params, state);
   return extra;
 }
 
 }  // namespace
 
-// ---- registry ---------------------------------------------------------------------------------
+// ---- registry -----------------------------------------------------------------------------------
 
 Tensor Module::register_parameter(const std::string& name, Tensor tensor) {
   check_name(name, "register_parameter");
@@ -189,7 +191,7 @@ void Module::load_state_dict(const StateDict& state, bool strict) {
   copy_state(params, state);
 }
 
-// ---- checkpoints ----------------------------------------------------------------------------------
+// ---- checkpoints --------------------------------------------------------------------------------
 
 npz::Array to_npz_array(const Tensor& t) {
   std::vector<std::size_t> shape(t.shape().begin(), t.shape().end());
@@ -215,7 +217,8 @@ Tensor from_npz_array(const npz::Array& array, const std::string& where) {
 void save_state(const std::string& path, const Module& module, const npz::Archive& extra,
                 bool compress) {
   npz::Archive archive;
-  for (const auto& [name, p] : module.named_parameters()) archive.emplace_back(name, to_npz_array(p));
+  for (const auto& [name, p] : module.named_parameters())
+    archive.emplace_back(name, to_npz_array(p));
   for (const auto& [name, array] : extra) {
     for (const auto& entry : archive)
       if (entry.first == name)

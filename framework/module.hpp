@@ -41,15 +41,15 @@ namespace tapegrad {
 /// Declares an option with a chainable setter and a getter of the same name, for the small
 /// builder structs of the layers: `GRUOptions(5, 16).num_layers(2).reset_after(false)`.
 /// Use inside a struct; an initializer may follow: `TAPEGRAD_ARG(bool, bias) = true;`.
-#define TAPEGRAD_ARG(T, name)                                        \
- public:                                                             \
-  auto& name(const T& new_##name) {                                  \
-    this->name##_ = new_##name;                                      \
-    return *this;                                                    \
-  }                                                                  \
-  const T& name() const { return this->name##_; }                    \
-                                                                     \
- private:                                                            \
+#define TAPEGRAD_ARG(T, name)                     \
+ public:                                          \
+  auto& name(const T& new_##name) {               \
+    this->name##_ = new_##name;                   \
+    return *this;                                 \
+  }                                               \
+  const T& name() const { return this->name##_; } \
+                                                  \
+ private:                                         \
   T name##_
 
 /// Ordered name → tensor pairs (registration order).

@@ -21,8 +21,8 @@ Tensor Embedding::forward(const std::vector<std::int64_t>& ids, const Shape& sha
   std::size_t n = 1;
   for (auto d : shape) n *= d;
   if (n != ids.size())
-    throw ShapeError(fmt::format("Embedding: {} ids do not fill shape {}", ids.size(),
-                                 shape_str(shape)));
+    throw ShapeError(
+        fmt::format("Embedding: {} ids do not fill shape {}", ids.size(), shape_str(shape)));
   Shape out = shape;
   out.push_back(options.embedding_dim());
   return reshape(forward(ids), out);  // (N, E) → shape + (E)

@@ -1,10 +1,10 @@
 // tapegrad — GRUCell and GRU (see gru.hpp). Shapes: B batch, T time, H hidden.
 #include "layers/gru.hpp"
 
+#include <fmt/format.h>
+
 #include <cmath>
 #include <string>
-
-#include <fmt/format.h>
 
 #include "framework/init.hpp"
 #include "framework/ops.hpp"
@@ -26,8 +26,8 @@ class Recurrent {
       b_ = bias_hh;    // (3H)
     } else {
       const std::size_t H = weight_hh.size(1);
-      w_ = narrow(weight_hh, 0, 0, 2 * H);  // (2H, H): W_hr | W_hz
-      b_ = narrow(bias_hh, 0, 0, 2 * H);    // (2H)
+      w_ = narrow(weight_hh, 0, 0, 2 * H);     // (2H, H): W_hr | W_hz
+      b_ = narrow(bias_hh, 0, 0, 2 * H);       // (2H)
       w_hn_ = narrow(weight_hh, 0, 2 * H, H);  // (H, H)
       b_hn_ = narrow(bias_hh, 0, 2 * H, H);    // (H)
     }
@@ -35,21 +35,22 @@ class Recurrent {
 
   /// gi (B, 3H), h (B, H) → the step's gates and h'.
   GRUCell::Step step(const Tensor& gi, const Tensor& h) const {
-    auto i = chunk(gi, 3, -1);                       // i_r, i_z, i_n: (B, H)
-    Tensor gh = matmul(h, w_, false, true) + b_;     // (B, 3H), or (B, 2H) for reset-before
-    auto g = chunk(gh, reset_after_ ? 3 : 2, -1);    // g_r, g_z[, g_n]: (B, H)
+    auto i = chunk(gi, 3, -1);                     // i_r, i_z, i_n: (B, H)
+    Tensor gh = matmul(h, w_, false, true) + b_;   // (B, 3H), or (B, 2H) for reset-before
+    auto g = chunk(gh, reset_after_ ? 3 : 2, -1);  // g_r, g_z[, g_n]: (B, H)
     Tensor r = sigmoid(i[0] + g[0]);
     Tensor z = sigmoid(i[1] + g[1]);
-    Tensor n = reset_after_ ? tanh(i[2] + r * g[2])                                 // r ⊙ (W_hn h + b_hn)
-                            : tanh(i[2] + matmul(r * h, w_hn_, false, true) + b_hn_);  // W_hn (r ⊙ h) + b_hn
-    Tensor h_new = n + z * (h - n);  // = (1 − z) ⊙ n + z ⊙ h, one op fewer (as PyTorch does it)
+    Tensor n = reset_after_
+                   ? tanh(i[2] + r * g[2])  // r ⊙ (W_hn h + b_hn)
+                   : tanh(i[2] + matmul(r * h, w_hn_, false, true) + b_hn_);  // W_hn (r ⊙ h) + b_hn
+    Tensor h_new = n + z * (h - n);  // = (1 − z) ⊙ n + z ⊙ h, one op fewer (as PyTorch does)
     return {r, z, n, h_new};
   }
 
  private:
   bool reset_after_;
-  Tensor w_, b_;          // reset-after: W_hh, b_hh; reset-before: their r|z rows
-  Tensor w_hn_, b_hn_;    // reset-before only
+  Tensor w_, b_;        // reset-after: W_hh, b_hh; reset-before: their r|z rows
+  Tensor w_hn_, b_hn_;  // reset-before only
 };
 
 /// Every parameter of a recurrent layer ~ U(±1/√H), in order.
@@ -60,7 +61,7 @@ void init_recurrent(const std::vector<Tensor>& params, std::size_t H, Generator&
 
 }  // namespace
 
-// ---- GRUCell --------------------------------------------------------------------------------------
+// ---- GRUCell ------------------------------------------------------------------------------------
 
 GRUCell::GRUCell(const GRUCellOptions& opts, Generator& gen) : options(opts) {
   const std::size_t in = opts.input_size(), H = opts.hidden_size();
@@ -81,7 +82,7 @@ Tensor GRUCell::forward(const Tensor& x, const Tensor& h) const {
   return forward_with_gates(x, h).h_new;
 }
 
-// ---- GRU ----------------------------------------------------------------------------------------------
+// ---- GRU ----------------------------------------------------------------------------------------
 
 GRU::GRU(const GRUOptions& opts, Generator& gen) : options(opts) {
   if (opts.num_layers() < 1) throw ValueError("GRU: num_layers must be at least 1");
@@ -100,7 +101,8 @@ GRU::GRU(const GRUOptions& opts, Generator& gen) : options(opts) {
 GRU::Output GRU::forward(const Tensor& x, const Tensor& h0) {
   if (!x.defined() || x.dim() != 3 || x.size(2) != options.input_size())
     throw ShapeError(fmt::format("GRU: expected x of shape (B, T, {}) (batch first), got {}",
-                                 options.input_size(), x.defined() ? shape_str(x.shape()) : "undefined"));
+                                 options.input_size(),
+                                 x.defined() ? shape_str(x.shape()) : "undefined"));
   // Layer 0's input projection for all T steps at once: one GEMM over B·T rows.
   return run(matmul(x, weight_ih[0], false, true) + bias_ih[0], h0);  // (B, T, 3H)
 }
@@ -123,8 +125,9 @@ GRU::Output GRU::run(const Tensor& gi0, const Tensor& h0) {
   const std::size_t L = options.num_layers(), B = gi0.size(0), T = gi0.size(1),
                     H = options.hidden_size();
   if (h0.defined() && h0.shape() != Shape{L, B, H})
-    throw ShapeError(fmt::format("GRU: expected h0 of shape ({}, {}, {}) (num_layers, B, H), got {}",
-                                 L, B, H, shape_str(h0.shape())));
+    throw ShapeError(
+        fmt::format("GRU: expected h0 of shape ({}, {}, {}) (num_layers, B, H), got {}", L, B, H,
+                    shape_str(h0.shape())));
   if (T == 0) throw ShapeError("GRU: the sequence is empty (T = 0)");
   records_.assign(record_gates_ ? L : 0, {});
 
@@ -140,7 +143,8 @@ GRU::Output GRU::run(const Tensor& gi0, const Tensor& h0) {
       // select's gradient is added in place into gi's gradient: no (B, T, 3H) temporary per step.
       GRUCell::Step s = cell.step(select(gi, 1, t), h);  // gi[:, t]: (B, 3H)
       if (record_gates_)
-        records_[k].push_back({s.r.detach(), s.z.detach(), s.n.detach(), h.detach(), s.h_new.detach()});
+        records_[k].push_back(
+            {s.r.detach(), s.z.detach(), s.n.detach(), h.detach(), s.h_new.detach()});
       h = s.h_new;
       hs.push_back(h);
     }

@@ -5,7 +5,7 @@
 //   r  = σ(W_ir x + b_ir + W_hr h + b_hr)
 //   z  = σ(W_iz x + b_iz + W_hz h + b_hz)
 //   n  = tanh(W_in x + b_in + r ⊙ (W_hn h + b_hn))      reset_after = true  (PyTorch, default)
-//   n  = tanh(W_in x + b_in + W_hn (r ⊙ h) + b_hn)      reset_after = false (Cho et al., the course)
+//   n  = tanh(W_in x + b_in + W_hn (r ⊙ h) + b_hn)      reset_after = false (Cho, the course)
 //   h' = (1 − z) ⊙ n + z ⊙ h                             (z = 1 keeps the old state)
 //
 //   GRU gru(GRUOptions(27, 64).num_layers(2));
@@ -23,7 +23,7 @@
 
 namespace tapegrad {
 
-// ---- GRUCell ----------------------------------------------------------------------------------
+// ---- GRUCell ------------------------------------------------------------------------------------
 
 struct GRUCellOptions {
   GRUCellOptions(std::size_t input_size, std::size_t hidden_size)
@@ -60,7 +60,7 @@ class GRUCell : public Module {
   Tensor bias_hh;    // (3H)      b_hr|b_hz|b_hn
 };
 
-// ---- GRU over a sequence -------------------------------------------------------------------------
+// ---- GRU over a sequence ------------------------------------------------------------------------
 
 struct GRUOptions {
   GRUOptions(std::size_t input_size, std::size_t hidden_size)
@@ -74,9 +74,9 @@ struct GRUOptions {
 class GRU : public Module {
  public:
   struct Output {
-    Tensor output;                          // (B, T, H): the last layer's h_1..h_T
-    Tensor h_n;                             // (num_layers, B, H): each layer's h_T
-    std::vector<std::vector<Tensor>> steps; // [layer][t]: h_{t+1} (B, H), tape tensors
+    Tensor output;                           // (B, T, H): the last layer's h_1..h_T
+    Tensor h_n;                              // (num_layers, B, H): each layer's h_T
+    std::vector<std::vector<Tensor>> steps;  // [layer][t]: h_{t+1} (B, H), tape tensors
   };
   /// Plain values (detached copies, off the tape) of one step, for inspection.
   struct GateRecord {

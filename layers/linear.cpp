@@ -1,9 +1,9 @@
 // tapegrad — Linear (see linear.hpp).
 #include "layers/linear.hpp"
 
-#include <cmath>
-
 #include <fmt/format.h>
+
+#include <cmath>
 
 #include "framework/init.hpp"
 #include "framework/ops.hpp"

@@ -13,7 +13,6 @@
 
 namespace tapegrad {
 
-
 /// −log softmax(logits)[row, target], reduced over the rows (torch.nn.CrossEntropyLoss with
 /// class indices). Logits of any rank ≥ 2 are read as rows of C classes (the last axis), so a
 /// sequence model's (B, T, C) logits pair with B·T row-major targets.

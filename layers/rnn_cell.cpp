@@ -1,9 +1,9 @@
 // tapegrad — RNNCell (see rnn_cell.hpp).
 #include "layers/rnn_cell.hpp"
 
-#include <cmath>
-
 #include <fmt/format.h>
+
+#include <cmath>
 
 #include "framework/init.hpp"
 #include "framework/ops.hpp"

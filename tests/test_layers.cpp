@@ -7,7 +7,6 @@
 #include <algorithm>
 #include <cmath>
 #include <string>
-
 #include <xtensor/xmath.hpp>
 
 #include "framework/npz.hpp"
@@ -60,7 +59,8 @@ struct Fixture {
 };
 
 /// |actual − expected| ≤ tol · max(1, |expected|) elementwise, same shape and dtype.
-void expect_close(const Tensor& actual, const Tensor& expected, double tol, const std::string& what) {
+void expect_close(const Tensor& actual, const Tensor& expected, double tol,
+                  const std::string& what) {
   ASSERT_TRUE(actual.defined()) << what << ": undefined";
   ASSERT_EQ(actual.shape(), expected.shape()) << what;
   EXPECT_EQ(actual.dtype(), expected.dtype()) << what;
@@ -248,7 +248,8 @@ TEST(LayersParity, CharGRUCheckpointGatesAndLogProbs) {
     struct Model : Module {
       explicit Model(bool embed) {
         if (embed) this->embed = register_module("embed", std::make_shared<Embedding>(27, 8));
-        gru = register_module("gru", std::make_shared<GRU>(GRUOptions(embed ? 8 : 27, 16).num_layers(2)));
+        gru = register_module("gru",
+                              std::make_shared<GRU>(GRUOptions(embed ? 8 : 27, 16).num_layers(2)));
         head = register_module("head", std::make_shared<Linear>(16, 27));
       }
       std::shared_ptr<Embedding> embed;
@@ -260,15 +261,17 @@ TEST(LayersParity, CharGRUCheckpointGatesAndLogProbs) {
     std::vector<std::int32_t> vocab = npz::find(extra, "vocab", ckpt).to_vector<std::int32_t>();
 
     npz::Archive expected = npz::load_npz(exp_path);
-    auto ref = [&](const std::string& key) { return from_npz_array(npz::find(expected, key, exp_path), key); };
+    auto ref = [&](const std::string& key) {
+      return from_npz_array(npz::find(expected, key, exp_path), key);
+    };
     std::vector<std::int64_t> ids;
     for (std::int32_t ch : npz::find(expected, "text", exp_path).to_vector<std::int32_t>())
       ids.push_back(std::find(vocab.begin(), vocab.end(), ch) - vocab.begin());
     const std::size_t T = ids.size();
 
     m.gru->set_record_gates(true);
-    GRU::Output out = embed ? m.gru->forward(m.embed->forward(ids, {1, T}))
-                            : m.gru->forward_ids(ids, 1, T, 27);
+    GRU::Output out =
+        embed ? m.gru->forward(m.embed->forward(ids, {1, T})) : m.gru->forward_ids(ids, 1, T, 27);
     const auto& rec = m.gru->gate_records();
     ASSERT_EQ(rec.size(), 2u);
     for (std::size_t k = 0; k < 2; ++k) {
@@ -287,7 +290,9 @@ TEST(LayersParity, CharGRUCheckpointGatesAndLogProbs) {
       EXPECT_FALSE(rec[k][0].r.requires_grad());  // plain values, off the tape
     }
     // log p(text[i] | text[:i]) for i = 1..T-1 from the last layer's h at step i.
-    Tensor logp = log_softmax(m.head->forward(reshape(out.output, std::vector<std::ptrdiff_t>{std::ptrdiff_t(T), 16})), -1);
+    Tensor logp = log_softmax(
+        m.head->forward(reshape(out.output, std::vector<std::ptrdiff_t>{std::ptrdiff_t(T), 16})),
+        -1);
     std::vector<double> got;
     for (std::size_t i = 1; i < T; ++i) got.push_back(logp.at((i - 1) * 27 + ids[i]));
     expect_close(from_vector(got, {T - 1}, DType::Float64), ref("log_probs"), 1e-10, "log_probs");

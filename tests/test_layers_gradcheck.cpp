@@ -5,7 +5,6 @@
 #include <cmath>
 #include <functional>
 #include <string>
-
 #include <xtensor/xmath.hpp>
 
 #include "framework/gradcheck.hpp"
@@ -154,7 +153,8 @@ TEST(LayersGradcheck, OneHotIdsPathEqualsMatmulPath) {
     GRU gru(GRUOptions(V, 4).num_layers(2).reset_after(reset_after), gen);
     gru.to(f64);
     std::vector<std::int64_t> ids;
-    for (std::size_t i = 0; i < B * T; ++i) ids.push_back(static_cast<std::int64_t>((i * 5 + i / 4) % V));
+    for (std::size_t i = 0; i < B * T; ++i)
+      ids.push_back(static_cast<std::int64_t>((i * 5 + i / 4) % V));
     Tensor h0 = input({2, B, 4}, 25);
     Generator sg(26);
     Tensor seed = uniform({B, T, 4}, -1, 1, sg, f64);

@@ -1,16 +1,14 @@
 // Tests for framework/module: parameter names and order, state dicts, .npz checkpoints and
 // their error messages.
-#include "framework/module.hpp"
-
 #include <gtest/gtest.h>
 #include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
 #include <functional>
-
 #include <xtensor/xmath.hpp>
 
+#include "framework/module.hpp"
 #include "framework/ops.hpp"
 #include "layers/layers.hpp"
 
@@ -38,8 +36,9 @@ class CharModel : public Module {
 /// A fresh directory under /tmp, removed at the end of the test.
 class TempDir {
  public:
-  TempDir() : path_(fs::temp_directory_path() / ("tapegrad_module_" + std::to_string(::getpid()) +
-                                                  "_" + std::to_string(counter_++))) {
+  TempDir()
+      : path_(fs::temp_directory_path() / ("tapegrad_module_" + std::to_string(::getpid()) + "_" +
+                                           std::to_string(counter_++))) {
     fs::create_directories(path_);
   }
   ~TempDir() { fs::remove_all(path_); }
@@ -77,7 +76,7 @@ bool same_values(const Tensor& a, const Tensor& b) {
 
 }  // namespace
 
-// ---- names, order, registry ------------------------------------------------------------------------
+// ---- names, order, registry ---------------------------------------------------------------------
 
 TEST(Module, NamedParametersAreDottedInRegistrationOrder) {
   CharModel m;
@@ -100,7 +99,8 @@ TEST(Module, NamedParametersAreDottedInRegistrationOrder) {
 }
 
 TEST(Module, LayerParameterNamesFollowTorch) {
-  EXPECT_EQ(names_of(Linear(3, 2).named_parameters()), (std::vector<std::string>{"weight", "bias"}));
+  EXPECT_EQ(names_of(Linear(3, 2).named_parameters()),
+            (std::vector<std::string>{"weight", "bias"}));
   EXPECT_EQ(names_of(Linear(LinearOptions(3, 2).bias(false)).named_parameters()),
             std::vector<std::string>{"weight"});
   EXPECT_EQ(names_of(Embedding(5, 2).named_parameters()), std::vector<std::string>{"weight"});
@@ -154,7 +154,7 @@ TEST(Module, InitIsSeededAndBoundedLikeTorch) {
   for (auto& p : gru.parameters()) EXPECT_LE(xt::amax(xt::abs(p.to_f64()))(), 0.25);
 }
 
-// ---- state dicts in memory ---------------------------------------------------------------------------
+// ---- state dicts in memory ----------------------------------------------------------------------
 
 TEST(Module, StateDictRoundTripCopiesValues) {
   CharModel a(27, 16, 1), b(27, 16, 2);
@@ -181,7 +181,8 @@ TEST(Module, LoadStateDictErrorsNameTheKey) {
   {
     StateDict sd = m.state_dict();
     sd["head.extra"] = zeros({2, 2});
-    expect_error<ValueError>([&] { m.load_state_dict(sd); }, {"unexpected key 'head.extra'", "(2, 2)"});
+    expect_error<ValueError>([&] { m.load_state_dict(sd); },
+                             {"unexpected key 'head.extra'", "(2, 2)"});
     EXPECT_NO_THROW(m.load_state_dict(sd, /*strict=*/false));
   }
   {
@@ -208,7 +209,7 @@ TEST(Module, LoadStateDictErrorsNameTheKey) {
   }
 }
 
-// ---- checkpoints ------------------------------------------------------------------------------------------
+// ---- checkpoints --------------------------------------------------------------------------------
 
 TEST(Module, NpzRoundTripFloat32AndFloat64) {
   for (DType dtype : {DType::Float32, DType::Float64}) {
@@ -248,14 +249,17 @@ TEST(Module, ExtraEntriesArePreserved) {
   ASSERT_EQ(extra.size(), 2u);
   EXPECT_EQ(extra[0].first, "vocab");
   EXPECT_EQ(extra[0].second.to_vector<std::int32_t>(), vocab);
-  EXPECT_EQ(npz::find(extra, "step", path).to_vector<std::int64_t>(), std::vector<std::int64_t>{1234});
+  EXPECT_EQ(npz::find(extra, "step", path).to_vector<std::int64_t>(),
+            std::vector<std::int64_t>{1234});
   EXPECT_TRUE(same_values(a.head->weight, b.head->weight));
   // Module::load (strict) refuses what it does not know; non-strict ignores it.
   expect_error<FileError>([&] { b.load(path); }, {path, "unexpected entry 'vocab'", "int32 (3,)"});
   EXPECT_NO_THROW(b.load(path, /*strict=*/false));
   // An extra must not shadow a parameter.
   expect_error<ValueError>(
-      [&] { save_state(path, a, {{"head.bias", npz::Array::from_i32({3}, vocab.data())}}); },
+      [&] {
+        save_state(path, a, {{"head.bias", npz::Array::from_i32({3}, vocab.data())}});
+      },
       {path, "'head.bias'"});
 }
 
@@ -296,8 +300,8 @@ TEST(Module, LoadFileErrorsNameTheFileAndEntry) {
     for (const auto& [n, p] : other.named_parameters())
       archive.emplace_back(n == "head.bias" ? "head.bias_typo" : n, to_npz_array(p));
     npz::save_npz(path, archive);
-    expect_error<FileError>([&] { m.load(path); },
-                            {path, "missing entry 'head.bias'", "unexpected entry 'head.bias_typo'"});
+    expect_error<FileError>([&] { m.load(path); }, {path, "missing entry 'head.bias'",
+                                                    "unexpected entry 'head.bias_typo'"});
     expect_error<FileError>([&] { load_state(path, m); }, {path, "missing entry 'head.bias'"});
     // non-strict: loads what is there, returns the rest
     npz::Archive extra = load_state(path, m, /*strict=*/false);
@@ -307,12 +311,14 @@ TEST(Module, LoadFileErrorsNameTheFileAndEntry) {
     m.head->weight.data<float>() = before.data<float>();
   }
   {  // wrong shape
-    std::string path = write("shape.npz", {{"gru.weight_hh_l0", npz::Array::from_f32({16, 48}, f.data())}});
+    std::string path =
+        write("shape.npz", {{"gru.weight_hh_l0", npz::Array::from_f32({16, 48}, f.data())}});
     expect_error<FileError>([&] { m.load(path); },
                             {path, "entry 'gru.weight_hh_l0' has shape (16, 48)", "(48, 16)"});
   }
   {  // wrong float dtype: no silent conversion
-    std::string path = write("dtype.npz", {{"head.weight", npz::Array::from_f64({27, 16}, d.data())}});
+    std::string path =
+        write("dtype.npz", {{"head.weight", npz::Array::from_f64({27, 16}, d.data())}});
     expect_error<FileError>([&] { m.load(path); },
                             {path, "entry 'head.weight' is float64, parameter is float32"});
     // ...unless the module is converted first.
