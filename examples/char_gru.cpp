@@ -217,15 +217,16 @@ TrainResult train(TrainArgs a) {
     return ex;
   };
 
+  std::vector<Tensor> params = model->parameters();
+  std::size_t n_params = 0;
+  for (const Tensor& p : params) n_params += p.numel();
   if (!a.json && !a.quiet)
     fmt::print("corpus: {} ({} characters, vocabulary {}), {} train / {} held out\n"
                "model: {}GRU(V={}, H={}, layers={}) + Linear, {} parameters, {}\n",
                source, text.size(), vocab.size(), train_ids.size(), held_ids.size(),
                model->embed ? fmt::format("Embedding(E={}) + ", model->config.embed_dim) : "",
                vocab.size(), a.hidden, a.layers,
-               std::accumulate(model->parameters().begin(), model->parameters().end(), std::size_t{0},
-                               [](std::size_t n, const Tensor& p) { return n + p.numel(); }),
-               a.dtype);
+               n_params, a.dtype);
 
   std::signal(SIGINT, on_sigint);
   bool tty = isatty(STDERR_FILENO);
@@ -247,8 +248,8 @@ TrainResult train(TrainArgs a) {
     Tensor loss = cross_entropy(out.logits, y);
     opt.zero_grad();
     loss.backward();
-    if (a.clip > 0) clip_grad_norm(model->parameters(), a.clip);
-    if (a.clip_value > 0) clip_grad_value(model->parameters(), a.clip_value);
+    if (a.clip > 0) clip_grad_norm(params, a.clip);
+    if (a.clip_value > 0) clip_grad_value(params, a.clip_value);
     opt.step();
     double l = loss.item();
     recent.push_back(l);
@@ -350,7 +351,8 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);  // 0 for --help, else a message and exit code ≥ 1
+    app.exit(e);  // prints the help text, or the error with a hint
+    return e.get_exit_code() == 0 ? 0 : 2;
   }
 
   try {

@@ -117,7 +117,12 @@ int main(int argc, char** argv) {
       ->capture_default_str()->check(CLI::IsMember({"pytorch", "course"}));
   app.add_flag("--json", json_out, "all units of the requested steps as JSON (PyTorch convention, full precision)");
   app.add_option("--plot", plot_file, "write heatmaps of z and r over every step to FILE (.png or .svg, needs gnuplot)");
-  CLI11_PARSE(app, argc, argv);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    app.exit(e);  // prints the help text, or the error with a hint
+    return e.get_exit_code() == 0 ? 0 : 2;
+  }
 
   try {
     Checkpoint c = load_checkpoint(ck);

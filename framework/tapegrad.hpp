@@ -4,6 +4,7 @@
 #include "framework/error.hpp"
 #include "framework/gradcheck.hpp"
 #include "framework/ops.hpp"
+#include "framework/optim.hpp"
 #include "framework/print.hpp"
 #include "framework/random.hpp"
 #include "framework/tape.hpp"
