@@ -1,0 +1,115 @@
+// Runs the teaching example programs (docs/tutorial.md snippets, custom_op, manual_backprop,
+// hvp, the assignment's graders) and checks their exit codes and key lines of their output:
+// this is how CI compiles and runs the snippets. The programs are built first (tests/CMakeLists:
+// test_examples_run depends on all_examples).
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+
+namespace {
+
+const std::string kBin = TAPEGRAD_EXAMPLES_BIN_DIR;
+
+#if defined(__SANITIZE_ADDRESS__)
+constexpr double kMaxSeconds = 60;  // sanitized builds run several times slower
+#else
+constexpr double kMaxSeconds = 5;  // the tutorial's promise
+#endif
+
+struct Result {
+  int exit_code = -1;
+  std::string output;  // stdout and stderr
+  double seconds = 0;
+};
+
+/// Runs `program args` from the examples build directory, capturing its output.
+Result run(const std::string& program, const std::string& args = "") {
+  std::string exe = kBin + "/" + program;
+  std::string log = testing::TempDir() + "example_" + std::to_string(::getpid()) + ".log";
+  auto t0 = std::chrono::steady_clock::now();
+  int status = std::system((exe + " " + args + " > " + log + " 2>&1").c_str());
+  Result r;
+  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  std::ifstream in(log);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  r.output = ss.str();
+  std::filesystem::remove(log);
+  return r;
+}
+
+bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
+
+class ExamplesRun : public testing::Test {
+ protected:
+  void SetUp() override {
+    if (!std::filesystem::exists(kBin)) GTEST_SKIP() << "examples are not built (TAPEGRAD_BUILD_EXAMPLES=OFF)";
+  }
+};
+
+}  // namespace
+
+TEST_F(ExamplesRun, TutorialSnippetsExitZeroQuickly) {
+  for (const char* name : {"tutorial_01_scalar", "tutorial_02_tensors", "tutorial_03_gradcheck",
+                           "tutorial_04_module", "tutorial_05_train"}) {
+    SCOPED_TRACE(name);
+    Result r = run(name);
+    EXPECT_EQ(r.exit_code, 0) << r.output;
+    EXPECT_LT(r.seconds, kMaxSeconds) << r.output;
+  }
+}
+
+TEST_F(ExamplesRun, CustomOpPassesAndTheBuggyVariantIsCaught) {
+  Result ok = run("custom_op");
+  EXPECT_EQ(ok.exit_code, 0) << ok.output;
+  EXPECT_TRUE(contains(ok.output, "PASSED")) << ok.output;
+  Result buggy = run("custom_op", "--buggy");
+  EXPECT_EQ(buggy.exit_code, 0) << buggy.output;  // 0 = the bug was caught, as expected
+  EXPECT_TRUE(contains(buggy.output, "FAILED")) << buggy.output;
+  EXPECT_TRUE(contains(buggy.output, "worst element x[")) << buggy.output;
+}
+
+TEST_F(ExamplesRun, ManualBackpropAndHvpAgree) {
+  Result m = run("manual_backprop");
+  EXPECT_EQ(m.exit_code, 0) << m.output;
+  EXPECT_TRUE(contains(m.output, "dL/dh_prev")) << m.output;
+  EXPECT_TRUE(contains(m.output, "BPTT")) << m.output;
+  Result h = run("hvp");
+  EXPECT_EQ(h.exit_code, 0) << h.output;
+  EXPECT_TRUE(contains(h.output, "total")) << h.output;
+}
+
+TEST_F(ExamplesRun, AssignmentSolutionPasses) {
+  Result r = run("assignment/grade_solution");
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(contains(r.output, "score: 5/5")) << r.output;
+}
+
+TEST_F(ExamplesRun, AssignmentWrongSolutionFailsWithHelpfulMessages) {
+  Result r = run("assignment/grade_wrong");
+  EXPECT_NE(r.exit_code, 0) << r.output;
+  // Part 1: names the output, the place, the gate and the convention.
+  EXPECT_TRUE(contains(r.output, "[FAIL] 1.")) << r.output;
+  EXPECT_TRUE(contains(r.output, "hint: the update gate is used the other way round")) << r.output;
+  EXPECT_TRUE(contains(r.output, "dL/dweight_hh differs")) << r.output;
+  EXPECT_TRUE(contains(r.output, "the z gate (rows 4..7)")) << r.output;
+  // Part 2: the custom op's backward, with the worst element and the missing term.
+  EXPECT_TRUE(contains(r.output, "[FAIL] 5.")) << r.output;
+  EXPECT_TRUE(contains(r.output, "worst element x(")) << r.output;
+  EXPECT_TRUE(contains(r.output, "product rule's second term")) << r.output;
+}
+
+TEST_F(ExamplesRun, AssignmentSkeletonSaysNotImplemented) {
+  Result r = run("assignment/grade_skeleton");
+  EXPECT_NE(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(contains(r.output, "not implemented yet (TODO: part 1")) << r.output;
+  EXPECT_TRUE(contains(r.output, "not implemented yet (TODO: part 2")) << r.output;
+}
