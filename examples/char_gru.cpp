@@ -340,9 +340,9 @@ int main(int argc, char** argv) {
   score_cmd->add_flag("--json", json_out, "print {\"loss\": L, \"log_probs\": [...]} on stdout");
 
   TrainArgs da;
-  da.steps = 1500;
+  da.steps = 3000;
   da.sample_every = 0;
-  std::string demo_text = "the gated recurrent unit\nkeeps\nits state\nwhere the update gate is open\n";
+  std::string demo_text = "the\ngated\nrecurrent\nunit\nkeeps\nits\nstate\nwhen\nits\nupdate\ngate\nis\nclosed\n";
   CLI::App* demo_cmd = app.add_subcommand("demo", "train on the default corpus, sample, and show the gates of steps 33 and 34");
   demo_cmd->add_option("--steps", da.steps, "training steps")->capture_default_str()->check(CLI::Range(1, 100000000));
   demo_cmd->add_option("--checkpoint", da.checkpoint, "where to write the model")->capture_default_str();

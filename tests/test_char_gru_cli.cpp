@@ -249,6 +249,12 @@ TEST(CliErrors, ClearMessagesAndExitCodes) {
     a.erase(std::remove_if(a.begin(), a.end(), [](const auto& e) { return e.first == "head.weight"; }), a.end());
     npz::save_npz(bad_ck, a);
   }
+  std::string novocab_ck = temp_dir() + "/novocab.npz";
+  {  // a checkpoint without its vocabulary
+    npz::Archive a = npz::load_npz(ck);
+    a.erase(std::remove_if(a.begin(), a.end(), [](const auto& e) { return e.first == "vocab"; }), a.end());
+    npz::save_npz(novocab_ck, a);
+  }
   std::string shape_ck = temp_dir() + "/shape.npz";
   {  // inconsistent shapes: gru.weight_hh_l0 with a wrong width
     npz::Archive a = npz::load_npz(ck);
@@ -264,6 +270,7 @@ TEST(CliErrors, ClearMessagesAndExitCodes) {
       {kBin + "/char_gru train --corpus " + empty + " --steps 2", 1, "empty"},
       {kBin + "/char_gru train --corpus /nonexistent/corpus.txt --steps 2", 1, "/nonexistent/corpus.txt"},
       {kBin + "/gru_gates --checkpoint " + bad_ck + " --text gate", 1, "head.weight"},
+      {kBin + "/char_gru sample --checkpoint " + novocab_ck, 1, "vocab"},
       {kBin + "/gru_gates --checkpoint " + shape_ck + " --text gate", 1, "gru.weight_hh_l0"},
       {kBin + "/gru_gates --checkpoint /nonexistent.npz --text gate", 1, "/nonexistent.npz"},
       {kBin + "/gru_gates --checkpoint " + ck + " --text gate --steps 5", 1, "past the end"},
