@@ -17,7 +17,7 @@
 // gradient that reaches h_t through c_{t+1} is included in dL/dh_t.
 //
 // --update-bias B (GRU only) sets the update gate's biases b_iz = B, b_hz = 0 (rows H…2H−1 of
-// bias_ih and bias_hh), so z = σ(B + …) → 1 as B grows (PyTorch's convention, z = 1 keeps the
+// bias_ih and bias_hh, after any --weight-scale), so z = σ(B + …) → 1 as B grows (PyTorch's convention, z = 1 keeps the
 // old state; in the course's notation Γu = 1 − z → 0). Without --update-bias the GRU is also run
 // for B ∈ {−6, −3, 0, 3, 6} (same parameters, same data): the sweep.
 //
@@ -161,7 +161,7 @@ Run run_lstm(const Experiment& e, const Data& d) {
 }
 
 std::string label(const Run& r) {
-  if (!r.update_bias) return r.cell == "gru" ? "gru (PyTorch init)" : r.cell;
+  if (!r.update_bias) return r.cell == "gru" ? "gru (PyTorch init)" : r.cell == "rnn" ? "tanh rnn" : "lstm (hidden state h)";
   return fmt::format("gru, b_z = {:+g}", *r.update_bias);
 }
 
@@ -171,7 +171,7 @@ void print_table(const Run& r) {
   const std::size_t T = r.steps;
   const bool gru = r.cell == "gru";
   fmt::print("== {}: H = {}, T = {}{}\n", label(r), r.hidden, T,
-             r.cell == "lstm" ? " (h_t is the LSTM's hidden state; the cell state c is separate)" : "");
+             r.cell == "lstm" ? " (the cell state c is carried separately)" : "");
   fmt::print("{:>5}  {:>13}  {:>15}{}\n", "t", "‖dL/dh_t‖", "÷ ‖dL/dh_T‖",
              gru ? fmt::format("  {:>9}  {:>9}", "mean z_t", "mean r_t") : "");
   const std::size_t stride = T <= 30 ? 1 : (T + 19) / 20;
@@ -196,10 +196,11 @@ void print_sweep(const std::vector<Run>& sweep) {
   }
 }
 
-nlohmann::json to_json(const Run& r) {
-  nlohmann::json j;
+/// One run as a JSON object, keys in the documented order.
+nlohmann::ordered_json to_json(const Run& r) {
+  nlohmann::ordered_json j;
   j["cell"] = r.cell;
-  j["update_bias"] = r.update_bias ? nlohmann::json(*r.update_bias) : nlohmann::json(nullptr);
+  j["update_bias"] = r.update_bias ? nlohmann::ordered_json(*r.update_bias) : nlohmann::ordered_json(nullptr);
   j["hidden"] = r.hidden;
   j["steps"] = r.steps;
   j["grad_norm"] = r.grad_norm;
@@ -324,7 +325,7 @@ int main(int argc, char** argv) {
       for (double b : kSweep) sweep.push_back(run_gru(e, data, b));
 
     if (json_out) {
-      nlohmann::json j = nlohmann::json::array();
+      nlohmann::ordered_json j = nlohmann::ordered_json::array();
       for (const Run& r : runs) j.push_back(to_json(r));
       for (const Run& r : sweep) j.push_back(to_json(r));
       std::cout << j.dump() << std::endl;
