@@ -14,6 +14,7 @@
 //      for W_hh ≠ 0 the tape's Jacobian is the three-term formula of docs/gradient-flow.md.
 //   4. r = 0: n does not depend on h_{t−1}; the gradient reaching h_{t−1} through n is exactly 0.
 //   5. A worked step with real numbers: h_t[i] = n_t[i] where z_t[i] = 0, h_{t−1}[i] where z_t[i] = 1.
+//   6. The course's equations are tapegrad's reset-before GRU with Γu = 1 − z (docs/gru.md's table).
 //
 // Forcing a gate: tapegrad's sigmoid is σ(a) = 1/(1 + e^−a) for a ≥ 0 and e^a/(1 + e^a) for a < 0.
 // In float64, σ(40) = 1/(1 + 4.2e−18) rounds to exactly 1.0, but σ(−40) = 4.2e−18 is not 0. With a
@@ -497,6 +498,65 @@ TEST(GradientFlow, WorkedStepTakesTheCandidateWhereZIsZeroAndKeepsTheStateWhereZ
   Tensor xg = x.detach().requires_grad_();
   expect_gradcheck([&] { return cell(xg, h); }, {h, xg, cell.weight_ih, cell.weight_hh},
                    {"h_prev", "x", "weight_ih", "weight_hh"});
+}
+
+// ---- the course's notation is PyTorch's reset-before GRU with Γu = 1 − z -------------------------------
+
+TEST(GradientFlow, CourseNotationIsResetBeforeWithUpdateGateOneMinusZ) {
+  // The course:  Γu = σ(W_u [c, x] + b_u),  Γr = σ(W_r [c, x] + b_r),
+  //              c~ = tanh(W_c [Γr ∗ c, x] + b_c),  c' = Γu ∗ c~ + (1 − Γu) ∗ c   (W_*: (H, H + in))
+  // Conversion (docs/gru.md): W_hr | W_ir = W_r split by columns (hidden first), b_ir = b_r, b_hr = 0;
+  // W_hz | W_iz = −W_u, b_iz = −b_u, b_hz = 0; W_hn | W_in = W_c, b_in = b_c, b_hn = 0; reset before.
+  const std::size_t H = 4, in = 3;
+  Generator gen(90);
+  auto param = [&](const Shape& shape) { return uniform(shape, -0.8, 0.8, gen, f64).requires_grad_(); };
+  Tensor W_u = param({H, H + in}), W_r = param({H, H + in}), W_c = param({H, H + in});
+  Tensor b_u = param({H}), b_r = param({H}), b_c = param({H});
+  Tensor x = uniform({2, in}, -1, 1, gen, f64), c = uniform({2, H}, -1, 1, gen, f64).requires_grad_();
+  auto course_step = [&](const Tensor& xx, const Tensor& cc) {
+    Tensor gu = sigmoid(matmul(concat({cc, xx}, 1), W_u, false, true) + b_u);
+    Tensor gr = sigmoid(matmul(concat({cc, xx}, 1), W_r, false, true) + b_r);
+    Tensor ct = tanh(matmul(concat({gr * cc, xx}, 1), W_c, false, true) + b_c);
+    return std::vector<Tensor>{gu * ct + (1.0 - gu) * cc, gu, gr, ct};
+  };
+
+  auto gru = make<GRUCell>(GRUCellOptions(in, H).reset_after(false), 91);
+  {
+    auto& wi = gru.weight_ih.data<double>();
+    auto& wh = gru.weight_hh.data<double>();
+    auto& bi = gru.bias_ih.data<double>();
+    auto& bh = gru.bias_hh.data<double>();
+    const Tensor* course_w[3] = {&W_r, &W_u, &W_c};  // PyTorch's gate order r, z, n
+    const Tensor* course_b[3] = {&b_r, &b_u, &b_c};
+    for (std::size_t g = 0; g < 3; ++g) {
+      const double sign = g == 1 ? -1.0 : 1.0;  // z = 1 − Γu: negate the update gate's weights
+      for (std::size_t i = 0; i < H; ++i) {
+        for (std::size_t k = 0; k < H; ++k) wh(g * H + i, k) = sign * course_w[g]->data<double>()(i, k);
+        for (std::size_t k = 0; k < in; ++k) wi(g * H + i, k) = sign * course_w[g]->data<double>()(i, H + k);
+        bi(g * H + i) = sign * course_b[g]->data<double>()(i);
+        bh(g * H + i) = 0.0;
+      }
+    }
+  }
+  std::vector<Tensor> course = course_step(x, c);
+  GRUCell::Step st = gru.forward_with_gates(x, c);
+  for (std::size_t k = 0; k < 2 * H; ++k) {
+    EXPECT_NEAR(st.h_new.at(k), course[0].at(k), 1e-15);
+    EXPECT_NEAR(st.z.at(k), 1.0 - course[1].at(k), 1e-15);  // Γu = 1 − z
+    EXPECT_NEAR(st.r.at(k), course[2].at(k), 1e-15);        // Γr = r
+    EXPECT_NEAR(st.n.at(k), course[3].at(k), 1e-15);        // c~ = n
+  }
+  // The same weights in a reset-after cell give a different model (r scales W_hn h, not h).
+  auto after = make<GRUCell>(GRUCellOptions(in, H).reset_after(true), 92);
+  after.load_state_dict(gru.state_dict());
+  double diff = 0;
+  Tensor h_after = after(x, c);
+  for (std::size_t k = 0; k < 2 * H; ++k) diff = std::max(diff, std::abs(h_after.at(k) - course[0].at(k)));
+  EXPECT_GT(diff, 1e-3);
+  tape().clear();
+
+  expect_gradcheck([&] { return course_step(x, c)[0]; }, {c, W_u, W_r, W_c, b_u, b_r, b_c},
+                   {"c<t-1>", "W_u", "W_r", "W_c", "b_u", "b_r", "b_c"});
 }
 
 // ---- the example's command-line contract ------------------------------------------------------------
