@@ -359,34 +359,52 @@ TEST(GradientFlow, WithZeroRecurrentWeightsTheOneStepJacobianIsDiagZ) {
 }
 
 TEST(GradientFlow, OneStepJacobianIsTheThreeTermFormula) {
-  // ∂h'/∂h = diag(z) + diag(1 − z) ∂n/∂h + diag(h − n) ∂z/∂h   (reset after), with
+  // ∂h'/∂h = diag(z) + diag(1 − z) ∂n/∂h + diag(h − n) ∂z/∂h, with
   //   ∂z/∂h = diag(z(1 − z)) W_hz,   ∂r/∂h = diag(r(1 − r)) W_hr,
-  //   ∂n/∂h = diag(1 − n²) [diag(W_hn h + b_hn) ∂r/∂h + diag(r) W_hn]
-  // and for the RNN ∂h'/∂h = diag(1 − h'²) W_hh. Both against the tape, entry by entry.
+  //   ∂n/∂h = diag(1 − n²) [diag(r) W_hn + diag(W_hn h + b_hn) ∂r/∂h]    (reset after)
+  //   ∂n/∂h = diag(1 − n²) W_hn [diag(r) + diag(h) ∂r/∂h]                 (reset before)
+  // and for the RNN ∂h'/∂h = diag(1 − h'²) W_hh. All against the tape, entry by entry.
   const std::size_t H = 5, in = 3;
-  auto cell = make<GRUCell>(GRUCellOptions(in, H), 60);
   Sequence s = make_sequence(1, in, H, 61);
   Tensor x = select(s.x, 0, 0);
-  Tensor h = s.h0.detach().requires_grad_();
-  GRUCell::Step st = cell.forward_with_gates(x, h);
-  xt::xarray<double> J = jacobian_rows(st.h_new, h);
-  tape().clear();
+  for (bool reset_after : {true, false}) {
+    SCOPED_TRACE(reset_after ? "reset after" : "reset before");
+    auto cell = make<GRUCell>(GRUCellOptions(in, H).reset_after(reset_after), 60);
+    Tensor h = s.h0.detach().requires_grad_();
+    GRUCell::Step st = cell.forward_with_gates(x, h);
+    xt::xarray<double> J = jacobian_rows(st.h_new, h);
+    tape().clear();
 
-  const xt::xarray<double>& W = cell.weight_hh.data<double>();  // (3H, H) rows r|z|n
-  const xt::xarray<double>& b = cell.bias_hh.data<double>();
-  auto r = values(st.r), z = values(st.z), n = values(st.n), hp = values(h);
-  xt::xarray<double> F = xt::zeros<double>({H, H});
-  for (std::size_t i = 0; i < H; ++i) {
-    double ghn = b(2 * H + i);  // W_hn h + b_hn, unit i
-    for (std::size_t k = 0; k < H; ++k) ghn += W(2 * H + i, k) * hp[k];
-    for (std::size_t j = 0; j < H; ++j) {
-      double dz = z[i] * (1 - z[i]) * W(H + i, j);
-      double dr = r[i] * (1 - r[i]) * W(i, j);
-      double dn = (1 - n[i] * n[i]) * (ghn * dr + r[i] * W(2 * H + i, j));
-      F(i, j) = (i == j ? z[i] : 0.0) + (1 - z[i]) * dn + (hp[i] - n[i]) * dz;
+    const xt::xarray<double>& W = cell.weight_hh.data<double>();  // (3H, H) rows r|z|n
+    const xt::xarray<double>& b = cell.bias_hh.data<double>();
+    auto r = values(st.r), z = values(st.z), n = values(st.n), hp = values(h);
+    auto W_hr = [&](std::size_t i, std::size_t j) { return W(i, j); };
+    auto W_hz = [&](std::size_t i, std::size_t j) { return W(H + i, j); };
+    auto W_hn = [&](std::size_t i, std::size_t j) { return W(2 * H + i, j); };
+    auto dr = [&](std::size_t k, std::size_t j) { return r[k] * (1 - r[k]) * W_hr(k, j); };
+    xt::xarray<double> F = xt::zeros<double>({H, H});
+    for (std::size_t i = 0; i < H; ++i) {
+      double ghn = b(2 * H + i);  // W_hn h + b_hn, unit i
+      for (std::size_t k = 0; k < H; ++k) ghn += W_hn(i, k) * hp[k];
+      for (std::size_t j = 0; j < H; ++j) {
+        double dz = z[i] * (1 - z[i]) * W_hz(i, j);
+        double dn = 0;
+        if (reset_after) {
+          dn = (1 - n[i] * n[i]) * (r[i] * W_hn(i, j) + ghn * dr(i, j));
+        } else {
+          double s_ij = W_hn(i, j) * r[j];
+          for (std::size_t k = 0; k < H; ++k) s_ij += W_hn(i, k) * hp[k] * dr(k, j);
+          dn = (1 - n[i] * n[i]) * s_ij;
+        }
+        F(i, j) = (i == j ? z[i] : 0.0) + (1 - z[i]) * dn + (hp[i] - n[i]) * dz;
+      }
     }
+    EXPECT_LT(xt::amax(xt::abs(J - F))(), 1e-14);
+
+    JacobianCheck jc = jacobian_check([&](const std::vector<Tensor>& v) { return cell(x, v[0]); }, {h});
+    EXPECT_TRUE(jc.passed) << jc.max_abs_error;
+    EXPECT_LT(xt::amax(xt::abs(jc.numeric - F))(), 1e-8);
   }
-  EXPECT_LT(xt::amax(xt::abs(J - F))(), 1e-14);
 
   auto rnn = make<RNNCell>(RNNCellOptions(in, H), 62);
   Tensor h2 = s.h0.detach().requires_grad_();
@@ -397,10 +415,8 @@ TEST(GradientFlow, OneStepJacobianIsTheThreeTermFormula) {
   for (std::size_t i = 0; i < H; ++i)
     for (std::size_t j = 0; j < H; ++j)
       EXPECT_NEAR(Jr(i, j), (1 - hn.at(i) * hn.at(i)) * Wr(i, j), 1e-15);
-
-  JacobianCheck jc = jacobian_check([&](const std::vector<Tensor>& v) { return cell(x, v[0]); }, {h});
-  EXPECT_TRUE(jc.passed) << jc.max_abs_error;
-  EXPECT_LT(xt::amax(xt::abs(jc.numeric - F))(), 1e-8);
+  JacobianCheck jr = jacobian_check([&](const std::vector<Tensor>& v) { return rnn(x, v[0]); }, {h2});
+  EXPECT_TRUE(jr.passed) << jr.max_abs_error;
 }
 
 // ---- 4. r = 0 cuts the candidate off from h_{t−1} ----------------------------------------------------
