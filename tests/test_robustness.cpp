@@ -7,21 +7,18 @@
 using namespace tapegrad;
 
 TEST(Robustness, DivergingTrainingIsStoppedByAnomalyMode) {
+  // Least squares with a learning rate far above 2/λ_max: the weights grow geometrically until
+  // float32 overflows. (A GRU LM saturates instead: its losses grow but stay finite.)
   Generator gen(1);
-  GRU gru(GRUOptions(5, 8), gen);
-  Linear head(8, 5, gen);
-  std::vector<Tensor> params = gru.parameters();
-  for (const Tensor& p : head.parameters()) params.push_back(p);
-  SGD opt(params, SGDOptions(1e30));  // a learning rate that blows the weights up
-  std::vector<std::int64_t> ids = {0, 1, 2, 3, 4, 0, 1, 2}, targets = {1, 2, 3, 4, 0, 1, 2, 3};
+  Linear model(4, 1, gen);
+  Tensor x = randn({16, 4}, gen), y = randn({16, 1}, gen);
+  SGD opt(model.parameters(), SGDOptions(50.0));
   AnomalyGuard anomaly;
   std::string message;
   int step = 0;
   try {
-    for (; step < 20; ++step) {
-      GRU::Output out = gru.forward_ids(ids, 1, 8, 5);
-      Tensor logits = head.forward(reshape(out.output, Shape{8, 8}));
-      Tensor loss = cross_entropy(logits, targets);
+    for (; step < 200; ++step) {
+      Tensor loss = mse(model.forward(x), y);
       opt.zero_grad();
       loss.backward();
       opt.step();
@@ -31,10 +28,11 @@ TEST(Robustness, DivergingTrainingIsStoppedByAnomalyMode) {
   }
   tape().clear();
   ASSERT_FALSE(message.empty()) << "training diverged without an anomaly error";
-  EXPECT_LT(step, 20);
+  EXPECT_GT(step, 2);
+  EXPECT_LT(step, 200);
   EXPECT_NE(message.find("NaN or Inf"), std::string::npos) << message;
   EXPECT_NE(message.find("tape index"), std::string::npos) << message;
-  EXPECT_NE(message.find("'"), std::string::npos) << message;  // names the op
+  EXPECT_NE(message.find("(16, 1)"), std::string::npos) << message;  // the inputs' shapes
 }
 
 TEST(Robustness, AnomalyModeIsOffByDefaultAndScoped) {
