@@ -363,7 +363,7 @@ std::vector<Tensor> BackwardPass::run(const Tensor& root, const Tensor& seed_in,
     return captured;
   }
 
-  GradSink sink(create_graph);
+  GradSink sink(create_graph, retain_graph);
   GradModeGuard mode(create_graph);
   try {
     r.pending = seed;

@@ -138,14 +138,18 @@ class GradSink {
   void add_narrow(std::size_t i, std::size_t axis, std::size_t start, const Tensor& g);
   /// True while a create_graph backward runs: VJPs must then use only differentiable ops.
   bool create_graph() const { return create_graph_; }
+  /// True when the tape is kept for another backward: a VJP must then leave what it saved intact.
+  bool retain_graph() const { return retain_graph_; }
 
  private:
   friend struct BackwardPass;
-  GradSink(bool create_graph) : create_graph_(create_graph) {}
+  GradSink(bool create_graph, bool retain_graph)
+      : create_graph_(create_graph), retain_graph_(retain_graph) {}
   void accumulate(const Tensor& target, const Tensor& g, const char* what);
   const Node* node_ = nullptr;
   std::int64_t node_index_ = -1;
   bool create_graph_;
+  bool retain_graph_;
   std::vector<Tensor> leaves_;  // leaves that received a gradient this pass
 };
 

@@ -1,0 +1,485 @@
+// tapegrad — the fused GRU (see gru_fused.hpp for the equations, the buffers and the limits).
+// Shapes: B batch, T time (Tn in code, T is the scalar type), H hidden, in input size.
+#include "layers/gru_fused.hpp"
+
+#include <cblas.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <mutex>
+#include <utility>
+
+#include <fmt/format.h>
+// GCC 12 warns "'__Y' may be used uninitialized" inside its own AVX-512 intrinsics as inlined
+// into xsimd's exp/tanh: a false positive (_mm512_undefined_* on purpose).
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#include <xsimd/xsimd.hpp>
+#include <xtensor/xbuilder.hpp>
+
+#include "framework/dispatch.hpp"
+#include "framework/ops.hpp"
+#include "framework/tape.hpp"
+
+namespace tapegrad {
+
+namespace {
+
+// ---- BLAS, row-major: C = alpha·op(A)·op(B) + beta·C; a single row goes to gemv ----------------
+
+void gemv(bool trans, std::size_t m, std::size_t n, float alpha, const float* a, std::size_t lda,
+          const float* x, std::size_t incx, float beta, float* y) {
+  cblas_sgemv(CblasRowMajor, trans ? CblasTrans : CblasNoTrans, int(m), int(n), alpha, a, int(lda),
+              x, int(incx), beta, y, 1);
+}
+void gemv(bool trans, std::size_t m, std::size_t n, double alpha, const double* a, std::size_t lda,
+          const double* x, std::size_t incx, double beta, double* y) {
+  cblas_dgemv(CblasRowMajor, trans ? CblasTrans : CblasNoTrans, int(m), int(n), alpha, a, int(lda),
+              x, int(incx), beta, y, 1);
+}
+void gemm_blas(bool ta, bool tb, std::size_t m, std::size_t n, std::size_t k, float alpha,
+               const float* a, std::size_t lda, const float* b, std::size_t ldb, float beta, float* c,
+               std::size_t ldc) {
+  cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, int(m),
+              int(n), int(k), alpha, a, int(lda), b, int(ldb), beta, c, int(ldc));
+}
+void gemm_blas(bool ta, bool tb, std::size_t m, std::size_t n, std::size_t k, double alpha,
+               const double* a, std::size_t lda, const double* b, std::size_t ldb, double beta,
+               double* c, std::size_t ldc) {
+  cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, int(m),
+              int(n), int(k), alpha, a, int(lda), b, int(ldb), beta, c, int(ldc));
+}
+
+/// C (m×n, ldc) = op(A) (m×k) · op(B) (k×n) + beta·C. With m = 1 (batch 1) it is a gemv: the
+/// row op(A) is read with stride lda when A is transposed.
+template <class T>
+void gemm(bool ta, bool tb, std::size_t m, std::size_t n, std::size_t k, const T* a, std::size_t lda,
+          const T* b, std::size_t ldb, T beta, T* c, std::size_t ldc) {
+  if (m == 1) {
+    if (beta == T(0)) std::fill(c, c + n, T(0));  // never read uninitialised memory
+    // y = op(B)ᵀ·a: op(B) is B (k×n, stored k×n) or Bᵀ (B stored n×k).
+    if (tb)
+      gemv(false, n, k, T(1), b, ldb, a, ta ? lda : 1, beta, c);
+    else
+      gemv(true, k, n, T(1), b, ldb, a, ta ? lda : 1, beta, c);
+    return;
+  }
+  gemm_blas(ta, tb, m, n, k, T(1), a, lda, b, ldb, beta, c, ldc);
+}
+
+// ---- vectorised activations (xsimd batches, scalar tail) --------------------------------------
+
+/// x ← σ(x) = 1/(1+e^−x) for x ≥ 0, e^x/(1+e^x) for x < 0 (e^−|x| never overflows).
+template <class T>
+void sigmoid_inplace(T* x, std::size_t n) {
+  using V = xsimd::batch<T>;
+  std::size_t i = 0;
+  const V one(T(1)), zero(T(0));
+  for (; i + V::size <= n; i += V::size) {
+    V v = V::load_unaligned(x + i);
+    V e = xsimd::exp(-xsimd::abs(v));
+    V s = xsimd::select(v >= zero, one / (one + e), e / (one + e));
+    s.store_unaligned(x + i);
+  }
+  for (; i < n; ++i) {
+    T e = std::exp(-std::abs(x[i]));
+    x[i] = x[i] >= T(0) ? T(1) / (T(1) + e) : e / (T(1) + e);
+  }
+}
+
+template <class T>
+void tanh_inplace(T* x, std::size_t n) {
+  using V = xsimd::batch<T>;
+  std::size_t i = 0;
+  for (; i + V::size <= n; i += V::size) xsimd::tanh(V::load_unaligned(x + i)).store_unaligned(x + i);
+  for (; i < n; ++i) x[i] = std::tanh(x[i]);
+}
+
+// ---- an arena for the big buffers -------------------------------------------------------------
+// A training step of L (B = 64, T = 64, H = 512) saves ~40 MB per layer. Allocations that large
+// are fresh mmaps, page-faulted in at every step; keeping the few blocks a step needs and handing
+// them out again makes the steady state allocation-free (and the peak RSS stable).
+
+class BlockPool {
+ public:
+  static BlockPool& get() {
+    static BlockPool pool;
+    return pool;
+  }
+  void* acquire(std::size_t bytes) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      for (std::size_t i = 0; i < free_.size(); ++i)
+        if (free_[i].first == bytes) {
+          void* p = free_[i].second;
+          free_.erase(free_.begin() + std::ptrdiff_t(i));
+          return p;
+        }
+    }
+    void* p = std::aligned_alloc(64, (bytes + 63) / 64 * 64);
+    if (!p) throw std::bad_alloc();
+    return p;
+  }
+  void release(void* p, std::size_t bytes) {
+    std::lock_guard<std::mutex> lock(mu_);
+    free_.emplace_back(bytes, p);
+    if (free_.size() > kKeep) {  // keep the most recent blocks
+      std::free(free_.front().second);
+      free_.erase(free_.begin());
+    }
+  }
+
+ private:
+  static constexpr std::size_t kKeep = 16;
+  std::mutex mu_;
+  std::vector<std::pair<std::size_t, void*>> free_;
+};
+
+/// An uninitialised array of n T from the pool, returned to it on destruction.
+template <class T>
+class Buffer {
+ public:
+  explicit Buffer(std::size_t n) : n_(n), p_(static_cast<T*>(BlockPool::get().acquire(bytes()))) {}
+  ~Buffer() { BlockPool::get().release(p_, bytes()); }
+  Buffer(const Buffer&) = delete;
+  Buffer& operator=(const Buffer&) = delete;
+  T* data() { return p_; }
+  const T* data() const { return p_; }
+
+ private:
+  std::size_t bytes() const { return std::max<std::size_t>(n_, 1) * sizeof(T); }
+  std::size_t n_;
+  T* p_;
+};
+
+// ---- the layer ---------------------------------------------------------------------------------
+
+/// What the backward needs (see the header): hs (T+1, B, H) and G (T, B, 4H), time-major.
+template <class T>
+struct Saved {
+  Saved(std::size_t B, std::size_t Tn, std::size_t H)
+      : B(B), Tn(Tn), H(H), hs((Tn + 1) * B * H), G(Tn * B * 4 * H) {}
+  std::size_t B, Tn, H;
+  Buffer<T> hs;
+  Buffer<T> G;
+};
+
+/// The layer's input: a dense (B, T, in) tensor or one-hot ids.
+struct LayerInput {
+  const Tensor* x = nullptr;                                   // dense
+  std::shared_ptr<const std::vector<std::int64_t>> ids;        // or one-hot ids, (B, T) row-major
+};
+
+template <class T>
+Tensor layer_forward(const LayerInput& input, std::size_t B, std::size_t Tn, const Tensor& w_ih,
+                     const Tensor& w_hh, const Tensor& b_ih, const Tensor& b_hh, const Tensor& h0) {
+  const std::size_t H = w_hh.size(1), in = w_ih.size(1), H3 = 3 * H, H4 = 4 * H;
+  const T* Wih = w_ih.data<T>().data();  // (3H, in)
+  const T* Whh = w_hh.data<T>().data();  // (3H, H)
+  const T* bih = b_ih.data<T>().data();  // (3H)
+  const T* bhh = b_hh.data<T>().data();  // (3H)
+  auto saved = std::make_shared<Saved<T>>(B, Tn, H);
+  T* hs = saved->hs.data();
+  T* G = saved->G.data();
+
+  // h_0
+  if (h0.defined())
+    std::memcpy(hs, h0.data<T>().data(), B * H * sizeof(T));
+  else
+    std::fill(hs, hs + B * H, T(0));
+
+  // gi for all T steps into G[:, :, 0:3H] (row (t, b) at (t·B + b)·4H).
+  if (input.ids) {
+    // one_hot(id) W_ihᵀ = row id of W_ihᵀ: transpose the (3H, V) weight once, then copy rows.
+    Buffer<T> wt(in * H3);  // (V, 3H)
+    for (std::size_t i = 0; i < H3; ++i)
+      for (std::size_t v = 0; v < in; ++v) wt.data()[v * H3 + i] = Wih[i * in + v];
+    const std::vector<std::int64_t>& ids = *input.ids;
+    for (std::size_t b = 0; b < B; ++b)
+      for (std::size_t t = 0; t < Tn; ++t)
+        std::memcpy(G + (t * B + b) * H4, wt.data() + std::size_t(ids[b * Tn + t]) * H3,
+                    H3 * sizeof(T));
+  } else {
+    // One GEMM per sequence b: its T rows land every B·4H elements of G.
+    const T* X = input.x->data<T>().data();  // (B, T, in)
+    for (std::size_t b = 0; b < B; ++b)
+      gemm<T>(false, true, Tn, H3, in, X + b * Tn * in, in, Wih, in, T(0), G + b * H4, B * H4);
+  }
+
+  // The recurrence: one GEMM and one pass over the gates per step.
+  Buffer<T> gh_buf(B * H3);  // h_{t−1} W_hhᵀ (B, 3H)
+  T* gh = gh_buf.data();
+  for (std::size_t t = 0; t < Tn; ++t) {
+    const T* hprev = hs + t * B * H;
+    T* hnew = hs + (t + 1) * B * H;
+    gemm<T>(false, true, B, H3, H, hprev, H, Whh, H, T(0), gh, H3);
+    for (std::size_t b = 0; b < B; ++b) {
+      T* row = G + (t * B + b) * H4;  // [gi_r gi_z gi_n ·] → [r z n gh_n]
+      const T* g = gh + b * H3;
+      const T* hp = hprev + b * H;
+      T* hn = hnew + b * H;
+      for (std::size_t j = 0; j < 2 * H; ++j) row[j] = (row[j] + bih[j]) + (g[j] + bhh[j]);
+      sigmoid_inplace(row, 2 * H);  // r, z
+      for (std::size_t j = 0; j < H; ++j) {
+        T ghn = g[2 * H + j] + bhh[2 * H + j];
+        row[3 * H + j] = ghn;
+        row[2 * H + j] = (row[2 * H + j] + bih[2 * H + j]) + row[j] * ghn;
+      }
+      tanh_inplace(row + 2 * H, H);  // n
+      for (std::size_t j = 0; j < H; ++j) {
+        T n = row[2 * H + j], z = row[H + j];
+        hn[j] = n + z * (hp[j] - n);
+      }
+    }
+  }
+
+  // The output, batch-first: out[b, t] = h_{t+1}[b].
+  xt::xarray<T> out = xt::xarray<T>::from_shape({B, Tn, H});
+  for (std::size_t b = 0; b < B; ++b)
+    for (std::size_t t = 0; t < Tn; ++t)
+      std::memcpy(out.data() + (b * Tn + t) * H, hs + ((t + 1) * B + b) * H, H * sizeof(T));
+
+  // Inputs on the tape: [x] w_ih w_hh b_ih b_hh [h0].
+  std::vector<Tensor> inputs;
+  if (!input.ids) inputs.push_back(*input.x);
+  const std::size_t iw = inputs.size();  // index of w_ih; w_hh, b_ih, b_hh follow
+  inputs.insert(inputs.end(), {w_ih, w_hh, b_ih, b_hh});
+  if (h0.defined()) inputs.push_back(h0);
+  const bool dense = !input.ids;
+  const bool has_h0 = h0.defined();
+  auto ids = input.ids;
+  Tensor x = dense ? *input.x : Tensor();
+
+  return record("gru_fused", Tensor(std::move(out)), inputs,
+                [saved, ids, x, w_ih, w_hh, iw, dense, has_h0](const Tensor& gout, GradSink& sink) {
+    if (sink.create_graph())
+      throw AutogradError(
+          "gru_fused: the fused GRU's backward is hand-written (once-differentiable); use the "
+          "composed GRU for a create_graph (double) backward");
+    const std::size_t B = saved->B, Tn = saved->Tn, H = saved->H, H3 = 3 * H, H4 = 4 * H;
+    const std::size_t in = w_ih.size(1), rows = Tn * B;
+    const T* Wih = w_ih.data<T>().data();
+    const T* Whh = w_hh.data<T>().data();
+    const T* hs = saved->hs.data();
+    const T* go = gout.data<T>().data();  // dL/d(out) (B, T, H)
+    // G is turned into the gates' gradients in place, unless the graph is kept for another
+    // backward (then a copy is).
+    std::unique_ptr<Buffer<T>> copy;
+    T* G = saved->G.data();
+    if (sink.retain_graph()) {
+      copy = std::make_unique<Buffer<T>>(rows * H4);
+      std::memcpy(copy->data(), G, rows * H4 * sizeof(T));
+      G = copy->data();
+    }
+    const bool need_h0 = has_h0 && sink.needs(iw + 4);
+
+    Buffer<T> dh_buf(B * H), dhn_buf(B * H), s_buf(B * H3);
+    T* dh = dh_buf.data();     // dL/dh_t
+    T* dhn = dhn_buf.data();   // dL/dh_{t−1}
+    T* S = s_buf.data();       // [da_r | da_z | dgh_n] of this step (B, 3H)
+    std::fill(dh, dh + B * H, T(0));
+    for (std::size_t t = Tn; t-- > 0;) {
+      const T* hprev = hs + t * B * H;
+      for (std::size_t b = 0; b < B; ++b) {
+        T* row = G + (t * B + b) * H4;
+        const T* gb = go + (b * Tn + t) * H;
+        const T* hp = hprev + b * H;
+        T* s = S + b * H3;
+        T* dp = dhn + b * H;
+        const T* d_in = dh + b * H;
+        for (std::size_t j = 0; j < H; ++j) {
+          const T d = d_in[j] + gb[j];
+          const T r = row[j], z = row[H + j], n = row[2 * H + j], ghn = row[3 * H + j];
+          const T da_n = d * (T(1) - z) * (T(1) - n * n);
+          const T da_r = da_n * ghn * r * (T(1) - r);
+          const T da_z = d * (hp[j] - n) * z * (T(1) - z);
+          const T dghn = da_n * r;
+          row[j] = da_r, row[H + j] = da_z, row[2 * H + j] = da_n, row[3 * H + j] = dghn;
+          s[j] = da_r, s[H + j] = da_z, s[2 * H + j] = dghn;
+          dp[j] = d * z;
+        }
+      }
+      if (t > 0 || need_h0) gemm<T>(false, false, B, H, H3, S, H3, Whh, H, T(1), dhn, H);
+      std::swap(dh, dhn);
+    }
+
+    auto new_grad = [](const Shape& shape) { return xt::xarray<T>::from_shape(shape); };
+    if (sink.needs(iw + 1)) {  // dW_hh = dghᵀ · h_{t−1} over all T·B rows: rows r|z, then n
+      xt::xarray<T> dw = new_grad({H3, H});
+      gemm<T>(true, false, 2 * H, H, rows, G, H4, hs, H, T(0), dw.data(), H);
+      gemm<T>(true, false, H, H, rows, G + 3 * H, H4, hs, H, T(0), dw.data() + 2 * H * H, H);
+      sink.add(iw + 1, Tensor(std::move(dw)));
+    }
+    if (sink.needs(iw + 2) || sink.needs(iw + 3)) {  // column sums of dgi and dgh
+      xt::xarray<T> dbi = xt::zeros<T>({H3}), dbh = xt::zeros<T>({H3});
+      T* pi = dbi.data();
+      T* ph = dbh.data();
+      for (std::size_t r = 0; r < rows; ++r) {
+        const T* row = G + r * H4;
+        for (std::size_t j = 0; j < H3; ++j) pi[j] += row[j];
+        for (std::size_t j = 0; j < 2 * H; ++j) ph[j] += row[j];
+        for (std::size_t j = 0; j < H; ++j) ph[2 * H + j] += row[3 * H + j];
+      }
+      if (sink.needs(iw + 2)) sink.add(iw + 2, Tensor(std::move(dbi)));
+      if (sink.needs(iw + 3)) sink.add(iw + 3, Tensor(std::move(dbh)));
+    }
+    if (sink.needs(iw)) {  // dW_ih = dgiᵀ · x
+      xt::xarray<T> dw = new_grad({H3, in});
+      if (dense) {
+        const T* X = x.data<T>().data();
+        for (std::size_t b = 0; b < B; ++b)
+          gemm<T>(true, false, H3, in, Tn, G + b * H4, B * H4, X + b * Tn * in, in,
+                  b == 0 ? T(0) : T(1), dw.data(), in);
+      } else {  // one-hot: scatter-add dgi rows into rows of dW_ihᵀ (V, 3H), then transpose
+        Buffer<T> dwt_buf(in * H3);
+        T* dwt = dwt_buf.data();
+        std::fill(dwt, dwt + in * H3, T(0));
+        for (std::size_t b = 0; b < B; ++b)
+          for (std::size_t t = 0; t < Tn; ++t) {
+            T* dst = dwt + std::size_t((*ids)[b * Tn + t]) * H3;
+            const T* src = G + (t * B + b) * H4;
+            for (std::size_t j = 0; j < H3; ++j) dst[j] += src[j];
+          }
+        for (std::size_t i = 0; i < H3; ++i)
+          for (std::size_t v = 0; v < in; ++v) dw.data()[i * in + v] = dwt[v * H3 + i];
+      }
+      sink.add(iw, Tensor(std::move(dw)));
+    }
+    if (dense && sink.needs(0)) {  // dx = dgi · W_ih, per sequence b
+      xt::xarray<T> dx = new_grad({B, Tn, in});
+      for (std::size_t b = 0; b < B; ++b)
+        gemm<T>(false, false, Tn, in, H3, G + b * H4, B * H4, Wih, in, T(0), dx.data() + b * Tn * in,
+                in);
+      sink.add(0, Tensor(std::move(dx)));
+    }
+    if (need_h0) {
+      xt::xarray<T> d0 = new_grad({B, H});
+      std::memcpy(d0.data(), dh, B * H * sizeof(T));
+      sink.add(iw + 4, Tensor(std::move(d0)));
+    }
+  });
+}
+
+/// Checks the weights and h0 of one layer; returns H.
+std::size_t check_layer(const Tensor& w_ih, const Tensor& w_hh, const Tensor& b_ih, const Tensor& b_hh,
+                        const Tensor& h0, std::size_t B) {
+  const char* op = "gru_fused";
+  for (const Tensor* t : {&w_ih, &w_hh, &b_ih, &b_hh}) detail::require_defined(*t, op, "weight");
+  for (const Tensor* t : {&w_hh, &b_ih, &b_hh}) detail::require_same_dtype(w_ih, *t, op);
+  if (w_hh.dim() != 2 || w_hh.size(0) != 3 * w_hh.size(1))
+    throw ShapeError(fmt::format("{}: w_hh must be (3H, H), got {}", op, shape_str(w_hh.shape())));
+  const std::size_t H = w_hh.size(1);
+  if (w_ih.dim() != 2 || w_ih.size(0) != 3 * H || b_ih.shape() != Shape{3 * H} ||
+      b_hh.shape() != Shape{3 * H})
+    throw ShapeError(fmt::format("{}: expected w_ih (3H, in), b_ih and b_hh (3H) with H = {}; got {}, "
+                                 "{}, {}",
+                                 op, H, shape_str(w_ih.shape()), shape_str(b_ih.shape()),
+                                 shape_str(b_hh.shape())));
+  if (h0.defined()) {
+    detail::require_same_dtype(w_ih, h0, op);
+    if (h0.shape() != Shape{B, H})
+      throw ShapeError(fmt::format("{}: expected h0 of shape ({}, {}), got {}", op, B, H,
+                                   shape_str(h0.shape())));
+  }
+  return H;
+}
+
+template <class F>
+Tensor dispatch_layer(const Tensor& w_ih, F&& f) {
+  return detail::dispatch(w_ih.dtype(), [&](auto tag) { return f(tag); });
+}
+
+/// Runs the layers of `gru` on layer 0's output `first(h0_0)` and assembles Output like GRU.
+template <class First>
+GRU::Output run_layers(const GRU& gru, std::size_t B, std::size_t Tn, DType dtype, const Tensor& h0,
+                       First&& first) {
+  const std::size_t L = gru.options.num_layers(), H = gru.options.hidden_size();
+  if (!gru.options.reset_after())
+    throw ValueError("gru_fused: only the reset-after GRU (PyTorch's, reset_after = true) is fused; "
+                     "use the composed GRU for reset_after = false");
+  if (Tn == 0) throw ShapeError("GRU: the sequence is empty (T = 0)");
+  if (h0.defined() && h0.shape() != Shape{L, B, H})
+    throw ShapeError(fmt::format("GRU: expected h0 of shape ({}, {}, {}) (num_layers, B, H), got {}",
+                                 L, B, H, shape_str(h0.shape())));
+  if (gru.weight_ih[0].dtype() != dtype)
+    throw DTypeError(fmt::format("GRU: input is {} but the weights are {}", dtype_name(dtype),
+                                 dtype_name(gru.weight_ih[0].dtype())));
+  GRU::Output out;
+  std::vector<Tensor> last;  // h_T of each layer (B, H)
+  for (std::size_t k = 0; k < L; ++k) {
+    Tensor h0k = h0.defined() ? select(h0, 0, k) : Tensor();
+    out.output = k == 0 ? first(h0k)
+                        : gru_layer_fused(out.output, gru.weight_ih[k], gru.weight_hh[k],
+                                          gru.bias_ih[k], gru.bias_hh[k], h0k);
+    last.push_back(select(out.output, 1, Tn - 1));  // per-step tensors: composed path only
+  }
+  out.h_n = stack(last, 0);  // (L, B, H)
+  return out;
+}
+
+}  // namespace
+
+Tensor gru_layer_fused(const Tensor& x, const Tensor& w_ih, const Tensor& w_hh, const Tensor& b_ih,
+                       const Tensor& b_hh, const Tensor& h0) {
+  detail::require_defined(x, "gru_fused", "x");
+  if (x.dim() != 3)
+    throw ShapeError(fmt::format("gru_fused: expected x of shape (B, T, in), got {}", shape_str(x.shape())));
+  const std::size_t B = x.size(0), Tn = x.size(1);
+  check_layer(w_ih, w_hh, b_ih, b_hh, h0, B);
+  detail::require_same_dtype(x, w_ih, "gru_fused");
+  if (x.size(2) != w_ih.size(1))
+    throw ShapeError(fmt::format("gru_fused: x {} does not match w_ih {} (input size)",
+                                 shape_str(x.shape()), shape_str(w_ih.shape())));
+  if (Tn == 0) throw ShapeError("gru_fused: the sequence is empty (T = 0)");
+  LayerInput in;
+  in.x = &x;
+  return dispatch_layer(w_ih, [&](auto tag) {
+    return layer_forward<decltype(tag)>(in, B, Tn, w_ih, w_hh, b_ih, b_hh, h0);
+  });
+}
+
+Tensor gru_layer_fused_ids(const std::vector<std::int64_t>& ids, std::size_t B, std::size_t Tn,
+                           const Tensor& w_ih, const Tensor& w_hh, const Tensor& b_ih,
+                           const Tensor& b_hh, const Tensor& h0) {
+  check_layer(w_ih, w_hh, b_ih, b_hh, h0, B);
+  const std::size_t V = w_ih.size(1);
+  if (ids.size() != B * Tn)
+    throw ShapeError(fmt::format("gru_fused: {} ids for B = {}, T = {}", ids.size(), B, Tn));
+  if (Tn == 0 || B == 0) throw ShapeError("gru_fused: the sequence is empty");
+  for (std::size_t i = 0; i < ids.size(); ++i)
+    if (ids[i] < 0 || std::size_t(ids[i]) >= V)
+      throw IndexError(fmt::format("gru_fused: id {} at position {} is out of range for V = {}",
+                                   ids[i], i, V));
+  LayerInput in;
+  in.ids = std::make_shared<const std::vector<std::int64_t>>(ids);
+  return dispatch_layer(w_ih, [&](auto tag) {
+    return layer_forward<decltype(tag)>(in, B, Tn, w_ih, w_hh, b_ih, b_hh, h0);
+  });
+}
+
+GRU::Output gru_forward_fused(const GRU& gru, const Tensor& x, const Tensor& h0) {
+  if (!x.defined() || x.dim() != 3 || x.size(2) != gru.options.input_size())
+    throw ShapeError(fmt::format("GRU: expected x of shape (B, T, {}) (batch first), got {}",
+                                 gru.options.input_size(), x.defined() ? shape_str(x.shape()) : "undefined"));
+  return run_layers(gru, x.size(0), x.size(1), x.dtype(), h0, [&](const Tensor& h0k) {
+    return gru_layer_fused(x, gru.weight_ih[0], gru.weight_hh[0], gru.bias_ih[0], gru.bias_hh[0], h0k);
+  });
+}
+
+GRU::Output gru_forward_ids_fused(const GRU& gru, const std::vector<std::int64_t>& ids, std::size_t B,
+                                  std::size_t Tn, std::size_t V, const Tensor& h0) {
+  if (V != gru.options.input_size())
+    throw ShapeError(fmt::format("GRU::forward_ids: vocabulary size {} differs from input_size {}", V,
+                                 gru.options.input_size()));
+  if (ids.size() != B * Tn)
+    throw ShapeError(fmt::format("GRU::forward_ids: {} ids for B = {}, T = {}", ids.size(), B, Tn));
+  return run_layers(gru, B, Tn, gru.weight_ih[0].dtype(), h0, [&](const Tensor& h0k) {
+    return gru_layer_fused_ids(ids, B, Tn, gru.weight_ih[0], gru.weight_hh[0], gru.bias_ih[0],
+                               gru.bias_hh[0], h0k);
+  });
+}
+
+}  // namespace tapegrad

@@ -1,0 +1,73 @@
+// tapegrad — the fused GRU fast path: one tape node per layer per sequence, with a hand-written
+// forward (BLAS + vectorised gate loops) and a hand-written BPTT backward.
+//
+// The composed GRU (layers/gru.hpp) stays the default and the teaching path: it builds every
+// step from sigmoid, tanh, mul, add... on the tape, so hooks, retain_grad and gate recording
+// see every h_t. This file computes exactly the same function (PyTorch's equations,
+// reset_after = true) for speed, and tests/test_gru_fused.cpp proves values and gradients equal
+// to the composed GRU (float64 to ~1e-12, float32 to ~1e-5) for 1 and 2 layers, one-hot ids and
+// dense inputs, with and without h0.
+//
+// Why one node per layer per *sequence* (not per step): a per-step node would still need a
+// select of the (B, T, 3H) projection and a stack of the T outputs on the tape, and would run
+// T small backward calls instead of one; per sequence, the T steps share three buffers and the
+// weight gradients become one GEMM each over all B·T rows. What the caller sees is unchanged:
+// the node's output is the (B, T, H) sequence, a normal tape tensor; h_n is taken from it with
+// select/stack (ordinary narrow nodes, whose gradients flow back into the same node), and h0 per
+// layer is select(h0, 0, k). What is lost: the per-step tensors (Output::steps is empty) — use
+// the composed GRU for hooks on h_t, retain_grad and gate records.
+//
+// Layer equations (B batch, T time, H hidden, in input size; rows of W and b in order r|z|n):
+//   gi_t = x_t W_ihᵀ + b_ih                  all T steps at once; for one-hot ids, the rows
+//                                            of W_ihᵀ are gathered instead (no GEMM)
+//   gh_t = h_{t−1} W_hhᵀ + b_hh              one GEMM (B×H · H×3H) per step
+//   r = σ(gi_r + gh_r),  z = σ(gi_z + gh_z),  n = tanh(gi_n + r ⊙ gh_n),  h_t = n + z ⊙ (h_{t−1} − n)
+//
+// Saved for backward, time-major so that every step's rows are contiguous:
+//   hs (T+1, B, H)   h_0 … h_T (h_0 = h0 or zeros)
+//   G  (T, B, 4H)    per row [r | z | n | gh_n]; the forward computes gi into the first 3H
+//                    columns and overwrites it in place with r, z, n.
+// Backward (BPTT by hand), for t = T−1 … 0 with dh = dL/dh_t:
+//   dn = dh ⊙ (1 − z),  dz = dh ⊙ (h_{t−1} − n),  da_n = dn ⊙ (1 − n²)
+//   da_r = da_n ⊙ gh_n ⊙ r(1 − r),  da_z = dz ⊙ z(1 − z),  dgh_n = da_n ⊙ r
+//   dh_{t−1} = dh ⊙ z + [da_r | da_z | dgh_n] W_hh      (one GEMM, beta = 1)
+// and the row of G becomes [da_r | da_z | da_n | dgh_n], so that afterwards
+//   dgi = G[:, :, 0:3H] and dgh = G[:, :, 0:2H] | G[:, :, 3H:4H]
+//   dW_hh = dghᵀ · hs[0:T]   (two GEMMs over all T·B rows, transpose flags, no copies)
+//   dW_ih = dgiᵀ · x         (or a scatter-add of dgi rows for one-hot ids)
+//   db_ih, db_hh = column sums;  dx = dgi · W_ih;  dh0 = dh after step 0.
+// The backward reuses G in place unless the pass retains the graph (then it copies G first).
+//
+// Limits: reset_after = true only (ValueError otherwise); the node's backward is written with
+// BLAS, not tapegrad ops, so it is once-differentiable: a create_graph backward through it raises
+// AutogradError (use the composed GRU for double backward).
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "framework/tensor.hpp"
+#include "layers/gru.hpp"
+
+namespace tapegrad {
+
+/// One GRU layer over a batch-first sequence as one tape node "gru_fused".
+/// x (B, T, in); weights as in GRU (w_ih (3H, in), w_hh (3H, H), b_ih, b_hh (3H));
+/// h0 (B, H) or undefined (zeros). Returns h_1 … h_T as (B, T, H).
+Tensor gru_layer_fused(const Tensor& x, const Tensor& w_ih, const Tensor& w_hh, const Tensor& b_ih,
+                       const Tensor& b_hh, const Tensor& h0 = Tensor());
+
+/// The same for one-hot inputs given as ids (B·T integers in [0, V), row-major (B, T)), where
+/// V = w_ih.size(1): gathers columns of w_ih instead of multiplying by a one-hot matrix.
+Tensor gru_layer_fused_ids(const std::vector<std::int64_t>& ids, std::size_t B, std::size_t T,
+                           const Tensor& w_ih, const Tensor& w_hh, const Tensor& b_ih,
+                           const Tensor& b_hh, const Tensor& h0 = Tensor());
+
+/// gru.forward(x, h0) through fused layers: same output and h_n (and gradients); steps is empty.
+GRU::Output gru_forward_fused(const GRU& gru, const Tensor& x, const Tensor& h0 = Tensor());
+/// gru.forward_ids(ids, B, T, V, h0) through fused layers; steps is empty.
+GRU::Output gru_forward_ids_fused(const GRU& gru, const std::vector<std::int64_t>& ids,
+                                  std::size_t B, std::size_t T, std::size_t V,
+                                  const Tensor& h0 = Tensor());
+
+}  // namespace tapegrad
