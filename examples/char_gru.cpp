@@ -47,6 +47,7 @@ struct TrainArgs {
   std::string resume;
   std::size_t sample_every = 0;
   bool embed = false, json = false, quiet = false;
+  bool composed = false;  // train through the composed GRU instead of the fused one
 };
 
 double peak_rss_mb() {
@@ -189,6 +190,7 @@ TrainResult train(TrainArgs a) {
     model = std::make_shared<CharGRU>(c, gen);
     model->to(a.dtype == "float64" ? DType::Float64 : DType::Float32);
   }
+  model->fused = !a.composed;
   DType dtype = a.dtype == "float64" ? DType::Float64 : DType::Float32;
   Adam opt(model->parameters(), AdamOptions().lr(a.lr));
   Streams streams(train_ids, a.batch, a.seq_len);
@@ -309,6 +311,8 @@ void add_train_flags(CLI::App* cmd, TrainArgs& a) {
   cmd->add_flag("--embed", a.embed, "learn an Embedding instead of one-hot inputs");
   cmd->add_option("--embed-dim", a.embed_dim, "embedding width with --embed (default min(64, V))");
   cmd->add_flag("--json", a.json, "print one JSON object with the results on stdout");
+  cmd->add_flag("--composed", a.composed,
+                "train through the composed GRU (every gate op on the tape) instead of the fused fast path");
 }
 
 }  // namespace
@@ -400,9 +404,11 @@ int main(int argc, char** argv) {
       std::vector<std::int64_t> ids = r.vocab.encode(t32, "--text");
       auto records = gate_trace(*r.model, ids, 0);
       std::size_t H = r.model->config.hidden, units = std::min<std::size_t>(H, 16);
+      std::string shown;
+      for (char32_t ch : t32) shown += show_char(ch);
       fmt::print("\n== 3. the gates at steps 33 and 34 of \"{}\" (layer 0, units 0..{})\n"
                  "   z≈1 keeps the old state (h ≈ h_prev); z≈0 takes the candidate (h ≈ n).\n\n",
-                 utf8_encode(t32).substr(0, 40) + "…", units - 1);
+                 shown, units - 1);
       for (std::size_t t : {33u, 34u}) fmt::print("{}\n", gate_table(records, t32, t, 0, units, false));
       fmt::print("Next: examples/gru_gates --checkpoint {} --text '...' --steps 33,34 --convention course\n",
                  da.checkpoint);
