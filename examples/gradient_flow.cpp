@@ -178,8 +178,7 @@ void print_table(const Run& r) {
   for (std::size_t t = 0; t <= T; ++t) {
     if (t % stride != 0 && t != T) continue;
     std::string gates;
-    if (gru) gates = t == 0 ? fmt::format("  {:>9}  {:>9}", "", "")
-                            : fmt::format("  {:>9.4f}  {:>9.4f}", r.mean_z[t - 1], r.mean_r[t - 1]);
+    if (gru && t > 0) gates = fmt::format("  {:>9.4f}  {:>9.4f}", r.mean_z[t - 1], r.mean_r[t - 1]);
     fmt::print("{:>5}  {:>13.4e}  {:>15.4e}{}\n", t, r.grad_norm[t], r.grad_norm[t] / r.grad_norm[T], gates);
   }
   fmt::print("‖dL/dh_0‖ / ‖dL/dh_T‖ = {:.4e}\n\n", ratio(r));
