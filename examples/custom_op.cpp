@@ -8,12 +8,12 @@
 //
 // softplus(x) = log(1 + eˣ) = max(x, 0) + log1p(e^−|x|)   (the stable form: no overflow)
 // d softplus / dx = σ(x)
-#include <cstdio>
+#include "framework/custom_op.hpp"
 
 #include <CLI/CLI.hpp>
+#include <cstdio>
 #include <xtensor/xmath.hpp>
 
-#include "framework/custom_op.hpp"
 #include "framework/tapegrad.hpp"
 
 using namespace tapegrad;
@@ -28,7 +28,7 @@ Tensor softplus(const Tensor& x, bool buggy) {
       // forward: runs under no_grad; keep x for the backward.
       [](CustomContext& ctx, const std::vector<Tensor>& in) {
         ctx.save_for_backward({in[0]});
-        const xt::xarray<double>& v = in[0].data<double>();                  // (N, M)
+        const xt::xarray<double>& v = in[0].data<double>();  // (N, M)
         return Tensor(xt::xarray<double>(xt::maximum(v, 0.0) + xt::log1p(xt::exp(-xt::abs(v)))));
       },
       // backward: dL/dx = dL/dy ⊙ σ(x).
@@ -63,7 +63,8 @@ int main(int argc, char** argv) {
   fmt::print("{}\n", r.report());
 
   if (!buggy) {
-    fmt::print(r.passed ? "the backward is right.\n" : "unexpected: the correct backward failed.\n");
+    fmt::print(r.passed ? "the backward is right.\n"
+                        : "unexpected: the correct backward failed.\n");
     return r.passed ? 0 : 1;
   }
   if (r.passed) {
@@ -72,9 +73,10 @@ int main(int argc, char** argv) {
   }
   const InputCheck& c = r.inputs[0];
   std::size_t flat = c.worst_index[0] * x.size(1) + c.worst_index[1];
-  fmt::print("gradcheck caught the bug: worst element x[{}, {}] = {:.4f}: backward says {:.6f}, "
-             "central differences say {:.6f} (= σ(x) = {:.6f}).\n",
-             c.worst_index[0], c.worst_index[1], x.at(flat), c.analytic, c.numeric,
-             1.0 / (1.0 + std::exp(-x.at(flat))));
+  fmt::print(
+      "gradcheck caught the bug: worst element x[{}, {}] = {:.4f}: backward says {:.6f}, "
+      "central differences say {:.6f} (= σ(x) = {:.6f}).\n",
+      c.worst_index[0], c.worst_index[1], x.at(flat), c.analytic, c.numeric,
+      1.0 / (1.0 + std::exp(-x.at(flat))));
   return 0;
 }

@@ -38,7 +38,7 @@ int main() {
   Linear head(4, 5, gen);
   gru.to(DType::Float64);
   head.to(DType::Float64);
-  Tensor x = uniform({2, 5, 3}, -1, 1, gen, DType::Float64);   // (B, T, I)
+  Tensor x = uniform({2, 5, 3}, -1, 1, gen, DType::Float64);           // (B, T, I)
   std::vector<std::int64_t> targets = {0, 1, 2, 3, 4, 4, 3, 2, 1, 0};  // B·T
   auto loss = [&] { return CrossEntropyLoss()(head(gru(x).output), targets); };
 
@@ -46,26 +46,35 @@ int main() {
   for (auto& [n, p] : gru.named_parameters()) named.emplace_back("gru." + n, p);
   for (auto& [n, p] : head.named_parameters()) named.emplace_back("head." + n, p);
   std::vector<Tensor> params, v;
-  for (auto& [n, p] : named) params.push_back(p), v.push_back(randn(p.shape(), gen, DType::Float64));
+  for (auto& [n, p] : named)
+    params.push_back(p), v.push_back(randn(p.shape(), gen, DType::Float64));
 
-  // ---- Hv by double backward ---------------------------------------------------------------------
-  std::vector<Tensor> g = grad(loss(), params, Tensor(), /*retain_graph=*/true, /*create_graph=*/true);
+  // ---- Hv by double backward --------------------------------------------------------------------
+  std::vector<Tensor> g =
+      grad(loss(), params, Tensor(), /*retain_graph=*/true, /*create_graph=*/true);
   std::vector<Tensor> hv = grad(inner(g, v), params);  // ∇_θ ⟨∇L, v⟩ = H v
 
-  // ---- Hv by central differences of the gradient -------------------------------------------------
+  // ---- Hv by central differences of the gradient ------------------------------------------------
   const double eps = 1e-5;
   auto grad_at = [&](double shift) {  // ∇L(θ + shift·v), θ restored afterwards
-    for (std::size_t i = 0; i < params.size(); ++i) params[i].data<double>() += shift * v[i].data<double>();
+    for (std::size_t i = 0; i < params.size(); ++i)
+      params[i].data<double>() += shift * v[i].data<double>();
     std::vector<Tensor> gs = grad(loss(), params);
-    for (std::size_t i = 0; i < params.size(); ++i) params[i].data<double>() -= shift * v[i].data<double>();
+    for (std::size_t i = 0; i < params.size(); ++i)
+      params[i].data<double>() -= shift * v[i].data<double>();
     return gs;
   };
   std::vector<Tensor> plus = grad_at(eps), minus = grad_at(-eps);
 
-  fmt::print("Hessian-vector product of a GRU loss ({} parameters), double backward vs central "
-             "differences of gradients (eps = {:g})\n  {:<16} {:<8} {:>12}\n",
-             [&] { std::size_t n = 0; for (auto& p : params) n += p.numel(); return n; }(), eps,
-             "parameter", "shape", "rel. error");
+  fmt::print(
+      "Hessian-vector product of a GRU loss ({} parameters), double backward vs central "
+      "differences of gradients (eps = {:g})\n  {:<16} {:<8} {:>12}\n",
+      [&] {
+        std::size_t n = 0;
+        for (auto& p : params) n += p.numel();
+        return n;
+      }(),
+      eps, "parameter", "shape", "rel. error");
   std::vector<xt::xarray<double>> exact, approx, diffs;  // per parameter: Hv, its FD estimate
   for (std::size_t i = 0; i < params.size(); ++i) {
     exact.push_back(hv[i].data<double>());

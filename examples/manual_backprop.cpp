@@ -14,7 +14,6 @@
 #include <functional>
 #include <string>
 #include <vector>
-
 #include <xtensor-blas/xlinalg.hpp>
 #include <xtensor/xbuilder.hpp>
 #include <xtensor/xmath.hpp>
@@ -30,17 +29,25 @@ using A = xt::xarray<double>;  // always a container: never store an xtensor exp
 
 namespace {
 
-// ---- small helpers on plain arrays -----------------------------------------------------------------
+// ---- small helpers on plain arrays --------------------------------------------------------------
 A dot(const A& a, const A& b) { return xt::linalg::dot(a, b); }
 A dot_t(const A& a, const A& b) { return xt::linalg::dot(a, A(xt::transpose(b))); }  // a · bᵀ
 A t_dot(const A& a, const A& b) { return xt::linalg::dot(A(xt::transpose(a)), b); }  // aᵀ · b
 A sigmoid(const A& a) { return 1.0 / (1.0 + xt::exp(-a)); }
-A cols(const A& m, std::size_t start, std::size_t n) { return xt::view(m, xt::all(), xt::range(start, start + n)); }
-A rows(const A& m, std::size_t start, std::size_t n) { return xt::view(m, xt::range(start, start + n)); }
+A cols(const A& m, std::size_t start, std::size_t n) {
+  return xt::view(m, xt::all(), xt::range(start, start + n));
+}
+A rows(const A& m, std::size_t start, std::size_t n) {
+  return xt::view(m, xt::range(start, start + n));
+}
 A cat_cols(const A& a, const A& b) { return xt::concatenate(xt::xtuple(a, b), 1); }
 A cat_cols(const A& a, const A& b, const A& c) { return xt::concatenate(xt::xtuple(a, b, c), 1); }
-A sum_rows(const A& m) { return xt::sum(m, {0}, xt::evaluation_strategy::immediate); }  // (B, k) → (k)
-A random(const Shape& shape, Generator& gen) { return uniform(shape, -0.5, 0.5, gen, DType::Float64).data<double>(); }
+A sum_rows(const A& m) {  // (B, k) → (k)
+  return xt::sum(m, {0}, xt::evaluation_strategy::immediate);
+}
+A random(const Shape& shape, Generator& gen) {
+  return uniform(shape, -0.5, 0.5, gen, DType::Float64).data<double>();
+}
 
 /// Central differences of loss() with respect to every element of `target` (changed in place).
 A numeric_grad(A& target, const std::function<double()>& loss, double eps = 1e-6) {
@@ -76,24 +83,26 @@ bool print_table(const std::string& title, const std::vector<Row>& rows) {
   for (const Row& r : rows) {
     std::size_t worst = xt::argmax(xt::abs(r.hand - r.numeric))();  // flat index
     std::vector<std::size_t> idx(r.hand.dimension());
-    for (std::size_t d = idx.size(), rest = worst; d-- > 0; rest /= r.hand.shape()[d]) idx[d] = rest % r.hand.shape()[d];
+    for (std::size_t d = idx.size(), rest = worst; d-- > 0; rest /= r.hand.shape()[d])
+      idx[d] = rest % r.hand.shape()[d];
     double e_tape = rel_error(r.hand, r.tape), e_num = rel_error(r.hand, r.numeric);
     bool row_ok = e_tape <= 1e-7 && e_num <= 1e-7;
     ok = ok && row_ok;
     fmt::print("  {:<10} {:<9} {:<9} {:>14.8f} {:>14.8f} {:>14.8f} {:>11.2e} {:>11.2e}{}\n", r.name,
-               shape_str(r.hand.shape()), fmt::format("({})", fmt::join(idx, ",")), r.hand.data()[worst],
-               r.tape.data()[worst], r.numeric.data()[worst], e_tape, e_num, row_ok ? "" : "  FAIL");
+               shape_str(r.hand.shape()), fmt::format("({})", fmt::join(idx, ",")),
+               r.hand.data()[worst], r.tape.data()[worst], r.numeric.data()[worst], e_tape, e_num,
+               row_ok ? "" : "  FAIL");
   }
   return ok;
 }
 
-// ---- GRU cell: forward and backward by hand --------------------------------------------------------
+// ---- GRU cell: forward and backward by hand -----------------------------------------------------
 
 struct GruParams {
   A W_ih, W_hh, b_ih, b_hh;  // (3H, I), (3H, H), (3H), (3H); rows r|z|n
 };
-struct GruCache {            // what the backward needs from the forward, all (B, H) but x
-  A x, h, r, z, n, gh_n;     // gh_n = W_hn h + b_hn (reset after only)
+struct GruCache {         // what the backward needs from the forward, all (B, H) but x
+  A x, h, r, z, n, gh_n;  // gh_n = W_hn h + b_hn (reset after only)
 };
 struct GruGrads {
   A W_ih, W_hh, b_ih, b_hh, x, h;
@@ -102,14 +111,15 @@ struct GruGrads {
 /// h' = (1 − z) ⊙ n + z ⊙ h for x (B, I), h (B, H).
 A gru_forward(const GruParams& p, const A& x, const A& h, bool reset_after, GruCache* c = nullptr) {
   const std::size_t H = h.shape()[1];
-  A gi = dot_t(x, p.W_ih) + p.b_ih;                                        // (B, 3H)
-  A gh = dot_t(h, reset_after ? p.W_hh : rows(p.W_hh, 0, 2 * H)) +          // (B, 3H) or (B, 2H)
+  A gi = dot_t(x, p.W_ih) + p.b_ih;                                 // (B, 3H)
+  A gh = dot_t(h, reset_after ? p.W_hh : rows(p.W_hh, 0, 2 * H)) +  // (B, 3H) or (B, 2H)
          (reset_after ? p.b_hh : rows(p.b_hh, 0, 2 * H));
-  A r = sigmoid(cols(gi, 0, H) + cols(gh, 0, H));                           // (B, H)
+  A r = sigmoid(cols(gi, 0, H) + cols(gh, 0, H));  // (B, H)
   A z = sigmoid(cols(gi, H, H) + cols(gh, H, H));
   A gh_n = reset_after ? cols(gh, 2 * H, H) : A();
   A n = reset_after ? A(xt::tanh(cols(gi, 2 * H, H) + r * gh_n))
-                    : A(xt::tanh(cols(gi, 2 * H, H) + dot_t(r * h, rows(p.W_hh, 2 * H, H)) + rows(p.b_hh, 2 * H, H)));
+                    : A(xt::tanh(cols(gi, 2 * H, H) + dot_t(r * h, rows(p.W_hh, 2 * H, H)) +
+                                 rows(p.b_hh, 2 * H, H)));
   if (c) *c = {x, h, r, z, n, gh_n};
   return (1.0 - z) * n + z * h;
 }
@@ -117,14 +127,14 @@ A gru_forward(const GruParams& p, const A& x, const A& h, bool reset_after, GruC
 /// Given dL/dh' (B, H), every gradient of the step, by the chain rule, line by line.
 GruGrads gru_backward(const GruParams& p, const GruCache& c, const A& dh_new, bool reset_after) {
   const std::size_t H = c.h.shape()[1];
-  A dn = dh_new * (1.0 - c.z);        // h' = (1 − z) n + z h
+  A dn = dh_new * (1.0 - c.z);  // h' = (1 − z) n + z h
   A dz = dh_new * (c.h - c.n);
-  A dh = dh_new * c.z;                // the direct path: z ⊙ h
-  A da_n = dn * (1.0 - c.n * c.n);    // through tanh: pre-activation of n
-  A da_z = dz * c.z * (1.0 - c.z);    // through σ
+  A dh = dh_new * c.z;              // the direct path: z ⊙ h
+  A da_n = dn * (1.0 - c.n * c.n);  // through tanh: pre-activation of n
+  A da_z = dz * c.z * (1.0 - c.z);  // through σ
   GruGrads g;
   A dr;
-  if (reset_after) {                  // a_n = gi_n + r ⊙ gh_n
+  if (reset_after) {  // a_n = gi_n + r ⊙ gh_n
     dr = da_n * c.gh_n;
     A da_r = dr * c.r * (1.0 - c.r);
     A dgh = cat_cols(da_r, da_z, da_n * c.r);  // (B, 3H): d(W_hh h + b_hh)
@@ -134,13 +144,13 @@ GruGrads gru_backward(const GruParams& p, const GruCache& c, const A& dh_new, bo
     g.b_ih = sum_rows(cat_cols(da_r, da_z, da_n));
     g.W_ih = t_dot(cat_cols(da_r, da_z, da_n), c.x);
     g.x = dot(cat_cols(da_r, da_z, da_n), p.W_ih);
-  } else {                            // a_n = gi_n + (r ⊙ h) W_hnᵀ + b_hn
+  } else {  // a_n = gi_n + (r ⊙ h) W_hnᵀ + b_hn
     A W_hn = rows(p.W_hh, 2 * H, H), W_hrz = rows(p.W_hh, 0, 2 * H);
-    A d_rh = dot(da_n, W_hn);         // d(r ⊙ h), (B, H)
+    A d_rh = dot(da_n, W_hn);  // d(r ⊙ h), (B, H)
     dr = d_rh * c.h;
     dh += d_rh * c.r;
     A da_r = dr * c.r * (1.0 - c.r);
-    A dgh = cat_cols(da_r, da_z);     // (B, 2H): d(W_hh[:2H] h + b_hh[:2H])
+    A dgh = cat_cols(da_r, da_z);  // (B, 2H): d(W_hh[:2H] h + b_hh[:2H])
     g.W_hh = xt::concatenate(xt::xtuple(t_dot(dgh, c.h), t_dot(da_n, A(c.r * c.h))), 0);  // (3H, H)
     g.b_hh = xt::concatenate(xt::xtuple(sum_rows(dgh), sum_rows(da_n)), 0);
     dh += dot(dgh, W_hrz);
@@ -156,7 +166,8 @@ GruGrads gru_backward(const GruParams& p, const GruCache& c, const A& dh_new, bo
 bool check_gru(bool reset_after) {
   const std::size_t B = 3, I = 5, H = 4;
   Generator gen(reset_after ? 1 : 2);
-  GruParams p{random({3 * H, I}, gen), random({3 * H, H}, gen), random({3 * H}, gen), random({3 * H}, gen)};
+  GruParams p{random({3 * H, I}, gen), random({3 * H, H}, gen), random({3 * H}, gen),
+              random({3 * H}, gen)};
   A x = random({B, I}, gen), h = random({B, H}, gen), w = random({B, H}, gen);
 
   // 1. By hand.
@@ -185,7 +196,7 @@ bool check_gru(bool reset_after) {
        {"dL/dh_prev", hand.h, th.grad().data<double>(), numeric_grad(h, loss)}});
 }
 
-// ---- tanh RNN over T steps: backpropagation through time by hand -----------------------------------
+// ---- tanh RNN over T steps: backpropagation through time by hand --------------------------------
 
 struct RnnParams {
   A W_ih, W_hh, b_ih, b_hh;  // (H, I), (H, H), (H), (H)
@@ -221,9 +232,9 @@ bool check_rnn() {
     A da = dh * (1.0 - h_t * h_t);        // through tanh
     dW_ih += t_dot(da, x_t);              // gradients accumulate over time (+=, never =)
     dW_hh += t_dot(da, h_prev);
-    db += sum_rows(da);                   // b_ih and b_hh only appear as a sum: same gradient
+    db += sum_rows(da);  // b_ih and b_hh only appear as a sum: same gradient
     xt::view(dxs, t) = dot(da, p.W_ih);
-    dh_next = dot(da, p.W_hh);            // ∂h_t/∂h_{t−1} = diag(1 − h_t²) W_hh
+    dh_next = dot(da, p.W_hh);  // ∂h_t/∂h_{t−1} = diag(1 − h_t²) W_hh
   }
 
   // 2. The tape: the library's RNNCell, unrolled.
@@ -242,7 +253,8 @@ bool check_rnn() {
   // 3. Central differences.
   auto L = [&] { return xt::sum(rnn_forward(p, xs, h0) * ws)(); };
   return print_table(
-      fmt::format("tanh RNN over T={} steps (BPTT) — B={}, I={}, H={}, L = Σ_t ⟨h_t, w_t⟩", T, B, I, H),
+      fmt::format("tanh RNN over T={} steps (BPTT) — B={}, I={}, H={}, L = Σ_t ⟨h_t, w_t⟩", T, B, I,
+                  H),
       {{"dL/dW_ih", dW_ih, cell.weight_ih.grad().data<double>(), numeric_grad(p.W_ih, L)},
        {"dL/dW_hh", dW_hh, cell.weight_hh.grad().data<double>(), numeric_grad(p.W_hh, L)},
        {"dL/db_ih", db, cell.bias_ih.grad().data<double>(), numeric_grad(p.b_ih, L)},
@@ -254,8 +266,10 @@ bool check_rnn() {
 }  // namespace
 
 int main() {
-  fmt::print("Gradients by hand vs the tape vs central differences (float64, eps = 1e-6).\n"
-             "'worst at' is the element where hand and numeric differ most; rel = ‖a − b‖ / (‖a‖ + ‖b‖).\n");
+  fmt::print(
+      "Gradients by hand vs the tape vs central differences (float64, eps = 1e-6).\n"
+      "'worst at' is the element where hand and numeric differ most; rel = ‖a − b‖ / (‖a‖ + "
+      "‖b‖).\n");
   bool ok = check_gru(true);
   ok = check_gru(false) && ok;
   ok = check_rnn() && ok;

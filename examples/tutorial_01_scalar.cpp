@@ -1,7 +1,8 @@
 // Tutorial step 1 — a scalar and its derivative (docs/tutorial.md).
 //
 // Every op on a tensor that requires grad is appended to the thread's tape; backward() walks the
-// tape once in reverse and adds dy/dx into x.grad(). Exit 0 when the gradients are the expected ones.
+// tape once in reverse and adds dy/dx into x.grad(). Exit 0 when the gradients are the expected
+// ones.
 #include <cmath>
 #include <iostream>
 
@@ -20,7 +21,8 @@ int main() {
 
   // Gradients accumulate (+=) until you drop them: a second backward adds another 7.
   (x * x + 3.0 * x).backward();
-  fmt::print("after a second backward, x.grad = {} (accumulated); zero_grad() drops it\n", x.grad().item());
+  fmt::print("after a second backward, x.grad = {} (accumulated); zero_grad() drops it\n",
+             x.grad().item());
   ok = ok && x.grad().item() == 14.0;
   x.zero_grad();
 
@@ -30,8 +32,11 @@ int main() {
   Tensor o = tanh(w * x + b);
   o.backward();
   double d = 1.0 - o.item() * o.item();
-  fmt::print("o = tanh(w*x + b) = {:.6f}: do/dw = {:.6f} (by hand {:.6f}), do/db = {:.6f}, do/dx = {:.6f}\n",
-             o.item(), w.grad().item(), d * 2.0, b.grad().item(), x.grad().item());
-  ok = ok && std::fabs(w.grad().item() - d * 2.0) < 1e-15 && std::fabs(x.grad().item() + 0.5 * d) < 1e-15;
+  fmt::print(
+      "o = tanh(w*x + b) = {:.6f}: do/dw = {:.6f} (by hand {:.6f}), do/db = {:.6f}, do/dx = "
+      "{:.6f}\n",
+      o.item(), w.grad().item(), d * 2.0, b.grad().item(), x.grad().item());
+  ok = ok && std::fabs(w.grad().item() - d * 2.0) < 1e-15 &&
+       std::fabs(x.grad().item() + 0.5 * d) < 1e-15;
   return ok ? 0 : 1;
 }

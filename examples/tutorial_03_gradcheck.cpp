@@ -11,7 +11,9 @@ int main() {
   // Always gradcheck in float64: central differences in float32 keep only ~3 digits.
   Tensor a = uniform({3, 4}, -1, 1, gen, DType::Float64).requires_grad_().set_name("a");
   Tensor b = uniform({4, 2}, -1, 1, gen, DType::Float64).requires_grad_().set_name("b");
-  auto f = [](const std::vector<Tensor>& in) { return sum(sigmoid(matmul(in[0], in[1])) * in[0].sum()); };
+  auto f = [](const std::vector<Tensor>& in) {
+    return sum(sigmoid(matmul(in[0], in[1])) * in[0].sum());
+  };
 
   GradcheckResult r = gradcheck(f, {a, b});  // every element: 2 evaluations of f each
   std::cout << r.report();
@@ -26,9 +28,10 @@ int main() {
 
   // A full Jacobian of a small vector function: softmax's rows sum to zero.
   Tensor v = uniform({3}, -1, 1, gen, DType::Float64).requires_grad_();
-  JacobianCheck j = jacobian_check([](const std::vector<Tensor>& in) { return softmax(in[0], 0); }, {v});
-  std::cout << "softmax Jacobian (analytic):\n" << Tensor(j.analytic) << "\nmax |analytic − numeric| = "
-            << j.max_abs_error << "\n";
+  JacobianCheck j =
+      jacobian_check([](const std::vector<Tensor>& in) { return softmax(in[0], 0); }, {v});
+  std::cout << "softmax Jacobian (analytic):\n"
+            << Tensor(j.analytic) << "\nmax |analytic − numeric| = " << j.max_abs_error << "\n";
 
   bool ok = r.passed && rf.passed && rr.passed && j.passed;
   fmt::print("{}\n", ok ? "all checks passed" : "a check FAILED");

@@ -1,9 +1,9 @@
 // Tutorial step 4 — a Module: named parameters, a forward, a checkpoint, a whole-model gradcheck
 // (docs/tutorial.md). Exit 0 when the reloaded model reproduces its output and the check passes.
+#include <unistd.h>
+
 #include <cstdio>
 #include <iostream>
-
-#include <unistd.h>
 
 #include "framework/gradcheck_module.hpp"
 #include "framework/tapegrad.hpp"
@@ -34,7 +34,8 @@ int main() {
   for (const auto& [name, p] : model.named_parameters())
     fmt::print("  {:<16} {}\n", name, shape_str(p.shape()));  // the state-dict keys, as in PyTorch
 
-  Tensor x = uniform({4, 3}, -1, 1, gen, DType::Float64), h = uniform({4, 5}, -1, 1, gen, DType::Float64);
+  Tensor x = uniform({4, 3}, -1, 1, gen, DType::Float64),
+         h = uniform({4, 5}, -1, 1, gen, DType::Float64);
   std::vector<std::int64_t> y = {0, 1, 1, 0};
   auto loss = [&] { return cross_entropy(model.forward(x, h).first, y); };
   fmt::print("loss = {:.6f}\n", loss().item());
@@ -44,7 +45,7 @@ int main() {
   model.save(path);
   StepModel copy(3, 5, 2, gen);  // different random weights...
   copy.to(DType::Float64);
-  copy.load(path);               // ...replaced by the saved ones
+  copy.load(path);  // ...replaced by the saved ones
   std::remove(path.c_str());
   double diff = std::fabs(cross_entropy(copy.forward(x, h).first, y).item() - loss().item());
   fmt::print("reloaded model: loss differs by {}\n", diff);

@@ -20,7 +20,8 @@ struct Batch {
 
 Batch make_batch(Generator& gen) {
   Batch b;
-  for (std::size_t i = 0; i < B * T; ++i) b.ids.push_back(static_cast<std::int64_t>(gen.integer(2)));
+  for (std::size_t i = 0; i < B * T; ++i)
+    b.ids.push_back(static_cast<std::int64_t>(gen.integer(2)));
   for (std::size_t i = 0; i < B; ++i)
     for (std::size_t t = kDelay; t < T; ++t) b.targets.push_back(b.ids[i * T + t - kDelay]);
   return b;

@@ -2,9 +2,9 @@
 // whose VJP calls the user's backward and checks what it returns.
 #include "framework/custom_op.hpp"
 
-#include <memory>
-
 #include <fmt/format.h>
+
+#include <memory>
 
 #include "framework/tape.hpp"
 
@@ -46,25 +46,27 @@ Tensor apply_custom(const std::string& name, const std::vector<Tensor>& inputs,
 
   // ---- backward: the user's VJP, checked, through the one accumulation point -------------------
   const char* op = intern_op_name(name);
-  return record(op, out, inputs,
-                [ctx, backward = std::move(backward), shapes, dtypes](const Tensor& g, GradSink& s) {
-    const std::size_t n = shapes.size();
-    ctx->needs_.assign(n, false);
-    for (std::size_t i = 0; i < n; ++i) ctx->needs_[i] = s.needs(i);
-    std::vector<Tensor> grads = backward(*ctx, g);
-    if (grads.size() != n)
-      throw AutogradError(fmt::format("custom op '{}': backward returned {} gradient(s) for {} input(s)",
-                                      ctx->name(), grads.size(), n));
-    for (std::size_t i = 0; i < n; ++i) {
-      if (!grads[i].defined() || !s.needs(i)) continue;  // undefined = no gradient (zero)
-      if (grads[i].shape() != shapes[i] || grads[i].dtype() != dtypes[i])
-        throw AutogradError(fmt::format(
-            "custom op '{}': backward returned a {} {} gradient for input {}, which is {} {}",
-            ctx->name(), dtype_name(grads[i].dtype()), shape_str(grads[i].shape()), i,
-            dtype_name(dtypes[i]), shape_str(shapes[i])));
-      s.add(i, grads[i]);
-    }
-  });
+  return record(
+      op, out, inputs,
+      [ctx, backward = std::move(backward), shapes, dtypes](const Tensor& g, GradSink& s) {
+        const std::size_t n = shapes.size();
+        ctx->needs_.assign(n, false);
+        for (std::size_t i = 0; i < n; ++i) ctx->needs_[i] = s.needs(i);
+        std::vector<Tensor> grads = backward(*ctx, g);
+        if (grads.size() != n)
+          throw AutogradError(
+              fmt::format("custom op '{}': backward returned {} gradient(s) for {} input(s)",
+                          ctx->name(), grads.size(), n));
+        for (std::size_t i = 0; i < n; ++i) {
+          if (!grads[i].defined() || !s.needs(i)) continue;  // undefined = no gradient (zero)
+          if (grads[i].shape() != shapes[i] || grads[i].dtype() != dtypes[i])
+            throw AutogradError(fmt::format(
+                "custom op '{}': backward returned a {} {} gradient for input {}, which is {} {}",
+                ctx->name(), dtype_name(grads[i].dtype()), shape_str(grads[i].shape()), i,
+                dtype_name(dtypes[i]), shape_str(shapes[i])));
+          s.add(i, grads[i]);
+        }
+      });
 }
 
 }  // namespace tapegrad

@@ -51,7 +51,8 @@ class CustomContext;
 /// forward(ctx, inputs) → output, run under NoGradGuard.
 using CustomForward = std::function<Tensor(CustomContext& ctx, const std::vector<Tensor>& inputs)>;
 /// backward(ctx, dL/d(output)) → dL/d(input_i) for every input (undefined = no gradient).
-using CustomBackward = std::function<std::vector<Tensor>(CustomContext& ctx, const Tensor& grad_output)>;
+using CustomBackward =
+    std::function<std::vector<Tensor>(CustomContext& ctx, const Tensor& grad_output)>;
 
 /// What forward hands to backward (torch's ctx).
 class CustomContext {

@@ -2,10 +2,10 @@
 // an exact group and a fast group, each checked by one gradcheck call.
 #include "framework/gradcheck_module.hpp"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <map>
-
-#include <fmt/format.h>
 
 namespace tapegrad {
 

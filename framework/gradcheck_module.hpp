@@ -30,9 +30,9 @@ namespace tapegrad {
 struct ModuleCheckOptions {
   std::optional<double> eps;        ///< as GradcheckOptions (default 1e-6; 1e-3 in float32)
   std::optional<double> tolerance;  ///< as GradcheckOptions (default 1e-7; 1e-2 in float32)
-  std::optional<bool> fast;         ///< unset: automatic (by size); true / false: for every parameter
+  std::optional<bool> fast;  ///< unset: automatic (by size); true / false: for every parameter
   std::size_t fast_threshold = 4096;  ///< automatic fast mode above this many elements
-  std::size_t directions = 8;       ///< directions per parameter in fast mode
+  std::size_t directions = 8;         ///< directions per parameter in fast mode
   std::uint64_t seed = 0;
 };
 

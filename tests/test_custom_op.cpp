@@ -84,7 +84,8 @@ TEST(CustomOp, StructStyleAndDoubleBackward) {
   // Backwards written with tapegrad ops on saved inputs/outputs differentiate again.
   GradcheckResult rr = gradgradcheck(f, {x});
   EXPECT_TRUE(rr.passed) << rr.report();
-  GradcheckResult rs = gradgradcheck([](const std::vector<Tensor>& in) { return softplus(in[0]); }, {x});
+  GradcheckResult rs =
+      gradgradcheck([](const std::vector<Tensor>& in) { return softplus(in[0]); }, {x});
   EXPECT_TRUE(rs.passed) << rs.report();
 }
 
@@ -121,22 +122,27 @@ TEST(CustomOp, WrongGradientShapeNamesTheOp) {
 TEST(CustomOp, WrongGradientCountAndDtypeNameTheOp) {
   Tensor a = param({2}, 6), b = param({2}, 7);
   Tensor y = apply_custom(
-      "bad_count", {a, b}, [](CustomContext&, const std::vector<Tensor>& in) { return in[0] * in[1]; },
+      "bad_count", {a, b},
+      [](CustomContext&, const std::vector<Tensor>& in) { return in[0] * in[1]; },
       [](CustomContext&, const Tensor& g) -> std::vector<Tensor> { return {g}; });
   EXPECT_THROW(
       {
         try {
           sum(y).backward();
         } catch (const AutogradError& e) {
-          EXPECT_NE(std::string(e.what()).find("custom op 'bad_count': backward returned 1 gradient(s) for 2"),
-                    std::string::npos) << e.what();
+          EXPECT_NE(std::string(e.what()).find(
+                        "custom op 'bad_count': backward returned 1 gradient(s) for 2"),
+                    std::string::npos)
+              << e.what();
           throw;
         }
       },
       AutogradError);
   Tensor z = apply_custom(
       "bad_dtype", {a}, [](CustomContext&, const std::vector<Tensor>& in) { return in[0] * 1.0; },
-      [](CustomContext&, const Tensor& g) -> std::vector<Tensor> { return {cast(g, DType::Float32)}; });
+      [](CustomContext&, const Tensor& g) -> std::vector<Tensor> {
+        return {cast(g, DType::Float32)};
+      });
   try {
     sum(z).backward();
     FAIL() << "expected an AutogradError";

@@ -46,12 +46,15 @@ Result run(const std::string& program, const std::string& args = "") {
   return r;
 }
 
-bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
+bool contains(const std::string& s, const std::string& part) {
+  return s.find(part) != std::string::npos;
+}
 
 class ExamplesRun : public testing::Test {
  protected:
   void SetUp() override {
-    if (!std::filesystem::exists(kBin)) GTEST_SKIP() << "examples are not built (TAPEGRAD_BUILD_EXAMPLES=OFF)";
+    if (!std::filesystem::exists(kBin))
+      GTEST_SKIP() << "examples are not built (TAPEGRAD_BUILD_EXAMPLES=OFF)";
   }
 };
 

@@ -27,7 +27,8 @@ struct Tiny : Module {
 struct Inputs {
   Tensor x, h;
   explicit Inputs(Generator& gen)
-      : x(uniform({2, 3}, -1, 1, gen, DType::Float64)), h(uniform({2, 4}, -1, 1, gen, DType::Float64)) {}
+      : x(uniform({2, 3}, -1, 1, gen, DType::Float64)),
+        h(uniform({2, 4}, -1, 1, gen, DType::Float64)) {}
 };
 
 }  // namespace
@@ -56,7 +57,8 @@ TEST(GradcheckModule, LargeParametersUseFastModeAutomatically) {
   Inputs in(gen);
   ModuleCheckOptions opt;
   opt.fast_threshold = 16;  // (12, 3), (12, 4), (5, 4) are "large" here; the biases are not
-  ModuleCheckResult r = gradcheck_module(m, [&] { return m.loss(in.x, in.h); }, opt);
+  ModuleCheckResult r = gradcheck_module(
+      m, [&] { return m.loss(in.x, in.h); }, opt);
   EXPECT_TRUE(r.passed) << r.report();
   EXPECT_TRUE(r["cell.weight_ih"].fast);
   EXPECT_TRUE(r["head.weight"].fast);
@@ -64,7 +66,9 @@ TEST(GradcheckModule, LargeParametersUseFastModeAutomatically) {
   EXPECT_FALSE(r["head.bias"].fast);
   EXPECT_NE(r.report().find("fast"), std::string::npos);
   opt.fast = true;  // forced for all
-  for (const auto& c : gradcheck_module(m, [&] { return m.loss(in.x, in.h); }, opt).parameters)
+  for (const auto& c : gradcheck_module(
+                           m, [&] { return m.loss(in.x, in.h); }, opt)
+                           .parameters)
     EXPECT_TRUE(c.fast) << c.name;
 }
 
@@ -77,9 +81,11 @@ TEST(GradcheckModule, AWrongGradientIsPinnedToItsParameter) {
   for (bool fast : {false, true}) {
     ModuleCheckOptions opt;
     opt.fast = fast;
-    ModuleCheckResult r = gradcheck_module(m, [&] { return m.loss(in.x, in.h); }, opt);
+    ModuleCheckResult r = gradcheck_module(
+        m, [&] { return m.loss(in.x, in.h); }, opt);
     EXPECT_FALSE(r.passed);
-    for (const auto& c : r.parameters) EXPECT_EQ(c.passed, c.name != "head.bias") << c.name << "\n" << r.report();
+    for (const auto& c : r.parameters)
+      EXPECT_EQ(c.passed, c.name != "head.bias") << c.name << "\n" << r.report();
     EXPECT_NE(r.report().find("FAIL"), std::string::npos);
   }
 }
@@ -99,7 +105,8 @@ TEST(GradcheckModule, Float32Warns) {
   Generator gen(5);
   Tiny m(gen);
   m.to(DType::Float32);
-  Tensor x = uniform({2, 3}, -1, 1, gen, DType::Float32), h = uniform({2, 4}, -1, 1, gen, DType::Float32);
+  Tensor x = uniform({2, 3}, -1, 1, gen, DType::Float32),
+         h = uniform({2, 4}, -1, 1, gen, DType::Float32);
   ModuleCheckResult r = gradcheck_module(m, [&] { return m.loss(x, h); });
   ASSERT_EQ(r.warnings.size(), 1u);
   EXPECT_NE(r.warnings[0].find("float32"), std::string::npos);

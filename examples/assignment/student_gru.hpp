@@ -23,10 +23,10 @@ using namespace tapegrad;
 ///   n  = tanh(W_in x + b_in + r ⊙ (W_hn h + b_hn))
 ///   h' = (1 − z) ⊙ n + z ⊙ h
 /// Shapes: x (B, I), h (B, H); weight_ih (3H, I) and weight_hh (3H, H) stack the rows of the
-/// r, z, n gates in that order; bias_ih = [b_ir | b_iz | b_in], bias_hh = [b_hr | b_hz | b_hn] (3H).
-/// Returns h' (B, H).
-/// Useful ops: matmul(a, w, false, true) = a wᵀ;  chunk(t, 3, -1) → the three (B, H) blocks of
-/// a (B, 3H) tensor;  sigmoid, tanh;  1.0 - z;  +, *, - (elementwise, broadcasting).
+/// r, z, n gates in that order; bias_ih = [b_ir | b_iz | b_in], bias_hh = [b_hr | b_hz | b_hn]
+/// (3H). Returns h' (B, H). Useful ops: matmul(a, w, false, true) = a wᵀ;  chunk(t, 3, -1) → the
+/// three (B, H) blocks of a (B, 3H) tensor;  sigmoid, tanh;  1.0 - z;  +, *, - (elementwise,
+/// broadcasting).
 inline Tensor gru_cell(const Tensor& x, const Tensor& h, const Tensor& weight_ih,
                        const Tensor& weight_hh, const Tensor& bias_ih, const Tensor& bias_hh) {
   // TODO: your code here (about 8 lines).

@@ -1,5 +1,6 @@
 // A program built against an installed tapegrad (tests/consumer/CMakeLists.txt): gradient-checks
-// a GRU cell, the whole module, and a checkpoint round trip (which links libzip). Exit 0 if all pass.
+// a GRU cell, the whole module, and a checkpoint round trip (which links libzip). Exit 0 if all
+// pass.
 #include <cstdio>
 #include <iostream>
 
@@ -16,7 +17,8 @@ int main() {
   Tensor x = uniform({2, 3}, -1, 1, gen, DType::Float64).requires_grad_().set_name("x");
   Tensor h = uniform({2, 4}, -1, 1, gen, DType::Float64).requires_grad_().set_name("h");
 
-  GradcheckResult r = gradcheck([&](const std::vector<Tensor>& in) { return cell(in[0], in[1]); }, {x, h});
+  GradcheckResult r =
+      gradcheck([&](const std::vector<Tensor>& in) { return cell(in[0], in[1]); }, {x, h});
   std::cout << r.report();
   ModuleCheckResult m = gradcheck_module(cell, [&] { return sum(cell(x, h)); });
   std::cout << m.report();
