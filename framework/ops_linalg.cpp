@@ -1,13 +1,13 @@
-// tapegrad — matmul through BLAS (cblas_sgemm / cblas_dgemm), transposes as BLAS flags.
+// tapegrad — matmul through BLAS (framework/blas.hpp: cblas_sgemm / cblas_dgemm), transposes as
+// BLAS flags.
 //
 // C = op(A) · op(B) where op(X) = Xᵀ when the flag is set. The VJP is again a pair of matmuls
 // with flags, so no transposed copy is ever made:
 //   dA = g · op(B)ᵀ      (or op(B) · gᵀ when A was transposed)
 //   dB = op(A)ᵀ · g      (or gᵀ · op(A) when B was transposed)
-#include <cblas.h>
-
 #include <fmt/format.h>
 
+#include "framework/blas.hpp"
 #include "framework/dispatch.hpp"
 #include "framework/ops.hpp"
 #include "framework/tape.hpp"
@@ -17,18 +17,6 @@ namespace tapegrad {
 using detail::dispatch;
 
 namespace {
-
-void gemm(bool ta, bool tb, int m, int n, int k, const float* a, int lda, const float* b, int ldb,
-          float* c, int ldc) {
-  cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, m, n,
-              k, 1.0f, a, lda, b, ldb, 0.0f, c, ldc);
-}
-
-void gemm(bool ta, bool tb, int m, int n, int k, const double* a, int lda, const double* b,
-          int ldb, double* c, int ldc) {
-  cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, m, n,
-              k, 1.0, a, lda, b, ldb, 0.0, c, ldc);
-}
 
 std::string operand(const Tensor& t, bool transposed) {
   return shape_str(t.shape()) + (transposed ? "ᵀ" : "");
@@ -55,12 +43,11 @@ Tensor matmul_forward(const Tensor& a, const Tensor& b, bool ta, bool tb) {
     T* pc = c.data();
     if (batched && b.dim() == 2 && !ta) {
       // One GEMM over all batch·m rows.
-      gemm(false, tb, int(batch * m), int(n), int(k), pa, int(ac), pb, int(bc), pc, int(n));
+      detail::gemm(false, tb, batch * m, n, k, pa, ac, pb, bc, T(0), pc, n);
     } else {
       std::size_t sa = ar * ac, sb = b.dim() == 3 ? br * bc : 0;
       for (std::size_t i = 0; i < batch; ++i)
-        gemm(ta, tb, int(m), int(n), int(k), pa + i * sa, int(ac), pb + i * sb, int(bc),
-             pc + i * m * n, int(n));
+        detail::gemm(ta, tb, m, n, k, pa + i * sa, ac, pb + i * sb, bc, T(0), pc + i * m * n, n);
     }
     return Tensor(std::move(c));
   });

@@ -192,9 +192,30 @@ Tensor cross_entropy(const Tensor& logits, const std::vector<std::int64_t>& targ
   return record("cross_entropy", out, {logits},
                 [logits, targets, scale, reduction, c](const Tensor& g, GradSink& s) {
                   // d/dlogits = (softmax − onehot(targets)) · g · scale
-                  Tensor p = sub(softmax(logits, 1), one_hot(targets, c, logits.dtype()));
-                  Tensor gs = reduction == Reduction::None ? reshape(g, std::vector<std::ptrdiff_t>{-1, 1}) : g;
-                  s.add(0, mul(mul(p, gs), scale));
+                  if (s.create_graph()) {  // differentiable: built from tapegrad ops
+                    Tensor p = sub(softmax(logits, 1), one_hot(targets, c, logits.dtype()));
+                    Tensor gs = reduction == Reduction::None ? reshape(g, std::vector<std::ptrdiff_t>{-1, 1}) : g;
+                    s.add(0, mul(mul(p, gs), scale));
+                    return;
+                  }
+                  // The same in one pass over the rows (no softmax, one-hot or product tensors).
+                  s.add(0, dispatch(logits.dtype(), [&](auto tag) {
+                    using T = decltype(tag);
+                    const std::size_t n = logits.shape()[0];
+                    const T* x = logits.data<T>().data();
+                    const T* gv = g.data<T>().data();
+                    xt::xarray<T> d = xt::xarray<T>::from_shape(logits.shape());
+                    for (std::size_t i = 0; i < n; ++i) {
+                      const T* row = x + i * c;
+                      T* out = d.data() + i * c;
+                      T m = *std::max_element(row, row + c), z = 0;
+                      for (std::size_t k = 0; k < c; ++k) z += (out[k] = std::exp(row[k] - m));
+                      const T w = (reduction == Reduction::None ? gv[i] : gv[0]) * T(scale);
+                      for (std::size_t k = 0; k < c; ++k) out[k] = out[k] / z * w;
+                      out[targets[i]] -= w;
+                    }
+                    return Tensor(std::move(d));
+                  }));
                 });
 }
 

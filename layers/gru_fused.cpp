@@ -2,14 +2,13 @@
 // Shapes: B batch, T time (Tn in code, T is the scalar type), H hidden, in input size.
 #include "layers/gru_fused.hpp"
 
-#include <cblas.h>
-
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <mutex>
+#include <type_traits>
 #include <utility>
 
 #include <fmt/format.h>
@@ -20,6 +19,7 @@
 #include <xsimd/xsimd.hpp>
 #include <xtensor/xbuilder.hpp>
 
+#include "framework/blas.hpp"
 #include "framework/dispatch.hpp"
 #include "framework/ops.hpp"
 #include "framework/tape.hpp"
@@ -28,74 +28,106 @@ namespace tapegrad {
 
 namespace {
 
-// ---- BLAS, row-major: C = alpha·op(A)·op(B) + beta·C; a single row goes to gemv ----------------
+using detail::gemm;  // framework/blas.hpp: transpose flags, gemv for one row, 1 thread when small
 
-void gemv(bool trans, std::size_t m, std::size_t n, float alpha, const float* a, std::size_t lda,
-          const float* x, std::size_t incx, float beta, float* y) {
-  cblas_sgemv(CblasRowMajor, trans ? CblasTrans : CblasNoTrans, int(m), int(n), alpha, a, int(lda),
-              x, int(incx), beta, y, 1);
-}
-void gemv(bool trans, std::size_t m, std::size_t n, double alpha, const double* a, std::size_t lda,
-          const double* x, std::size_t incx, double beta, double* y) {
-  cblas_dgemv(CblasRowMajor, trans ? CblasTrans : CblasNoTrans, int(m), int(n), alpha, a, int(lda),
-              x, int(incx), beta, y, 1);
-}
-void gemm_blas(bool ta, bool tb, std::size_t m, std::size_t n, std::size_t k, float alpha,
-               const float* a, std::size_t lda, const float* b, std::size_t ldb, float beta, float* c,
-               std::size_t ldc) {
-  cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, int(m),
-              int(n), int(k), alpha, a, int(lda), b, int(ldb), beta, c, int(ldc));
-}
-void gemm_blas(bool ta, bool tb, std::size_t m, std::size_t n, std::size_t k, double alpha,
-               const double* a, std::size_t lda, const double* b, std::size_t ldb, double beta,
-               double* c, std::size_t ldc) {
-  cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, int(m),
-              int(n), int(k), alpha, a, int(lda), b, int(ldb), beta, c, int(ldc));
-}
+// ---- the gate math, for one SIMD batch or one scalar --------------------------------------------
+// Each kernel is written once over V = xsimd::batch<T> (the main loop) or V = T (the tail).
 
-/// C (m×n, ldc) = op(A) (m×k) · op(B) (k×n) + beta·C. With m = 1 (batch 1) it is a gemv: the
-/// row op(A) is read with stride lda when A is transposed.
+template <class V>
+struct scalar_of { using type = V; };
+template <class T, class A>
+struct scalar_of<xsimd::batch<T, A>> { using type = T; };
+
 template <class T>
-void gemm(bool ta, bool tb, std::size_t m, std::size_t n, std::size_t k, const T* a, std::size_t lda,
-          const T* b, std::size_t ldb, T beta, T* c, std::size_t ldc) {
-  if (m == 1) {
-    if (beta == T(0)) std::fill(c, c + n, T(0));  // never read uninitialised memory
-    // y = op(B)ᵀ·a: op(B) is B (k×n, stored k×n) or Bᵀ (B stored n×k).
-    if (tb)
-      gemv(false, n, k, T(1), b, ldb, a, ta ? lda : 1, beta, c);
-    else
-      gemv(true, k, n, T(1), b, ldb, a, ta ? lda : 1, beta, c);
-    return;
-  }
-  gemm_blas(ta, tb, m, n, k, T(1), a, lda, b, ldb, beta, c, ldc);
+T vexp(T x) { return std::exp(x); }
+template <class T, class A>
+xsimd::batch<T, A> vexp(const xsimd::batch<T, A>& x) { return xsimd::exp(x); }
+template <class T>
+T vtanh(T x) { return std::tanh(x); }
+template <class T, class A>
+xsimd::batch<T, A> vtanh(const xsimd::batch<T, A>& x) { return xsimd::tanh(x); }
+template <class T>
+T vabs(T x) { return std::abs(x); }
+template <class T, class A>
+xsimd::batch<T, A> vabs(const xsimd::batch<T, A>& x) { return xsimd::abs(x); }
+template <class T>
+T where_nonneg(T x, T a, T b) { return x >= T(0) ? a : b; }
+template <class T, class A>
+xsimd::batch<T, A> where_nonneg(const xsimd::batch<T, A>& x, const xsimd::batch<T, A>& a,
+                                const xsimd::batch<T, A>& b) {
+  return xsimd::select(x >= xsimd::batch<T, A>(T(0)), a, b);
 }
 
-// ---- vectorised activations (xsimd batches, scalar tail) --------------------------------------
+/// σ(x) = 1/(1+e^−x) for x ≥ 0, e^x/(1+e^x) for x < 0 (e^−|x| never overflows), as sigmoid().
+template <class V>
+V sigm(V x) {
+  const V e = vexp(-vabs(x)), one(typename scalar_of<V>::type(1));
+  return where_nonneg(x, one / (one + e), e / (one + e));
+}
 
-/// x ← σ(x) = 1/(1+e^−x) for x ≥ 0, e^x/(1+e^x) for x < 0 (e^−|x| never overflows).
+template <class T, class V>
+V load_from(const T* p) {
+  if constexpr (std::is_same_v<V, T>) return *p;
+  else return V::load_unaligned(p);
+}
+template <class T, class V>
+void store_to(T* p, const V& v) {
+  if constexpr (std::is_same_v<V, T>) *p = v;
+  else v.store_unaligned(p);
+}
+
+/// Pointers of one batch row of one step (each H long, disjoint).
 template <class T>
-void sigmoid_inplace(T* x, std::size_t n) {
+struct RowPtrs {
+  T* r;        // G: gi_r → r → da_r
+  T* z;        // G: gi_z → z → da_z
+  T* n;        // G: gi_n → n → da_n
+  T* gn;       // G: gh_n → dgh_n
+  const T* gh; // h_{t−1} W_hhᵀ (3H), forward only
+  const T* hp; // h_{t−1}
+  T* h;        // forward: h_t; backward: dL/dh_{t−1} (the direct part, dh ⊙ z)
+  const T* d;  // backward: dL/dh_t carried from step t+1
+  const T* go; // backward: dL/d(out) at step t
+  T* s;        // backward: [da_r | da_z | dgh_n] (3H) for the dh_{t−1} GEMM
+};
+
+/// Forward of the gates at columns [j, j + width of V).
+template <class T, class V>
+void gates_forward(const RowPtrs<T>& p, const T* bih, const T* bhh, std::size_t H, std::size_t j) {
+  const V r = sigm((load_from<T, V>(p.r + j) + load_from<T, V>(bih + j)) +
+                   (load_from<T, V>(p.gh + j) + load_from<T, V>(bhh + j)));
+  const V z = sigm((load_from<T, V>(p.z + j) + load_from<T, V>(bih + H + j)) +
+                   (load_from<T, V>(p.gh + H + j) + load_from<T, V>(bhh + H + j)));
+  const V ghn = load_from<T, V>(p.gh + 2 * H + j) + load_from<T, V>(bhh + 2 * H + j);
+  const V n = vtanh((load_from<T, V>(p.n + j) + load_from<T, V>(bih + 2 * H + j)) + r * ghn);
+  const V hp = load_from<T, V>(p.hp + j);
+  store_to(p.r + j, r), store_to(p.z + j, z), store_to(p.n + j, n), store_to(p.gn + j, ghn);
+  store_to(p.h + j, n + z * (hp - n));  // (1 − z) ⊙ n + z ⊙ h
+}
+
+/// BPTT through the gates at columns [j, j + width of V).
+template <class T, class V>
+void gates_backward(const RowPtrs<T>& p, std::size_t H, std::size_t j) {
+  const V one(T(1));
+  const V d = load_from<T, V>(p.d + j) + load_from<T, V>(p.go + j);  // dL/dh_t
+  const V r = load_from<T, V>(p.r + j), z = load_from<T, V>(p.z + j), n = load_from<T, V>(p.n + j);
+  const V ghn = load_from<T, V>(p.gn + j), hp = load_from<T, V>(p.hp + j);
+  const V da_n = d * (one - z) * (one - n * n);
+  const V da_r = da_n * ghn * r * (one - r);
+  const V da_z = d * (hp - n) * z * (one - z);
+  const V dghn = da_n * r;
+  store_to(p.r + j, da_r), store_to(p.z + j, da_z), store_to(p.n + j, da_n), store_to(p.gn + j, dghn);
+  store_to(p.s + j, da_r), store_to(p.s + H + j, da_z), store_to(p.s + 2 * H + j, dghn);
+  store_to(p.h + j, d * z);
+}
+
+/// Runs kernel<V> over [0, H): SIMD batches, then a scalar tail.
+template <class T, class Kernel>
+void over_columns(std::size_t H, Kernel&& kernel) {
   using V = xsimd::batch<T>;
-  std::size_t i = 0;
-  const V one(T(1)), zero(T(0));
-  for (; i + V::size <= n; i += V::size) {
-    V v = V::load_unaligned(x + i);
-    V e = xsimd::exp(-xsimd::abs(v));
-    V s = xsimd::select(v >= zero, one / (one + e), e / (one + e));
-    s.store_unaligned(x + i);
-  }
-  for (; i < n; ++i) {
-    T e = std::exp(-std::abs(x[i]));
-    x[i] = x[i] >= T(0) ? T(1) / (T(1) + e) : e / (T(1) + e);
-  }
-}
-
-template <class T>
-void tanh_inplace(T* x, std::size_t n) {
-  using V = xsimd::batch<T>;
-  std::size_t i = 0;
-  for (; i + V::size <= n; i += V::size) xsimd::tanh(V::load_unaligned(x + i)).store_unaligned(x + i);
-  for (; i < n; ++i) x[i] = std::tanh(x[i]);
+  std::size_t j = 0;
+  for (; j + V::size <= H; j += V::size) kernel(V{}, j);
+  for (; j < H; ++j) kernel(T{}, j);
 }
 
 // ---- an arena for the big buffers -------------------------------------------------------------
@@ -206,7 +238,7 @@ Tensor layer_forward(const LayerInput& input, std::size_t B, std::size_t Tn, con
     // One GEMM per sequence b: its T rows land every B·4H elements of G.
     const T* X = input.x->data<T>().data();  // (B, T, in)
     for (std::size_t b = 0; b < B; ++b)
-      gemm<T>(false, true, Tn, H3, in, X + b * Tn * in, in, Wih, in, T(0), G + b * H4, B * H4);
+      gemm(false, true, Tn, H3, in, X + b * Tn * in, in, Wih, in, T(0), G + b * H4, B * H4);
   }
 
   // The recurrence: one GEMM and one pass over the gates per step.
@@ -215,24 +247,12 @@ Tensor layer_forward(const LayerInput& input, std::size_t B, std::size_t Tn, con
   for (std::size_t t = 0; t < Tn; ++t) {
     const T* hprev = hs + t * B * H;
     T* hnew = hs + (t + 1) * B * H;
-    gemm<T>(false, true, B, H3, H, hprev, H, Whh, H, T(0), gh, H3);
+    gemm(false, true, B, H3, H, hprev, H, Whh, H, T(0), gh, H3);
     for (std::size_t b = 0; b < B; ++b) {
       T* row = G + (t * B + b) * H4;  // [gi_r gi_z gi_n ·] → [r z n gh_n]
-      const T* g = gh + b * H3;
-      const T* hp = hprev + b * H;
-      T* hn = hnew + b * H;
-      for (std::size_t j = 0; j < 2 * H; ++j) row[j] = (row[j] + bih[j]) + (g[j] + bhh[j]);
-      sigmoid_inplace(row, 2 * H);  // r, z
-      for (std::size_t j = 0; j < H; ++j) {
-        T ghn = g[2 * H + j] + bhh[2 * H + j];
-        row[3 * H + j] = ghn;
-        row[2 * H + j] = (row[2 * H + j] + bih[2 * H + j]) + row[j] * ghn;
-      }
-      tanh_inplace(row + 2 * H, H);  // n
-      for (std::size_t j = 0; j < H; ++j) {
-        T n = row[2 * H + j], z = row[H + j];
-        hn[j] = n + z * (hp[j] - n);
-      }
+      RowPtrs<T> p{row, row + H, row + 2 * H, row + 3 * H, gh + b * H3, hprev + b * H, hnew + b * H,
+                   nullptr, nullptr, nullptr};
+      over_columns<T>(H, [&](auto v, std::size_t j) { gates_forward<T, decltype(v)>(p, bih, bhh, H, j); });
     }
   }
 
@@ -285,32 +305,19 @@ Tensor layer_forward(const LayerInput& input, std::size_t B, std::size_t Tn, con
       const T* hprev = hs + t * B * H;
       for (std::size_t b = 0; b < B; ++b) {
         T* row = G + (t * B + b) * H4;
-        const T* gb = go + (b * Tn + t) * H;
-        const T* hp = hprev + b * H;
-        T* s = S + b * H3;
-        T* dp = dhn + b * H;
-        const T* d_in = dh + b * H;
-        for (std::size_t j = 0; j < H; ++j) {
-          const T d = d_in[j] + gb[j];
-          const T r = row[j], z = row[H + j], n = row[2 * H + j], ghn = row[3 * H + j];
-          const T da_n = d * (T(1) - z) * (T(1) - n * n);
-          const T da_r = da_n * ghn * r * (T(1) - r);
-          const T da_z = d * (hp[j] - n) * z * (T(1) - z);
-          const T dghn = da_n * r;
-          row[j] = da_r, row[H + j] = da_z, row[2 * H + j] = da_n, row[3 * H + j] = dghn;
-          s[j] = da_r, s[H + j] = da_z, s[2 * H + j] = dghn;
-          dp[j] = d * z;
-        }
+        RowPtrs<T> p{row, row + H, row + 2 * H, row + 3 * H, nullptr, hprev + b * H, dhn + b * H,
+                     dh + b * H, go + (b * Tn + t) * H, S + b * H3};
+        over_columns<T>(H, [&](auto v, std::size_t j) { gates_backward<T, decltype(v)>(p, H, j); });
       }
-      if (t > 0 || need_h0) gemm<T>(false, false, B, H, H3, S, H3, Whh, H, T(1), dhn, H);
+      if (t > 0 || need_h0) gemm(false, false, B, H, H3, S, H3, Whh, H, T(1), dhn, H);
       std::swap(dh, dhn);
     }
 
     auto new_grad = [](const Shape& shape) { return xt::xarray<T>::from_shape(shape); };
     if (sink.needs(iw + 1)) {  // dW_hh = dghᵀ · h_{t−1} over all T·B rows: rows r|z, then n
       xt::xarray<T> dw = new_grad({H3, H});
-      gemm<T>(true, false, 2 * H, H, rows, G, H4, hs, H, T(0), dw.data(), H);
-      gemm<T>(true, false, H, H, rows, G + 3 * H, H4, hs, H, T(0), dw.data() + 2 * H * H, H);
+      gemm(true, false, 2 * H, H, rows, G, H4, hs, H, T(0), dw.data(), H);
+      gemm(true, false, H, H, rows, G + 3 * H, H4, hs, H, T(0), dw.data() + 2 * H * H, H);
       sink.add(iw + 1, Tensor(std::move(dw)));
     }
     if (sink.needs(iw + 2) || sink.needs(iw + 3)) {  // column sums of dgi and dgh
@@ -331,7 +338,7 @@ Tensor layer_forward(const LayerInput& input, std::size_t B, std::size_t Tn, con
       if (dense) {
         const T* X = x.data<T>().data();
         for (std::size_t b = 0; b < B; ++b)
-          gemm<T>(true, false, H3, in, Tn, G + b * H4, B * H4, X + b * Tn * in, in,
+          gemm(true, false, H3, in, Tn, G + b * H4, B * H4, X + b * Tn * in, in,
                   b == 0 ? T(0) : T(1), dw.data(), in);
       } else {  // one-hot: scatter-add dgi rows into rows of dW_ihᵀ (V, 3H), then transpose
         Buffer<T> dwt_buf(in * H3);
@@ -351,7 +358,7 @@ Tensor layer_forward(const LayerInput& input, std::size_t B, std::size_t Tn, con
     if (dense && sink.needs(0)) {  // dx = dgi · W_ih, per sequence b
       xt::xarray<T> dx = new_grad({B, Tn, in});
       for (std::size_t b = 0; b < B; ++b)
-        gemm<T>(false, false, Tn, in, H3, G + b * H4, B * H4, Wih, in, T(0), dx.data() + b * Tn * in,
+        gemm(false, false, Tn, in, H3, G + b * H4, B * H4, Wih, in, T(0), dx.data() + b * Tn * in,
                 in);
       sink.add(0, Tensor(std::move(dx)));
     }

@@ -1,0 +1,86 @@
+// tapegrad — GEMM through OpenBLAS (see blas.hpp).
+#include "framework/blas.hpp"
+
+#include <cblas.h>
+
+#include <algorithm>
+
+namespace tapegrad::detail {
+
+namespace {
+
+/// Runs the enclosing call on one OpenBLAS thread when the product is small.
+class SmallProductThreads {
+ public:
+  explicit SmallProductThreads(std::size_t macs)
+      : previous_(macs < kSmallProduct ? openblas_get_num_threads() : 1) {
+    if (previous_ > 1) openblas_set_num_threads(1);
+  }
+  ~SmallProductThreads() {
+    if (previous_ > 1) openblas_set_num_threads(previous_);
+  }
+  SmallProductThreads(const SmallProductThreads&) = delete;
+  SmallProductThreads& operator=(const SmallProductThreads&) = delete;
+
+ private:
+  int previous_;
+};
+
+CBLAS_TRANSPOSE flag(bool t) { return t ? CblasTrans : CblasNoTrans; }
+
+void gemv(bool t, std::size_t m, std::size_t n, const float* a, std::size_t lda, const float* x,
+          std::size_t incx, float beta, float* y) {
+  cblas_sgemv(CblasRowMajor, flag(t), int(m), int(n), 1.0f, a, int(lda), x, int(incx), beta, y, 1);
+}
+void gemv(bool t, std::size_t m, std::size_t n, const double* a, std::size_t lda, const double* x,
+          std::size_t incx, double beta, double* y) {
+  cblas_dgemv(CblasRowMajor, flag(t), int(m), int(n), 1.0, a, int(lda), x, int(incx), beta, y, 1);
+}
+void gemm_call(bool ta, bool tb, std::size_t m, std::size_t n, std::size_t k, const float* a,
+               std::size_t lda, const float* b, std::size_t ldb, float beta, float* c, std::size_t ldc) {
+  cblas_sgemm(CblasRowMajor, flag(ta), flag(tb), int(m), int(n), int(k), 1.0f, a, int(lda), b,
+              int(ldb), beta, c, int(ldc));
+}
+void gemm_call(bool ta, bool tb, std::size_t m, std::size_t n, std::size_t k, const double* a,
+               std::size_t lda, const double* b, std::size_t ldb, double beta, double* c,
+               std::size_t ldc) {
+  cblas_dgemm(CblasRowMajor, flag(ta), flag(tb), int(m), int(n), int(k), 1.0, a, int(lda), b,
+              int(ldb), beta, c, int(ldc));
+}
+
+template <class T>
+void gemm_impl(bool ta, bool tb, std::size_t m, std::size_t n, std::size_t k, const T* a,
+               std::size_t lda, const T* b, std::size_t ldb, T beta, T* c, std::size_t ldc) {
+  if (m == 0 || n == 0) return;
+  if (k == 0) {  // an empty sum: C = beta·C
+    for (std::size_t i = 0; i < m; ++i)
+      for (std::size_t j = 0; j < n; ++j) c[i * ldc + j] = beta == T(0) ? T(0) : beta * c[i * ldc + j];
+    return;
+  }
+  SmallProductThreads threads(m * n * k);
+  if (m == 1) {
+    // The row op(A) is contiguous, or a column of A (stride lda) when A is transposed.
+    // y = op(B)ᵀ·a, where op(B) is B (k×n) or Bᵀ (B stored n×k).
+    if (beta == T(0)) std::fill(c, c + n, T(0));  // gemv reads y even when beta = 0
+    if (tb)
+      gemv(false, n, k, b, ldb, a, ta ? lda : 1, beta, c);
+    else
+      gemv(true, k, n, b, ldb, a, ta ? lda : 1, beta, c);
+    return;
+  }
+  gemm_call(ta, tb, m, n, k, a, lda, b, ldb, beta, c, ldc);
+}
+
+}  // namespace
+
+void gemm(bool ta, bool tb, std::size_t m, std::size_t n, std::size_t k, const float* a,
+          std::size_t lda, const float* b, std::size_t ldb, float beta, float* c, std::size_t ldc) {
+  gemm_impl(ta, tb, m, n, k, a, lda, b, ldb, beta, c, ldc);
+}
+
+void gemm(bool ta, bool tb, std::size_t m, std::size_t n, std::size_t k, const double* a,
+          std::size_t lda, const double* b, std::size_t ldb, double beta, double* c, std::size_t ldc) {
+  gemm_impl(ta, tb, m, n, k, a, lda, b, ldb, beta, c, ldc);
+}
+
+}  // namespace tapegrad::detail

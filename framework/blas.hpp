@@ -1,0 +1,29 @@
+// tapegrad — the one place that calls BLAS (OpenBLAS): row-major GEMM with transpose flags, for
+// float and double. Used by matmul (ops_linalg.cpp) and the fused GRU (layers/gru_fused.cpp).
+//
+//   C (m×n, ldc) = op(A) (m×k) · op(B) (k×n) + beta · C,    op(X) = Xᵀ when its flag is set
+//
+// Two rules for small products, measured on this project's 2-core machine (docs/performance.md):
+// - a single row (m = 1, e.g. a batch of one) goes to gemv, which skips GEMM's packing;
+// - a product of fewer than kSmallProduct multiply-adds runs on one OpenBLAS thread: waking
+//   the second thread costs more than it saves there, and with the cores shared the woken
+//   thread spins in sched_yield (OpenBLAS only keeps itself to one thread below ~0.26 M).
+// The thread count is OpenBLAS's global setting, lowered for the call and restored after it.
+// Not part of the public API (not included by tapegrad.hpp).
+#pragma once
+
+#include <cstddef>
+
+namespace tapegrad::detail {
+
+/// Below this many multiply-adds (m·n·k) a GEMM runs on one thread.
+constexpr std::size_t kSmallProduct = std::size_t(1) << 23;
+
+void gemm(bool transpose_a, bool transpose_b, std::size_t m, std::size_t n, std::size_t k,
+          const float* a, std::size_t lda, const float* b, std::size_t ldb, float beta, float* c,
+          std::size_t ldc);
+void gemm(bool transpose_a, bool transpose_b, std::size_t m, std::size_t n, std::size_t k,
+          const double* a, std::size_t lda, const double* b, std::size_t ldb, double beta, double* c,
+          std::size_t ldc);
+
+}  // namespace tapegrad::detail
