@@ -57,6 +57,16 @@ void gemm_impl(bool ta, bool tb, std::size_t m, std::size_t n, std::size_t k, co
       for (std::size_t j = 0; j < n; ++j) c[i * ldc + j] = beta == T(0) ? T(0) : beta * c[i * ldc + j];
     return;
   }
+  if (m * n * k <= kTinyProduct) {  // a plain loop: cheaper than BLAS's call and packing
+    for (std::size_t i = 0; i < m; ++i)
+      for (std::size_t j = 0; j < n; ++j) {
+        T acc = 0;
+        for (std::size_t p = 0; p < k; ++p)
+          acc += (ta ? a[p * lda + i] : a[i * lda + p]) * (tb ? b[j * ldb + p] : b[p * ldb + j]);
+        c[i * ldc + j] = beta == T(0) ? acc : acc + beta * c[i * ldc + j];
+      }
+    return;
+  }
   SmallProductThreads threads(m * n * k);
   if (m == 1) {
     // The row op(A) is contiguous, or a column of A (stride lda) when A is transposed.

@@ -3,7 +3,9 @@
 //
 //   C (m×n, ldc) = op(A) (m×k) · op(B) (k×n) + beta · C,    op(X) = Xᵀ when its flag is set
 //
-// Two rules for small products, measured on this project's 2-core machine (docs/performance.md):
+// Three rules for small products, measured on this project's 2-core machine (docs/performance.md):
+// - a tiny product (at most kTinyProduct multiply-adds) is a plain loop: BLAS's call and
+//   packing overhead (~0.5–1 µs) is more than the arithmetic;
 // - a single row (m = 1, e.g. a batch of one) goes to gemv, which skips GEMM's packing;
 // - a product of fewer than kSmallProduct multiply-adds runs on one OpenBLAS thread: waking
 //   the second thread costs more than it saves there, and with the cores shared the woken
@@ -16,6 +18,8 @@
 
 namespace tapegrad::detail {
 
+/// Up to this many multiply-adds (m·n·k) a GEMM is a plain loop.
+constexpr std::size_t kTinyProduct = 4096;
 /// Below this many multiply-adds (m·n·k) a GEMM runs on one thread.
 constexpr std::size_t kSmallProduct = std::size_t(1) << 23;
 

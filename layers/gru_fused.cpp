@@ -205,9 +205,19 @@ struct LayerInput {
   std::shared_ptr<const std::vector<std::int64_t>> ids;        // or one-hot ids, (B, T) row-major
 };
 
+/// The layer's initial state: undefined (zeros), a (B, H) tensor, or slice `layer` of a
+/// (L, B, H) tensor — read in place, and its gradient added in place into that slice
+/// (GradSink::add_narrow), so a stacked GRU needs no select op per layer.
+struct InitialState {
+  Tensor h0;
+  std::size_t layer = 0;
+};
+
 template <class T>
 Tensor layer_forward(const LayerInput& input, std::size_t B, std::size_t Tn, const Tensor& w_ih,
-                     const Tensor& w_hh, const Tensor& b_ih, const Tensor& b_hh, const Tensor& h0) {
+                     const Tensor& w_hh, const Tensor& b_ih, const Tensor& b_hh,
+                     const InitialState& init) {
+  const Tensor& h0 = init.h0;
   const std::size_t H = w_hh.size(1), in = w_ih.size(1), H3 = 3 * H, H4 = 4 * H;
   const T* Wih = w_ih.data<T>().data();  // (3H, in)
   const T* Whh = w_hh.data<T>().data();  // (3H, H)
@@ -218,8 +228,9 @@ Tensor layer_forward(const LayerInput& input, std::size_t B, std::size_t Tn, con
   T* G = saved->G.data();
 
   // h_0
+  const std::size_t h0_offset = h0.defined() && h0.dim() == 3 ? init.layer * B * H : 0;
   if (h0.defined())
-    std::memcpy(hs, h0.data<T>().data(), B * H * sizeof(T));
+    std::memcpy(hs, h0.data<T>().data() + h0_offset, B * H * sizeof(T));
   else
     std::fill(hs, hs + B * H, T(0));
 
@@ -274,7 +285,8 @@ Tensor layer_forward(const LayerInput& input, std::size_t B, std::size_t Tn, con
   Tensor x = dense ? *input.x : Tensor();
 
   return record("gru_fused", Tensor(std::move(out)), inputs,
-                [saved, ids, x, w_ih, w_hh, iw, dense, has_h0](const Tensor& gout, GradSink& sink) {
+                [saved, ids, x, w_ih, w_hh, iw, dense, has_h0,
+                 h0_slice = has_h0 && h0.dim() == 3, layer = init.layer](const Tensor& gout, GradSink& sink) {
     if (sink.create_graph())
       throw AutogradError(
           "gru_fused: the fused GRU's backward is hand-written (once-differentiable); use the "
@@ -363,16 +375,20 @@ Tensor layer_forward(const LayerInput& input, std::size_t B, std::size_t Tn, con
       sink.add(0, Tensor(std::move(dx)));
     }
     if (need_h0) {
-      xt::xarray<T> d0 = new_grad({B, H});
+      xt::xarray<T> d0 = new_grad(h0_slice ? Shape{1, B, H} : Shape{B, H});
       std::memcpy(d0.data(), dh, B * H * sizeof(T));
-      sink.add(iw + 4, Tensor(std::move(d0)));
+      if (h0_slice)
+        sink.add_narrow(iw + 4, 0, layer, Tensor(std::move(d0)));
+      else
+        sink.add(iw + 4, Tensor(std::move(d0)));
     }
   });
 }
 
 /// Checks the weights and h0 of one layer; returns H.
 std::size_t check_layer(const Tensor& w_ih, const Tensor& w_hh, const Tensor& b_ih, const Tensor& b_hh,
-                        const Tensor& h0, std::size_t B) {
+                        const InitialState& init, std::size_t B) {
+  const Tensor& h0 = init.h0;
   const char* op = "gru_fused";
   for (const Tensor* t : {&w_ih, &w_hh, &b_ih, &b_hh}) detail::require_defined(*t, op, "weight");
   for (const Tensor* t : {&w_hh, &b_ih, &b_hh}) detail::require_same_dtype(w_ih, *t, op);
@@ -387,19 +403,19 @@ std::size_t check_layer(const Tensor& w_ih, const Tensor& w_hh, const Tensor& b_
                                  shape_str(b_hh.shape())));
   if (h0.defined()) {
     detail::require_same_dtype(w_ih, h0, op);
-    if (h0.shape() != Shape{B, H})
+    const bool ok = h0.dim() == 3 ? h0.shape()[1] == B && h0.shape()[2] == H && init.layer < h0.shape()[0]
+                                  : h0.shape() == Shape{B, H};
+    if (!ok)
       throw ShapeError(fmt::format("{}: expected h0 of shape ({}, {}), got {}", op, B, H,
                                    shape_str(h0.shape())));
   }
   return H;
 }
 
-template <class F>
-Tensor dispatch_layer(const Tensor& w_ih, F&& f) {
-  return detail::dispatch(w_ih.dtype(), [&](auto tag) { return f(tag); });
-}
+Tensor fused_layer(const LayerInput& in, std::size_t B, std::size_t Tn, const Tensor& w_ih,
+                   const Tensor& w_hh, const Tensor& b_ih, const Tensor& b_hh, const InitialState& init);
 
-/// Runs the layers of `gru` on layer 0's output `first(h0_0)` and assembles Output like GRU.
+/// Runs the layers of `gru` (layer 0 through `first(init)`) and assembles Output like GRU.
 template <class First>
 GRU::Output run_layers(const GRU& gru, std::size_t B, std::size_t Tn, DType dtype, const Tensor& h0,
                        First&& first) {
@@ -417,14 +433,46 @@ GRU::Output run_layers(const GRU& gru, std::size_t B, std::size_t Tn, DType dtyp
   GRU::Output out;
   std::vector<Tensor> last;  // h_T of each layer (B, H)
   for (std::size_t k = 0; k < L; ++k) {
-    Tensor h0k = h0.defined() ? select(h0, 0, k) : Tensor();
-    out.output = k == 0 ? first(h0k)
-                        : gru_layer_fused(out.output, gru.weight_ih[k], gru.weight_hh[k],
-                                          gru.bias_ih[k], gru.bias_hh[k], h0k);
-    last.push_back(select(out.output, 1, Tn - 1));  // per-step tensors: composed path only
+    const InitialState init{h0, k};  // layer k reads h0[k] in place
+    if (k == 0) {
+      out.output = first(init);
+    } else {
+      LayerInput in;
+      in.x = &out.output;
+      out.output = fused_layer(in, B, Tn, gru.weight_ih[k], gru.weight_hh[k], gru.bias_ih[k],
+                               gru.bias_hh[k], init);
+    }
+    // h_T = out[:, T−1] as (1, B, H): (B, 1, H) and (1, B, H) share their element order.
+    last.push_back(reshape(narrow(out.output, 1, Tn - 1, 1), Shape{1, B, H}));
   }
-  out.h_n = stack(last, 0);  // (L, B, H)
+  out.h_n = L == 1 ? last[0] : concat(last, 0);  // (L, B, H); per-step tensors: composed path only
   return out;
+}
+
+/// Checks one layer's input and runs it (float32 or float64).
+Tensor fused_layer(const LayerInput& in, std::size_t B, std::size_t Tn, const Tensor& w_ih,
+                   const Tensor& w_hh, const Tensor& b_ih, const Tensor& b_hh, const InitialState& init) {
+  check_layer(w_ih, w_hh, b_ih, b_hh, init, B);
+  if (Tn == 0 || B == 0) throw ShapeError("gru_fused: the sequence is empty");
+  if (in.x) {
+    const Tensor& x = *in.x;
+    detail::require_same_dtype(x, w_ih, "gru_fused");
+    if (x.size(2) != w_ih.size(1))
+      throw ShapeError(fmt::format("gru_fused: x {} does not match w_ih {} (input size)",
+                                   shape_str(x.shape()), shape_str(w_ih.shape())));
+  } else {
+    const std::size_t V = w_ih.size(1);
+    const std::vector<std::int64_t>& ids = *in.ids;
+    if (ids.size() != B * Tn)
+      throw ShapeError(fmt::format("gru_fused: {} ids for B = {}, T = {}", ids.size(), B, Tn));
+    for (std::size_t i = 0; i < ids.size(); ++i)
+      if (ids[i] < 0 || std::size_t(ids[i]) >= V)
+        throw IndexError(fmt::format("gru_fused: id {} at position {} is out of range for V = {}",
+                                     ids[i], i, V));
+  }
+  return detail::dispatch(w_ih.dtype(), [&](auto tag) {
+    return layer_forward<decltype(tag)>(in, B, Tn, w_ih, w_hh, b_ih, b_hh, init);
+  });
 }
 
 }  // namespace
@@ -434,45 +482,32 @@ Tensor gru_layer_fused(const Tensor& x, const Tensor& w_ih, const Tensor& w_hh, 
   detail::require_defined(x, "gru_fused", "x");
   if (x.dim() != 3)
     throw ShapeError(fmt::format("gru_fused: expected x of shape (B, T, in), got {}", shape_str(x.shape())));
-  const std::size_t B = x.size(0), Tn = x.size(1);
-  check_layer(w_ih, w_hh, b_ih, b_hh, h0, B);
-  detail::require_same_dtype(x, w_ih, "gru_fused");
-  if (x.size(2) != w_ih.size(1))
-    throw ShapeError(fmt::format("gru_fused: x {} does not match w_ih {} (input size)",
-                                 shape_str(x.shape()), shape_str(w_ih.shape())));
-  if (Tn == 0) throw ShapeError("gru_fused: the sequence is empty (T = 0)");
+  if (h0.defined() && h0.dim() != 2)
+    throw ShapeError(fmt::format("gru_fused: expected h0 of shape (B, H), got {}", shape_str(h0.shape())));
   LayerInput in;
   in.x = &x;
-  return dispatch_layer(w_ih, [&](auto tag) {
-    return layer_forward<decltype(tag)>(in, B, Tn, w_ih, w_hh, b_ih, b_hh, h0);
-  });
+  return fused_layer(in, x.size(0), x.size(1), w_ih, w_hh, b_ih, b_hh, {h0, 0});
 }
 
 Tensor gru_layer_fused_ids(const std::vector<std::int64_t>& ids, std::size_t B, std::size_t Tn,
                            const Tensor& w_ih, const Tensor& w_hh, const Tensor& b_ih,
                            const Tensor& b_hh, const Tensor& h0) {
-  check_layer(w_ih, w_hh, b_ih, b_hh, h0, B);
-  const std::size_t V = w_ih.size(1);
-  if (ids.size() != B * Tn)
-    throw ShapeError(fmt::format("gru_fused: {} ids for B = {}, T = {}", ids.size(), B, Tn));
-  if (Tn == 0 || B == 0) throw ShapeError("gru_fused: the sequence is empty");
-  for (std::size_t i = 0; i < ids.size(); ++i)
-    if (ids[i] < 0 || std::size_t(ids[i]) >= V)
-      throw IndexError(fmt::format("gru_fused: id {} at position {} is out of range for V = {}",
-                                   ids[i], i, V));
+  if (h0.defined() && h0.dim() != 2)
+    throw ShapeError(fmt::format("gru_fused: expected h0 of shape (B, H), got {}", shape_str(h0.shape())));
   LayerInput in;
   in.ids = std::make_shared<const std::vector<std::int64_t>>(ids);
-  return dispatch_layer(w_ih, [&](auto tag) {
-    return layer_forward<decltype(tag)>(in, B, Tn, w_ih, w_hh, b_ih, b_hh, h0);
-  });
+  return fused_layer(in, B, Tn, w_ih, w_hh, b_ih, b_hh, {h0, 0});
 }
 
 GRU::Output gru_forward_fused(const GRU& gru, const Tensor& x, const Tensor& h0) {
   if (!x.defined() || x.dim() != 3 || x.size(2) != gru.options.input_size())
     throw ShapeError(fmt::format("GRU: expected x of shape (B, T, {}) (batch first), got {}",
                                  gru.options.input_size(), x.defined() ? shape_str(x.shape()) : "undefined"));
-  return run_layers(gru, x.size(0), x.size(1), x.dtype(), h0, [&](const Tensor& h0k) {
-    return gru_layer_fused(x, gru.weight_ih[0], gru.weight_hh[0], gru.bias_ih[0], gru.bias_hh[0], h0k);
+  return run_layers(gru, x.size(0), x.size(1), x.dtype(), h0, [&](const InitialState& init) {
+    LayerInput in;
+    in.x = &x;
+    return fused_layer(in, x.size(0), x.size(1), gru.weight_ih[0], gru.weight_hh[0], gru.bias_ih[0],
+                       gru.bias_hh[0], init);
   });
 }
 
@@ -483,9 +518,11 @@ GRU::Output gru_forward_ids_fused(const GRU& gru, const std::vector<std::int64_t
                                  gru.options.input_size()));
   if (ids.size() != B * Tn)
     throw ShapeError(fmt::format("GRU::forward_ids: {} ids for B = {}, T = {}", ids.size(), B, Tn));
-  return run_layers(gru, B, Tn, gru.weight_ih[0].dtype(), h0, [&](const Tensor& h0k) {
-    return gru_layer_fused_ids(ids, B, Tn, gru.weight_ih[0], gru.weight_hh[0], gru.bias_ih[0],
-                               gru.bias_hh[0], h0k);
+  return run_layers(gru, B, Tn, gru.weight_ih[0].dtype(), h0, [&](const InitialState& init) {
+    LayerInput in;
+    in.ids = std::make_shared<const std::vector<std::int64_t>>(ids);
+    return fused_layer(in, B, Tn, gru.weight_ih[0], gru.weight_hh[0], gru.bias_ih[0],
+                       gru.bias_hh[0], init);
   });
 }
 

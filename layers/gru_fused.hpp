@@ -13,9 +13,10 @@
 // T small backward calls instead of one; per sequence, the T steps share three buffers and the
 // weight gradients become one GEMM each over all B·T rows. What the caller sees is unchanged:
 // the node's output is the (B, T, H) sequence, a normal tape tensor; h_n is taken from it with
-// select/stack (ordinary narrow nodes, whose gradients flow back into the same node), and h0 per
-// layer is select(h0, 0, k). What is lost: the per-step tensors (Output::steps is empty) — use
-// the composed GRU for hooks on h_t, retain_grad and gate records.
+// narrow/reshape (ordinary nodes, whose gradients flow back into the same node), and layer k
+// reads h0[k] of the (L, B, H) h0 in place (its gradient is added in place into that slice).
+// What is lost: the per-step tensors (Output::steps is empty) — use the composed GRU for hooks
+// on h_t, retain_grad and gate records.
 //
 // Layer equations (B batch, T time, H hidden, in input size; rows of W and b in order r|z|n):
 //   gi_t = x_t W_ihᵀ + b_ih                  all T steps at once; for one-hot ids, the rows

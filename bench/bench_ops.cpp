@@ -1,0 +1,155 @@
+// Engine micro-benchmarks (Google Benchmark):
+//   BM_TapeAdd64          a chain of 100 adds of two 64-element vectors, forward + backward;
+//                         counter ns_per_op = time per recorded op (forward, VJP, accumulation)
+//   BM_RawAdd64           the same arithmetic in a plain loop (what an op costs without the tape)
+//   BM_TapeMatmul128      128×128 matmul forward + backward (3 GEMMs) through the tape
+//   BM_RawSgemm128x3      the same 3 GEMMs as raw cblas_sgemm calls
+//   BM_GruGemm/...        the GRU's GEMM shapes for S, M and L (framework/blas.hpp gemm), GFLOP/s
+//   BM_SgemmThreads/...   raw sgemm of the recurrent shapes on 1 and 2 OpenBLAS threads
+//
+//   bench_ops --benchmark_repetitions=5 --benchmark_report_aggregates_only=true
+#include <benchmark/benchmark.h>
+#include <cblas.h>
+
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "framework/blas.hpp"
+#include "framework/ops.hpp"
+#include "framework/random.hpp"
+#include "framework/tape.hpp"
+
+using namespace tapegrad;
+
+namespace {
+
+constexpr int kChain = 100;
+
+/// Nanoseconds per unit of work when one iteration does `per_iteration` units.
+benchmark::Counter ns_per(double per_iteration) {
+  return benchmark::Counter(per_iteration * 1e-9, benchmark::Counter::kIsIterationInvariantRate |
+                                                      benchmark::Counter::kInvert);
+}
+/// GFLOP/s when one iteration does `flops` floating-point operations.
+benchmark::Counter gflops(double flops) {
+  return benchmark::Counter(flops * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+}
+
+void BM_TapeAdd64(benchmark::State& state) {
+  Generator gen(0);
+  Tensor a = randn({64}, gen).requires_grad_();
+  Tensor b = randn({64}, gen).requires_grad_();
+  Tensor seed = ones({64});
+  for (auto _ : state) {
+    Tensor x = a;
+    for (int i = 0; i < kChain; ++i) x = add(x, b);  // 100 recorded ops
+    backward(x, seed);
+    a.zero_grad();
+    b.zero_grad();
+  }
+  state.counters["ns_per_op"] = ns_per(kChain);
+}
+BENCHMARK(BM_TapeAdd64);
+
+void BM_RawAdd64(benchmark::State& state) {
+  std::vector<float> a(64, 1.0f), b(64, 2.0f), g(64, 0.0f), ga(64), gb(64);
+  for (auto _ : state) {
+    std::vector<float> x = a;
+    for (int i = 0; i < kChain; ++i) {
+      std::vector<float> y(64);
+      for (int k = 0; k < 64; ++k) y[k] = x[k] + b[k];
+      x.swap(y);
+    }
+    for (int i = 0; i < kChain; ++i)
+      for (int k = 0; k < 64; ++k) gb[k] += 1.0f;  // each op's VJP: g flows to both inputs
+    for (int k = 0; k < 64; ++k) ga[k] = 1.0f;
+    benchmark::DoNotOptimize(x.data());
+    benchmark::DoNotOptimize(gb.data());
+  }
+  state.counters["ns_per_op"] = ns_per(kChain);
+}
+BENCHMARK(BM_RawAdd64);
+
+void BM_TapeMatmul128(benchmark::State& state) {
+  Generator gen(0);
+  Tensor a = randn({128, 128}, gen).requires_grad_();
+  Tensor b = randn({128, 128}, gen).requires_grad_();
+  Tensor seed = ones({128, 128});
+  for (auto _ : state) {
+    Tensor c = matmul(a, b);
+    backward(c, seed);
+    a.zero_grad();
+    b.zero_grad();
+  }
+  state.counters["GFLOP/s"] = gflops(3.0 * 2 * 128 * 128 * 128);
+}
+BENCHMARK(BM_TapeMatmul128)->UseRealTime();
+
+void BM_RawSgemm128x3(benchmark::State& state) {
+  const int n = 128;
+  std::vector<float> a(n * n, 0.5f), b(n * n, 0.25f), c(n * n), da(n * n), db(n * n), g(n * n, 1.0f);
+  for (auto _ : state) {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1, a.data(), n, b.data(), n, 0, c.data(), n);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, n, n, 1, g.data(), n, b.data(), n, 0, da.data(), n);
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, n, n, 1, a.data(), n, g.data(), n, 0, db.data(), n);
+    benchmark::DoNotOptimize(db.data());
+  }
+  state.counters["GFLOP/s"] = gflops(3.0 * 2 * n * n * n);
+}
+BENCHMARK(BM_RawSgemm128x3)->UseRealTime();
+
+// ---- the GRU's GEMM shapes ------------------------------------------------------------------------
+// Args: config (0 = S, 1 = M, 2 = L), product:
+//   0 recurrent forward   h (B×H) · W_hhᵀ (H×3H)            per step
+//   1 recurrent backward  dgh (B×3H) · W_hh (3H×H)           per step
+//   2 dW_hh               dghᵀ (3H×TB) · h (TB×H)            once per sequence (as r|z + n)
+//   3 head forward        h (TB×H) · W_oᵀ (H×V)              once per sequence
+struct Config {
+  std::size_t V, H, B, T;
+};
+const Config kConfigs[] = {{27, 64, 1, 25}, {65, 128, 32, 64}, {65, 512, 64, 64}};
+
+void BM_GruGemm(benchmark::State& state) {
+  const Config c = kConfigs[state.range(0)];
+  const int product = int(state.range(1));
+  std::size_t m, n, k;
+  bool ta = false, tb = false;
+  switch (product) {
+    case 0: m = c.B, n = 3 * c.H, k = c.H, tb = true; break;
+    case 1: m = c.B, n = c.H, k = 3 * c.H; break;
+    case 2: m = 3 * c.H, n = c.H, k = c.T * c.B, ta = true; break;
+    default: m = c.T * c.B, n = c.V, k = c.H, tb = true; break;
+  }
+  std::vector<float> a(m * k, 0.01f), b(k * n, 0.02f), out(m * n);
+  for (auto _ : state) {
+    detail::gemm(ta, tb, m, n, k, a.data(), ta ? m : k, b.data(), tb ? k : n, 0.0f, out.data(), n);
+    benchmark::DoNotOptimize(out.data());
+  }
+  state.SetLabel(fmt::format("{} m={} n={} k={}{}{}", "SML"[state.range(0)], m, n, k, ta ? " Aᵀ" : "",
+                             tb ? " Bᵀ" : ""));
+  state.counters["GFLOP/s"] = gflops(2.0 * double(m * n * k));
+}
+BENCHMARK(BM_GruGemm)->ArgsProduct({{0, 1, 2}, {0, 1, 2, 3}})->UseRealTime();
+
+/// Raw cblas_sgemm of the recurrent forward shape on `threads` OpenBLAS threads.
+void BM_SgemmThreads(benchmark::State& state) {
+  const Config c = kConfigs[state.range(0)];
+  const int threads = int(state.range(1));
+  const int m = int(c.B), n = int(3 * c.H), k = int(c.H);
+  std::vector<float> a(std::size_t(m) * k, 0.01f), b(std::size_t(k) * n, 0.02f), out(std::size_t(m) * n);
+  const int previous = openblas_get_num_threads();
+  openblas_set_num_threads(threads);
+  for (auto _ : state) {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, 1, a.data(), k, b.data(), k, 0, out.data(), n);
+    benchmark::DoNotOptimize(out.data());
+  }
+  openblas_set_num_threads(previous);
+  state.SetLabel(fmt::format("{} m={} n={} k={} threads={}", "SML"[state.range(0)], m, n, k, threads));
+  state.counters["GFLOP/s"] = gflops(2.0 * m * n * k);
+}
+BENCHMARK(BM_SgemmThreads)->ArgsProduct({{0, 1, 2}, {1, 2}})->UseRealTime();
+
+}  // namespace
+
+BENCHMARK_MAIN();
