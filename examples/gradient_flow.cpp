@@ -17,9 +17,10 @@
 // gradient that reaches h_t through c_{t+1} is included in dL/dh_t.
 //
 // --update-bias B (GRU only) sets the update gate's biases b_iz = B, b_hz = 0 (rows H…2H−1 of
-// bias_ih and bias_hh, after any --weight-scale), so z = σ(B + …) → 1 as B grows (PyTorch's convention, z = 1 keeps the
-// old state; in the course's notation Γu = 1 − z → 0). Without --update-bias the GRU is also run
-// for B ∈ {−6, −3, 0, 3, 6} (same parameters, same data): the sweep.
+// bias_ih and bias_hh, after any --weight-scale), so z = σ(B + …) → 1 as B grows (PyTorch's
+// convention, z = 1 keeps the old state; in the course's notation Γu = 1 − z → 0). Without
+// --update-bias the GRU is also run for B ∈ {−6, −3, 0, 3, 6} (same parameters, same data): the
+// sweep. --plot then draws the sweep's curves too. See docs/gradient-flow.md.
 //
 // Output: a table per run (every step for T ≤ 30, else every ⌈T/20⌉-th step and the last),
 // then the sweep. --json prints instead a list with one object per run:
@@ -31,11 +32,12 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
-#include <sys/wait.h>
 #include <iostream>
 #include <optional>
 #include <string>
 #include <vector>
+
+#include <sys/wait.h>
 
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
