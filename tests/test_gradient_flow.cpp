@@ -22,6 +22,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
@@ -584,11 +585,16 @@ struct CliRun {
   std::string out, err;
 };
 
+/// Runs gradient_flow with `args` through the shell; captures stdout, stderr and the exit code
+/// (via two temporary files, removed afterwards).
 CliRun run_cli(const std::string& args) {
-  static int counter = 0;
-  char tmpl[] = "/tmp/tapegrad_flow_XXXXXX";
-  static std::string dir = mkdtemp(tmpl);
-  std::string out = dir + "/out" + std::to_string(counter), err = dir + "/err" + std::to_string(counter++);
+  auto temp_file = [] {
+    char tmpl[] = "/tmp/tapegrad_flow_XXXXXX";
+    int fd = mkstemp(tmpl);
+    if (fd >= 0) close(fd);
+    return std::string(tmpl);
+  };
+  const std::string out = temp_file(), err = temp_file();
   int status = std::system((std::string(TAPEGRAD_EXAMPLES_BIN_DIR) + "/gradient_flow " + args + " >" + out +
                             " 2>" + err).c_str());
   auto slurp = [](const std::string& p) {
@@ -597,7 +603,10 @@ CliRun run_cli(const std::string& args) {
     ss << in.rdbuf();
     return ss.str();
   };
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status), slurp(out), slurp(err)};
+  CliRun r{WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status), slurp(out), slurp(err)};
+  std::remove(out.c_str());
+  std::remove(err.c_str());
+  return r;
 }
 
 bool example_built() {
