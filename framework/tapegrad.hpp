@@ -1,8 +1,10 @@
 // tapegrad — include this one header to get the whole framework.
 #pragma once
 
+#include "framework/custom_op.hpp"
 #include "framework/error.hpp"
 #include "framework/gradcheck.hpp"
+#include "framework/gradcheck_module.hpp"
 #include "framework/ops.hpp"
 #include "framework/optim.hpp"
 #include "framework/print.hpp"

@@ -9,7 +9,7 @@ build="${1:-build}"
 packages=(build-essential cmake pkg-config
           libxtensor-dev libxsimd-dev libxtensor-blas-dev libopenblas-dev libfmt-dev
           libgtest-dev libcli11-dev nlohmann-json3-dev libzip-dev zlib1g-dev libbenchmark-dev
-          gnuplot-nox graphviz wamerican)
+          gnuplot-nox graphviz wamerican jq valgrind)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
