@@ -158,8 +158,10 @@ CharGRU::Output CharGRU::forward(const std::vector<std::int64_t>& ids, std::size
     g = fused ? gru_forward_ids_fused(*gru, ids, B, T, config.vocab_size, h0)
               : gru->forward_ids(ids, B, T, config.vocab_size, h0);
   }
-  Tensor flat = reshape(g.output, Shape{B * T, config.hidden});  // (B·T, H)
-  return {head->forward(flat), g.h_n};                          // (B·T, V)
+  // The head reads the (B, T, H) output in place (one GEMM over its B·T rows); only the
+  // (B, T, V) logits are reshaped.
+  Tensor logits = head->forward(g.output);                                 // (B, T, V)
+  return {reshape(logits, Shape{B * T, config.vocab_size}), g.h_n};  // (B·T, V)
 }
 
 // ---- checkpoints ----------------------------------------------------------------------------------

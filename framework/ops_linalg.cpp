@@ -53,6 +53,22 @@ Tensor matmul_forward(const Tensor& a, const Tensor& b, bool ta, bool tb) {
   });
 }
 
+/// dL/db when a (Bt, M, K) multiplies a shared 2-D b: one GEMM over the Bt·M rows, read in
+/// place (a row-major (Bt, M, K) array is the (Bt·M, K) matrix). g is dL/dc (Bt, M, N).
+///   b (K, N):  db = a₂ᵀ · g₂       b (N, K) used transposed:  db = g₂ᵀ · a₂
+Tensor shared_operand_grad(const Tensor& a, const Tensor& g, bool tb) {
+  const std::size_t rows = a.shape()[0] * a.shape()[1], k = a.shape()[2], n = g.shape()[2];
+  return dispatch(a.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    xt::xarray<T> d = xt::xarray<T>::from_shape(tb ? Shape{n, k} : Shape{k, n});
+    if (tb)
+      detail::gemm(true, false, n, k, rows, g.data<T>().data(), n, a.data<T>().data(), k, T(0), d.data(), k);
+    else
+      detail::gemm(true, false, k, n, rows, a.data<T>().data(), k, g.data<T>().data(), n, T(0), d.data(), n);
+    return Tensor(std::move(d));
+  });
+}
+
 }  // namespace
 
 Tensor matmul(const Tensor& a, const Tensor& b, bool ta, bool tb) {
@@ -78,7 +94,9 @@ Tensor matmul(const Tensor& a, const Tensor& b, bool ta, bool tb) {
       s.add(0, ta ? matmul(b, g, tb, true) : matmul(g, b, false, !tb));
     }
     if (s.needs(1)) {
-      if (a.dim() == 3 && b.dim() == 2) {
+      if (a.dim() == 3 && b.dim() == 2 && !s.create_graph()) {
+        s.add(1, shared_operand_grad(a, g, tb));
+      } else if (a.dim() == 3 && b.dim() == 2) {
         // b is shared by every batch: flatten the batch into rows so one GEMM sums over it.
         Tensor a2 = reshape(a, std::vector<std::ptrdiff_t>{-1, std::ptrdiff_t(a.shape()[2])});
         Tensor g2 = reshape(g, std::vector<std::ptrdiff_t>{-1, std::ptrdiff_t(g.shape()[2])});

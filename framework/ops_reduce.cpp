@@ -5,6 +5,7 @@
 
 #include <fmt/format.h>
 #include <xtensor/xmath.hpp>
+#include <xtensor/xnoalias.hpp>
 #include <xtensor/xreducer.hpp>
 #include <xtensor/xsort.hpp>
 
@@ -168,18 +169,29 @@ Tensor cross_entropy(const Tensor& logits, const std::vector<std::int64_t>& targ
                                    targets[i], i, c));
   if (n == 0 && reduction == Reduction::Mean)
     throw ShapeError("cross_entropy: mean over an empty batch");
-  // Forward: −log_softmax picked at the targets, computed stably row by row.
+  // Forward: −log_softmax picked at the targets, computed stably row by row. The softmax rows
+  // are kept for the VJP (one exp per logit in all).
+  Tensor probs;
   Tensor logp = dispatch(logits.dtype(), [&](auto tag) {
     using T = decltype(tag);
     const T* x = logits.data<T>().data();
-    xt::xarray<T> r = xt::xarray<T>::from_shape({n});
+    xt::xarray<T> p = xt::xarray<T>::from_shape({n, c});
+    std::vector<T> m(n);
     for (std::size_t i = 0; i < n; ++i) {
       const T* row = x + i * c;
-      T m = *std::max_element(row, row + c);
-      T z = 0;
-      for (std::size_t k = 0; k < c; ++k) z += std::exp(row[k] - m);
-      r(i) = -(row[targets[i]] - m - std::log(z));
+      m[i] = *std::max_element(row, row + c);
+      for (std::size_t k = 0; k < c; ++k) p.data()[i * c + k] = row[k] - m[i];
     }
+    xt::noalias(p) = xt::exp(p);  // one vectorised pass
+    xt::xarray<T> r = xt::xarray<T>::from_shape({n});
+    for (std::size_t i = 0; i < n; ++i) {
+      T* e = p.data() + i * c;
+      T z = 0;
+      for (std::size_t k = 0; k < c; ++k) z += e[k];
+      r(i) = -(x[i * c + targets[i]] - m[i] - std::log(z));
+      for (std::size_t k = 0; k < c; ++k) e[k] /= z;
+    }
+    probs = Tensor(std::move(p));
     return Tensor(std::move(r));
   });
   double scale = reduction == Reduction::Mean ? 1.0 / static_cast<double>(n) : 1.0;
@@ -190,7 +202,7 @@ Tensor cross_entropy(const Tensor& logits, const std::vector<std::int64_t>& targ
     return Tensor(xt::xarray<T>(T(total * scale)));
   });
   return record("cross_entropy", out, {logits},
-                [logits, targets, scale, reduction, c](const Tensor& g, GradSink& s) {
+                [logits, probs, targets, scale, reduction, c](const Tensor& g, GradSink& s) {
                   // d/dlogits = (softmax − onehot(targets)) · g · scale
                   if (s.create_graph()) {  // differentiable: built from tapegrad ops
                     Tensor p = sub(softmax(logits, 1), one_hot(targets, c, logits.dtype()));
@@ -198,20 +210,16 @@ Tensor cross_entropy(const Tensor& logits, const std::vector<std::int64_t>& targ
                     s.add(0, mul(mul(p, gs), scale));
                     return;
                   }
-                  // The same in one pass over the rows (no softmax, one-hot or product tensors).
+                  // The same from the saved softmax, in one pass (no one-hot or product tensors).
                   s.add(0, dispatch(logits.dtype(), [&](auto tag) {
                     using T = decltype(tag);
                     const std::size_t n = logits.shape()[0];
-                    const T* x = logits.data<T>().data();
                     const T* gv = g.data<T>().data();
-                    xt::xarray<T> d = xt::xarray<T>::from_shape(logits.shape());
+                    xt::xarray<T> d = probs.data<T>();
                     for (std::size_t i = 0; i < n; ++i) {
-                      const T* row = x + i * c;
                       T* out = d.data() + i * c;
-                      T m = *std::max_element(row, row + c), z = 0;
-                      for (std::size_t k = 0; k < c; ++k) z += (out[k] = std::exp(row[k] - m));
                       const T w = (reduction == Reduction::None ? gv[i] : gv[0]) * T(scale);
-                      for (std::size_t k = 0; k < c; ++k) out[k] = out[k] / z * w;
+                      for (std::size_t k = 0; k < c; ++k) out[k] *= w;
                       out[targets[i]] -= w;
                     }
                     return Tensor(std::move(d));

@@ -89,6 +89,8 @@ struct RowPtrs {
   const T* d;  // backward: dL/dh_t carried from step t+1
   const T* go; // backward: dL/d(out) at step t
   T* s;        // backward: [da_r | da_z | dgh_n] (3H) for the dh_{t−1} GEMM
+  T* sums;     // backward: column sums of G's new rows (4H) (→ db_ih, db_hh), or null
+  T* dwt;      // backward, one-hot ids: row id of dW_ihᵀ (3H) += [da_r | da_z | da_n], or null
 };
 
 /// Forward of the gates at columns [j, j + width of V).
@@ -119,6 +121,13 @@ void gates_backward(const RowPtrs<T>& p, std::size_t H, std::size_t j) {
   store_to(p.r + j, da_r), store_to(p.z + j, da_z), store_to(p.n + j, da_n), store_to(p.gn + j, dghn);
   store_to(p.s + j, da_r), store_to(p.s + H + j, da_z), store_to(p.s + 2 * H + j, dghn);
   store_to(p.h + j, d * z);
+  // Reductions over rows, done here while the row is in cache.
+  auto add_to = [&](T* q, const V& v) { store_to(q, load_from<T, V>(q) + v); };
+  if (p.sums) {
+    add_to(p.sums + j, da_r), add_to(p.sums + H + j, da_z);
+    add_to(p.sums + 2 * H + j, da_n), add_to(p.sums + 3 * H + j, dghn);
+  }
+  if (p.dwt) add_to(p.dwt + j, da_r), add_to(p.dwt + H + j, da_z), add_to(p.dwt + 2 * H + j, da_n);
 }
 
 /// Runs kernel<V> over [0, H): SIMD batches, then a scalar tail.
@@ -189,13 +198,12 @@ class Buffer {
 
 // ---- the layer ---------------------------------------------------------------------------------
 
-/// What the backward needs (see the header): hs (T+1, B, H) and G (T, B, 4H), time-major.
+/// What the backward needs besides the output (see the header): h0 (B, H) and G (B, T, 4H).
 template <class T>
 struct Saved {
-  Saved(std::size_t B, std::size_t Tn, std::size_t H)
-      : B(B), Tn(Tn), H(H), hs((Tn + 1) * B * H), G(Tn * B * 4 * H) {}
+  Saved(std::size_t B, std::size_t Tn, std::size_t H) : B(B), Tn(Tn), H(H), h0(B * H), G(B * Tn * 4 * H) {}
   std::size_t B, Tn, H;
-  Buffer<T> hs;
+  Buffer<T> h0;
   Buffer<T> G;
 };
 
@@ -213,6 +221,15 @@ struct InitialState {
   std::size_t layer = 0;
 };
 
+/// h_{t−1} of every sequence as a (B × H) matrix with leading dimension *ld: row b of h0 for
+/// t = 0, else out[b, t − 1] (rows T·H apart in the batch-first output).
+template <class T>
+const T* previous_states(const T* out, const T* h0, std::size_t t, std::size_t Tn, std::size_t H,
+                         std::size_t* ld) {
+  *ld = t == 0 ? H : Tn * H;
+  return t == 0 ? h0 : out + (t - 1) * H;
+}
+
 template <class T>
 Tensor layer_forward(const LayerInput& input, std::size_t B, std::size_t Tn, const Tensor& w_ih,
                      const Tensor& w_hh, const Tensor& b_ih, const Tensor& b_hh,
@@ -224,54 +241,43 @@ Tensor layer_forward(const LayerInput& input, std::size_t B, std::size_t Tn, con
   const T* bih = b_ih.data<T>().data();  // (3H)
   const T* bhh = b_hh.data<T>().data();  // (3H)
   auto saved = std::make_shared<Saved<T>>(B, Tn, H);
-  T* hs = saved->hs.data();
+  T* hinit = saved->h0.data();
   T* G = saved->G.data();
+  xt::xarray<T> out_arr = xt::xarray<T>::from_shape({B, Tn, H});  // h_1 … h_T, batch-first
+  T* out = out_arr.data();
 
-  // h_0
-  const std::size_t h0_offset = h0.defined() && h0.dim() == 3 ? init.layer * B * H : 0;
-  if (h0.defined())
-    std::memcpy(hs, h0.data<T>().data() + h0_offset, B * H * sizeof(T));
+  if (h0.defined())  // (B, H), or slice `layer` of (L, B, H)
+    std::memcpy(hinit, h0.data<T>().data() + (h0.dim() == 3 ? init.layer * B * H : 0), B * H * sizeof(T));
   else
-    std::fill(hs, hs + B * H, T(0));
+    std::fill(hinit, hinit + B * H, T(0));
 
-  // gi for all T steps into G[:, :, 0:3H] (row (t, b) at (t·B + b)·4H).
+  // gi for all T steps into G[:, :, 0:3H] (row (b, t) at (b·T + t)·4H).
   if (input.ids) {
     // one_hot(id) W_ihᵀ = row id of W_ihᵀ: transpose the (3H, V) weight once, then copy rows.
     Buffer<T> wt(in * H3);  // (V, 3H)
     for (std::size_t i = 0; i < H3; ++i)
       for (std::size_t v = 0; v < in; ++v) wt.data()[v * H3 + i] = Wih[i * in + v];
     const std::vector<std::int64_t>& ids = *input.ids;
-    for (std::size_t b = 0; b < B; ++b)
-      for (std::size_t t = 0; t < Tn; ++t)
-        std::memcpy(G + (t * B + b) * H4, wt.data() + std::size_t(ids[b * Tn + t]) * H3,
-                    H3 * sizeof(T));
-  } else {
-    // One GEMM per sequence b: its T rows land every B·4H elements of G.
-    const T* X = input.x->data<T>().data();  // (B, T, in)
-    for (std::size_t b = 0; b < B; ++b)
-      gemm(false, true, Tn, H3, in, X + b * Tn * in, in, Wih, in, T(0), G + b * H4, B * H4);
+    for (std::size_t r = 0; r < B * Tn; ++r)
+      std::memcpy(G + r * H4, wt.data() + std::size_t(ids[r]) * H3, H3 * sizeof(T));
+  } else {  // one GEMM over all B·T rows of x (B, T, in)
+    gemm(false, true, B * Tn, H3, in, input.x->data<T>().data(), in, Wih, in, T(0), G, H4);
   }
 
   // The recurrence: one GEMM and one pass over the gates per step.
   Buffer<T> gh_buf(B * H3);  // h_{t−1} W_hhᵀ (B, 3H)
   T* gh = gh_buf.data();
   for (std::size_t t = 0; t < Tn; ++t) {
-    const T* hprev = hs + t * B * H;
-    T* hnew = hs + (t + 1) * B * H;
-    gemm(false, true, B, H3, H, hprev, H, Whh, H, T(0), gh, H3);
+    std::size_t ld;
+    const T* hprev = previous_states<T>(out, hinit, t, Tn, H, &ld);
+    gemm(false, true, B, H3, H, hprev, ld, Whh, H, T(0), gh, H3);
     for (std::size_t b = 0; b < B; ++b) {
-      T* row = G + (t * B + b) * H4;  // [gi_r gi_z gi_n ·] → [r z n gh_n]
-      RowPtrs<T> p{row, row + H, row + 2 * H, row + 3 * H, gh + b * H3, hprev + b * H, hnew + b * H,
-                   nullptr, nullptr, nullptr};
+      T* row = G + (b * Tn + t) * H4;  // [gi_r gi_z gi_n ·] → [r z n gh_n]
+      RowPtrs<T> p{row, row + H, row + 2 * H, row + 3 * H, gh + b * H3, hprev + b * ld,
+                   out + (b * Tn + t) * H, nullptr, nullptr, nullptr, nullptr, nullptr};
       over_columns<T>(H, [&](auto v, std::size_t j) { gates_forward<T, decltype(v)>(p, bih, bhh, H, j); });
     }
   }
-
-  // The output, batch-first: out[b, t] = h_{t+1}[b].
-  xt::xarray<T> out = xt::xarray<T>::from_shape({B, Tn, H});
-  for (std::size_t b = 0; b < B; ++b)
-    for (std::size_t t = 0; t < Tn; ++t)
-      std::memcpy(out.data() + (b * Tn + t) * H, hs + ((t + 1) * B + b) * H, H * sizeof(T));
 
   // Inputs on the tape: [x] w_ih w_hh b_ih b_hh [h0].
   std::vector<Tensor> inputs;
@@ -283,20 +289,24 @@ Tensor layer_forward(const LayerInput& input, std::size_t B, std::size_t Tn, con
   const bool has_h0 = h0.defined();
   auto ids = input.ids;
   Tensor x = dense ? *input.x : Tensor();
+  Tensor result(std::move(out_arr));
 
-  return record("gru_fused", Tensor(std::move(out)), inputs,
-                [saved, ids, x, w_ih, w_hh, iw, dense, has_h0,
+  // The backward keeps a handle on the output (the states h_t it needs); the node holds the
+  // output too, and both go when the tape is cleared.
+  return record("gru_fused", result, inputs,
+                [saved, ids, x, w_ih, w_hh, iw, dense, has_h0, result,
                  h0_slice = has_h0 && h0.dim() == 3, layer = init.layer](const Tensor& gout, GradSink& sink) {
     if (sink.create_graph())
       throw AutogradError(
           "gru_fused: the fused GRU's backward is hand-written (once-differentiable); use the "
           "composed GRU for a create_graph (double) backward");
     const std::size_t B = saved->B, Tn = saved->Tn, H = saved->H, H3 = 3 * H, H4 = 4 * H;
-    const std::size_t in = w_ih.size(1), rows = Tn * B;
+    const std::size_t in = w_ih.size(1), rows = B * Tn;
     const T* Wih = w_ih.data<T>().data();
     const T* Whh = w_hh.data<T>().data();
-    const T* hs = saved->hs.data();
-    const T* go = gout.data<T>().data();  // dL/d(out) (B, T, H)
+    const T* out = result.data<T>().data();  // h_1 … h_T (B, T, H)
+    const T* hinit = saved->h0.data();
+    const T* go = gout.data<T>().data();     // dL/d(out) (B, T, H)
     // G is turned into the gates' gradients in place, unless the graph is kept for another
     // backward (then a copy is).
     std::unique_ptr<Buffer<T>> copy;
@@ -313,12 +323,22 @@ Tensor layer_forward(const LayerInput& input, std::size_t B, std::size_t Tn, con
     T* dhn = dhn_buf.data();   // dL/dh_{t−1}
     T* S = s_buf.data();       // [da_r | da_z | dgh_n] of this step (B, 3H)
     std::fill(dh, dh + B * H, T(0));
+    const bool need_bias = sink.needs(iw + 2) || sink.needs(iw + 3);
+    const bool scatter = !dense && sink.needs(iw);  // dW_ihᵀ (V, 3H) for one-hot ids
+    Buffer<T> sums_buf(H4), dwt_buf(scatter ? in * H3 : 1);
+    T* sums = sums_buf.data();
+    T* dwt = dwt_buf.data();
+    std::fill(sums, sums + H4, T(0));
+    if (scatter) std::fill(dwt, dwt + in * H3, T(0));
     for (std::size_t t = Tn; t-- > 0;) {
-      const T* hprev = hs + t * B * H;
+      std::size_t ld;
+      const T* hprev = previous_states<T>(out, hinit, t, Tn, H, &ld);
       for (std::size_t b = 0; b < B; ++b) {
-        T* row = G + (t * B + b) * H4;
-        RowPtrs<T> p{row, row + H, row + 2 * H, row + 3 * H, nullptr, hprev + b * H, dhn + b * H,
-                     dh + b * H, go + (b * Tn + t) * H, S + b * H3};
+        T* row = G + (b * Tn + t) * H4;
+        RowPtrs<T> p{row,           row + H,     row + 2 * H, row + 3 * H, nullptr,
+                     hprev + b * ld, dhn + b * H, dh + b * H,  go + (b * Tn + t) * H, S + b * H3,
+                     need_bias ? sums : nullptr,
+                     scatter ? dwt + std::size_t((*ids)[b * Tn + t]) * H3 : nullptr};
         over_columns<T>(H, [&](auto v, std::size_t j) { gates_backward<T, decltype(v)>(p, H, j); });
       }
       if (t > 0 || need_h0) gemm(false, false, B, H, H3, S, H3, Whh, H, T(1), dhn, H);
@@ -326,52 +346,41 @@ Tensor layer_forward(const LayerInput& input, std::size_t B, std::size_t Tn, con
     }
 
     auto new_grad = [](const Shape& shape) { return xt::xarray<T>::from_shape(shape); };
-    if (sink.needs(iw + 1)) {  // dW_hh = dghᵀ · h_{t−1} over all T·B rows: rows r|z, then n
-      xt::xarray<T> dw = new_grad({H3, H});
-      gemm(true, false, 2 * H, H, rows, G, H4, hs, H, T(0), dw.data(), H);
-      gemm(true, false, H, H, rows, G + 3 * H, H4, hs, H, T(0), dw.data() + 2 * H * H, H);
+    if (sink.needs(iw + 1)) {
+      // dW_hh = Σ dghᵀ · h_{t−1}, as rows r|z (G columns 0:2H) and rows n (columns 3H:4H). Per
+      // sequence b, steps 1 … T−1 pair G[b, 1:T] with out[b, 0:T−1] (both contiguous); step 0
+      // pairs G[:, 0] with h0.
+      xt::xarray<T> dw = xt::zeros<T>({H3, H});
+      for (std::size_t part = 0; part < 2; ++part) {
+        const std::size_t m = part == 0 ? 2 * H : H, col = part == 0 ? 0 : 3 * H;
+        T* d = dw.data() + (part == 0 ? 0 : 2 * H * H);
+        for (std::size_t b = 0; b < B && Tn > 1; ++b)
+          gemm(true, false, m, H, Tn - 1, G + (b * Tn + 1) * H4 + col, H4, out + b * Tn * H, H, T(1), d, H);
+        if (has_h0) gemm(true, false, m, H, B, G + col, Tn * H4, hinit, H, T(1), d, H);
+      }
       sink.add(iw + 1, Tensor(std::move(dw)));
     }
-    if (sink.needs(iw + 2) || sink.needs(iw + 3)) {  // column sums of dgi and dgh
-      xt::xarray<T> dbi = xt::zeros<T>({H3}), dbh = xt::zeros<T>({H3});
-      T* pi = dbi.data();
-      T* ph = dbh.data();
-      for (std::size_t r = 0; r < rows; ++r) {
-        const T* row = G + r * H4;
-        for (std::size_t j = 0; j < H3; ++j) pi[j] += row[j];
-        for (std::size_t j = 0; j < 2 * H; ++j) ph[j] += row[j];
-        for (std::size_t j = 0; j < H; ++j) ph[2 * H + j] += row[3 * H + j];
-      }
+    if (need_bias) {  // db_ih = Σ dgi = sums[0:3H]; db_hh = Σ dgh = sums[0:2H] | sums[3H:4H]
+      xt::xarray<T> dbi = xt::xarray<T>::from_shape({H3}), dbh = xt::xarray<T>::from_shape({H3});
+      std::copy(sums, sums + H3, dbi.data());
+      std::copy(sums, sums + 2 * H, dbh.data());
+      std::copy(sums + 3 * H, sums + H4, dbh.data() + 2 * H);
       if (sink.needs(iw + 2)) sink.add(iw + 2, Tensor(std::move(dbi)));
       if (sink.needs(iw + 3)) sink.add(iw + 3, Tensor(std::move(dbh)));
     }
-    if (sink.needs(iw)) {  // dW_ih = dgiᵀ · x
+    if (sink.needs(iw)) {  // dW_ih = dgiᵀ · x: one GEMM over all B·T rows
       xt::xarray<T> dw = new_grad({H3, in});
       if (dense) {
-        const T* X = x.data<T>().data();
-        for (std::size_t b = 0; b < B; ++b)
-          gemm(true, false, H3, in, Tn, G + b * H4, B * H4, X + b * Tn * in, in,
-                  b == 0 ? T(0) : T(1), dw.data(), in);
-      } else {  // one-hot: scatter-add dgi rows into rows of dW_ihᵀ (V, 3H), then transpose
-        Buffer<T> dwt_buf(in * H3);
-        T* dwt = dwt_buf.data();
-        std::fill(dwt, dwt + in * H3, T(0));
-        for (std::size_t b = 0; b < B; ++b)
-          for (std::size_t t = 0; t < Tn; ++t) {
-            T* dst = dwt + std::size_t((*ids)[b * Tn + t]) * H3;
-            const T* src = G + (t * B + b) * H4;
-            for (std::size_t j = 0; j < H3; ++j) dst[j] += src[j];
-          }
+        gemm(true, false, H3, in, rows, G, H4, x.data<T>().data(), in, T(0), dw.data(), in);
+      } else {  // one-hot: dgi rows were added into rows of dW_ihᵀ (V, 3H) above; transpose
         for (std::size_t i = 0; i < H3; ++i)
           for (std::size_t v = 0; v < in; ++v) dw.data()[i * in + v] = dwt[v * H3 + i];
       }
       sink.add(iw, Tensor(std::move(dw)));
     }
-    if (dense && sink.needs(0)) {  // dx = dgi · W_ih, per sequence b
+    if (dense && sink.needs(0)) {  // dx = dgi · W_ih: one GEMM over all B·T rows
       xt::xarray<T> dx = new_grad({B, Tn, in});
-      for (std::size_t b = 0; b < B; ++b)
-        gemm(false, false, Tn, in, H3, G + b * H4, B * H4, Wih, in, T(0), dx.data() + b * Tn * in,
-                in);
+      gemm(false, false, rows, in, H3, G, H4, Wih, in, T(0), dx.data(), in);
       sink.add(0, Tensor(std::move(dx)));
     }
     if (need_h0) {

@@ -24,19 +24,21 @@
 //   gh_t = h_{t−1} W_hhᵀ + b_hh              one GEMM (B×H · H×3H) per step
 //   r = σ(gi_r + gh_r),  z = σ(gi_z + gh_z),  n = tanh(gi_n + r ⊙ gh_n),  h_t = n + z ⊙ (h_{t−1} − n)
 //
-// Saved for backward, time-major so that every step's rows are contiguous:
-//   hs (T+1, B, H)   h_0 … h_T (h_0 = h0 or zeros)
-//   G  (T, B, 4H)    per row [r | z | n | gh_n]; the forward computes gi into the first 3H
+// Saved for backward: the output itself (h_1 … h_T, batch-first (B, T, H): h_{t−1} of every
+// sequence is a (B × H) matrix with leading dimension T·H, which BLAS reads in place), h0 (B, H)
+// (zeros when undefined), and one work array
+//   G  (B, T, 4H)    per row [r | z | n | gh_n]; the forward computes gi into the first 3H
 //                    columns and overwrites it in place with r, z, n.
 // Backward (BPTT by hand), for t = T−1 … 0 with dh = dL/dh_t:
 //   dn = dh ⊙ (1 − z),  dz = dh ⊙ (h_{t−1} − n),  da_n = dn ⊙ (1 − n²)
 //   da_r = da_n ⊙ gh_n ⊙ r(1 − r),  da_z = dz ⊙ z(1 − z),  dgh_n = da_n ⊙ r
 //   dh_{t−1} = dh ⊙ z + [da_r | da_z | dgh_n] W_hh      (one GEMM, beta = 1)
-// and the row of G becomes [da_r | da_z | da_n | dgh_n], so that afterwards
+// and the row of G becomes [da_r | da_z | da_n | dgh_n] (its column sums, and for one-hot ids
+// its scatter into dW_ihᵀ, are accumulated in the same pass), so that afterwards
 //   dgi = G[:, :, 0:3H] and dgh = G[:, :, 0:2H] | G[:, :, 3H:4H]
-//   dW_hh = dghᵀ · hs[0:T]   (two GEMMs over all T·B rows, transpose flags, no copies)
-//   dW_ih = dgiᵀ · x         (or a scatter-add of dgi rows for one-hot ids)
-//   db_ih, db_hh = column sums;  dx = dgi · W_ih;  dh0 = dh after step 0.
+//   dW_hh = dghᵀ · h_{t−1}   (per sequence: G[b, 1:T] with out[b, 0:T−1]; plus G[:, 0] with h0)
+//   dW_ih = dgiᵀ · x, dx = dgi · W_ih   (one GEMM each over all B·T rows; transpose flags)
+//   db_ih, db_hh = column sums;  dh0 = dh after step 0.
 // The backward reuses G in place unless the pass retains the graph (then it copies G first).
 //
 // Limits: reset_after = true only (ValueError otherwise); the node's backward is written with
