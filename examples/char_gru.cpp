@@ -350,6 +350,7 @@ int main(int argc, char** argv) {
   CLI::App* demo_cmd = app.add_subcommand("demo", "train on the default corpus, sample, and show the gates of steps 33 and 34");
   demo_cmd->add_option("--steps", da.steps, "training steps")->capture_default_str()->check(CLI::Range(1, 100000000));
   demo_cmd->add_option("--checkpoint", da.checkpoint, "where to write the model")->capture_default_str();
+  demo_cmd->add_option("--corpus", da.corpus, "UTF-8 text file (default: /usr/share/dict/words, else a generated corpus)");
   demo_cmd->add_option("--text", demo_text, "text whose steps 33 and 34 are shown")->capture_default_str();
 
   try {
