@@ -83,6 +83,13 @@ void gemm_impl(bool ta, bool tb, std::size_t m, std::size_t n, std::size_t k, co
 
 }  // namespace
 
+OneBlasThread::OneBlasThread() : previous_(openblas_get_num_threads()) {
+  if (previous_ > 1) openblas_set_num_threads(1);
+}
+OneBlasThread::~OneBlasThread() {
+  if (previous_ > 1) openblas_set_num_threads(previous_);
+}
+
 void gemm(bool ta, bool tb, std::size_t m, std::size_t n, std::size_t k, const float* a,
           std::size_t lda, const float* b, std::size_t ldb, float beta, float* c, std::size_t ldc) {
   gemm_impl(ta, tb, m, n, k, a, lda, b, ldb, beta, c, ldc);

@@ -23,6 +23,20 @@ constexpr std::size_t kTinyProduct = 4096;
 /// Below this many multiply-adds (m·n·k) a GEMM runs on one thread.
 constexpr std::size_t kSmallProduct = std::size_t(1) << 23;
 
+/// RAII: OpenBLAS uses one thread inside this scope. For code that runs GEMMs on two threads
+/// of its own (the fused GRU's backward): the global thread count is then never changed from two
+/// threads at once, and the two threads do not also wake OpenBLAS's pool.
+class OneBlasThread {
+ public:
+  OneBlasThread();
+  ~OneBlasThread();
+  OneBlasThread(const OneBlasThread&) = delete;
+  OneBlasThread& operator=(const OneBlasThread&) = delete;
+
+ private:
+  int previous_;
+};
+
 void gemm(bool transpose_a, bool transpose_b, std::size_t m, std::size_t n, std::size_t k,
           const float* a, std::size_t lda, const float* b, std::size_t ldb, float beta, float* c,
           std::size_t ldc);

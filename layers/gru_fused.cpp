@@ -7,7 +7,10 @@
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <condition_variable>
 #include <mutex>
+#include <optional>
+#include <thread>
 #include <type_traits>
 #include <utility>
 
@@ -29,6 +32,7 @@ namespace tapegrad {
 namespace {
 
 using detail::gemm;  // framework/blas.hpp: transpose flags, gemv for one row, 1 thread when small
+using detail::OneBlasThread;
 
 // ---- the gate math, for one SIMD batch or one scalar --------------------------------------------
 // Each kernel is written once over V = xsimd::batch<T> (the main loop) or V = T (the tail).
@@ -230,6 +234,79 @@ const T* previous_states(const T* out, const T* h0, std::size_t t, std::size_t T
   return t == 0 ? h0 : out + (t - 1) * H;
 }
 
+/// dW_hh = Σ_t dgh_tᵀ · h_{t−1}, computed step by step while the BPTT loop runs: step t's two
+/// GEMMs (rows r|z from G columns 0:2H, rows n from columns 3H:4H; B rows each) need only G[:, t],
+/// final once the loop has passed t. When the product is large and a second core exists, they
+/// run on a second thread, overlapping the loop's own dh GEMMs; both threads then call
+/// single-threaded BLAS (OneBlasThread). Otherwise they run inline after the loop.
+template <class T>
+class HiddenWeightGrad {
+ public:
+  /// Whether the steps run on a second thread: dW_hh's 3H·H·B·T multiply-adds are many.
+  static bool threaded(std::size_t B, std::size_t Tn, std::size_t H) {
+    return 3 * H * H * B * Tn >= (std::size_t(1) << 23) && std::thread::hardware_concurrency() >= 2;
+  }
+
+  HiddenWeightGrad(T* dw, const T* G, const T* out, const T* hinit, std::size_t B, std::size_t Tn,
+                   std::size_t H, bool has_h0)
+      : dw_(dw), G_(G), out_(out), hinit_(hinit), B_(B), Tn_(Tn), H_(H), has_h0_(has_h0),
+        ready_(Tn) {
+    if (threaded(B, Tn, H))
+      thread_ = std::thread([this] {
+        for (std::size_t t = Tn_; t-- > 0;) {
+          {
+            std::unique_lock<std::mutex> lock(mu_);
+            cv_.wait(lock, [&] { return ready_ <= t; });
+          }
+          run_step(t);
+        }
+      });
+  }
+  ~HiddenWeightGrad() { finish(); }
+  HiddenWeightGrad(const HiddenWeightGrad&) = delete;
+  HiddenWeightGrad& operator=(const HiddenWeightGrad&) = delete;
+
+  /// The BPTT loop has written step t's gradients into G[:, t].
+  void step_done(std::size_t t) {
+    if (!thread_.joinable()) return;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      ready_ = t;
+    }
+    cv_.notify_one();
+  }
+  /// Waits for the thread, or runs every step here.
+  void finish() {
+    if (thread_.joinable()) {
+      step_done(0);
+      thread_.join();
+    } else if (!done_) {
+      for (std::size_t t = Tn_; t-- > 0;) run_step(t);
+    }
+    done_ = true;
+  }
+
+ private:
+  void run_step(std::size_t t) {
+    if (t == 0 && !has_h0_) return;  // h_0 = 0
+    std::size_t ld;
+    const T* hprev = previous_states<T>(out_, hinit_, t, Tn_, H_, &ld);
+    const T* g = G_ + t * 4 * H_;  // row (0, t); rows (b, t) are T·4H apart
+    gemm(true, false, 2 * H_, H_, B_, g, Tn_ * 4 * H_, hprev, ld, T(1), dw_, H_);
+    gemm(true, false, H_, H_, B_, g + 3 * H_, Tn_ * 4 * H_, hprev, ld, T(1), dw_ + 2 * H_ * H_, H_);
+  }
+
+  T* dw_;
+  const T *G_, *out_, *hinit_;
+  std::size_t B_, Tn_, H_;
+  bool has_h0_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::size_t ready_;  // the loop has finished steps ready_ … T−1
+  std::thread thread_;
+  bool done_ = false;
+};
+
 template <class T>
 Tensor layer_forward(const LayerInput& input, std::size_t B, std::size_t Tn, const Tensor& w_ih,
                      const Tensor& w_hh, const Tensor& b_ih, const Tensor& b_hh,
@@ -318,6 +395,15 @@ Tensor layer_forward(const LayerInput& input, std::size_t B, std::size_t Tn, con
     }
     const bool need_h0 = has_h0 && sink.needs(iw + 4);
 
+    xt::xarray<T> dw_hh;
+    std::unique_ptr<HiddenWeightGrad<T>> dw_hh_grad;
+    std::optional<OneBlasThread> one_blas_thread;  // while two threads run GEMMs
+    if (sink.needs(iw + 1)) {
+      if (HiddenWeightGrad<T>::threaded(B, Tn, H)) one_blas_thread.emplace();
+      dw_hh = xt::zeros<T>({H3, H});
+      dw_hh_grad = std::make_unique<HiddenWeightGrad<T>>(dw_hh.data(), G, out, hinit, B, Tn, H, has_h0);
+    }
+
     Buffer<T> dh_buf(B * H), dhn_buf(B * H), s_buf(B * H3);
     T* dh = dh_buf.data();     // dL/dh_t
     T* dhn = dhn_buf.data();   // dL/dh_{t−1}
@@ -341,24 +427,16 @@ Tensor layer_forward(const LayerInput& input, std::size_t B, std::size_t Tn, con
                      scatter ? dwt + std::size_t((*ids)[b * Tn + t]) * H3 : nullptr};
         over_columns<T>(H, [&](auto v, std::size_t j) { gates_backward<T, decltype(v)>(p, H, j); });
       }
+      if (dw_hh_grad) dw_hh_grad->step_done(t);
       if (t > 0 || need_h0) gemm(false, false, B, H, H3, S, H3, Whh, H, T(1), dhn, H);
       std::swap(dh, dhn);
     }
 
     auto new_grad = [](const Shape& shape) { return xt::xarray<T>::from_shape(shape); };
-    if (sink.needs(iw + 1)) {
-      // dW_hh = Σ dghᵀ · h_{t−1}, as rows r|z (G columns 0:2H) and rows n (columns 3H:4H). Per
-      // sequence b, steps 1 … T−1 pair G[b, 1:T] with out[b, 0:T−1] (both contiguous); step 0
-      // pairs G[:, 0] with h0.
-      xt::xarray<T> dw = xt::zeros<T>({H3, H});
-      for (std::size_t part = 0; part < 2; ++part) {
-        const std::size_t m = part == 0 ? 2 * H : H, col = part == 0 ? 0 : 3 * H;
-        T* d = dw.data() + (part == 0 ? 0 : 2 * H * H);
-        for (std::size_t b = 0; b < B && Tn > 1; ++b)
-          gemm(true, false, m, H, Tn - 1, G + (b * Tn + 1) * H4 + col, H4, out + b * Tn * H, H, T(1), d, H);
-        if (has_h0) gemm(true, false, m, H, B, G + col, Tn * H4, hinit, H, T(1), d, H);
-      }
-      sink.add(iw + 1, Tensor(std::move(dw)));
+    if (dw_hh_grad) {  // dW_hh, rows r|z then n (HiddenWeightGrad)
+      dw_hh_grad->finish();
+      one_blas_thread.reset();
+      sink.add(iw + 1, Tensor(std::move(dw_hh)));
     }
     if (need_bias) {  // db_ih = Σ dgi = sums[0:3H]; db_hh = Σ dgh = sums[0:2H] | sums[3H:4H]
       xt::xarray<T> dbi = xt::xarray<T>::from_shape({H3}), dbh = xt::xarray<T>::from_shape({H3});

@@ -110,6 +110,12 @@ TEST(GRUFused, LongerSequenceAndWideHidden) {
   check_case({2, 2, 12, 9, 33, true, true, DType::Float32});
 }
 
+TEST(GRUFused, LargeEnoughForTheSecondThread) {
+  // 3H·H·B·T ≥ 2^23: dW_hh is computed on a second thread while the BPTT loop runs.
+  check_case({2, 16, 64, 10, 64, true, true, DType::Float64});
+  check_case({1, 16, 64, 10, 64, false, false, DType::Float32});
+}
+
 TEST(GRUFused, SingleStep) {
   check_case({2, 3, 1, 5, 4, false, true, DType::Float64});
   check_case({1, 1, 1, 5, 4, true, false, DType::Float64});

@@ -5,10 +5,12 @@ For each config S, M, L (V, H, B, T below) both tools train the same model (one-
 GRU(V -> H) + Linear(H -> V), mean cross-entropy, Adam, clip_grad_norm 5, truncated BPTT) on the
 same synthetic text (V distinct characters, uniform random, fixed seed), float32:
   tapegrad  examples/char_gru train ... --json          (the fused GRU, char_gru's default)
-  PyTorch   tools/torch_char_gru.py ... --json           with torch.set_num_threads(1), (2), and
-            (2) with OMP_WAIT_POLICY=PASSIVE; the best of the three medians is reported
-Runs alternate (tapegrad, torch t1, torch t2, torch t2-passive, rotated each round), --runs
-rounds; the medians are compared. chars/s excludes start-up and the held-out evaluation (both
+  PyTorch   tools/torch_char_gru.py ... --json           with torch.set_num_threads(1) and (2),
+            the latter with OMP_WAIT_POLICY=PASSIVE (torch's OpenMP threads otherwise spin
+            against OpenBLAS's own threads: 10-20x slower here); the better median is reported.
+            --active-t2 also runs set_num_threads(2) with the default (spinning) wait policy.
+Runs alternate (tapegrad, then the torch variants, rotated each round), --runs rounds; the
+medians are compared. chars/s excludes start-up and the held-out evaluation (both
 tools time only their training loop); peak RSS is each process's ru_maxrss.
 
 Also measured in the same environment:
@@ -44,7 +46,8 @@ CONFIGS = {  # name: (V, H, B, T, default steps)
 }
 TARGETS = {"S": 5.0, "M": 2.0, "L": 1.3}
 ALPHABET = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.,;:!?-'\"()[]{}<>/"
-TORCH_VARIANTS = [("t1", 1, {}), ("t2", 2, {}), ("t2-passive", 2, {"OMP_WAIT_POLICY": "PASSIVE"})]
+TORCH_VARIANTS = [("t1", 1, {}), ("t2-passive", 2, {"OMP_WAIT_POLICY": "PASSIVE"})]
+ACTIVE_T2 = ("t2", 2, {})
 BLAS_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 
 
@@ -104,6 +107,8 @@ def main():
     ap.add_argument("--steps", default="", help="override steps, e.g. S=1000,L=10")
     ap.add_argument("--unset-blas-env", action="store_true",
                     help="unset OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE for every process started here")
+    ap.add_argument("--active-t2", action="store_true",
+                    help="also run torch with 2 threads and the default OpenMP wait policy")
     ap.add_argument("--no-gradcheck", action="store_true")
     ap.add_argument("--json", default=None, help="write all measurements to this file")
     a = ap.parse_args()
@@ -146,7 +151,7 @@ def main():
             common = ["--corpus", corpus, "--hidden", str(H), "--batch", str(B), "--seq-len", str(T),
                       "--steps", str(steps[name]), "--json"]
             jobs = [("tapegrad", [char_gru, "train", *common, "--checkpoint", ""], env)]
-            for label, threads, extra in TORCH_VARIANTS:
+            for label, threads, extra in TORCH_VARIANTS + ([ACTIVE_T2] if a.active_t2 else []):
                 jobs.append((f"torch-{label}", ["/usr/bin/python3", torch_script, *common, "--threads", str(threads)],
                              dict(env, **extra)))
             results = {label: [] for label, _, _ in jobs}
