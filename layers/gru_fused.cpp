@@ -83,9 +83,9 @@ void store_to(T* p, const V& v) {
 /// Pointers of one batch row of one step (each H long, disjoint).
 template <class T>
 struct RowPtrs {
-  T* r;        // G: gi_r → r → da_r
-  T* z;        // G: gi_z → z → da_z
-  T* n;        // G: gi_n → n → da_n
+  T* r;        // G: (gi_r →) r → da_r
+  T* z;        // G: (gi_z →) z → da_z
+  T* n;        // G: (gi_n →) n → da_n
   T* gn;       // G: gh_n → dgh_n
   const T* gh; // h_{t−1} W_hhᵀ (3H), forward only
   const T* hp; // h_{t−1}
@@ -97,15 +97,17 @@ struct RowPtrs {
   T* dwt;      // backward, one-hot ids: row id of dW_ihᵀ (3H) += [da_r | da_z | da_n], or null
 };
 
-/// Forward of the gates at columns [j, j + width of V).
+/// Forward of the gates at columns [j, j + width of V); gi is the row's x W_ihᵀ (3H): G's own
+/// first columns (dense input) or a row of W_ihᵀ (one-hot ids).
 template <class T, class V>
-void gates_forward(const RowPtrs<T>& p, const T* bih, const T* bhh, std::size_t H, std::size_t j) {
-  const V r = sigm((load_from<T, V>(p.r + j) + load_from<T, V>(bih + j)) +
+void gates_forward(const RowPtrs<T>& p, const T* gi, const T* bih, const T* bhh, std::size_t H,
+                   std::size_t j) {
+  const V r = sigm((load_from<T, V>(gi + j) + load_from<T, V>(bih + j)) +
                    (load_from<T, V>(p.gh + j) + load_from<T, V>(bhh + j)));
-  const V z = sigm((load_from<T, V>(p.z + j) + load_from<T, V>(bih + H + j)) +
+  const V z = sigm((load_from<T, V>(gi + H + j) + load_from<T, V>(bih + H + j)) +
                    (load_from<T, V>(p.gh + H + j) + load_from<T, V>(bhh + H + j)));
   const V ghn = load_from<T, V>(p.gh + 2 * H + j) + load_from<T, V>(bhh + 2 * H + j);
-  const V n = vtanh((load_from<T, V>(p.n + j) + load_from<T, V>(bih + 2 * H + j)) + r * ghn);
+  const V n = vtanh((load_from<T, V>(gi + 2 * H + j) + load_from<T, V>(bih + 2 * H + j)) + r * ghn);
   const V hp = load_from<T, V>(p.hp + j);
   store_to(p.r + j, r), store_to(p.z + j, z), store_to(p.n + j, n), store_to(p.gn + j, ghn);
   store_to(p.h + j, n + z * (hp - n));  // (1 − z) ⊙ n + z ⊙ h
@@ -238,7 +240,9 @@ const T* previous_states(const T* out, const T* h0, std::size_t t, std::size_t T
 /// GEMMs (rows r|z from G columns 0:2H, rows n from columns 3H:4H; B rows each) need only G[:, t],
 /// final once the loop has passed t. When the product is large and a second core exists, they
 /// run on a second thread, overlapping the loop's own dh GEMMs; both threads then call
-/// single-threaded BLAS (OneBlasThread). Otherwise they run inline after the loop.
+/// single-threaded BLAS (OneBlasThread). Otherwise dW_hh is computed after the loop with fewer,
+/// longer GEMMs: per sequence b, G[b, 1:T] with out[b, 0:T−1] (both contiguous), plus G[:, 0]
+/// with h0.
 template <class T>
 class HiddenWeightGrad {
  public:
@@ -281,7 +285,15 @@ class HiddenWeightGrad {
       step_done(0);
       thread_.join();
     } else if (!done_) {
-      for (std::size_t t = Tn_; t-- > 0;) run_step(t);
+      const std::size_t H = H_, H4 = 4 * H;
+      for (std::size_t part = 0; part < 2; ++part) {  // rows r|z from columns 0:2H, rows n from 3H:4H
+        const std::size_t m = part == 0 ? 2 * H : H, col = part == 0 ? 0 : 3 * H;
+        T* d = dw_ + (part == 0 ? 0 : 2 * H * H);
+        for (std::size_t b = 0; b < B_ && Tn_ > 1; ++b)
+          gemm(true, false, m, H, Tn_ - 1, G_ + (b * Tn_ + 1) * H4 + col, H4, out_ + b * Tn_ * H, H,
+               T(1), d, H);
+        if (has_h0_) gemm(true, false, m, H, B_, G_ + col, Tn_ * H4, hinit_, H, T(1), d, H);
+      }
     }
     done_ = true;
   }
@@ -328,18 +340,19 @@ Tensor layer_forward(const LayerInput& input, std::size_t B, std::size_t Tn, con
   else
     std::fill(hinit, hinit + B * H, T(0));
 
-  // gi for all T steps into G[:, :, 0:3H] (row (b, t) at (b·T + t)·4H).
+  // gi = x W_ihᵀ for all T steps. One-hot: one_hot(id) W_ihᵀ is row id of W_ihᵀ, read in place
+  // by the gate pass (W_ih (3H, V) is transposed once). Dense: one GEMM over all B·T rows of
+  // x (B, T, in), into G[:, :, 0:3H] (row (b, t) at (b·T + t)·4H).
+  Buffer<T> wt(input.ids ? in * H3 : 1);  // W_ihᵀ (V, 3H)
   if (input.ids) {
-    // one_hot(id) W_ihᵀ = row id of W_ihᵀ: transpose the (3H, V) weight once, then copy rows.
-    Buffer<T> wt(in * H3);  // (V, 3H)
     for (std::size_t i = 0; i < H3; ++i)
       for (std::size_t v = 0; v < in; ++v) wt.data()[v * H3 + i] = Wih[i * in + v];
-    const std::vector<std::int64_t>& ids = *input.ids;
-    for (std::size_t r = 0; r < B * Tn; ++r)
-      std::memcpy(G + r * H4, wt.data() + std::size_t(ids[r]) * H3, H3 * sizeof(T));
-  } else {  // one GEMM over all B·T rows of x (B, T, in)
+  } else {
     gemm(false, true, B * Tn, H3, in, input.x->data<T>().data(), in, Wih, in, T(0), G, H4);
   }
+  auto gi_row = [&](std::size_t r) -> const T* {  // gi of row r = b·T + t
+    return input.ids ? wt.data() + std::size_t((*input.ids)[r]) * H3 : G + r * H4;
+  };
 
   // The recurrence: one GEMM and one pass over the gates per step.
   Buffer<T> gh_buf(B * H3);  // h_{t−1} W_hhᵀ (B, 3H)
@@ -349,10 +362,11 @@ Tensor layer_forward(const LayerInput& input, std::size_t B, std::size_t Tn, con
     const T* hprev = previous_states<T>(out, hinit, t, Tn, H, &ld);
     gemm(false, true, B, H3, H, hprev, ld, Whh, H, T(0), gh, H3);
     for (std::size_t b = 0; b < B; ++b) {
-      T* row = G + (b * Tn + t) * H4;  // [gi_r gi_z gi_n ·] → [r z n gh_n]
+      T* row = G + (b * Tn + t) * H4;  // [gi_r gi_z gi_n ·] or [· · · ·] → [r z n gh_n]
       RowPtrs<T> p{row, row + H, row + 2 * H, row + 3 * H, gh + b * H3, hprev + b * ld,
                    out + (b * Tn + t) * H, nullptr, nullptr, nullptr, nullptr, nullptr};
-      over_columns<T>(H, [&](auto v, std::size_t j) { gates_forward<T, decltype(v)>(p, bih, bhh, H, j); });
+      const T* gi = gi_row(b * Tn + t);
+      over_columns<T>(H, [&](auto v, std::size_t j) { gates_forward<T, decltype(v)>(p, gi, bih, bhh, H, j); });
     }
   }
 

@@ -27,8 +27,9 @@
 // Saved for backward: the output itself (h_1 … h_T, batch-first (B, T, H): h_{t−1} of every
 // sequence is a (B × H) matrix with leading dimension T·H, which BLAS reads in place), h0 (B, H)
 // (zeros when undefined), and one work array
-//   G  (B, T, 4H)    per row [r | z | n | gh_n]; the forward computes gi into the first 3H
-//                    columns and overwrites it in place with r, z, n.
+//   G  (B, T, 4H)    per row [r | z | n | gh_n]; for a dense input the forward first computes
+//                    gi into the first 3H columns (one GEMM) and overwrites it in place with
+//                    r, z, n; for one-hot ids the gate pass reads gi as a row of W_ihᵀ.
 // Backward (BPTT by hand), for t = T−1 … 0 with dh = dL/dh_t:
 //   dn = dh ⊙ (1 − z),  dz = dh ⊙ (h_{t−1} − n),  da_n = dn ⊙ (1 − n²)
 //   da_r = da_n ⊙ gh_n ⊙ r(1 − r),  da_z = dz ⊙ z(1 − z),  dgh_n = da_n ⊙ r

@@ -60,7 +60,7 @@ def main():
     env = dict(os.environ, OPENBLAS_NUM_THREADS="1")
     with tempfile.TemporaryDirectory() as tmp:
         data = os.path.join(tmp, "perf.data")
-        subprocess.run(["perf", "record", "-q", "-o", data, bench, f"--benchmark_filter=TrainStep/{cfg}/{path}$",
+        subprocess.run(["perf", "record", "-q", "-o", data, bench, f"--benchmark_filter=TrainStep/{cfg}/{path}/",
                         f"--benchmark_min_time={a.seconds}"], env=env, check=True, capture_output=True)
         rep = subprocess.run(["perf", "report", "-i", data, "--no-children", "--sort", "dso,symbol", "--stdio",
                               "--percent-limit", "0"], capture_output=True, text=True, check=True).stdout
@@ -69,7 +69,7 @@ def main():
         m = re.match(r"\s+([\d.]+)%\s+(\S+)\s+\[[.k]\]\s+(.*)", line)
         if not m:
             continue
-        pct, dso, sym = float(m.group(1)), m.group(2), m.group(3)
+        pct, dso, sym = float(m.group(1)), m.group(2), m.group(3).split("  ")[0].strip()
         cat = categorize(sym, dso)
         totals[cat] = totals.get(cat, 0.0) + pct
     print(f"config {a.config}, {a.path} GRU, one OpenBLAS thread: share of samples")
