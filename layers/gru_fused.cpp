@@ -236,88 +236,27 @@ const T* previous_states(const T* out, const T* h0, std::size_t t, std::size_t T
   return t == 0 ? h0 : out + (t - 1) * H;
 }
 
-/// dW_hh = Σ_t dgh_tᵀ · h_{t−1}, computed step by step while the BPTT loop runs: step t's two
-/// GEMMs (rows r|z from G columns 0:2H, rows n from columns 3H:4H; B rows each) need only G[:, t],
-/// final once the loop has passed t. When the product is large and a second core exists, they
-/// run on a second thread, overlapping the loop's own dh GEMMs; both threads then call
-/// single-threaded BLAS (OneBlasThread). Otherwise dW_hh is computed after the loop with fewer,
-/// longer GEMMs: per sequence b, G[b, 1:T] with out[b, 0:T−1] (both contiguous), plus G[:, 0]
-/// with h0.
-template <class T>
-class HiddenWeightGrad {
- public:
-  /// Whether the steps run on a second thread: dW_hh's 3H·H·B·T multiply-adds are many.
-  static bool threaded(std::size_t B, std::size_t Tn, std::size_t H) {
-    return 3 * H * H * B * Tn >= (std::size_t(1) << 23) && std::thread::hardware_concurrency() >= 2;
-  }
+/// The recurrences of different sequences are independent, so with two cores the batch is split
+/// in two halves that run on two threads with no synchronisation inside the T-step loops (both
+/// threads then call single-threaded BLAS: OneBlasThread). Worth it when the layer's recurrent
+/// work 3H·H·B·T is large; the threads are started per forward / backward call.
+bool split_batch(std::size_t B, std::size_t Tn, std::size_t H) {
+  static const bool two_cores = std::thread::hardware_concurrency() >= 2;
+  return two_cores && B >= 2 && 3 * H * H * B * Tn >= (std::size_t(1) << 23);
+}
 
-  HiddenWeightGrad(T* dw, const T* G, const T* out, const T* hinit, std::size_t B, std::size_t Tn,
-                   std::size_t H, bool has_h0)
-      : dw_(dw), G_(G), out_(out), hinit_(hinit), B_(B), Tn_(Tn), H_(H), has_h0_(has_h0),
-        ready_(Tn) {
-    if (threaded(B, Tn, H))
-      thread_ = std::thread([this] {
-        for (std::size_t t = Tn_; t-- > 0;) {
-          {
-            std::unique_lock<std::mutex> lock(mu_);
-            cv_.wait(lock, [&] { return ready_ <= t; });
-          }
-          run_step(t);
-        }
-      });
+/// Runs f(b0, b1) on [0, B): as two halves on two threads when split, else once here.
+template <class F>
+void over_batch(std::size_t B, bool split, F&& f) {
+  if (!split) {
+    f(std::size_t(0), B);
+    return;
   }
-  ~HiddenWeightGrad() { finish(); }
-  HiddenWeightGrad(const HiddenWeightGrad&) = delete;
-  HiddenWeightGrad& operator=(const HiddenWeightGrad&) = delete;
-
-  /// The BPTT loop has written step t's gradients into G[:, t].
-  void step_done(std::size_t t) {
-    if (!thread_.joinable()) return;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      ready_ = t;
-    }
-    cv_.notify_one();
-  }
-  /// Waits for the thread, or runs every step here.
-  void finish() {
-    if (thread_.joinable()) {
-      step_done(0);
-      thread_.join();
-    } else if (!done_) {
-      const std::size_t H = H_, H4 = 4 * H;
-      for (std::size_t part = 0; part < 2; ++part) {  // rows r|z from columns 0:2H, rows n from 3H:4H
-        const std::size_t m = part == 0 ? 2 * H : H, col = part == 0 ? 0 : 3 * H;
-        T* d = dw_ + (part == 0 ? 0 : 2 * H * H);
-        for (std::size_t b = 0; b < B_ && Tn_ > 1; ++b)
-          gemm(true, false, m, H, Tn_ - 1, G_ + (b * Tn_ + 1) * H4 + col, H4, out_ + b * Tn_ * H, H,
-               T(1), d, H);
-        if (has_h0_) gemm(true, false, m, H, B_, G_ + col, Tn_ * H4, hinit_, H, T(1), d, H);
-      }
-    }
-    done_ = true;
-  }
-
- private:
-  void run_step(std::size_t t) {
-    if (t == 0 && !has_h0_) return;  // h_0 = 0
-    std::size_t ld;
-    const T* hprev = previous_states<T>(out_, hinit_, t, Tn_, H_, &ld);
-    const T* g = G_ + t * 4 * H_;  // row (0, t); rows (b, t) are T·4H apart
-    gemm(true, false, 2 * H_, H_, B_, g, Tn_ * 4 * H_, hprev, ld, T(1), dw_, H_);
-    gemm(true, false, H_, H_, B_, g + 3 * H_, Tn_ * 4 * H_, hprev, ld, T(1), dw_ + 2 * H_ * H_, H_);
-  }
-
-  T* dw_;
-  const T *G_, *out_, *hinit_;
-  std::size_t B_, Tn_, H_;
-  bool has_h0_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::size_t ready_;  // the loop has finished steps ready_ … T−1
-  std::thread thread_;
-  bool done_ = false;
-};
+  OneBlasThread one_blas_thread;
+  std::thread second([&] { f(B / 2, B); });
+  f(std::size_t(0), B / 2);
+  second.join();
+}
 
 template <class T>
 Tensor layer_forward(const LayerInput& input, std::size_t B, std::size_t Tn, const Tensor& w_ih,
@@ -354,21 +293,23 @@ Tensor layer_forward(const LayerInput& input, std::size_t B, std::size_t Tn, con
     return input.ids ? wt.data() + std::size_t((*input.ids)[r]) * H3 : G + r * H4;
   };
 
-  // The recurrence: one GEMM and one pass over the gates per step.
+  // The recurrence of sequences [b0, b1): one GEMM and one pass over the gates per step.
   Buffer<T> gh_buf(B * H3);  // h_{t−1} W_hhᵀ (B, 3H)
   T* gh = gh_buf.data();
-  for (std::size_t t = 0; t < Tn; ++t) {
-    std::size_t ld;
-    const T* hprev = previous_states<T>(out, hinit, t, Tn, H, &ld);
-    gemm(false, true, B, H3, H, hprev, ld, Whh, H, T(0), gh, H3);
-    for (std::size_t b = 0; b < B; ++b) {
-      T* row = G + (b * Tn + t) * H4;  // [gi_r gi_z gi_n ·] or [· · · ·] → [r z n gh_n]
-      RowPtrs<T> p{row, row + H, row + 2 * H, row + 3 * H, gh + b * H3, hprev + b * ld,
-                   out + (b * Tn + t) * H, nullptr, nullptr, nullptr, nullptr, nullptr};
-      const T* gi = gi_row(b * Tn + t);
-      over_columns<T>(H, [&](auto v, std::size_t j) { gates_forward<T, decltype(v)>(p, gi, bih, bhh, H, j); });
+  over_batch(B, split_batch(B, Tn, H), [&](std::size_t b0, std::size_t b1) {
+    for (std::size_t t = 0; t < Tn; ++t) {
+      std::size_t ld;
+      const T* hprev = previous_states<T>(out, hinit, t, Tn, H, &ld);
+      gemm(false, true, b1 - b0, H3, H, hprev + b0 * ld, ld, Whh, H, T(0), gh + b0 * H3, H3);
+      for (std::size_t b = b0; b < b1; ++b) {
+        T* row = G + (b * Tn + t) * H4;  // [gi_r gi_z gi_n ·] or [· · · ·] → [r z n gh_n]
+        RowPtrs<T> p{row, row + H, row + 2 * H, row + 3 * H, gh + b * H3, hprev + b * ld,
+                     out + (b * Tn + t) * H, nullptr, nullptr, nullptr, nullptr, nullptr};
+        const T* gi = gi_row(b * Tn + t);
+        over_columns<T>(H, [&](auto v, std::size_t j) { gates_forward<T, decltype(v)>(p, gi, bih, bhh, H, j); });
+      }
     }
-  }
+  });
 
   // Inputs on the tape: [x] w_ih w_hh b_ih b_hh [h0].
   std::vector<Tensor> inputs;
@@ -409,49 +350,65 @@ Tensor layer_forward(const LayerInput& input, std::size_t B, std::size_t Tn, con
     }
     const bool need_h0 = has_h0 && sink.needs(iw + 4);
 
-    xt::xarray<T> dw_hh;
-    std::unique_ptr<HiddenWeightGrad<T>> dw_hh_grad;
-    std::optional<OneBlasThread> one_blas_thread;  // while two threads run GEMMs
-    if (sink.needs(iw + 1)) {
-      if (HiddenWeightGrad<T>::threaded(B, Tn, H)) one_blas_thread.emplace();
-      dw_hh = xt::zeros<T>({H3, H});
-      dw_hh_grad = std::make_unique<HiddenWeightGrad<T>>(dw_hh.data(), G, out, hinit, B, Tn, H, has_h0);
-    }
-
-    Buffer<T> dh_buf(B * H), dhn_buf(B * H), s_buf(B * H3);
-    T* dh = dh_buf.data();     // dL/dh_t
-    T* dhn = dhn_buf.data();   // dL/dh_{t−1}
-    T* S = s_buf.data();       // [da_r | da_z | dgh_n] of this step (B, 3H)
-    std::fill(dh, dh + B * H, T(0));
     const bool need_bias = sink.needs(iw + 2) || sink.needs(iw + 3);
+    const bool need_whh = sink.needs(iw + 1);
     const bool scatter = !dense && sink.needs(iw);  // dW_ihᵀ (V, 3H) for one-hot ids
-    Buffer<T> sums_buf(H4), dwt_buf(scatter ? in * H3 : 1);
-    T* sums = sums_buf.data();
-    T* dwt = dwt_buf.data();
-    std::fill(sums, sums + H4, T(0));
-    if (scatter) std::fill(dwt, dwt + in * H3, T(0));
-    for (std::size_t t = Tn; t-- > 0;) {
-      std::size_t ld;
-      const T* hprev = previous_states<T>(out, hinit, t, Tn, H, &ld);
-      for (std::size_t b = 0; b < B; ++b) {
-        T* row = G + (b * Tn + t) * H4;
-        RowPtrs<T> p{row,           row + H,     row + 2 * H, row + 3 * H, nullptr,
-                     hprev + b * ld, dhn + b * H, dh + b * H,  go + (b * Tn + t) * H, S + b * H3,
-                     need_bias ? sums : nullptr,
-                     scatter ? dwt + std::size_t((*ids)[b * Tn + t]) * H3 : nullptr};
-        over_columns<T>(H, [&](auto v, std::size_t j) { gates_backward<T, decltype(v)>(p, H, j); });
+    const bool split = split_batch(B, Tn, H);
+    Buffer<T> dh_buf(B * H), dhn_buf(B * H), s_buf(B * H3);
+    // Per half of the batch: column sums of G (4H), dW_ihᵀ (V, 3H), dW_hh (3H, H); added up below.
+    struct Partial {
+      xt::xarray<T> sums, dwt, dw_hh;
+    };
+    Partial part[2];
+    T* dh_final = nullptr;  // dL/dh_0 (B, H) after the loop
+    over_batch(B, split, [&](std::size_t b0, std::size_t b1) {
+      Partial& mine = part[b0 == 0 ? 0 : 1];
+      mine.sums = xt::zeros<T>({H4});
+      if (scatter) mine.dwt = xt::zeros<T>({in, H3});
+      T* dh = dh_buf.data();    // dL/dh_t
+      T* dhn = dhn_buf.data();  // dL/dh_{t−1}
+      T* S = s_buf.data();      // [da_r | da_z | dgh_n] of this step (B, 3H)
+      std::fill(dh + b0 * H, dh + b1 * H, T(0));
+      for (std::size_t t = Tn; t-- > 0;) {
+        std::size_t ld;
+        const T* hprev = previous_states<T>(out, hinit, t, Tn, H, &ld);
+        for (std::size_t b = b0; b < b1; ++b) {
+          T* row = G + (b * Tn + t) * H4;
+          RowPtrs<T> p{row,           row + H,     row + 2 * H, row + 3 * H, nullptr,
+                       hprev + b * ld, dhn + b * H, dh + b * H,  go + (b * Tn + t) * H, S + b * H3,
+                       need_bias ? mine.sums.data() : nullptr,
+                       scatter ? mine.dwt.data() + std::size_t((*ids)[b * Tn + t]) * H3 : nullptr};
+          over_columns<T>(H, [&](auto v, std::size_t j) { gates_backward<T, decltype(v)>(p, H, j); });
+        }
+        if (t > 0 || need_h0)
+          gemm(false, false, b1 - b0, H, H3, S + b0 * H3, H3, Whh, H, T(1), dhn + b0 * H, H);
+        std::swap(dh, dhn);
       }
-      if (dw_hh_grad) dw_hh_grad->step_done(t);
-      if (t > 0 || need_h0) gemm(false, false, B, H, H3, S, H3, Whh, H, T(1), dhn, H);
-      std::swap(dh, dhn);
+      if (b0 == 0) dh_final = dh;  // both halves end on the same buffer
+      if (!need_whh) return;
+      // dW_hh = Σ dghᵀ · h_{t−1}, as rows r|z (G columns 0:2H) and rows n (columns 3H:4H): per
+      // sequence b, G[b, 1:T] with out[b, 0:T−1] (both contiguous); then G[b0:b1, 0] with h0.
+      mine.dw_hh = xt::zeros<T>({H3, H});
+      for (std::size_t piece = 0; piece < 2; ++piece) {
+        const std::size_t m = piece == 0 ? 2 * H : H, col = piece == 0 ? 0 : 3 * H;
+        T* d = mine.dw_hh.data() + (piece == 0 ? 0 : 2 * H * H);
+        for (std::size_t b = b0; b < b1 && Tn > 1; ++b)
+          gemm(true, false, m, H, Tn - 1, G + (b * Tn + 1) * H4 + col, H4, out + b * Tn * H, H, T(1), d, H);
+        if (has_h0)
+          gemm(true, false, m, H, b1 - b0, G + b0 * Tn * H4 + col, Tn * H4, hinit + b0 * H, H, T(1), d, H);
+      }
+    });
+    if (split) {  // add the second half's partial results into the first's
+      part[0].sums += part[1].sums;
+      if (scatter) part[0].dwt += part[1].dwt;
+      if (need_whh) part[0].dw_hh += part[1].dw_hh;
     }
+    const T* sums = part[0].sums.data();
+    const T* dwt = scatter ? part[0].dwt.data() : nullptr;
+    const T* dh = dh_final;
 
     auto new_grad = [](const Shape& shape) { return xt::xarray<T>::from_shape(shape); };
-    if (dw_hh_grad) {  // dW_hh, rows r|z then n (HiddenWeightGrad)
-      dw_hh_grad->finish();
-      one_blas_thread.reset();
-      sink.add(iw + 1, Tensor(std::move(dw_hh)));
-    }
+    if (need_whh) sink.add(iw + 1, Tensor(std::move(part[0].dw_hh)));
     if (need_bias) {  // db_ih = Σ dgi = sums[0:3H]; db_hh = Σ dgh = sums[0:2H] | sums[3H:4H]
       xt::xarray<T> dbi = xt::xarray<T>::from_shape({H3}), dbh = xt::xarray<T>::from_shape({H3});
       std::copy(sums, sums + H3, dbi.data());

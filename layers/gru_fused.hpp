@@ -41,6 +41,9 @@
 //   dW_ih = dgiᵀ · x, dx = dgi · W_ih   (one GEMM each over all B·T rows; transpose flags)
 //   db_ih, db_hh = column sums;  dh0 = dh after step 0.
 // The backward reuses G in place unless the pass retains the graph (then it copies G first).
+// Sequences are independent: on two cores, when 3H·H·B·T is large, the forward and the backward
+// loops run as two halves of the batch on two threads (single-threaded BLAS in each), with no
+// synchronisation inside the T-step loops; the halves' bias sums and weight gradients are added.
 //
 // Limits: reset_after = true only (ValueError otherwise); the node's backward is written with
 // BLAS, not tapegrad ops, so it is once-differentiable: a create_graph backward through it raises

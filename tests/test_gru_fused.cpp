@@ -111,7 +111,7 @@ TEST(GRUFused, LongerSequenceAndWideHidden) {
 }
 
 TEST(GRUFused, LargeEnoughForTheSecondThread) {
-  // 3H·H·B·T ≥ 2^23: dW_hh is computed on a second thread while the BPTT loop runs.
+  // 3H·H·B·T ≥ 2^23 on two cores: the batch runs as two halves on two threads.
   check_case({2, 16, 64, 10, 64, true, true, DType::Float64});
   check_case({1, 16, 64, 10, 64, false, false, DType::Float32});
 }
