@@ -7,9 +7,12 @@
 // - a tiny product (at most kTinyProduct multiply-adds) is a plain loop: BLAS's call and
 //   packing overhead (~0.5–1 µs) is more than the arithmetic;
 // - a single row (m = 1, e.g. a batch of one) goes to gemv, which skips GEMM's packing;
-// - a product of fewer than kSmallProduct multiply-adds runs on one OpenBLAS thread: waking
-//   the second thread costs more than it saves there, and with the cores shared the woken
-//   thread spins in sched_yield (OpenBLAS only keeps itself to one thread below ~0.26 M).
+// - a product of fewer than kSmallProduct multiply-adds runs on one OpenBLAS thread. Waking
+//   OpenBLAS's second thread saves little below that (the GRU's shapes measured 64–92 GFLOP/s
+//   on 2 threads vs 79–92 on 1, bench_ops BM_SgemmThreads), and afterwards the woken thread
+//   spins in sched_yield for a while, taking the second core from whatever runs next — the
+//   fused GRU's own second thread (training step M: 100–115k chars/s with OpenBLAS's pool on,
+//   134–146k with one OpenBLAS thread). OpenBLAS alone keeps to one thread below ~0.26 M.
 // The thread count is OpenBLAS's global setting, lowered for the call and restored after it.
 // Not part of the public API (not included by tapegrad.hpp).
 #pragma once
@@ -21,7 +24,7 @@ namespace tapegrad::detail {
 /// Up to this many multiply-adds (m·n·k) a GEMM is a plain loop.
 constexpr std::size_t kTinyProduct = 4096;
 /// Below this many multiply-adds (m·n·k) a GEMM runs on one thread.
-constexpr std::size_t kSmallProduct = std::size_t(1) << 23;
+constexpr std::size_t kSmallProduct = std::size_t(1) << 28;
 
 /// RAII: OpenBLAS uses one thread inside this scope. For code that runs GEMMs on two threads
 /// of its own (the fused GRU's backward): the global thread count is then never changed from two

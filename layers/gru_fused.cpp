@@ -46,27 +46,21 @@ template <class T>
 T vexp(T x) { return std::exp(x); }
 template <class T, class A>
 xsimd::batch<T, A> vexp(const xsimd::batch<T, A>& x) { return xsimd::exp(x); }
-template <class T>
-T vtanh(T x) { return std::tanh(x); }
-template <class T, class A>
-xsimd::batch<T, A> vtanh(const xsimd::batch<T, A>& x) { return xsimd::tanh(x); }
-template <class T>
-T vabs(T x) { return std::abs(x); }
-template <class T, class A>
-xsimd::batch<T, A> vabs(const xsimd::batch<T, A>& x) { return xsimd::abs(x); }
-template <class T>
-T where_nonneg(T x, T a, T b) { return x >= T(0) ? a : b; }
-template <class T, class A>
-xsimd::batch<T, A> where_nonneg(const xsimd::batch<T, A>& x, const xsimd::batch<T, A>& a,
-                                const xsimd::batch<T, A>& b) {
-  return xsimd::select(x >= xsimd::batch<T, A>(T(0)), a, b);
-}
-
-/// σ(x) = 1/(1+e^−x) for x ≥ 0, e^x/(1+e^x) for x < 0 (e^−|x| never overflows), as sigmoid().
+/// σ(x) = 1 / (1 + e^−x): one exp and one division, no branch. Where e^−x overflows to +inf
+/// (x < −88 in float32) the quotient is exactly 0 instead of a value below 1e-38; elsewhere it
+/// agrees with sigmoid()'s two-sided form to rounding.
 template <class V>
 V sigm(V x) {
-  const V e = vexp(-vabs(x)), one(typename scalar_of<V>::type(1));
-  return where_nonneg(x, one / (one + e), e / (one + e));
+  const V one(typename scalar_of<V>::type(1));
+  return one / (one + vexp(-x));
+}
+
+/// tanh(x) = 1 − 2 / (e^{2x} + 1): one exp and one division (±1 at the overflow ends); absolute
+/// error within a few ulp of 1, like tanh's own.
+template <class V>
+V tanh_fast(V x) {
+  const V one(typename scalar_of<V>::type(1));
+  return one - (one + one) / (vexp(x + x) + one);
 }
 
 template <class T, class V>
@@ -107,7 +101,7 @@ void gates_forward(const RowPtrs<T>& p, const T* gi, const T* bih, const T* bhh,
   const V z = sigm((load_from<T, V>(gi + H + j) + load_from<T, V>(bih + H + j)) +
                    (load_from<T, V>(p.gh + H + j) + load_from<T, V>(bhh + H + j)));
   const V ghn = load_from<T, V>(p.gh + 2 * H + j) + load_from<T, V>(bhh + 2 * H + j);
-  const V n = vtanh((load_from<T, V>(gi + 2 * H + j) + load_from<T, V>(bih + 2 * H + j)) + r * ghn);
+  const V n = tanh_fast((load_from<T, V>(gi + 2 * H + j) + load_from<T, V>(bih + 2 * H + j)) + r * ghn);
   const V hp = load_from<T, V>(p.hp + j);
   store_to(p.r + j, r), store_to(p.z + j, z), store_to(p.n + j, n), store_to(p.gn + j, ghn);
   store_to(p.h + j, n + z * (hp - n));  // (1 − z) ⊙ n + z ⊙ h
