@@ -78,7 +78,7 @@ struct Printer {
 
 std::string to_string(const Tensor& t, const PrintOptions& opt) {
   if (!t.defined()) return "tensor(undefined)";
-  Printer p{t, opt, t.numel() > opt.threshold};
+  Printer p{t, opt, t.numel() > opt.threshold, false, 1, {}};
   p.strides.assign(t.dim(), 1);
   for (std::size_t i = t.dim(); i-- > 1;) p.strides[i - 1] = p.strides[i] * t.shape()[i];
   std::vector<double> vals;
