@@ -7,7 +7,9 @@
 #                                     (GRU at PyTorch init, and the sweep b_z = −6, −3, 0, 3, 6)
 #   docs/img/gates_heatmap.png        gru_gates --plot: z and r of units 0–15 over a few words, from
 #                                     a small char_gru model this script trains first
-#                                     (char_gru train --steps 1500, seed 0: about a minute)
+#                                     (char_gru train --steps 1500 --composed, seed 0: under a
+#                                     minute; --composed trains through the composed GRU that
+#                                     gru_gates inspects, so the gates match docs/gru.md)
 #
 # Usage:  tools/make_figures.sh BUILD_DIR
 #   BUILD_DIR is a CMake build of this repository with the example programs built, e.g.
@@ -49,7 +51,7 @@ echo "== 2. the update-gate bias sweep"
 run "$bin/gradient_flow" --cell gru --plot "$out/gradient_flow_bias.png"
 echo
 echo "== 3. a small character model, and its gates over a few words"
-run "$bin/char_gru" train --steps 1500 --checkpoint "$work/m.npz"
+run "$bin/char_gru" train --steps 1500 --checkpoint "$work/m.npz" --composed
 text=$'abandon\nability\nable\nabout\nabove\nabroad\n'
 run "$bin/gru_gates" --checkpoint "$work/m.npz" --text "$text" --steps 33,34 --plot "$out/gates_heatmap.png"
 echo
