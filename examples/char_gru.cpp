@@ -344,7 +344,7 @@ int main(int argc, char** argv) {
   score_cmd->add_flag("--json", json_out, "print {\"loss\": L, \"log_probs\": [...]} on stdout");
 
   TrainArgs da;
-  da.steps = 3000;
+  da.steps = 20000;
   da.sample_every = 0;
   std::string demo_text = "the\ngated\nrecurrent\nunit\nkeeps\nits\nstate\nwhen\nits\nupdate\ngate\nis\nclosed\n";
   CLI::App* demo_cmd = app.add_subcommand("demo", "train on the default corpus, sample, and show the gates of steps 33 and 34");
