@@ -159,6 +159,17 @@ TEST(Anomaly, ForwardNaNIsReportedWithOpAndIndex) {
   tape().clear();
 }
 
+TEST(Anomaly, ZeroOverZeroInABackwardIsReported) {
+  // d/dx sqrt(x) at 0 with an upstream gradient of exactly 0: 0 · 0.5 / sqrt(0) = 0/0 = NaN.
+  Tensor x = tensor({0.0, 4.0}, DType::Float64).requires_grad_();
+  Tensor y = sum(sqrt(x) * 0.0);
+  AnomalyGuard on;
+  std::string m = message_of<AnomalyError>([&] { y.backward(); });
+  EXPECT_NE(m.find("backward of 'sqrt'"), std::string::npos) << m;
+  EXPECT_NE(m.find("(2,)"), std::string::npos) << m;
+  tape().clear();
+}
+
 TEST(Anomaly, BackwardNaNIsReported) {
   Tensor x = tensor({0.0}, DType::Float64).requires_grad_();
   Tensor y = sqrt(x);  // forward 0 is fine; backward divides by 0 → inf
