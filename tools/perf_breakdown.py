@@ -9,6 +9,7 @@ thread's own work) and sums the self time of each symbol into categories:
   tape          the engine's bookkeeping: Tensor/TensorImpl, shared_ptr, std::function, the tape,
                 the backward loop, GradSink, shape handling
   allocation    malloc/free, page faults and the kernel zeroing fresh pages, memset
+  threads       the rest of the kernel's time: waking and switching threads (the batch halves), futexes
   copies        memcpy/memmove (reshape, output and gradient copies)
   other         everything else (benchmark harness, libm not listed above, ...)
 
@@ -27,8 +28,9 @@ CATEGORIES = [
     ("GRU gates", [r"layer_forward", r"gates_(forward|backward)", r"gru_fused"]),
     ("allocation", [r"\bmalloc\b|_int_malloc|_int_free|\bcfree\b|\bfree\b|malloc_consolidate|unlink_chunk|"
                     r"_int_memalign|posix_memalign|aligned_alloc|memalign|operator new|operator delete|"
-                    r"page_fault|clear_page|do_anonymous_page|handle_mm_fault|__memset|memset|"
-                    r"\[kernel|mmap|munmap|brk"]),
+                    r"page_fault|clear_page|do_anonymous_page|handle_mm_fault|__memset|memset|mmap|munmap|brk|"
+                    r"folio|lru|zap_|free_pages|alloc_pages|rmqueue|release_pages"]),
+    ("threads", [r"\[kernel|futex|sched|pthread_cond|pthread_mutex|clone|start_thread"]),
     ("copies", [r"__memmove|__memcpy|memcpy|memmove"]),
     ("elementwise", [r"xt::|xsimd|cross_entropy|adam|Adam|clip_grad|__expf|__exp|__log|expf|logf|"
                      r"sum_to|broadcast|softmax"]),
