@@ -17,6 +17,7 @@
 #include <csignal>
 #include <cstdio>
 #include <deque>
+#include <filesystem>
 #include <iostream>
 #include <numeric>
 #include <sys/resource.h>
@@ -411,8 +412,9 @@ int main(int argc, char** argv) {
                  "   z≈1 keeps the old state (h ≈ h_prev); z≈0 takes the candidate (h ≈ n).\n\n",
                  shown, units - 1);
       for (std::size_t t : {33u, 34u}) fmt::print("{}\n", gate_table(records, t32, t, 0, units, false));
-      fmt::print("Next: examples/gru_gates --checkpoint {} --text '...' --steps 33,34 --convention course\n",
-                 da.checkpoint);
+      std::string gates = (std::filesystem::path(argv[0]).parent_path() / "gru_gates").string();
+      fmt::print("Next: {} --checkpoint {} --text $'{}' --steps 33,34 --convention course\n", gates,
+                 da.checkpoint, shown);
     }
   } catch (const tapegrad::Error& e) {
     fmt::print(stderr, "error: {}\n", e.what());
