@@ -279,14 +279,24 @@ void SGD::update(Tensor& p, const Tensor& g, ParamState& state) {
 
 // ---- Adam / AdamW -------------------------------------------------------------------------------
 
+namespace {
+
+/// The option checks Adam and AdamW share; `check` is the optimizer's check_option.
+template <class Options, class Check>
+void check_adam_options(const Options& o, Check&& check) {
+  check(o.eps() >= 0, "eps", o.eps(), "must be >= 0");
+  check(o.beta1() >= 0 && o.beta1() < 1, "beta1", o.beta1(), "must be in [0, 1)");
+  check(o.beta2() >= 0 && o.beta2() < 1, "beta2", o.beta2(), "must be in [0, 1)");
+  check(o.weight_decay() >= 0, "weight_decay", o.weight_decay(), "must be >= 0");
+}
+
+}  // namespace
+
 Adam::Adam(std::vector<Tensor> params, const AdamOptions& options)
     : Optimizer(std::move(params), options.lr(), "Adam"), options_(options) {
-  check_option(options.eps() >= 0, "eps", options.eps(), "must be >= 0");
-  check_option(options.beta1() >= 0 && options.beta1() < 1, "beta1", options.beta1(),
-               "must be in [0, 1)");
-  check_option(options.beta2() >= 0 && options.beta2() < 1, "beta2", options.beta2(),
-               "must be in [0, 1)");
-  check_option(options.weight_decay() >= 0, "weight_decay", options.weight_decay(), "must be >= 0");
+  check_adam_options(options, [this](bool ok, const char* what, double value, const char* rule) {
+    check_option(ok, what, value, rule);
+  });
 }
 
 std::vector<std::string> Adam::buffer_names() const {
@@ -304,12 +314,9 @@ void Adam::update(Tensor& p, const Tensor& g, ParamState& state) {
 
 AdamW::AdamW(std::vector<Tensor> params, const AdamWOptions& options)
     : Optimizer(std::move(params), options.lr(), "AdamW"), options_(options) {
-  check_option(options.eps() >= 0, "eps", options.eps(), "must be >= 0");
-  check_option(options.beta1() >= 0 && options.beta1() < 1, "beta1", options.beta1(),
-               "must be in [0, 1)");
-  check_option(options.beta2() >= 0 && options.beta2() < 1, "beta2", options.beta2(),
-               "must be in [0, 1)");
-  check_option(options.weight_decay() >= 0, "weight_decay", options.weight_decay(), "must be >= 0");
+  check_adam_options(options, [this](bool ok, const char* what, double value, const char* rule) {
+    check_option(ok, what, value, rule);
+  });
 }
 
 std::vector<std::string> AdamW::buffer_names() const {
