@@ -295,12 +295,11 @@ Tensor clamp(const Tensor& a, double lo, double hi) {
 Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
   detail::require_same_dtype(a, b, "where");
   detail::require_same_dtype(cond, a, "where");
-  Shape shape = broadcast_shapes(broadcast_shapes(cond.shape(), a.shape(), "where"), b.shape(), "where");
+  broadcast_shapes(broadcast_shapes(cond.shape(), a.shape(), "where"), b.shape(), "where");  // checks
   Tensor out = dispatch(a.dtype(), [&](auto tag) {
     using T = decltype(tag);
     return Tensor(xt::xarray<T>(xt::where(xt::not_equal(cond.data<T>(), T(0)), a.data<T>(), b.data<T>())));
   });
-  (void)shape;
   return record("where", out, {a, b}, [cond, sa = a.shape(), sb = b.shape()](const Tensor& g, GradSink& s) {
     Tensor zero = zeros_like(g);
     if (s.needs(0)) s.add(0, sum_to(where(cond, g, zero), sa));

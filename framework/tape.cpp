@@ -98,7 +98,7 @@ std::string Tape::to_dot() const {
       } else {
         if (leaves.insert(p).second)
           out += fmt::format("  l{} [shape=ellipse, label=\"{}\\n{}\"];\n",
-                             static_cast<const void*>(p) == nullptr ? 0 : reinterpret_cast<std::uintptr_t>(p),
+                             reinterpret_cast<std::uintptr_t>(p),
                              p->name.empty() ? "leaf" : p->name, shape_str(in.shape()));
         out += fmt::format("  l{} -> n{};\n", reinterpret_cast<std::uintptr_t>(p), i);
       }
