@@ -11,7 +11,7 @@
 
 #include "char_model.hpp"
 #include "framework/optim.hpp"
-#include "layers/gru_fused.hpp"
+#include "layers/fast/gru_fused.hpp"
 
 using namespace tapegrad;
 

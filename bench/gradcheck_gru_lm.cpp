@@ -22,7 +22,7 @@
 #include "framework/ops.hpp"
 #include "framework/random.hpp"
 #include "layers/gru.hpp"
-#include "layers/gru_fused.hpp"
+#include "layers/fast/gru_fused.hpp"
 #include "layers/linear.hpp"
 
 using namespace tapegrad;

@@ -1,5 +1,5 @@
 // tapegrad — the one place that calls BLAS (OpenBLAS): row-major GEMM with transpose flags, for
-// float and double. Used by matmul (ops_linalg.cpp) and the fused GRU (layers/gru_fused.cpp).
+// float and double. Used by matmul (ops_linalg.cpp) and the fused GRU (layers/fast/gru_fused.cpp).
 //
 //   C (m×n, ldc) = op(A) (m×k) · op(B) (k×n) + beta · C,    op(X) = Xᵀ when its flag is set
 //

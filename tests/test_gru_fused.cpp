@@ -1,4 +1,4 @@
-// The fused GRU (layers/gru_fused.hpp) against the composed GRU (layers/gru.hpp): equal values
+// The fused GRU (layers/fast/gru_fused.hpp) against the composed GRU (layers/gru.hpp): equal values
 // (output and h_n) and equal gradients of every parameter, the dense input and h0, in float64
 // (to 1e-12) and float32 (to 1e-5), for 1 and 2 layers, one-hot ids and dense inputs, with and
 // without h0, for B = 3 and B = 1 (the gemv path) and hidden sizes with and without a SIMD tail.
@@ -15,7 +15,7 @@
 #include "framework/random.hpp"
 #include "framework/tape.hpp"
 #include "layers/gru.hpp"
-#include "layers/gru_fused.hpp"
+#include "layers/fast/gru_fused.hpp"
 
 using namespace tapegrad;
 

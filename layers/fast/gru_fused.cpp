@@ -1,6 +1,6 @@
 // tapegrad — the fused GRU (see gru_fused.hpp for the equations, the buffers and the limits).
 // Shapes: B batch, T time (Tn in code, T is the scalar type), H hidden, in input size.
-#include "layers/gru_fused.hpp"
+#include "layers/fast/gru_fused.hpp"
 
 #include <algorithm>
 #include <cmath>

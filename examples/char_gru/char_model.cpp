@@ -9,7 +9,7 @@
 
 #include <fmt/format.h>
 
-#include "layers/gru_fused.hpp"
+#include "layers/fast/gru_fused.hpp"
 
 namespace char_model {
 

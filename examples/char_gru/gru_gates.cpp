@@ -20,6 +20,8 @@
 #include <nlohmann/json.hpp>
 
 #include "char_model.hpp"
+#include "cli/cli.hpp"
+#include "cli/plot.hpp"
 
 using namespace tapegrad;
 using namespace char_model;
@@ -61,44 +63,36 @@ std::pair<std::size_t, std::size_t> parse_units(const std::string& s, std::size_
   return {a, std::min(b, H)};
 }
 
-/// Heatmaps of z and r over the steps of the text, through gnuplot.
+/// Heatmaps of z and r over the steps of the text, through gnuplot (examples/cli/plot.hpp: the
+/// values go as a data file, the text's characters as label()s, the picture comes back on a pipe).
 void plot(const std::vector<GRU::GateRecord>& recs, const std::u32string& text, std::size_t u0,
           std::size_t u1, const std::string& file) {
-  std::string ext = file.size() > 4 ? file.substr(file.size() - 4) : "";
-  std::string term = ext == ".svg" ? "svg size 1100,700 font 'Helvetica,11'"
-                                   : "pngcairo size 1100,700 font 'Helvetica,10'";
-  if (ext != ".svg" && ext != ".png") throw ValueError(fmt::format("--plot: '{}' must end in .png or .svg", file));
-  std::string data = file + ".tmp.dat";
-  {
-    std::ofstream out(data);
-    for (int which = 0; which < 2; ++which) {  // block 0: z, block 1: r
-      for (std::size_t u = u0; u < u1; ++u) {
-        for (const auto& rec : recs) out << (which == 0 ? rec.z.at(u) : rec.r.at(u)) << ' ';
-        out << '\n';
-      }
-      out << "\n\n";
+  std::string format = cli::plot::format_for(file, "--plot");
+  std::string term = format == "svg" ? "svg size 1100,700 font 'Helvetica,11'"
+                                     : "pngcairo size 1100,700 font 'Helvetica,10'";
+  std::string values;
+  for (int which = 0; which < 2; ++which) {  // block 0: z, block 1: r
+    for (std::size_t u = u0; u < u1; ++u) {
+      for (const auto& rec : recs) values += fmt::format("{:.6g} ", which == 0 ? rec.z.at(u) : rec.r.at(u));
+      values += '\n';
     }
+    values += "\n\n";
   }
+  cli::plot::TempDir tmp;
+  std::string data = tmp.write("gates.dat", values);
   std::string xtics;
-  for (std::size_t t = 0; t < text.size(); ++t) {
-    std::string c = show_char(text[t]);
-    for (char& ch : c) if (ch == '"' || ch == '\\') ch = '/';
-    xtics += fmt::format("{}\"{}\" {}", t ? ", " : "", c, t);
-  }
+  for (std::size_t t = 0; t < text.size(); ++t)
+    xtics += fmt::format("{}'{}' {}", t ? ", " : "", cli::plot::label(text[t]), t);
   std::string script = fmt::format(
-      "set terminal {}\nset output '{}'\nset multiplot layout 2,1\nset palette defined (0 '#2b83ba', 0.5 '#ffffbf', 1 '#d7191c')\n"
+      "set terminal {} noenhanced\nset encoding utf8\nset multiplot layout 2,1\n"
+      "set palette defined (0 '#2b83ba', 0.5 '#ffffbf', 1 '#d7191c')\n"
       "set cbrange [0:1]\nset xtics ({})\nset ylabel 'hidden unit'\nset yrange [-0.5:{}-0.5] reverse\n"
       "set title 'update gate z_t (PyTorch: 1 = keep old state; course: Γu = 1 − z)'\n"
       "plot '{}' index 0 matrix with image notitle\n"
-      "set title 'reset gate r_t (how much of h_{{t-1}} the candidate sees)'\n"
+      "set title 'reset gate r_t (how much of h_(t-1) the candidate sees)'\n"
       "plot '{}' index 1 matrix with image notitle\nunset multiplot\n",
-      term, file, xtics, u1 - u0, data, data);
-  FILE* gp = popen("gnuplot", "w");
-  if (!gp) throw FileError("--plot: cannot run gnuplot (apt-get install gnuplot-nox)");
-  fputs(script.c_str(), gp);
-  int rc = pclose(gp);
-  std::remove(data.c_str());
-  if (rc != 0) throw FileError(fmt::format("--plot: gnuplot failed writing '{}'", file));
+      term, xtics, u1 - u0, data, data);
+  cli::plot::render(tmp, script, file);
 }
 
 }  // namespace

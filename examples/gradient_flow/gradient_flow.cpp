@@ -43,6 +43,8 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "cli/cli.hpp"
+#include "cli/plot.hpp"
 #include "framework/tapegrad.hpp"
 #include "layers/layers.hpp"
 
@@ -227,11 +229,11 @@ std::optional<std::string> terminal_for(const std::string& file) {
 void plot(const std::vector<Run>& runs, const Experiment& e, const std::string& file,
           const std::string& terminal) {
   std::string script = fmt::format(
-      "set terminal {}\nset output '{}'\nset encoding utf8\nset datafile missing '?'\n"
+      "set terminal {}\nset encoding utf8\nset datafile missing '?'\n"
       "set title 'gradient reaching h_t from L = Σ h_T   (H = {}, T = {}, seed {}{})'\n"
       "set xlabel 'step t'\nset ylabel 'log_{{10}} ‖dL/dh_t‖'\nset grid\n"
       "set key outside right top\nset xrange [0:{}]\n",
-      terminal, file, e.hidden, e.steps, e.seed,
+      terminal, e.hidden, e.steps, e.seed,
       e.weight_scale ? fmt::format(", weights × {:g}", *e.weight_scale) : "", e.steps);
   std::string plots;
   for (std::size_t k = 0; k < runs.size(); ++k) {
@@ -247,15 +249,8 @@ void plot(const std::vector<Run>& runs, const Experiment& e, const std::string& 
                          colors[k % 8], label(runs[k]));
   }
   script += "plot " + plots + "\n";
-  FILE* gp = popen("gnuplot", "w");
-  if (!gp) throw FileError("--plot: cannot start gnuplot (Debian: apt-get install gnuplot-nox)");
-  std::fputs(script.c_str(), gp);
-  int status = pclose(gp);
-  int rc = status == -1 ? -1 : WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  if (rc != 0)
-    throw FileError(fmt::format("--plot: gnuplot failed writing '{}' (exit status {}; is gnuplot "
-                                "installed, with the pngcairo/svg terminals, and the directory writable?)",
-                                file, rc));
+  cli::plot::TempDir tmp;
+  cli::plot::render(tmp, script, file);
 }
 
 }  // namespace
