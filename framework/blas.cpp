@@ -4,6 +4,7 @@
 #include <cblas.h>
 
 #include <algorithm>
+#include <cstdint>
 
 namespace tapegrad::detail {
 
@@ -57,7 +58,11 @@ void gemm_impl(bool ta, bool tb, std::size_t m, std::size_t n, std::size_t k, co
       for (std::size_t j = 0; j < n; ++j) c[i * ldc + j] = beta == T(0) ? T(0) : beta * c[i * ldc + j];
     return;
   }
-  if (m * n * k <= kTinyProduct) {  // a plain loop: cheaper than BLAS's call and packing
+  // m·n·k saturated: each size fits an int (tensors are at most 2^31 − 1 elements), their
+  // product need not fit a size_t.
+  const std::size_t mn = m * n;
+  const std::size_t work = mn > SIZE_MAX / k ? SIZE_MAX : mn * k;
+  if (work <= kTinyProduct) {  // a plain loop: cheaper than BLAS's call and packing
     for (std::size_t i = 0; i < m; ++i)
       for (std::size_t j = 0; j < n; ++j) {
         T acc = 0;
@@ -67,7 +72,7 @@ void gemm_impl(bool ta, bool tb, std::size_t m, std::size_t n, std::size_t k, co
       }
     return;
   }
-  SmallProductThreads threads(m * n * k);
+  SmallProductThreads threads(work);
   if (m == 1) {
     // The row op(A) is contiguous, or a column of A (stride lda) when A is transposed.
     // y = op(B)ᵀ·a, where op(B) is B (k×n) or Bᵀ (B stored n×k).

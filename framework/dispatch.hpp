@@ -2,6 +2,7 @@
 // Not part of the public API (not included by tapegrad.hpp).
 #pragma once
 
+#include <new>
 #include <string>
 #include <vector>
 
@@ -11,16 +12,68 @@
 
 namespace tapegrad::detail {
 
-/// Calls f(T{}) with T = float or double according to dtype.
-template <class F>
-decltype(auto) dispatch(DType dtype, F&& f) {
-  if (dtype == DType::Float32) return f(float{});
-  return f(double{});
-}
-
 template <class T>
 constexpr DType dtype_of() {
   return std::is_same_v<T, float> ? DType::Float32 : DType::Float64;
+}
+
+/// Throws MemoryError: "<op>: out of memory allocating a float32 tensor of shape (…)".
+[[noreturn]] void throw_out_of_memory(const char* op, const Shape& shape, DType dtype);
+[[noreturn]] void throw_out_of_memory(const char* op);
+
+/// Calls f(T{}) with T = float or double according to dtype. A std::bad_alloc escaping f (an
+/// op that did not catch it itself with new_array / guard_alloc) becomes a MemoryError.
+template <class F>
+decltype(auto) dispatch(DType dtype, F&& f) {
+  try {
+    if (dtype == DType::Float32) return f(float{});
+    return f(double{});
+  } catch (const std::bad_alloc&) {
+    throw_out_of_memory(dtype_name(dtype));
+  }
+}
+
+// ---- size checks: every shape product and offset sum of the public API goes through these --------
+
+/// The largest element count a tensor may have (2^31 − 1: 8 GiB of float32). It also bounds
+/// every dimension, so BLAS's int sizes and all index arithmetic stay in range.
+constexpr std::size_t kMaxNumel = (std::size_t(1) << 31) - 1;
+
+/// The number of elements of `shape`, or ShapeError naming op and shape when the product of its
+/// dimensions (a 0 counted as 1, so that every partial product is bounded too) exceeds
+/// kMaxNumel or overflows.
+std::size_t checked_numel(const char* op, const Shape& shape);
+/// a + b, or ShapeError naming op and `shape` when the sum exceeds kMaxNumel.
+std::size_t checked_add(const char* op, std::size_t a, std::size_t b, const Shape& shape);
+/// a · b, or ShapeError naming op and `shape` when the product exceeds kMaxNumel.
+std::size_t checked_mul(const char* op, std::size_t a, std::size_t b, const Shape& shape);
+
+/// zeros(shape) for op's result: size-checked and out of memory reported, both naming op.
+Tensor zeros_for(const char* op, const Shape& shape, DType dtype);
+
+/// Throws ValueError "<layer>: <arg> must be positive, got 0" unless value > 0.
+void require_positive(const char* layer, const char* arg, std::size_t value);
+
+/// A new uninitialised array of `shape` for op's result: checked_numel, and a std::bad_alloc
+/// becomes a MemoryError naming op and shape.
+template <class T>
+xt::xarray<T> new_array(const char* op, const Shape& shape) {
+  checked_numel(op, shape);
+  try {
+    return xt::xarray<T>::from_shape(shape);
+  } catch (const std::bad_alloc&) {
+    throw_out_of_memory(op, shape, dtype_of<T>());
+  }
+}
+
+/// Runs f() (which builds op's result of `shape`), turning std::bad_alloc into MemoryError.
+template <class T, class F>
+decltype(auto) guard_alloc(const char* op, const Shape& shape, F&& f) {
+  try {
+    return f();
+  } catch (const std::bad_alloc&) {
+    throw_out_of_memory(op, shape, dtype_of<T>());
+  }
 }
 
 /// Throws a ValueError if t is undefined, naming the op and the argument.

@@ -59,4 +59,12 @@ class ValueError : public Error {
   using Error::Error;
 };
 
+/// Memory for a tensor could not be allocated (a std::bad_alloc inside tensor creation or an
+/// op's forward). The message names the op, the dtype and the shape. Shapes above the element
+/// limit never get this far: they are a ShapeError before any allocation.
+class MemoryError : public Error {
+ public:
+  using Error::Error;
+};
+
 }  // namespace tapegrad

@@ -25,10 +25,13 @@ namespace {
 template <class F>
 Tensor binary_forward(const char* op, const Tensor& a, const Tensor& b, F&& f) {
   detail::require_same_dtype(a, b, op);
-  broadcast_shapes(a.shape(), b.shape(), op);
+  const Shape out_shape = broadcast_shapes(a.shape(), b.shape(), op);
+  detail::checked_numel(op, out_shape);
   return dispatch(a.dtype(), [&](auto tag) {
     using T = decltype(tag);
-    return Tensor(xt::xarray<T>(f(a.data<T>(), b.data<T>())));
+    return detail::guard_alloc<T>(op, out_shape, [&] {
+      return Tensor(xt::xarray<T>(f(a.data<T>(), b.data<T>())));
+    });
   });
 }
 
@@ -38,7 +41,7 @@ Tensor unary_forward(const char* op, const Tensor& a, F&& f) {
   detail::require_defined(a, op, "a");
   return dispatch(a.dtype(), [&](auto tag) {
     using T = decltype(tag);
-    return Tensor(xt::xarray<T>(f(a.data<T>())));
+    return detail::guard_alloc<T>(op, a.shape(), [&] { return Tensor(xt::xarray<T>(f(a.data<T>()))); });
   });
 }
 
@@ -73,9 +76,11 @@ Tensor sum_to(const Tensor& g, const Shape& shape) {
     if (i < lead || (shape[i - lead] == 1 && gs[i] != 1)) axes.push_back(i);
   Tensor out = dispatch(g.dtype(), [&](auto tag) {
     using T = decltype(tag);
-    xt::xarray<T> r = xt::sum(g.data<T>(), axes, xt::evaluation_strategy::immediate);
-    r.reshape(shape);
-    return Tensor(std::move(r));
+    return detail::guard_alloc<T>("sum_to", shape, [&] {
+      xt::xarray<T> r = xt::sum(g.data<T>(), axes, xt::evaluation_strategy::immediate);
+      r.reshape(shape);
+      return Tensor(std::move(r));
+    });
   });
   return record("sum_to", out, {g}, [gshape = gs](const Tensor& gg, GradSink& s) {
     s.add(0, broadcast_to(gg, gshape));
@@ -88,9 +93,12 @@ Tensor broadcast_to(const Tensor& a, const Shape& shape) {
   if (broadcast_shapes(a.shape(), shape, "broadcast_to") != shape)
     throw ShapeError(fmt::format("broadcast_to: cannot broadcast {} to {}", shape_str(a.shape()),
                                  shape_str(shape)));
+  detail::checked_numel("broadcast_to", shape);
   Tensor out = dispatch(a.dtype(), [&](auto tag) {
     using T = decltype(tag);
-    return Tensor(xt::xarray<T>(xt::broadcast(a.data<T>(), shape)));
+    return detail::guard_alloc<T>("broadcast_to", shape, [&] {
+      return Tensor(xt::xarray<T>(xt::broadcast(a.data<T>(), shape)));
+    });
   });
   return record("broadcast_to", out, {a}, [ashape = a.shape()](const Tensor& g, GradSink& s) {
     s.add(0, sum_to(g, ashape));
@@ -295,10 +303,15 @@ Tensor clamp(const Tensor& a, double lo, double hi) {
 Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
   detail::require_same_dtype(a, b, "where");
   detail::require_same_dtype(cond, a, "where");
-  broadcast_shapes(broadcast_shapes(cond.shape(), a.shape(), "where"), b.shape(), "where");  // checks
+  const Shape out_shape =
+      broadcast_shapes(broadcast_shapes(cond.shape(), a.shape(), "where"), b.shape(), "where");
+  detail::checked_numel("where", out_shape);
   Tensor out = dispatch(a.dtype(), [&](auto tag) {
     using T = decltype(tag);
-    return Tensor(xt::xarray<T>(xt::where(xt::not_equal(cond.data<T>(), T(0)), a.data<T>(), b.data<T>())));
+    return detail::guard_alloc<T>("where", out_shape, [&] {
+      return Tensor(xt::xarray<T>(
+          xt::where(xt::not_equal(cond.data<T>(), T(0)), a.data<T>(), b.data<T>())));
+    });
   });
   return record("where", out, {a, b}, [cond, sa = a.shape(), sb = b.shape()](const Tensor& g, GradSink& s) {
     Tensor zero = zeros_like(g);
@@ -314,7 +327,8 @@ Tensor cast(const Tensor& a, DType dtype) {
     using F = decltype(from);
     return dispatch(dtype, [&](auto to) {
       using T = decltype(to);
-      return Tensor(xt::xarray<T>(xt::cast<T>(a.data<F>())));
+      return detail::guard_alloc<T>("cast", a.shape(),
+                                    [&] { return Tensor(xt::xarray<T>(xt::cast<T>(a.data<F>()))); });
     });
   });
   return record("cast", out, {a}, [from = a.dtype()](const Tensor& g, GradSink& s) {

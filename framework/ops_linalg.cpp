@@ -32,7 +32,7 @@ Tensor matmul_forward(const Tensor& a, const Tensor& b, bool ta, bool tb) {
   Shape out_shape = batched ? Shape{batch, m, n} : Shape{m, n};
   return dispatch(a.dtype(), [&](auto tag) {
     using T = decltype(tag);
-    xt::xarray<T> c = xt::xarray<T>::from_shape(out_shape);
+    xt::xarray<T> c = detail::new_array<T>("matmul", out_shape);
     if (m == 0 || n == 0) return Tensor(std::move(c));
     if (k == 0) {
       c.fill(T(0));
@@ -60,7 +60,7 @@ Tensor shared_operand_grad(const Tensor& a, const Tensor& g, bool tb) {
   const std::size_t rows = a.shape()[0] * a.shape()[1], k = a.shape()[2], n = g.shape()[2];
   return dispatch(a.dtype(), [&](auto tag) {
     using T = decltype(tag);
-    xt::xarray<T> d = xt::xarray<T>::from_shape(tb ? Shape{n, k} : Shape{k, n});
+    xt::xarray<T> d = detail::new_array<T>("matmul", tb ? Shape{n, k} : Shape{k, n});
     if (tb)
       detail::gemm(true, false, n, k, rows, g.data<T>().data(), n, a.data<T>().data(), k, T(0), d.data(), k);
     else
@@ -88,6 +88,12 @@ Tensor matmul(const Tensor& a, const Tensor& b, bool ta, bool tb) {
   if (a.dim() == 3 && b.dim() == 3 && a.shape()[0] != b.shape()[0])
     throw ShapeError(fmt::format("matmul: batch sizes differ: {} @ {}", shape_str(a.shape()),
                                  shape_str(b.shape())));
+  {
+    // The result's size, checked before anything is allocated (every dim then fits BLAS's int).
+    const std::size_t m = a.shape()[a.dim() - (ta ? 1 : 2)], n = b.shape()[b.dim() - (tb ? 2 : 1)];
+    Shape out_shape = a.dim() == 3 ? Shape{a.shape()[0], m, n} : Shape{m, n};
+    detail::checked_numel("matmul", out_shape);
+  }
   Tensor out = matmul_forward(a, b, ta, tb);
   return record("matmul", out, {a, b}, [a, b, ta, tb](const Tensor& g, GradSink& s) {
     if (s.needs(0)) {

@@ -58,9 +58,11 @@ Tensor sum(const Tensor& a, const Axes& axes_in, bool keepdims) {
   Shape out_shape = reduced_shape(a.shape(), axes, keepdims);
   Tensor out = dispatch(a.dtype(), [&](auto tag) {
     using T = decltype(tag);
-    xt::xarray<T> r = xt::sum(a.data<T>(), axes, xt::evaluation_strategy::immediate);
-    r.reshape(out_shape);
-    return Tensor(std::move(r));
+    return detail::guard_alloc<T>("sum", out_shape, [&] {
+      xt::xarray<T> r = xt::sum(a.data<T>(), axes, xt::evaluation_strategy::immediate);
+      r.reshape(out_shape);
+      return Tensor(std::move(r));
+    });
   });
   return record("sum", out, {a},
                 [ashape = a.shape(), kshape = keepdims_shape(a.shape(), axes)](const Tensor& g, GradSink& s) {
@@ -91,12 +93,17 @@ Tensor max(const Tensor& a, std::ptrdiff_t axis_in, bool keepdims) {
   std::size_t outer = detail::prod(s, 0, axis), len = s[axis], inner = detail::prod(s, axis + 1, s.size());
   Shape kshape = keepdims_shape(s, {axis});
   // Forward and a 0/1 mask marking the first maximum of each run (the gradient's destination).
-  Tensor mask = zeros(s, a.dtype());
+  Tensor mask = dispatch(a.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    xt::xarray<T> m = detail::new_array<T>("max", s);
+    m.fill(T(0));
+    return Tensor(std::move(m));
+  });
   Tensor out = dispatch(a.dtype(), [&](auto tag) {
     using T = decltype(tag);
     const T* x = a.data<T>().data();
     T* m = mask.data<T>().data();
-    xt::xarray<T> r = xt::xarray<T>::from_shape(kshape);
+    xt::xarray<T> r = detail::new_array<T>("max", kshape);
     for (std::size_t o = 0; o < outer; ++o)
       for (std::size_t i = 0; i < inner; ++i) {
         std::size_t best = 0;
@@ -123,11 +130,13 @@ Tensor softmax(const Tensor& a, std::ptrdiff_t axis_in) {
   std::size_t axis = normalize_axis(axis_in, a.dim(), "softmax");
   Tensor out = dispatch(a.dtype(), [&](auto tag) {
     using T = decltype(tag);
-    const auto& x = a.data<T>();
-    xt::xarray<T> m = xt::amax(x, {axis}, xt::keep_dims | xt::evaluation_strategy::immediate);
-    xt::xarray<T> e = xt::exp(x - m);
-    xt::xarray<T> z = xt::sum(e, {axis}, xt::keep_dims | xt::evaluation_strategy::immediate);
-    return Tensor(xt::xarray<T>(e / z));
+    return detail::guard_alloc<T>("softmax", a.shape(), [&] {
+      const auto& x = a.data<T>();
+      xt::xarray<T> m = xt::amax(x, {axis}, xt::keep_dims | xt::evaluation_strategy::immediate);
+      xt::xarray<T> e = xt::exp(x - m);
+      xt::xarray<T> z = xt::sum(e, {axis}, xt::keep_dims | xt::evaluation_strategy::immediate);
+      return Tensor(xt::xarray<T>(e / z));
+    });
   });
   return record("softmax", out, {a}, [out, axis](const Tensor& g, GradSink& s) {
     // y ⊙ (g − Σ g⊙y)
@@ -141,12 +150,14 @@ Tensor log_softmax(const Tensor& a, std::ptrdiff_t axis_in) {
   std::size_t axis = normalize_axis(axis_in, a.dim(), "log_softmax");
   Tensor out = dispatch(a.dtype(), [&](auto tag) {
     using T = decltype(tag);
-    const auto& x = a.data<T>();
-    xt::xarray<T> m = xt::amax(x, {axis}, xt::keep_dims | xt::evaluation_strategy::immediate);
-    xt::xarray<T> shifted = x - m;
-    xt::xarray<T> lse = xt::log(
-        xt::sum(xt::exp(shifted), {axis}, xt::keep_dims | xt::evaluation_strategy::immediate));
-    return Tensor(xt::xarray<T>(shifted - lse));
+    return detail::guard_alloc<T>("log_softmax", a.shape(), [&] {
+      const auto& x = a.data<T>();
+      xt::xarray<T> m = xt::amax(x, {axis}, xt::keep_dims | xt::evaluation_strategy::immediate);
+      xt::xarray<T> shifted = x - m;
+      xt::xarray<T> lse = xt::log(
+          xt::sum(xt::exp(shifted), {axis}, xt::keep_dims | xt::evaluation_strategy::immediate));
+      return Tensor(xt::xarray<T>(shifted - lse));
+    });
   });
   return record("log_softmax", out, {a}, [out, axis](const Tensor& g, GradSink& s) {
     // g − softmax ⊙ Σ g
@@ -175,7 +186,7 @@ Tensor cross_entropy(const Tensor& logits, const std::vector<std::int64_t>& targ
   Tensor logp = dispatch(logits.dtype(), [&](auto tag) {
     using T = decltype(tag);
     const T* x = logits.data<T>().data();
-    xt::xarray<T> p = xt::xarray<T>::from_shape({n, c});
+    xt::xarray<T> p = detail::new_array<T>("cross_entropy", Shape{n, c});
     std::vector<T> m(n);
     for (std::size_t i = 0; i < n; ++i) {
       const T* row = x + i * c;
@@ -183,7 +194,7 @@ Tensor cross_entropy(const Tensor& logits, const std::vector<std::int64_t>& targ
       for (std::size_t k = 0; k < c; ++k) p.data()[i * c + k] = row[k] - m[i];
     }
     xt::noalias(p) = xt::exp(p);  // one vectorised pass
-    xt::xarray<T> r = xt::xarray<T>::from_shape({n});
+    xt::xarray<T> r = detail::new_array<T>("cross_entropy", Shape{n});
     for (std::size_t i = 0; i < n; ++i) {
       T* e = p.data() + i * c;
       T z = 0;

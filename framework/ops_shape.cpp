@@ -40,13 +40,13 @@ void check_index(std::int64_t i, std::size_t size, const char* op, std::size_t a
 
 Tensor reshape(const Tensor& a, const Shape& shape) {
   detail::require_defined(a, "reshape", "a");
-  if (detail::prod(shape, 0, shape.size()) != a.numel())
+  if (detail::checked_numel("reshape", shape) != a.numel())
     throw ShapeError(fmt::format("reshape: cannot reshape {} ({} elements) to {}",
                                  shape_str(a.shape()), a.numel(), shape_str(shape)));
   if (shape == a.shape()) return a;
   Tensor out = dispatch(a.dtype(), [&](auto tag) {
     using T = decltype(tag);
-    xt::xarray<T> r = a.data<T>();
+    xt::xarray<T> r = detail::guard_alloc<T>("reshape", shape, [&] { return a.data<T>(); });
     r.reshape(shape);
     return Tensor(std::move(r));
   });
@@ -58,19 +58,28 @@ Tensor reshape(const Tensor& a, const Shape& shape) {
 Tensor reshape(const Tensor& a, const std::vector<std::ptrdiff_t>& spec) {
   detail::require_defined(a, "reshape", "a");
   Shape shape(spec.size());
-  std::size_t known = 1;
   std::ptrdiff_t infer = -1;
+  auto spec_str = [&] {
+    std::string r = "(";
+    for (std::size_t i = 0; i < spec.size(); ++i) r += (i ? ", " : "") + std::to_string(spec[i]);
+    return r + (spec.size() == 1 ? ",)" : ")");
+  };
   for (std::size_t i = 0; i < spec.size(); ++i) {
     if (spec[i] == -1) {
-      if (infer >= 0) throw ShapeError("reshape: only one dimension can be -1");
+      if (infer >= 0)
+        throw ShapeError(fmt::format("reshape: only one dimension can be -1, got {} for {}",
+                                     spec_str(), shape_str(a.shape())));
       infer = static_cast<std::ptrdiff_t>(i);
+      shape[i] = 1;  // placeholder while the known dims are checked
     } else if (spec[i] < 0) {
-      throw ShapeError(fmt::format("reshape: negative dimension {}", spec[i]));
+      throw ShapeError(fmt::format("reshape: negative dimension {} in {} for {}", spec[i],
+                                   spec_str(), shape_str(a.shape())));
     } else {
       shape[i] = static_cast<std::size_t>(spec[i]);
-      known *= shape[i];
     }
   }
+  // The known dims' product (placeholder 1 for -1), overflow-checked.
+  const std::size_t known = detail::checked_numel("reshape", shape);
   if (infer >= 0) {
     if (known == 0 || a.numel() % known != 0)
       throw ShapeError(fmt::format("reshape: cannot infer -1 reshaping {} ({} elements)",
@@ -108,7 +117,9 @@ Tensor permute(const Tensor& a, const std::vector<std::size_t>& dims) {
                                    dims.size(), shape_str(a.shape())));
   Tensor out = dispatch(a.dtype(), [&](auto tag) {
     using T = decltype(tag);
-    return Tensor(xt::xarray<T>(xt::transpose(a.data<T>(), dims)));
+    return detail::guard_alloc<T>("permute", a.shape(), [&] {
+      return Tensor(xt::xarray<T>(xt::transpose(a.data<T>(), dims)));
+    });
   });
   std::vector<std::size_t> inverse(dims.size());
   for (std::size_t i = 0; i < dims.size(); ++i) inverse[dims[i]] = i;
@@ -140,14 +151,14 @@ Tensor narrow(const Tensor& a, std::ptrdiff_t axis_in, std::size_t start, std::s
   std::size_t axis = normalize_axis(axis_in, a.dim(), "narrow");
   const Shape& s = a.shape();
   if (start > s[axis] || length > s[axis] - start)
-    throw IndexError(fmt::format("narrow: range [{}, {}) is out of bounds for axis {} of {}", start,
-                                 start + length, axis_in, shape_str(s)));
+    throw IndexError(fmt::format("narrow: range of {} elements from {} is out of bounds for axis {} of {}",
+                                 length, start, axis_in, shape_str(s)));
   Shape os = s;
   os[axis] = length;
   std::size_t inner = detail::prod(s, axis + 1, s.size());
   Tensor out = dispatch(a.dtype(), [&](auto tag) {
     using T = decltype(tag);
-    xt::xarray<T> r = xt::xarray<T>::from_shape(os);
+    xt::xarray<T> r = detail::new_array<T>("narrow", os);
     copy_runs(a.data<T>().data() + start * inner, s[axis] * inner, r.data(), length * inner,
               detail::prod(s, 0, axis), length * inner);
     return Tensor(std::move(r));
@@ -161,11 +172,12 @@ Tensor pad_narrow(const Tensor& g, std::ptrdiff_t axis_in, std::size_t start, st
   detail::require_defined(g, "pad_narrow", "g");
   std::size_t axis = normalize_axis(axis_in, g.dim(), "pad_narrow");
   const Shape& s = g.shape();
-  if (start + s[axis] > full_size)
-    throw IndexError(fmt::format("pad_narrow: [{}, {}) exceeds size {}", start, start + s[axis], full_size));
+  if (start > full_size || s[axis] > full_size - start)
+    throw IndexError(fmt::format("pad_narrow: {} elements from {} exceed size {} (axis {} of {})",
+                                 s[axis], start, full_size, axis_in, shape_str(s)));
   Shape fs = s;
   fs[axis] = full_size;
-  Tensor out = zeros(fs, g.dtype());
+  Tensor out = detail::zeros_for("pad_narrow", fs, g.dtype());
   std::size_t inner = detail::prod(s, axis + 1, s.size());
   dispatch(g.dtype(), [&](auto tag) {
     using T = decltype(tag);
@@ -189,7 +201,8 @@ Tensor slice_rows(const Tensor& a, std::size_t start, std::size_t stop) {
 std::vector<Tensor> split(const Tensor& a, const std::vector<std::size_t>& sizes, std::ptrdiff_t axis) {
   detail::require_defined(a, "split", "a");
   std::size_t ax = normalize_axis(axis, a.dim(), "split");
-  std::size_t total = std::accumulate(sizes.begin(), sizes.end(), std::size_t{0});
+  std::size_t total = 0;
+  for (std::size_t n : sizes) total = detail::checked_add("split", total, n, a.shape());
   if (total != a.shape()[ax])
     throw ShapeError(fmt::format("split: sizes add up to {}, but axis {} of {} has {}", total, axis,
                                  shape_str(a.shape()), a.shape()[ax]));
@@ -225,12 +238,13 @@ Tensor concat(const std::vector<Tensor>& parts, std::ptrdiff_t axis_in) {
     if (!ok)
       throw ShapeError(fmt::format("concat: shapes {} and {} differ outside axis {}",
                                    shape_str(first.shape()), shape_str(p.shape()), axis_in));
-    os[axis] += p.shape()[axis];
+    os[axis] = detail::checked_add("concat", os[axis], p.shape()[axis], p.shape());
   }
+  detail::checked_numel("concat", os);
   std::size_t inner = detail::prod(os, axis + 1, os.size()), outer = detail::prod(os, 0, axis);
   Tensor out = dispatch(first.dtype(), [&](auto tag) {
     using T = decltype(tag);
-    xt::xarray<T> r = xt::xarray<T>::from_shape(os);
+    xt::xarray<T> r = detail::new_array<T>("concat", os);
     std::size_t offset = 0;
     for (const Tensor& p : parts) {
       std::size_t run = p.shape()[axis] * inner;
@@ -274,7 +288,7 @@ Tensor index_select(const Tensor& a, std::ptrdiff_t axis_in, const std::vector<s
   std::size_t outer = detail::prod(s, 0, axis), inner = detail::prod(s, axis + 1, s.size());
   Tensor out = dispatch(a.dtype(), [&](auto tag) {
     using T = decltype(tag);
-    xt::xarray<T> r = xt::xarray<T>::from_shape(os);
+    xt::xarray<T> r = detail::new_array<T>("index_select", os);
     const T* src = a.data<T>().data();
     for (std::size_t o = 0; o < outer; ++o)
       for (std::size_t j = 0; j < index.size(); ++j)
@@ -294,8 +308,9 @@ Tensor index_add(const Shape& shape, std::ptrdiff_t axis_in, const std::vector<s
   if (g.dim() != shape.size() || g.shape()[axis] != index.size())
     throw ShapeError(fmt::format("index_add: gradient {} does not fit {} with {} indices",
                                  shape_str(g.shape()), shape_str(shape), index.size()));
+  detail::checked_numel("index_add", shape);
   for (auto i : index) check_index(i, shape[axis], "index_add", axis);
-  Tensor out = zeros(shape, g.dtype());
+  Tensor out = detail::zeros_for("index_add", shape, g.dtype());
   std::size_t outer = detail::prod(shape, 0, axis), inner = detail::prod(shape, axis + 1, shape.size());
   dispatch(g.dtype(), [&](auto tag) {
     using T = decltype(tag);
@@ -318,6 +333,7 @@ namespace {
 /// Checks gather/scatter operand shapes and returns (outer, index_len, inner).
 std::array<std::size_t, 3> gather_geometry(const Shape& data, std::size_t axis,
                                            const xt::xarray<std::int64_t>& index, const char* op) {
+  detail::checked_numel(op, Shape(index.shape().begin(), index.shape().end()));
   bool ok = index.dimension() == data.size();
   for (std::size_t d = 0; ok && d < data.size(); ++d) ok = d == axis || index.shape()[d] == data[d];
   if (!ok)
@@ -342,7 +358,7 @@ Tensor gather(const Tensor& a, std::ptrdiff_t axis_in, const xt::xarray<std::int
   std::size_t alen = a.shape()[axis];
   Tensor out = dispatch(a.dtype(), [&](auto tag) {
     using T = decltype(tag);
-    xt::xarray<T> r = xt::xarray<T>::from_shape(index.shape());
+    xt::xarray<T> r = detail::new_array<T>("gather", Shape(index.shape().begin(), index.shape().end()));
     const T* src = a.data<T>().data();
     const std::int64_t* idx = index.data();
     for (std::size_t o = 0; o < outer; ++o)
@@ -362,12 +378,13 @@ Tensor scatter_add(const Shape& shape, std::ptrdiff_t axis_in, const xt::xarray<
                    const Tensor& g) {
   detail::require_defined(g, "scatter_add", "g");
   std::size_t axis = normalize_axis(axis_in, shape.size(), "scatter_add");
+  detail::checked_numel("scatter_add", shape);
   const auto geo = gather_geometry(shape, axis, index, "scatter_add");
   const std::size_t outer = geo[0], len = geo[1], inner = geo[2];
   if (!std::equal(g.shape().begin(), g.shape().end(), index.shape().begin(), index.shape().end()))
     throw ShapeError(fmt::format("scatter_add: gradient {} must have the index's shape",
                                  shape_str(g.shape())));
-  Tensor out = zeros(shape, g.dtype());
+  Tensor out = detail::zeros_for("scatter_add", shape, g.dtype());
   std::size_t alen = shape[axis];
   dispatch(g.dtype(), [&](auto tag) {
     using T = decltype(tag);
@@ -387,8 +404,9 @@ Tensor scatter_add(const Shape& shape, std::ptrdiff_t axis_in, const xt::xarray<
 }
 
 Tensor one_hot(const std::vector<std::int64_t>& labels, std::size_t num_classes, DType dtype) {
+  detail::checked_numel("one_hot", Shape{labels.size(), num_classes});
   for (auto l : labels) check_index(l, num_classes, "one_hot", 1);
-  Tensor out = zeros(Shape{labels.size(), num_classes}, dtype);
+  Tensor out = detail::zeros_for("one_hot", Shape{labels.size(), num_classes}, dtype);
   dispatch(dtype, [&](auto tag) {
     using T = decltype(tag);
     T* d = out.data<T>().data();

@@ -3,6 +3,8 @@
 
 #include <cmath>
 
+#include <fmt/format.h>
+
 #include "framework/dispatch.hpp"
 
 namespace tapegrad {
@@ -50,26 +52,28 @@ void manual_seed(std::uint64_t seed) { default_generator().manual_seed(seed); }
 namespace {
 
 template <class Sample>
-Tensor fill_random(const Shape& shape, DType dtype, Sample&& sample) {
-  Tensor t = zeros(shape, dtype);
-  detail::dispatch(dtype, [&](auto tag) {
+Tensor fill_random(const char* op, const Shape& shape, DType dtype, Sample&& sample) {
+  return detail::dispatch(dtype, [&](auto tag) {
     using T = decltype(tag);
-    for (auto& v : t.data<T>()) v = static_cast<T>(sample());
+    xt::xarray<T> a = detail::new_array<T>(op, shape);
+    for (auto& v : a) v = static_cast<T>(sample());
+    return Tensor(std::move(a));
   });
-  return t;
 }
 
 }  // namespace
 
 Tensor randn(const Shape& shape, Generator& gen, DType dtype) {
-  return fill_random(shape, dtype, [&] { return gen.normal(); });
+  return fill_random("randn", shape, dtype, [&] { return gen.normal(); });
 }
 
 Tensor randn(const Shape& shape, DType dtype) { return randn(shape, default_generator(), dtype); }
 
 Tensor uniform(const Shape& shape, double lo, double hi, Generator& gen, DType dtype) {
-  if (!(lo <= hi)) throw ValueError("uniform: lo must not exceed hi");
-  return fill_random(shape, dtype, [&] { return gen.uniform(lo, hi); });
+  if (!(lo <= hi))
+    throw ValueError(fmt::format("uniform: lo ({}) must not exceed hi ({}) for shape {}", lo, hi,
+                                 shape_str(shape)));
+  return fill_random("uniform", shape, dtype, [&] { return gen.uniform(lo, hi); });
 }
 
 Tensor uniform(const Shape& shape, double lo, double hi, DType dtype) {

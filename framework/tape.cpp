@@ -17,7 +17,13 @@ namespace tapegrad {
 
 namespace {
 
-std::atomic<std::uint64_t> g_next_tape_id{1};
+// A tape id is (owner << 32) | generation: `owner` is unique per Tape object (in practice per
+// thread, the tape being thread-local), `generation` changes at every clear(). So an id tells a
+// freed tape of this thread from another thread's tape.
+std::atomic<std::uint64_t> g_next_tape_owner{1};
+constexpr std::uint64_t kGenerationMask = 0xffffffffu;
+
+bool same_owner(std::uint64_t a, std::uint64_t b) { return (a >> 32) == (b >> 32); }
 thread_local bool t_grad_enabled = true;
 thread_local bool t_anomaly = false;
 // The node whose VJP is running (for anomaly messages from ops inside a backward).
@@ -43,6 +49,14 @@ bool all_finite(const Tensor& t) {
       t.impl()->value);
 }
 
+/// A private copy of a gradient (out of memory names the backward pass and the shape).
+Tensor owned_copy(const Tensor& t) {
+  return detail::dispatch(t.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    return detail::guard_alloc<T>("backward", t.shape(), [&] { return Tensor(t.data<T>()); });
+  });
+}
+
 std::string label(const Tensor& t) {
   return t.name().empty() ? std::string() : fmt::format(" '{}'", t.name());
 }
@@ -51,11 +65,11 @@ std::string label(const Tensor& t) {
 
 // ---- Tape ---------------------------------------------------------------------------------------
 
-Tape::Tape() : id_(g_next_tape_id++) {}
+Tape::Tape() : id_(g_next_tape_owner++ << 32) {}
 
 void Tape::clear() {
   nodes_.clear();
-  id_ = g_next_tape_id++;
+  id_ = (id_ & ~kGenerationMask) | ((id_ + 1) & kGenerationMask);
 }
 
 Tape& tape() {
@@ -156,6 +170,15 @@ void check_forward(const char* op, const Tensor& out, const std::vector<Tensor>&
 std::int64_t push_node(const char* op, std::vector<Tensor> inputs, const Tensor& output,
                        BackwardFn backward) {
   Tape& t = tape();
+  for (std::size_t i = 0; i < inputs.size(); ++i) {
+    const TensorImpl* in = inputs[i].impl();
+    if (in && in->node >= 0 && in->requires_grad && !same_owner(in->tape_id, t.id_))
+      throw AutogradError(fmt::format(
+          "{}: input {} {} was made by '{}' on another thread's tape; the tape is thread-local, "
+          "so a graph must be built and differentiated on one thread (detach() the value, or "
+          "use it under NoGradGuard, to pass it between threads)",
+          op, i, shape_str(inputs[i].shape()), in->op));
+  }
   auto index = static_cast<std::int64_t>(t.nodes_.size());
   TensorImpl& out = *output.impl();
   out.requires_grad = true;
@@ -180,6 +203,11 @@ bool GradSink::needs(std::size_t i) const {
 
 void GradSink::accumulate(const Tensor& target_t, const Tensor& g, const char* what) {
   TensorImpl& target = *target_t.impl();
+  if (target.node >= 0 && target.tape_id != tape().id() && !same_owner(target.tape_id, tape().id()))
+    throw AutogradError(fmt::format(
+        "backward of '{}' (tape index %{}): {} {} was made by '{}' on another thread's tape; the "
+        "tape is thread-local, so a graph must be built and differentiated on one thread",
+        node_->op, node_index_, what, shape_str(target_t.shape()), target.op));
   if (target.node >= 0 && target.tape_id != tape().id())
     throw AutogradError(fmt::format(
         "backward through a freed tape: {} of '{}' (tape index %{}) was made by '{}' on a tape "
@@ -202,7 +230,7 @@ void GradSink::accumulate(const Tensor& target_t, const Tensor& g, const char* w
     return;
   }
   if (!target.pending_owned) {
-    target.pending = std::visit([](const auto& a) { return Tensor(a); }, target.pending.impl()->value);
+    target.pending = owned_copy(target.pending);
     target.pending_owned = true;
   }
   detail::dispatch(g.dtype(), [&](auto tag) {
@@ -241,7 +269,7 @@ void GradSink::add_narrow(std::size_t i, std::size_t axis, std::size_t start, co
     target.pending = zeros(full, input.dtype());
     if (target.node < 0) leaves_.push_back(input);
   } else if (!target.pending_owned) {
-    target.pending = std::visit([](const auto& a) { return Tensor(a); }, target.pending.impl()->value);
+    target.pending = owned_copy(target.pending);
   }
   target.pending_owned = true;
   // In-place add of g into the slice: `outer` contiguous runs of len·inner elements.
@@ -286,7 +314,7 @@ void accumulate_grad(TensorImpl& impl, const Tensor& g, bool owned, bool create_
     return;
   }
   if (!impl.grad.defined()) {
-    impl.grad = owned ? g : std::visit([](const auto& a) { return Tensor(a); }, g.impl()->value);
+    impl.grad = owned ? g : owned_copy(g);
     return;
   }
   detail::dispatch(g.dtype(), [&](auto tag) {
@@ -326,6 +354,11 @@ std::vector<Tensor> BackwardPass::run(const Tensor& root, const Tensor& seed_in,
         label(root), shape_str(root.shape())));
   Tape& tp = tape();
   TensorImpl& r = *root.impl();
+  if (r.node >= 0 && !same_owner(r.tape_id, tp.id()))
+    throw AutogradError(fmt::format(
+        "backward: tensor{} {} was made by '{}' on another thread's tape; the tape is "
+        "thread-local, so call backward on the thread that built the graph",
+        label(root), shape_str(root.shape()), r.op));
   if (r.node >= 0 && r.tape_id != tp.id())
     throw AutogradError(fmt::format(
         "backward through a freed tape: tensor{} made by '{}' belongs to a tape that an earlier "

@@ -34,12 +34,14 @@ std::string shape_str(const Shape& shape) {
 
 Tensor::Tensor(xt::xarray<float> value, bool requires_grad)
     : impl_(std::make_shared<TensorImpl>()) {
+  detail::checked_numel("tensor", value.shape());  // every tensor keeps within the size limit
   impl_->value = std::move(value);
   impl_->requires_grad = requires_grad;
 }
 
 Tensor::Tensor(xt::xarray<double> value, bool requires_grad)
     : impl_(std::make_shared<TensorImpl>()) {
+  detail::checked_numel("tensor", value.shape());
   impl_->value = std::move(value);
   impl_->requires_grad = requires_grad;
 }
@@ -143,7 +145,10 @@ Tensor& Tensor::add_hook(Hook hook) {
 }
 
 Tensor Tensor::detach() const {
-  Tensor out = std::visit([](const auto& a) { return Tensor(a); }, checked().value);
+  Tensor out = detail::dispatch(dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    return detail::guard_alloc<T>("detach", shape(), [&] { return Tensor(data<T>()); });
+  });
   out.impl_->name = checked().name;
   return out;
 }
@@ -171,29 +176,41 @@ Tensor Tensor::to(DType dtype) const { return tapegrad::cast(*this, dtype); }
 
 // ---- creation ---------------------------------------------------------------------------------
 
-Tensor full(const Shape& shape, double value, DType dtype) {
+namespace {
+
+Tensor full_named(const char* op, const Shape& shape, double value, DType dtype) {
   return detail::dispatch(dtype, [&](auto tag) {
     using T = decltype(tag);
-    xt::xarray<T> a = xt::xarray<T>::from_shape(shape);
+    xt::xarray<T> a = detail::new_array<T>(op, shape);
     a.fill(static_cast<T>(value));
     return Tensor(std::move(a));
   });
 }
 
-Tensor zeros(const Shape& shape, DType dtype) { return full(shape, 0.0, dtype); }
-Tensor ones(const Shape& shape, DType dtype) { return full(shape, 1.0, dtype); }
+}  // namespace
+
+Tensor full(const Shape& shape, double value, DType dtype) {
+  return full_named("full", shape, value, dtype);
+}
+
+Tensor zeros(const Shape& shape, DType dtype) { return full_named("zeros", shape, 0.0, dtype); }
+Tensor ones(const Shape& shape, DType dtype) { return full_named("ones", shape, 1.0, dtype); }
 Tensor zeros_like(const Tensor& t) { return zeros(t.shape(), t.dtype()); }
 Tensor ones_like(const Tensor& t) { return ones(t.shape(), t.dtype()); }
 Tensor scalar(double value, DType dtype) { return full(Shape{}, value, dtype); }
 
 Tensor arange(double start, double stop, double step, DType dtype) {
-  if (step == 0 || !std::isfinite(start) || !std::isfinite(stop))
+  if (step == 0 || !std::isfinite(start) || !std::isfinite(stop) || !std::isfinite(step))
     throw ValueError(fmt::format("arange: invalid range start={} stop={} step={}", start, stop, step));
-  double count = std::ceil((stop - start) / step);
+  double count = std::ceil((stop - start) / step);  // may be +inf (huge range, tiny step)
+  if (!(count <= static_cast<double>(detail::kMaxNumel)) && count > 0)
+    throw ShapeError(fmt::format(
+        "arange: start={} stop={} step={} gives {} elements, more than the limit of {}", start,
+        stop, step, count, detail::kMaxNumel));
   std::size_t n = count > 0 ? static_cast<std::size_t>(count) : 0;
   return detail::dispatch(dtype, [&](auto tag) {
     using T = decltype(tag);
-    xt::xarray<T> a = xt::xarray<T>::from_shape({n});
+    xt::xarray<T> a = detail::new_array<T>("arange", Shape{n});
     for (std::size_t i = 0; i < n; ++i) a(i) = static_cast<T>(start + step * double(i));
     return Tensor(std::move(a));
   });
@@ -202,12 +219,12 @@ Tensor arange(double start, double stop, double step, DType dtype) {
 Tensor arange(double stop, DType dtype) { return arange(0.0, stop, 1.0, dtype); }
 
 Tensor from_vector(const std::vector<double>& values, const Shape& shape, DType dtype) {
-  if (detail::prod(shape, 0, shape.size()) != values.size())
+  if (detail::checked_numel("from_vector", shape) != values.size())
     throw ShapeError(fmt::format("from_vector: {} values do not fill shape {}", values.size(),
                                  shape_str(shape)));
   return detail::dispatch(dtype, [&](auto tag) {
     using T = decltype(tag);
-    xt::xarray<T> a = xt::xarray<T>::from_shape(shape);
+    xt::xarray<T> a = detail::new_array<T>("from_vector", shape);
     std::copy(values.begin(), values.end(), a.begin());
     return Tensor(std::move(a));
   });
@@ -272,6 +289,54 @@ std::size_t prod(const Shape& s, std::size_t begin, std::size_t end) {
   std::size_t p = 1;
   for (std::size_t i = begin; i < end; ++i) p *= s[i];
   return p;
+}
+
+std::size_t checked_numel(const char* op, const Shape& shape) {
+  // The product with every 0 counted as 1 bounds every partial product (outer, inner, runs) as
+  // well as the element count, so nothing downstream can overflow.
+  std::size_t capacity = 1, numel = 1;
+  for (std::size_t d : shape) {
+    if (d > kMaxNumel || (d > 1 && capacity > kMaxNumel / d))
+      throw ShapeError(fmt::format(
+          "{}: shape {} is too large: the product of its dimensions exceeds the limit of {} "
+          "elements",
+          op, shape_str(shape), kMaxNumel));
+    if (d > 0) capacity *= d;
+    numel *= d;
+  }
+  return numel;
+}
+
+std::size_t checked_add(const char* op, std::size_t a, std::size_t b, const Shape& shape) {
+  if (a > kMaxNumel || b > kMaxNumel - a)
+    throw ShapeError(fmt::format("{}: {} + {} is out of range for shape {} (limit {})", op, a, b,
+                                 shape_str(shape), kMaxNumel));
+  return a + b;
+}
+
+std::size_t checked_mul(const char* op, std::size_t a, std::size_t b, const Shape& shape) {
+  if (a > kMaxNumel || b > kMaxNumel || (b != 0 && a > kMaxNumel / b))
+    throw ShapeError(fmt::format("{}: {} * {} is out of range for shape {} (limit {})", op, a, b,
+                                 shape_str(shape), kMaxNumel));
+  return a * b;
+}
+
+Tensor zeros_for(const char* op, const Shape& shape, DType dtype) {
+  return full_named(op, shape, 0.0, dtype);
+}
+
+void require_positive(const char* layer, const char* arg, std::size_t value) {
+  if (value == 0)
+    throw ValueError(fmt::format("{}: {} must be positive, got 0", layer, arg));
+}
+
+void throw_out_of_memory(const char* op, const Shape& shape, DType dtype) {
+  throw MemoryError(fmt::format("{}: out of memory allocating a {} tensor of shape {}", op,
+                                dtype_name(dtype), shape_str(shape)));
+}
+
+void throw_out_of_memory(const char* what) {
+  throw MemoryError(fmt::format("out of memory (in a {} op)", what));
 }
 
 }  // namespace detail

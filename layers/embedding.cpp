@@ -3,13 +3,18 @@
 
 #include <fmt/format.h>
 
+#include "framework/dispatch.hpp"
 #include "framework/init.hpp"
 #include "framework/ops.hpp"
 
 namespace tapegrad {
 
 Embedding::Embedding(const EmbeddingOptions& opts, Generator& gen) : options(opts) {
-  weight = register_parameter("weight", zeros({opts.num_embeddings(), opts.embedding_dim()}));
+  detail::require_positive("Embedding", "num_embeddings", opts.num_embeddings());
+  detail::require_positive("Embedding", "embedding_dim", opts.embedding_dim());
+  weight = register_parameter(
+      "weight", detail::zeros_for("Embedding", {opts.num_embeddings(), opts.embedding_dim()},
+                                  default_dtype()));
   init::normal_(weight, 0.0, 1.0, gen);
 }
 
@@ -18,13 +23,13 @@ Tensor Embedding::forward(const std::vector<std::int64_t>& ids) const {
 }
 
 Tensor Embedding::forward(const std::vector<std::int64_t>& ids, const Shape& shape) const {
-  std::size_t n = 1;
-  for (auto d : shape) n *= d;
+  Shape out = shape;
+  out.push_back(options.embedding_dim());
+  detail::checked_numel("Embedding", out);
+  const std::size_t n = detail::checked_numel("Embedding", shape);
   if (n != ids.size())
     throw ShapeError(
         fmt::format("Embedding: {} ids do not fill shape {}", ids.size(), shape_str(shape)));
-  Shape out = shape;
-  out.push_back(options.embedding_dim());
   return reshape(forward(ids), out);  // (N, E) → shape + (E)
 }
 

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <string>
 
+#include "framework/dispatch.hpp"
 #include "framework/init.hpp"
 #include "framework/ops.hpp"
 #include "layers/rnn_cell.hpp"
@@ -65,10 +66,14 @@ void init_recurrent(const std::vector<Tensor>& params, std::size_t H, Generator&
 
 GRUCell::GRUCell(const GRUCellOptions& opts, Generator& gen) : options(opts) {
   const std::size_t in = opts.input_size(), H = opts.hidden_size();
-  weight_ih = register_parameter("weight_ih", zeros({3 * H, in}));
-  weight_hh = register_parameter("weight_hh", zeros({3 * H, H}));
-  bias_ih = register_parameter("bias_ih", zeros({3 * H}));
-  bias_hh = register_parameter("bias_hh", zeros({3 * H}));
+  detail::require_positive("GRUCell", "input_size", in);
+  detail::require_positive("GRUCell", "hidden_size", H);
+  const std::size_t G = detail::checked_mul("GRUCell", 3, H, Shape{H, in});  // gate rows r|z|n
+  const DType dt = default_dtype();
+  weight_ih = register_parameter("weight_ih", detail::zeros_for("GRUCell", {G, in}, dt));
+  weight_hh = register_parameter("weight_hh", detail::zeros_for("GRUCell", {G, H}, dt));
+  bias_ih = register_parameter("bias_ih", zeros({G}));
+  bias_hh = register_parameter("bias_hh", zeros({G}));
   init_recurrent(parameters(), H, gen);
 }
 
@@ -85,15 +90,28 @@ Tensor GRUCell::forward(const Tensor& x, const Tensor& h) const {
 // ---- GRU ----------------------------------------------------------------------------------------
 
 GRU::GRU(const GRUOptions& opts, Generator& gen) : options(opts) {
-  if (opts.num_layers() < 1) throw ValueError("GRU: num_layers must be at least 1");
-  const std::size_t H = opts.hidden_size();
-  for (std::size_t k = 0; k < opts.num_layers(); ++k) {
+  if (opts.num_layers() < 1) throw ValueError("GRU: num_layers must be at least 1, got 0");
+  detail::require_positive("GRU", "input_size", opts.input_size());
+  detail::require_positive("GRU", "hidden_size", opts.hidden_size());
+  const std::size_t H = opts.hidden_size(), L = opts.num_layers();
+  const std::size_t G = detail::checked_mul("GRU", 3, H, Shape{L, H});  // gate rows r|z|n
+  {
+    // The total parameter count, checked before anything is allocated (a huge num_layers of
+    // small layers would otherwise allocate until memory runs out).
+    const std::size_t first = detail::checked_numel(
+        "GRU", {G, detail::checked_add("GRU", opts.input_size(), H + 2, Shape{L, H})});
+    const std::size_t rest = detail::checked_numel("GRU", {G, H + H + 2});
+    detail::checked_add("GRU", first, detail::checked_mul("GRU", L - 1, rest, Shape{L, G, H}),
+                        Shape{L, G, H});
+  }
+  const DType dt = default_dtype();
+  for (std::size_t k = 0; k < L; ++k) {
     const std::size_t in = k == 0 ? opts.input_size() : H;
     const std::string l = "_l" + std::to_string(k);
-    weight_ih.push_back(register_parameter("weight_ih" + l, zeros({3 * H, in})));
-    weight_hh.push_back(register_parameter("weight_hh" + l, zeros({3 * H, H})));
-    bias_ih.push_back(register_parameter("bias_ih" + l, zeros({3 * H})));
-    bias_hh.push_back(register_parameter("bias_hh" + l, zeros({3 * H})));
+    weight_ih.push_back(register_parameter("weight_ih" + l, detail::zeros_for("GRU", {G, in}, dt)));
+    weight_hh.push_back(register_parameter("weight_hh" + l, detail::zeros_for("GRU", {G, H}, dt)));
+    bias_ih.push_back(register_parameter("bias_ih" + l, zeros({G})));
+    bias_hh.push_back(register_parameter("bias_hh" + l, zeros({G})));
   }
   init_recurrent(parameters(), H, gen);
 }
@@ -112,7 +130,7 @@ GRU::Output GRU::forward_ids(const std::vector<std::int64_t>& ids, std::size_t B
   if (V != options.input_size())
     throw ShapeError(fmt::format("GRU::forward_ids: vocabulary size {} differs from input_size {}",
                                  V, options.input_size()));
-  if (ids.size() != B * T)
+  if (ids.size() != detail::checked_mul("GRU::forward_ids", B, T, Shape{B, T}))
     throw ShapeError(fmt::format("GRU::forward_ids: {} ids for B = {}, T = {}", ids.size(), B, T));
   // one_hot(ids) W_ihᵀ picks rows of W_ihᵀ: transpose the (3H, V) weight once, then gather rows.
   const auto G = static_cast<std::ptrdiff_t>(3 * options.hidden_size());

@@ -5,6 +5,7 @@
 
 #include <cmath>
 
+#include "framework/dispatch.hpp"
 #include "framework/init.hpp"
 #include "framework/ops.hpp"
 
@@ -12,11 +13,13 @@ namespace tapegrad {
 
 Linear::Linear(const LinearOptions& opts, Generator& gen) : options(opts) {
   const std::size_t in = opts.in_features(), out = opts.out_features();
-  weight = register_parameter("weight", zeros({out, in}));
+  detail::require_positive("Linear", "in_features", in);
+  detail::require_positive("Linear", "out_features", out);
+  weight = register_parameter("weight", detail::zeros_for("Linear", {out, in}, default_dtype()));
   init::kaiming_uniform_(weight, std::sqrt(5.0), gen);  // = U(±1/√in)
   if (opts.bias()) {
     bias = register_parameter("bias", zeros({out}));
-    const double bound = in > 0 ? 1.0 / std::sqrt(static_cast<double>(in)) : 0.0;
+    const double bound = 1.0 / std::sqrt(static_cast<double>(in));
     init::uniform_(bias, -bound, bound, gen);
   }
 }

@@ -3,6 +3,7 @@
 
 #include <cmath>
 
+#include "framework/dispatch.hpp"
 #include "framework/init.hpp"
 #include "framework/ops.hpp"
 #include "layers/rnn_cell.hpp"
@@ -11,10 +12,14 @@ namespace tapegrad {
 
 LSTMCell::LSTMCell(const LSTMCellOptions& opts, Generator& gen) : options(opts) {
   const std::size_t in = opts.input_size(), H = opts.hidden_size();
-  weight_ih = register_parameter("weight_ih", zeros({4 * H, in}));
-  weight_hh = register_parameter("weight_hh", zeros({4 * H, H}));
-  bias_ih = register_parameter("bias_ih", zeros({4 * H}));
-  bias_hh = register_parameter("bias_hh", zeros({4 * H}));
+  detail::require_positive("LSTMCell", "input_size", in);
+  detail::require_positive("LSTMCell", "hidden_size", H);
+  const std::size_t G = detail::checked_mul("LSTMCell", 4, H, Shape{H, in});  // gate rows i|f|g|o
+  const DType dt = default_dtype();
+  weight_ih = register_parameter("weight_ih", detail::zeros_for("LSTMCell", {G, in}, dt));
+  weight_hh = register_parameter("weight_hh", detail::zeros_for("LSTMCell", {G, H}, dt));
+  bias_ih = register_parameter("bias_ih", zeros({G}));
+  bias_hh = register_parameter("bias_hh", zeros({G}));
   const double k = 1.0 / std::sqrt(static_cast<double>(H));
   for (auto& p : parameters()) init::uniform_(p, -k, k, gen);
 }

@@ -5,6 +5,7 @@
 
 #include <cmath>
 
+#include "framework/dispatch.hpp"
 #include "framework/init.hpp"
 #include "framework/ops.hpp"
 
@@ -29,8 +30,10 @@ Tensor cell_state(const char* layer, const Tensor& x, const Tensor& h, std::size
 
 RNNCell::RNNCell(const RNNCellOptions& opts, Generator& gen) : options(opts) {
   const std::size_t in = opts.input_size(), H = opts.hidden_size();
-  weight_ih = register_parameter("weight_ih", zeros({H, in}));
-  weight_hh = register_parameter("weight_hh", zeros({H, H}));
+  detail::require_positive("RNNCell", "input_size", in);
+  detail::require_positive("RNNCell", "hidden_size", H);
+  weight_ih = register_parameter("weight_ih", detail::zeros_for("RNNCell", {H, in}, default_dtype()));
+  weight_hh = register_parameter("weight_hh", detail::zeros_for("RNNCell", {H, H}, default_dtype()));
   bias_ih = register_parameter("bias_ih", zeros({H}));
   bias_hh = register_parameter("bias_hh", zeros({H}));
   const double k = 1.0 / std::sqrt(static_cast<double>(H));
