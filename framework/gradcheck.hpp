@@ -20,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "framework/xtensor_config.hpp"  // before any xtensor header: fixes xt::xarray's allocator
 #include <xtensor/xarray.hpp>
 
 #include "framework/tensor.hpp"

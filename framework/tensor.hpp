@@ -12,6 +12,8 @@
 // how gradients are computed.
 #pragma once
 
+#include "framework/xtensor_config.hpp"  // before any xtensor header: fixes xt::xarray's allocator
+
 #include <cstdint>
 #include <functional>
 #include <initializer_list>

@@ -2,6 +2,7 @@
 // wrong backwards caught (gradcheck names the worst element) or rejected (errors name the op).
 #include <gtest/gtest.h>
 
+#include "framework/xtensor_config.hpp"  // before any xtensor header: fixes xt::xarray's allocator
 #include <xtensor/xmath.hpp>
 
 #include "framework/custom_op.hpp"

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <string>
+#include "framework/xtensor_config.hpp"  // before any xtensor header: fixes xt::xarray's allocator
 #include <xtensor/xmath.hpp>
 
 #include "framework/npz.hpp"

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <functional>
 #include <string>
+#include "framework/xtensor_config.hpp"  // before any xtensor header: fixes xt::xarray's allocator
 #include <xtensor/xmath.hpp>
 
 #include "framework/gradcheck.hpp"

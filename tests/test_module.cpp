@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include "framework/xtensor_config.hpp"  // before any xtensor header: fixes xt::xarray's allocator
 #include <xtensor/xmath.hpp>
 
 #include "framework/module.hpp"

@@ -12,6 +12,7 @@
 #include <string>
 #include <tuple>
 #include <vector>
+#include "framework/xtensor_config.hpp"  // before any xtensor header: fixes xt::xarray's allocator
 #include <xtensor/xmath.hpp>
 
 #include "framework/dispatch.hpp"
