@@ -9,6 +9,7 @@
 #include <numeric>
 
 #include <fmt/format.h>
+#include "framework/xtensor_config.hpp"  // before any xtensor header: fixes xt::xarray's allocator
 #include <xtensor/xmanipulation.hpp>
 
 #include "framework/dispatch.hpp"
