@@ -14,6 +14,7 @@
 #pragma once
 
 #include <cstdint>
+#include <initializer_list>
 #include <vector>
 
 #include "framework/tensor.hpp"
@@ -92,6 +93,9 @@ Tensor matmul(const Tensor& a, const Tensor& b, bool transpose_a = false, bool t
 /// New shape with the same number of elements; one entry may be -1 (inferred).
 Tensor reshape(const Tensor& a, const std::vector<std::ptrdiff_t>& shape);
 Tensor reshape(const Tensor& a, const Shape& shape);
+/// reshape(a, {2, -1}): a braced list is the signed form (without this overload it would be
+/// ambiguous between the two above).
+Tensor reshape(const Tensor& a, std::initializer_list<std::ptrdiff_t> shape);
 /// Swaps the last two axes (or the two given axes).
 Tensor transpose(const Tensor& a);
 Tensor transpose(const Tensor& a, std::ptrdiff_t axis0, std::ptrdiff_t axis1);

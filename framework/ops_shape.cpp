@@ -90,6 +90,10 @@ Tensor reshape(const Tensor& a, const std::vector<std::ptrdiff_t>& spec) {
   return reshape(a, shape);
 }
 
+Tensor reshape(const Tensor& a, std::initializer_list<std::ptrdiff_t> spec) {
+  return reshape(a, std::vector<std::ptrdiff_t>(spec));
+}
+
 Tensor unsqueeze(const Tensor& a, std::ptrdiff_t axis) {
   std::size_t ax = normalize_axis(axis < 0 ? axis + 1 : axis, a.dim() + 1, "unsqueeze");
   Shape s = a.shape();
@@ -191,6 +195,11 @@ Tensor pad_narrow(const Tensor& g, std::ptrdiff_t axis_in, std::size_t start, st
 }
 
 Tensor select(const Tensor& a, std::ptrdiff_t axis, std::size_t index) {
+  detail::require_defined(a, "select", "a");
+  const std::size_t ax = normalize_axis(axis, a.dim(), "select");
+  if (index >= a.shape()[ax])
+    throw IndexError(fmt::format("select: index {} is out of range for axis {} of {}", index, axis,
+                                 shape_str(a.shape())));
   return squeeze(narrow(a, axis, index, 1), axis);
 }
 
@@ -265,6 +274,14 @@ Tensor concat(const std::vector<Tensor>& parts, std::ptrdiff_t axis_in) {
 
 Tensor stack(const std::vector<Tensor>& parts, std::ptrdiff_t axis) {
   if (parts.empty()) throw ValueError("stack: no tensors given");
+  detail::require_defined(parts[0], "stack", "parts[0]");
+  {
+    Shape s = parts[0].shape();
+    s.insert(s.begin() + static_cast<std::ptrdiff_t>(
+                             normalize_axis(axis < 0 ? axis + 1 : axis, s.size() + 1, "stack")),
+             parts.size());
+    detail::checked_numel("stack", s);
+  }
   std::vector<Tensor> expanded;
   expanded.reserve(parts.size());
   for (const Tensor& p : parts) {
