@@ -8,12 +8,14 @@
 //
 // softplus(x) = log(1 + eˣ) = max(x, 0) + log1p(e^−|x|)   (the stable form: no overflow)
 // d softplus / dx = σ(x)
+// Exit code 2: a usage error (an unknown flag, a value given to --buggy).
 #include "framework/custom_op.hpp"
 
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <xtensor/xmath.hpp>
 
+#include "cli/cli.hpp"
 #include "framework/tapegrad.hpp"
 
 using namespace tapegrad;
@@ -41,14 +43,8 @@ Tensor softplus(const Tensor& x, bool buggy) {
       });
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
-  CLI::App app{"softplus as a custom op, checked by gradcheck"};
-  bool buggy = false;
-  app.add_flag("--buggy", buggy, "switch on a deliberate bug in the backward");
-  CLI11_PARSE(app, argc, argv);
-
+/// The demo; returns the exit code.
+int demo(bool buggy) {
   Generator gen(42);
   Tensor x = uniform({3, 4}, -3.0, 3.0, gen, DType::Float64).requires_grad_().set_name("x");
 
@@ -79,4 +75,13 @@ int main(int argc, char** argv) {
       c.worst_index[0], c.worst_index[1], x.at(flat), c.analytic, c.numeric,
       1.0 / (1.0 + std::exp(-x.at(flat))));
   return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"softplus as a custom op, checked by gradcheck"};
+  bool buggy = false;
+  app.add_flag("--buggy", buggy, "switch on a deliberate bug in the backward");
+  return cli::run(app, argc, argv, [&] { return demo(buggy); });
 }

@@ -2,6 +2,7 @@
 // differences of gradients.
 //
 //   hvp          prints the relative error per parameter; exit 1 if the total is > 1e-6
+//                (exit 2 for any flag but --help)
 //
 // θ = every parameter of a GRU (I=3, H=4) + Linear read-out (4 → 5), float64; L(θ) is the
 // cross-entropy of the read-out at every step of a (B=2, T=5) sequence. For a direction v:
@@ -10,6 +11,9 @@
 //   finite differences: Hv ≈ (∇L(θ + εv) − ∇L(θ − εv)) / 2ε   (two ordinary backward passes)
 #include <cmath>
 
+#include <CLI/CLI.hpp>
+
+#include "cli/cli.hpp"
 #include "framework/tapegrad.hpp"
 #include "layers/layers.hpp"
 
@@ -30,9 +34,8 @@ double norm(const std::vector<xt::xarray<double>>& a) {
   return std::sqrt(s);
 }
 
-}  // namespace
-
-int main() {
+/// The whole check; returns the exit code.
+int check_hvp() {
   Generator gen(7);
   GRU gru(GRUOptions(3, 4), gen);
   Linear head(4, 5, gen);
@@ -99,4 +102,12 @@ int main() {
   fmt::print("{}\n", ok ? "ok: double backward gives the Hessian-vector product."
                         : "FAILED: relative error > 1e-6 (or the Hessian is not symmetric).");
   return ok ? 0 : 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"hvp: a Hessian-vector product of a small GRU loss by double backward, checked by "
+               "finite differences (no options)"};
+  return cli::run(app, argc, argv, check_hvp);
 }

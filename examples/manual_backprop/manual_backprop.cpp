@@ -2,8 +2,9 @@
 // xtensor (no tape), checked against the tape's gradients and against central differences.
 //
 //   manual_backprop            prints one table per model; exit 1 if any relative error > 1e-7
+//                              (exit 2 for any flag but --help)
 //
-// Models (float64, PyTorch's conventions, see /work/shared/GRU.md):
+// Models (float64, PyTorch's conventions, see docs/gru.md):
 //   GRU cell, reset after (PyTorch):   n = tanh(W_in x + b_in + r ⊙ (W_hn h + b_hn))
 //   GRU cell, reset before (course):   n = tanh(W_in x + b_in + W_hn (r ⊙ h) + b_hn)
 //   tanh RNN over T steps (BPTT):      h_t = tanh(W_ih x_t + b_ih + W_hh h_{t−1} + b_hh)
@@ -22,6 +23,9 @@
 #include <xtensor/xsort.hpp>
 #include <xtensor/xview.hpp>
 
+#include <CLI/CLI.hpp>
+
+#include "cli/cli.hpp"
 #include "framework/tapegrad.hpp"
 #include "layers/layers.hpp"
 
@@ -264,9 +268,8 @@ bool check_rnn() {
        {"dL/dh0", dh_next, th0.grad().data<double>(), numeric_grad(h0, L)}});
 }
 
-}  // namespace
-
-int main() {
+/// All three tables; returns the exit code.
+int check_all() {
   fmt::print(
       "Gradients by hand vs the tape vs central differences (float64, eps = 1e-6).\n"
       "'worst at' is the element where hand and numeric differ most; rel = ‖a − b‖ / (‖a‖ + "
@@ -277,4 +280,12 @@ int main() {
   fmt::print("\n{}\n", ok ? "all relative errors ≤ 1e-7: the hand-written backward passes agree."
                           : "FAILED: some relative error > 1e-7.");
   return ok ? 0 : 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"manual_backprop: GRU and RNN gradients by hand vs the tape vs central differences "
+               "(no options)"};
+  return cli::run(app, argc, argv, check_all);
 }

@@ -1,8 +1,8 @@
 // Tutorial step 4 — a Module: named parameters, a forward, a checkpoint, a whole-model gradcheck
 // (docs/tutorial.md). Exit 0 when the reloaded model reproduces its output and the check passes.
-#include <unistd.h>
+#include <stdlib.h>  // mkdtemp
 
-#include <cstdio>
+#include <filesystem>
 #include <iostream>
 
 #include "framework/gradcheck_module.hpp"
@@ -40,13 +40,16 @@ int main() {
   auto loss = [&] { return cross_entropy(model.forward(x, h).first, y); };
   fmt::print("loss = {:.6f}\n", loss().item());
 
-  // A checkpoint is an .npz with one array per parameter (numpy / torch can read it).
-  std::string path = fmt::format("/tmp/tapegrad_tutorial_04_{}.npz", ::getpid());
+  // A checkpoint is an .npz with one array per parameter (numpy / torch can read it). It goes to
+  // a fresh private temporary directory (mkdtemp: a unique name), removed afterwards.
+  std::string dir = (std::filesystem::temp_directory_path() / "tapegrad_tutorial_XXXXXX").string();
+  if (!::mkdtemp(dir.data())) return 1;
+  std::string path = dir + "/step_model.npz";
   model.save(path);
   StepModel copy(3, 5, 2, gen);  // different random weights...
   copy.to(DType::Float64);
   copy.load(path);  // ...replaced by the saved ones
-  std::remove(path.c_str());
+  std::filesystem::remove_all(dir);
   double diff = std::fabs(cross_entropy(copy.forward(x, h).first, y).item() - loss().item());
   fmt::print("reloaded model: loss differs by {}\n", diff);
 
