@@ -3,6 +3,12 @@
 //
 //   gradient_flow [--cell gru|rnn|lstm|all] [--hidden 32] [--steps 100] [--update-bias B]
 //                 [--weight-scale S] [--seed S] [--json] [--plot FILE]
+//   gradient_flow --checkpoint CK --text TEXT [--layer K] [--json] [--plot FILE]
+//
+// The second form measures the same in a trained char_gru model, on its own loss over TEXT: see
+// trained_flow.hpp (what is measured) and docs/gradient-flow.md ("In your own trained model").
+// --checkpoint conflicts with the random experiment's flags (--cell ... --seed); --text and
+// --layer need --checkpoint; TEXT has 2..201 characters (N ≤ 200 predicted ones).
 //
 // The experiment (everything in float64, batch 1, input size 8):
 //   parameters   PyTorch's init, every parameter ~ U(±1/√H), drawn from Generator(seed);
@@ -28,7 +34,9 @@
 //    "grad_norm": [T+1 numbers, t = 0..T], "mean_z": [T numbers, t = 1..T], "mean_r": [...]}
 // (mean_z and mean_r for the GRU only; sweep runs carry their update_bias).
 // --plot FILE (.png or .svg) draws log10 ‖dL/dh_t‖ against t, one curve per run, with gnuplot.
-// Exit codes: 0 ok, 1 runtime error (e.g. gnuplot failed), 2 usage error.
+// Exit codes: 0 ok, 1 runtime error (e.g. gnuplot failed, an unreadable checkpoint), 2 usage error
+// (a bad or conflicting flag, found before any work).
+#include <cerrno>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -36,8 +44,6 @@
 #include <optional>
 #include <string>
 #include <vector>
-
-#include <sys/wait.h>
 
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
@@ -47,6 +53,7 @@
 #include "cli/plot.hpp"
 #include "framework/tapegrad.hpp"
 #include "layers/layers.hpp"
+#include "trained_flow.hpp"
 
 using namespace tapegrad;
 
@@ -214,20 +221,11 @@ nlohmann::ordered_json to_json(const Run& r) {
   return j;
 }
 
-/// ".png" → pngcairo, ".svg" → svg; anything else is a usage error.
-std::optional<std::string> terminal_for(const std::string& file) {
-  auto ends = [&](const char* ext) {
-    std::string e(ext);
-    return file.size() > e.size() && file.compare(file.size() - e.size(), e.size(), e) == 0;
-  };
-  if (ends(".png")) return std::string("pngcairo size 960,600 font 'Helvetica,12'");
-  if (ends(".svg")) return std::string("svg size 960,600 font 'Helvetica,12'");
-  return std::nullopt;
-}
-
 /// log10 ‖dL/dh_t‖ against t, one curve per run, through gnuplot (inline data blocks).
-void plot(const std::vector<Run>& runs, const Experiment& e, const std::string& file,
-          const std::string& terminal) {
+void plot(const std::vector<Run>& runs, const Experiment& e, const std::string& file) {
+  const std::string terminal = cli::plot::format_for(file, "--plot") == "svg"
+                                   ? "svg size 960,600 font 'Helvetica,12'"
+                                   : "pngcairo size 960,600 font 'Helvetica,12'";
   std::string script = fmt::format(
       "set terminal {}\nset encoding utf8\nset datafile missing '?'\n"
       "set title 'gradient reaching h_t from L = Σ h_T   (H = {}, T = {}, seed {}{})'\n"
@@ -253,63 +251,129 @@ void plot(const std::vector<Run>& runs, const Experiment& e, const std::string& 
   cli::plot::render(tmp, script, file);
 }
 
+/// Any unsigned 64-bit integer, digits only (no sign, no 1e3, nothing past 2^64 − 1).
+const CLI::Validator kSeed(
+    [](std::string& v) -> std::string {
+      bool digits = !v.empty() && v.size() <= 20;
+      for (char c : v) digits = digits && c >= '0' && c <= '9';
+      errno = 0;
+      if (digits) std::strtoull(v.c_str(), nullptr, 10);
+      return digits && errno != ERANGE ? std::string() : "'" + v + "' is not a whole number in 0..2^64-1";
+    },
+    "UINT64");
+
+/// Largest checkpoint read by --checkpoint.
+constexpr std::uint64_t kMaxCheckpointBytes = 1ull << 30;
+
+/// --checkpoint mode: gradient flow in a trained char_gru model (trained_flow.hpp).
+int run_trained(const std::string& ck, const std::string& text_arg, std::optional<std::size_t> layer_arg,
+                bool json_out, const std::string& plot_file) {
+  std::u32string text;
+  try {
+    text = char_model::utf8_decode(text_arg, "--text");
+  } catch (const ValueError& e) {
+    throw cli::UsageError(e.what());
+  }
+  cli::require(text.size() >= 2, "--text",
+               fmt::format("{} character(s): needs at least 2 (step t reads text[t-1] and predicts text[t])",
+                           text.size()));
+  cli::require(text.size() <= trained_flow::kMaxSteps + 1, "--text",
+               fmt::format("{} characters is too long: at most {} (N = {} predicted characters; the "
+                           "connectivity map takes one backward pass per character)",
+                           text.size(), trained_flow::kMaxSteps + 1, trained_flow::kMaxSteps));
+  if (!plot_file.empty()) {
+    cli::plot::format_for(plot_file, "--plot");
+    cli::check_output_path(plot_file, "--plot", {ck});
+  }
+  cli::check_input_file(ck, "--checkpoint", kMaxCheckpointBytes);
+
+  char_model::Checkpoint c = char_model::load_checkpoint(ck);
+  const std::size_t layers = c.model->config.layers;
+  const std::size_t layer = layer_arg.value_or(layers - 1);
+  cli::require(layer < layers, "--layer",
+               fmt::format("{} is not in 0..{} (the model has {} layer{})", layer, layers - 1, layers,
+                           layers == 1 ? "" : "s"));
+  std::vector<std::int64_t> ids;
+  try {
+    ids = c.vocab.encode(text, "--text");
+  } catch (const ValueError& e) {
+    throw cli::UsageError(e.what());
+  }
+
+  trained_flow::Result r = trained_flow::measure(*c.model, ids, layer);
+  if (json_out) {
+    std::cout << trained_flow::to_json(r).dump() << std::endl;
+  } else {
+    std::cout << trained_flow::report(r, c.model->config, text, ck);
+  }
+  if (!plot_file.empty()) {
+    trained_flow::plot(r, text, plot_file);
+    fmt::print(stderr, "wrote {}\n", plot_file);
+  }
+  return cli::kOk;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{
       "gradient_flow: ‖dL/dh_t‖ for every step t of an unrolled GRU / tanh RNN / LSTM, L = Σ h_T "
-      "(float64, input size 8, PyTorch init)"};
+      "(float64, input size 8, PyTorch init); with --checkpoint, in a trained char_gru model"};
   Experiment e;
-  std::string cell = "gru", plot_file;
+  std::string cell = "gru", plot_file, checkpoint, text;
   std::optional<double> update_bias;
+  std::optional<std::size_t> layer;
   bool json_out = false;
-  const CLI::Validator positive(
-      [](std::string& v) {
-        char* end = nullptr;
-        double d = std::strtod(v.c_str(), &end);
-        return end != v.c_str() && *end == '\0' && d > 0 && std::isfinite(d)
-                   ? std::string()
-                   : "'" + v + "' is not a positive number";
-      },
-      "POSITIVE");
   app.add_option("--cell", cell, "which cell to unroll")
       ->capture_default_str()->check(CLI::IsMember({"gru", "rnn", "lstm", "all"}));
   app.add_option("--hidden", e.hidden, "hidden size H")->type_name("H")->capture_default_str()
-      ->check(CLI::Range(std::size_t(1), std::size_t(4096)));
+      ->check(cli::IntRange(1, 4096));
   app.add_option("--steps", e.steps, "number of steps T")->type_name("T")->capture_default_str()
-      ->check(CLI::Range(std::size_t(1), std::size_t(100000)));
+      ->check(cli::IntRange(1, 100000));
   app.add_option("--update-bias", update_bias,
                  "GRU update-gate bias: b_iz = B, b_hz = 0 (default: PyTorch init, plus a sweep over B = -6,-3,0,3,6)")
-      ->type_name("B");
+      ->type_name("B")->check(cli::Finite);
   app.add_option("--weight-scale", e.weight_scale, "multiply every initial parameter by S (default 1: PyTorch init)")
-      ->type_name("S")->check(positive);
+      ->type_name("S")->check(cli::PositiveFinite);
   app.add_option("--seed", e.seed, "seed: parameters from Generator(seed), h_0 and inputs from Generator(seed + 1)")
-      ->type_name("S")->capture_default_str();
-  app.add_flag("--json", json_out, "print a JSON list, one object per run, instead of the tables");
-  app.add_option("--plot", plot_file, "draw log10 ‖dL/dh_t‖ against t to FILE (.png or .svg) with gnuplot")
+      ->type_name("S")->capture_default_str()->check(kSeed);
+  app.add_option("--checkpoint", checkpoint,
+                 "a char_gru checkpoint (.npz, at most 1 GiB): measure the gradient flow of its loss on "
+                 "--text instead (L = mean -log p(TEXT[t]), t = 1..N, N = len(TEXT) - 1; JSON: loss, "
+                 "grad_norm[t] for t = 0..N, unit_grad[t][j] = |dL/dh_t[j]| for t = 0..N (row 0 is h_0), "
+                 "connectivity[t-1][s-1] = ||d log p(TEXT[t]) / dx_s|| (N x N, 0 for s > t))")
+      ->type_name("CK");
+  app.add_option("--text", text,
+                 fmt::format("with --checkpoint: the text the model reads, 2..{} characters", trained_flow::kMaxSteps + 1))
+      ->type_name("TEXT");
+  app.add_option("--layer", layer, "with --checkpoint: which GRU layer's h_t (0-based; default the last)")
+      ->type_name("K")->check(cli::IntRange(0, 15));
+  app.add_flag("--json", json_out, "print JSON instead of the tables");
+  app.add_option("--plot", plot_file,
+                 "draw log10 ‖dL/dh_t‖ against t (with --checkpoint: the connectivity map and ‖dL/dh_t‖) to "
+                 "FILE (.png or .svg) with gnuplot")
       ->type_name("FILE");
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& err) {
-    int rc = app.exit(err);
-    return rc == 0 ? 0 : 2;
-  }
+  return cli::run(app, argc, argv, [&]() -> int {
+    if (!checkpoint.empty() || app.count("--checkpoint")) {
+      std::vector<std::string> conflicts;
+      for (const char* flag : {"--cell", "--hidden", "--steps", "--update-bias", "--weight-scale", "--seed"})
+        if (app.count(flag)) conflicts.push_back(flag);
+      if (!conflicts.empty())
+        throw cli::UsageError(fmt::format("--checkpoint: cannot be combined with {} (those set up the random "
+                                          "experiment; a checkpoint brings its own model)",
+                                          fmt::join(conflicts, ", ")));
+      cli::require(app.count("--text") > 0, "--text", "is required with --checkpoint");
+      return run_trained(checkpoint, text, layer, json_out, plot_file);
+    }
+    for (const char* flag : {"--text", "--layer"})
+      cli::require(app.count(flag) == 0, flag, "only applies with --checkpoint (a trained char_gru model)");
+    if (!plot_file.empty()) {
+      cli::plot::format_for(plot_file, "--plot");
+      cli::check_output_path(plot_file, "--plot");
+    }
+    if (update_bias && cell != "gru" && cell != "all")
+      throw cli::UsageError("--update-bias: sets the GRU's update gate: use it with --cell gru or --cell all");
 
-  std::optional<std::string> terminal;
-  if (!plot_file.empty() && !(terminal = terminal_for(plot_file))) {
-    fmt::print(stderr, "error: --plot: '{}' must end in .png or .svg\n", plot_file);
-    return 2;
-  }
-  if (update_bias && cell != "gru" && cell != "all") {
-    fmt::print(stderr, "error: --update-bias sets the GRU's update gate: use it with --cell gru or --cell all\n");
-    return 2;
-  }
-  if (update_bias && !std::isfinite(*update_bias)) {
-    fmt::print(stderr, "error: --update-bias must be a finite number\n");
-    return 2;
-  }
-
-  try {
     set_default_dtype(DType::Float64);
     const Data data = make_data(e);
     std::vector<Run> runs, sweep;
@@ -333,15 +397,13 @@ int main(int argc, char** argv) {
       for (const Run& r : runs) print_table(r);
       if (!sweep.empty()) print_sweep(sweep);
     }
-    if (terminal) {
+    if (!plot_file.empty()) {
       std::vector<Run> all_runs = runs;
       all_runs.insert(all_runs.end(), sweep.begin(), sweep.end());
-      plot(all_runs, e, plot_file, *terminal);
+      std::cout.flush();
+      plot(all_runs, e, plot_file);
       fmt::print(stderr, "wrote {}\n", plot_file);
     }
-  } catch (const std::exception& ex) {
-    fmt::print(stderr, "error: {}\n", ex.what());
-    return 1;
-  }
-  return 0;
+    return cli::kOk;
+  });
 }
