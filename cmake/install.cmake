@@ -34,3 +34,24 @@ write_basic_package_version_file(${PROJECT_BINARY_DIR}/tapegradConfigVersion.cma
   COMPATIBILITY SameMinorVersion)
 install(FILES ${PROJECT_BINARY_DIR}/tapegradConfig.cmake ${PROJECT_BINARY_DIR}/tapegradConfigVersion.cmake
   DESTINATION ${TAPEGRAD_CMAKE_DIR})
+
+# pkg-config: <libdir>/pkgconfig/tapegrad.pc (cmake/tapegrad.pc.in), relocatable through
+# ${pcfiledir}, for   g++ main.cpp $(pkg-config --cflags --libs tapegrad)
+# No -march flag and no allocator define in it: framework/xtensor_config.hpp fixes xt::xarray's
+# allocator in the headers (a function-like macro cannot be passed safely through make or a shell).
+set(TAPEGRAD_PC_DIR ${CMAKE_INSTALL_LIBDIR}/pkgconfig)
+if(IS_ABSOLUTE "${CMAKE_INSTALL_LIBDIR}")
+  # An absolute libdir: not relocatable, the prefix is the configured one.
+  set(TAPEGRAD_PC_PREFIX "${CMAKE_INSTALL_PREFIX}")
+  set(TAPEGRAD_PC_LIBDIR "${CMAKE_INSTALL_LIBDIR}")
+else()
+  file(RELATIVE_PATH _tapegrad_up "/prefix/${TAPEGRAD_PC_DIR}" "/prefix")  # "../.." or deeper
+  string(REGEX REPLACE "/$" "" _tapegrad_up "${_tapegrad_up}")
+  set(TAPEGRAD_PC_PREFIX "\${pcfiledir}/${_tapegrad_up}")
+  set(TAPEGRAD_PC_LIBDIR "\${prefix}/${CMAKE_INSTALL_LIBDIR}")
+endif()
+configure_file(${CMAKE_CURRENT_LIST_DIR}/tapegrad.pc.in ${PROJECT_BINARY_DIR}/tapegrad.pc @ONLY)
+install(FILES ${PROJECT_BINARY_DIR}/tapegrad.pc DESTINATION ${TAPEGRAD_PC_DIR})
+
+# The documentation: docs/ -> share/doc/tapegrad.
+install(DIRECTORY ${PROJECT_SOURCE_DIR}/docs/ DESTINATION ${CMAKE_INSTALL_DOCDIR})

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Checks the installed CMake package: installs tapegrad into a temporary prefix, then configures,
-# builds and runs the out-of-tree consumer (tests/consumer) against it with find_package(tapegrad).
+# Checks the installed package: installs tapegrad into a temporary prefix, then builds and runs the
+# out-of-tree consumer (tests/consumer, which calls every public header's API and checks the
+# values) against it, with the consumer's default flags (no -march), in both ways docs/install.md
+# gives: CMake's find_package(tapegrad), and pkg-config (PKG_CONFIG_PATH pointing into the prefix).
 #   tools/check_install.sh [BUILD_DIR]
 # With BUILD_DIR (an already configured tapegrad build), installs from it (building the library
 # target first); without, configures a library-only build in the temporary directory.
@@ -25,12 +27,30 @@ prefix="$tmp/prefix"
 echo "check_install: installing into $prefix"
 cmake --install "$build" --prefix "$prefix" >/dev/null
 test -f "$prefix/include/tapegrad/framework/tensor.hpp"
+test -f "$prefix/include/tapegrad/framework/xtensor_config.hpp"
 test -f "$prefix/include/tapegrad/layers/gru.hpp"
-test -f "$prefix/lib/cmake/tapegrad/tapegradConfig.cmake" || test -f "$prefix/lib64/cmake/tapegrad/tapegradConfig.cmake"
+test -f "$prefix/include/tapegrad/layers/fast/gru_fused.hpp"
+config="$(find "$prefix" -name tapegradConfig.cmake)"
+pc="$(find "$prefix" -name tapegrad.pc)"
+test -n "$config" && test -n "$pc"
+test -f "$prefix/share/doc/tapegrad/install.md"
 
-echo "check_install: building tests/consumer against the installed package"
+echo "check_install: building tests/consumer against the installed package (find_package)"
 cmake -S "$src/tests/consumer" -B "$tmp/consumer" -DCMAKE_BUILD_TYPE=Release \
       -DCMAKE_PREFIX_PATH="$prefix" >/dev/null
 cmake --build "$tmp/consumer" -j "$jobs"
-(cd "$tmp/consumer" && ./app)
+"$tmp/consumer/app" "$tmp"
+
+echo "check_install: building tests/consumer with pkg-config ($pc)"
+export PKG_CONFIG_PATH="$(dirname "$pc")${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}"
+# The recipe of docs/install.md, as written there:
+# shellcheck disable=SC2046
+g++ "$src/tests/consumer/main.cpp" $(pkg-config --cflags --libs tapegrad) -o "$tmp/app-pc"
+"$tmp/app-pc" "$tmp"
+
+# tapegrad.pc is relocatable: moved elsewhere, the prefix moves with it.
+mv "$prefix" "$tmp/moved"
+export PKG_CONFIG_PATH="$(dirname "${pc/$prefix/$tmp/moved}")"
+test -f "$(pkg-config --variable=includedir tapegrad)/framework/tensor.hpp"
+test -f "$(pkg-config --variable=libdir tapegrad)/libtapegrad.a"
 echo "check_install: OK"
