@@ -7,9 +7,14 @@
 #   include/tapegrad/framework/*.hpp, include/tapegrad/layers/*.hpp   #include "framework/tensor.hpp"
 #   lib/libtapegrad.a
 #   lib/cmake/tapegrad/tapegradConfig.cmake, tapegradConfigVersion.cmake, tapegradTargets*.cmake
+#   lib/pkgconfig/tapegrad.pc                                          pkg-config --cflags --libs tapegrad
+#   share/doc/tapegrad/ (docs/)
+#   bin/tapegrad-char-gru, ... when the examples are built (rules at the end of examples/CMakeLists.txt)
+# ("lib" is CMAKE_INSTALL_LIBDIR: lib/x86_64-linux-gnu with -DCMAKE_INSTALL_PREFIX=/usr on Debian.)
 # The config finds the dependencies again (cmake/tapegradConfig.cmake.in), including libzip,
 # which a static library's consumers must link although it is PRIVATE here.
-# Checked by tools/check_install.sh (installs, then builds tests/consumer against the prefix).
+# Checked by tools/check_install.sh (installs, then builds tests/consumer against the prefix with
+# find_package and with pkg-config) and tools/check_deb.sh (the Debian package: cmake/package.cmake).
 include(GNUInstallDirs)
 include(CMakePackageConfigHelpers)
 

@@ -21,6 +21,7 @@ cleanup() {
   rm -rf "$tmp"
 }
 trap cleanup EXIT
+unset PKG_CONFIG_PATH CMAKE_PREFIX_PATH  # the installed package must be found where it is, in /usr
 
 echo "check_deb: configuring and building a portable build in $build"
 cmake -S "$src" -B "$build" -DCMAKE_BUILD_TYPE=Release -DTAPEGRAD_NATIVE=OFF \
