@@ -90,9 +90,8 @@ void copy_state(const NamedTensors& params, const StateDict& state) {
 /// Loads a checkpoint into `module`: entries named like parameters are loaded, the others are
 /// returned as extras (or reported as unexpected when strict and !allow_extra). Nothing is
 /// changed when there is any problem.
-npz::Archive load_checkpoint(const std::string& path, Module& module, bool strict,
-                             bool allow_extra) {
-  npz::Archive archive = npz::load_npz(path);  // FileError naming the file if unreadable
+npz::Archive load_archive(const npz::Archive& archive, const std::string& path, Module& module,
+                          bool strict, bool allow_extra) {
   NamedTensors params = module.named_parameters();
   std::set<std::string> names;
   for (const auto& np : params) names.insert(np.first);
@@ -230,13 +229,18 @@ void save_state(const std::string& path, const Module& module, const npz::Archiv
 }
 
 npz::Archive load_state(const std::string& path, Module& module, bool strict) {
-  return load_checkpoint(path, module, strict, true);
+  return load_archive(npz::load_npz(path), path, module, strict, true);
+}
+
+npz::Archive load_state(const npz::Archive& archive, const std::string& path, Module& module,
+                        bool strict) {
+  return load_archive(archive, path, module, strict, true);
 }
 
 void Module::save(const std::string& path) const { save_state(path, *this); }
 
 void Module::load(const std::string& path, bool strict) {
-  load_checkpoint(path, *this, strict, false);
+  load_archive(npz::load_npz(path), path, *this, strict, false);
 }
 
 }  // namespace tapegrad

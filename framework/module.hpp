@@ -124,6 +124,9 @@ void save_state(const std::string& path, const Module& module, const npz::Archiv
 /// extras save_state wrote). strict: every parameter must be in the file. Errors (FileError)
 /// name the file and the entry: missing, wrong shape, wrong dtype, or not an .npz at all.
 npz::Archive load_state(const std::string& path, Module& module, bool strict = true);
+/// The same from an archive already in memory (a file read once); `path` names it in errors.
+npz::Archive load_state(const npz::Archive& archive, const std::string& path, Module& module,
+                        bool strict = true);
 
 /// Tensor ↔ npz array conversions (float32 ↔ '<f4', float64 ↔ '<f8').
 npz::Array to_npz_array(const Tensor& t);

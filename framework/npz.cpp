@@ -32,6 +32,7 @@ constexpr std::size_t kMaxHeaderBytes = 1 << 16;      // numpy itself refuses > 
 constexpr std::size_t kMaxSavedDims = 64;             // numpy >= 2 allows 64 dimensions
 constexpr std::uint64_t kMaxInflatedBytes = 2ull << 30;  // 2 GiB per deflated entry
 constexpr std::uint64_t kMaxDeflateRatio = 1032;        // deflate cannot compress better
+constexpr zip_int64_t kMaxEntries = 100000;             // arrays in one archive
 constexpr std::uint64_t kInflateSlackBytes = 1 << 20;
 
 struct DTypeInfo {
@@ -414,9 +415,11 @@ std::string open_error(zip_error_t* error, std::string_view head) {
   return "not a zip archive (bad magic bytes)";
 }
 
-/// Opens the zip read by `source` (taking ownership of it) and reads every entry.
+/// Opens the zip read by `source` (taking ownership of it) and reads every entry. Every
+/// entry's sizes are checked before anything is inflated, and their declared total must not pass
+/// `max_total_bytes`.
 Archive read_npz(zip_source_t* source, std::uint64_t archive_size, std::string_view head,
-                 const std::string& path) {
+                 const std::string& path, std::uint64_t max_total_bytes) {
   zip_error_t error;
   zip_error_init(&error);
   ZipPtr za(zip_open_from_source(source, ZIP_RDONLY, &error));
@@ -428,10 +431,14 @@ Archive read_npz(zip_source_t* source, std::uint64_t archive_size, std::string_v
   }
   Archive archive;
   std::set<std::string> names;
-  std::uint64_t compressed_total = 0;
+  std::uint64_t compressed_total = 0, declared_total = 0;
   const zip_int64_t count = zip_get_num_entries(za.get(), 0);
-  for (zip_int64_t i = 0; i < count; ++i) {
-    zip_stat_t st;
+  if (count > kMaxEntries)
+    fail(npz_where(path), std::to_string(count) + " entries (at most " +
+                              std::to_string(kMaxEntries) + " are read)");
+  std::vector<zip_stat_t> stats(static_cast<std::size_t>(std::max<zip_int64_t>(count, 0)));
+  for (zip_int64_t i = 0; i < count; ++i) {  // pass 1: the central directory only
+    zip_stat_t& st = stats[static_cast<std::size_t>(i)];
     constexpr zip_uint64_t needed = ZIP_STAT_NAME | ZIP_STAT_SIZE | ZIP_STAT_COMP_SIZE |
                                     ZIP_STAT_COMP_METHOD | ZIP_STAT_ENCRYPTION_METHOD;
     if (zip_stat_index(za.get(), i, 0, &st) != 0 || (st.valid & needed) != needed)
@@ -446,7 +453,17 @@ Archive read_npz(zip_source_t* source, std::uint64_t archive_size, std::string_v
     if (name.empty()) fail(where, "empty array name");
     if (!names.insert(name).second) fail(where, "duplicate array name '" + name + "'");
     check_entry_sizes(st, archive_size, compressed_total, where);
-    archive.emplace_back(name, read_entry(za.get(), i, st.size, where));
+    declared_total += st.size;  // no overflow: each size is at most 2 GiB and count < 2^32
+    if (declared_total > max_total_bytes)
+      fail(npz_where(path), "its entries declare more than " + std::to_string(max_total_bytes) +
+                                " bytes in total (the limit for this file; zip bomb?)");
+  }
+  archive.reserve(stats.size());
+  for (zip_int64_t i = 0; i < count; ++i) {  // pass 2: inflate, each entry bounded by its size
+    const zip_stat_t& st = stats[static_cast<std::size_t>(i)];
+    const std::string entry = st.name;
+    const std::string where = entry_where(npz_where(path), entry);
+    archive.emplace_back(entry.substr(0, entry.size() - 4), read_entry(za.get(), i, st.size, where));
   }
   return archive;
 }
@@ -491,11 +508,20 @@ void fsync_path(const std::string& path, int flags, const std::string& where) {
   ::close(fd);
 }
 
-/// Replaces `path` atomically: `write_tmp` creates "<path>.tmp.<pid>", which is synced and
+/// Replaces `path` atomically: `write_tmp` fills a unique "<path>.tmp.XXXXXX", which is synced and
 /// renamed over `path`. On any failure the temporary file is removed and the error rethrown.
 void write_atomically(const std::string& path, const std::string& where,
                       const std::function<void(const std::string& tmp)>& write_tmp) {
-  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
+  struct stat target {};
+  if (::stat(path.c_str(), &target) == 0 && !S_ISREG(target.st_mode))
+    fail(where, "exists and is not a regular file; refusing to replace it");
+  // A unique temporary next to the target (O_EXCL: never a planted symlink, never another
+  // process's file).
+  std::string tmp = path + ".tmp.XXXXXX";
+  const int fd = ::mkstemp(tmp.data());
+  if (fd < 0) fail(where, "cannot create a temporary file next to it: " + errno_text());
+  ::fchmod(fd, 0644);
+  ::close(fd);
   try {
     write_tmp(tmp);
     fsync_path(tmp, 0, where);
@@ -602,7 +628,7 @@ void detail::check_convertible(const Array& array, DType to) {
   check_array(array, "npz: " + dtype_name(from) + " array");
 }
 
-Archive load_npz(const std::string& path) {
+Archive load_npz(const std::string& path, std::uint64_t max_total_bytes) {
   std::uint64_t size = 0;
   FilePtr f = open_regular(path, npz_where(path), size);
   char head[6] = {};
@@ -613,16 +639,17 @@ Archive load_npz(const std::string& path) {
   zip_source_t* source = zip_source_filep_create(f.get(), 0, -1, &error);
   if (!source) fail(npz_where(path), std::string("cannot open: ") + zip_error_strerror(&error));
   (void)f.release();  // the source owns the FILE now
-  return read_npz(source, size, std::string_view(head, head_size), path);
+  return read_npz(source, size, std::string_view(head, head_size), path, max_total_bytes);
 }
 
-Archive load_npz_from_memory(const void* data, std::size_t size, const std::string& label) {
+Archive load_npz_from_memory(const void* data, std::size_t size, const std::string& label,
+                             std::uint64_t max_total_bytes) {
   zip_error_t error;
   zip_error_init(&error);
   zip_source_t* source = zip_source_buffer_create(data, size, 0, &error);
   if (!source) fail(npz_where(label), std::string("cannot open: ") + zip_error_strerror(&error));
   const std::string_view head(static_cast<const char*>(data), std::min<std::size_t>(size, 6));
-  return read_npz(source, size, head, label);
+  return read_npz(source, size, head, label, max_total_bytes);
 }
 
 Array load_npy(const std::string& path) {

@@ -19,8 +19,10 @@
 // the compressed sizes of all entries must fit together in the archive (no overlapping
 // entries), and an entry that inflates past its declared size is an error (zip bomb).
 //
-// Write: atomic (a temporary "<path>.tmp.<pid>" in the same directory, fsync, rename; the
-// temporary is removed on failure); npy format 1.0, data aligned to 64 bytes like numpy.
+// Write: atomic (a unique temporary "<path>.tmp.XXXXXX" made by mkstemp in the same directory,
+// fsync, rename; the temporary is removed on failure); a target that exists and is not a regular
+// file (a device, a directory, a FIFO) is refused; npy format 1.0, data aligned to 64 bytes like
+// numpy.
 #pragma once
 
 #include <cstddef>
@@ -67,10 +69,16 @@ struct Array {
 /// Named arrays in file order; names carry no ".npy" suffix.
 using Archive = std::vector<std::pair<std::string, Array>>;
 
-/// Loads every entry of an .npz file (stored or deflated).
-Archive load_npz(const std::string& path);
+/// Default bound on the total uncompressed size of an archive's entries: 2 GiB.
+constexpr std::uint64_t kDefaultMaxTotalBytes = 2ull << 30;
+
+/// Loads every entry of an .npz file (stored or deflated), reading the file once. The entries'
+/// declared uncompressed sizes together must not exceed max_total_bytes (checked from the
+/// central directory before anything is inflated).
+Archive load_npz(const std::string& path, std::uint64_t max_total_bytes = kDefaultMaxTotalBytes);
 /// Loads an .npz held in memory; `label` stands for the file name in error messages.
-Archive load_npz_from_memory(const void* data, std::size_t size, const std::string& label);
+Archive load_npz_from_memory(const void* data, std::size_t size, const std::string& label,
+                             std::uint64_t max_total_bytes = kDefaultMaxTotalBytes);
 /// Loads one .npy file.
 Array load_npy(const std::string& path);
 /// Loads an .npy held in memory; `label` stands for the file name in error messages.

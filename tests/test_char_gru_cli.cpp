@@ -3,10 +3,13 @@
 // deterministic resume, Ctrl-C, and every error path (clear message, exit code 1 or 2).
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
 #include <csignal>
 #include <cstdio>
 #include <fstream>
 #include <sstream>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -123,11 +126,14 @@ TEST(CharGruCli, ResumeMatchesAnUninterruptedRunExactly) {
   ASSERT_EQ(run(small_train("--steps 25 --json --checkpoint " + half)).code, 0);
   Result r = run(small_train("--steps 60 --json --resume " + half + " --checkpoint " + half));
   ASSERT_EQ(r.code, 0) << r.err;
-  npz::Archive a = npz::load_npz(full), b = npz::load_npz(half);
-  ASSERT_EQ(a.size(), b.size());
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    EXPECT_EQ(a[i].first, b[i].first);
-    EXPECT_EQ(a[i].second.data, b[i].second.data) << "entry " << a[i].first << " differs after resume";
+  for (const char* suffix : {".npz", ".resume.npz"}) {  // the model and its resume state
+    std::string fa = full.substr(0, full.size() - 4) + suffix, fb = half.substr(0, half.size() - 4) + suffix;
+    npz::Archive a = npz::load_npz(fa), b = npz::load_npz(fb);
+    ASSERT_EQ(a.size(), b.size()) << suffix;
+    for (std::size_t i = 0; i < a.size(); ++i) {
+      EXPECT_EQ(a[i].first, b[i].first);
+      EXPECT_EQ(a[i].second.data, b[i].second.data) << "entry " << a[i].first << " differs after resume";
+    }
   }
 }
 
@@ -268,15 +274,15 @@ TEST(CliErrors, ClearMessagesAndExitCodes) {
       {kBin + "/gru_gates --checkpoint " + ck + " --text 'gate XYZ'", 1, "not in the model's vocabulary"},
       {kBin + "/char_gru score --checkpoint " + ck + " --text 'Q'", 1, "not in the model's vocabulary"},
       {kBin + "/char_gru train --corpus " + empty + " --steps 2", 1, "empty"},
-      {kBin + "/char_gru train --corpus /nonexistent/corpus.txt --steps 2", 1, "/nonexistent/corpus.txt"},
+      {kBin + "/char_gru train --corpus /nonexistent/corpus.txt --steps 2", 2, "/nonexistent/corpus.txt"},
       {kBin + "/gru_gates --checkpoint " + bad_ck + " --text gate", 1, "head.weight"},
       {kBin + "/char_gru sample --checkpoint " + novocab_ck, 1, "vocab"},
       {kBin + "/gru_gates --checkpoint " + shape_ck + " --text gate", 1, "gru.weight_hh_l0"},
-      {kBin + "/gru_gates --checkpoint /nonexistent.npz --text gate", 1, "/nonexistent.npz"},
-      {kBin + "/gru_gates --checkpoint " + ck + " --text gate --steps 5", 1, "past the end"},
-      {kBin + "/gru_gates --checkpoint " + ck + " --text gate --steps 0", 1, "1-based"},
-      {kBin + "/gru_gates --checkpoint " + ck + " --text gate --steps 1 --layer 3", 1, "layer"},
-      {kBin + "/gru_gates --checkpoint " + ck + " --text gate --steps 1 --units 40:50", 1, "--units"},
+      {kBin + "/gru_gates --checkpoint /nonexistent.npz --text gate", 2, "/nonexistent.npz"},
+      {kBin + "/gru_gates --checkpoint " + ck + " --text gate --steps 5", 2, "past the end"},
+      {kBin + "/gru_gates --checkpoint " + ck + " --text gate --steps 0", 2, "1-based"},
+      {kBin + "/gru_gates --checkpoint " + ck + " --text gate --steps 1 --layer 3", 2, "layer"},
+      {kBin + "/gru_gates --checkpoint " + ck + " --text gate --steps 1 --units 40:50", 2, "--units"},
       {kBin + "/gru_gates --checkpoint " + ck + " --text gate --convention keras", 2, "convention"},
       {kBin + "/char_gru train --hidden -3", 2, "hidden"},
       {kBin + "/char_gru train --bogus", 2, "bogus"},
@@ -310,7 +316,374 @@ TEST(CharGruCli, CtrlCLeavesAValidCheckpoint) {
   EXPECT_EQ(WEXITSTATUS(status), 130);
   Result r = run(kBin + "/char_gru score --checkpoint " + ck + " --text gate --json");
   EXPECT_EQ(r.code, 0) << r.err;
-  npz::Archive a = npz::load_npz(ck);
-  std::int64_t step = npz::find(a, "train.step", ck).to_vector<std::int64_t>()[0];
+  std::string state = ck.substr(0, ck.size() - 4) + ".resume.npz";
+  npz::Archive a = npz::load_npz(state);
+  std::int64_t step = npz::find(a, "train.step", state).to_vector<std::int64_t>()[0];
   EXPECT_GT(step, 0);
+}
+
+// ---- hostile input and interrupted work -----------------------------------------------------------
+
+namespace {
+
+std::string state_of(const std::string& ck) { return ck.substr(0, ck.size() - 4) + ".resume.npz"; }
+
+/// A 2-layer model trained a few steps: the base of the broken-file variants below.
+std::string two_layer_checkpoint() {
+  static std::string path = [] {
+    std::string p = temp_dir() + "/two_layer.npz";
+    Result r = run(kBin + "/char_gru train --corpus " + q(corpus_file()) +
+                   " --layers 2 --hidden 8 --batch 8 --seq-len 16 --steps 5 --json --checkpoint " + p);
+    EXPECT_EQ(r.code, 0) << r.err;
+    return p;
+  }();
+  return path;
+}
+
+/// Writes `a` after `edit` to a new file and returns its path.
+template <class F>
+std::string variant(const std::string& base, const std::string& name, F edit) {
+  npz::Archive a = npz::load_npz(base);
+  edit(a);
+  std::string p = temp_dir() + "/" + name + ".npz";
+  npz::save_npz(p, a);
+  return p;
+}
+
+void erase(npz::Archive& a, const std::string& name) {
+  a.erase(std::remove_if(a.begin(), a.end(), [&](const auto& e) { return e.first == name; }), a.end());
+}
+
+npz::Array& entry(npz::Archive& a, const std::string& name) {
+  for (auto& [n, arr] : a)
+    if (n == name) return arr;
+  throw std::runtime_error("no entry " + name);
+}
+
+bool has_temporaries(const std::string& dir) {
+  Result r = run("(ls -a " + q(dir) + " | grep -c '\\.tmp\\.' || true)");
+  return std::stoi(r.out) != 0;
+}
+
+pid_t spawn_train(const std::vector<std::string>& extra) {
+  pid_t pid = fork();
+  if (pid == 0) {
+    std::freopen("/dev/null", "w", stdout);
+    std::freopen("/dev/null", "w", stderr);
+    std::vector<std::string> args = {"char_gru", "train", "--corpus", corpus_file(), "--batch", "8",
+                                     "--seq-len", "16", "--steps", "1000000"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    std::vector<char*> argv;
+    for (auto& s : args) argv.push_back(s.data());
+    argv.push_back(nullptr);
+    execv((kBin + "/char_gru").c_str(), argv.data());
+    _exit(127);
+  }
+  return pid;
+}
+
+int wait_code(pid_t pid) {
+  int status = 0;
+  waitpid(pid, &status, 0);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+}  // namespace
+
+TEST(CharGruCheckpoint, IsExactlyTheStateDictPlusVocab) {
+  npz::Archive a = npz::load_npz(trained_checkpoint());
+  std::vector<std::string> names;
+  for (const auto& e : a) names.push_back(e.first);
+  std::sort(names.begin(), names.end());
+  EXPECT_EQ(names, (std::vector<std::string>{"gru.bias_hh_l0", "gru.bias_ih_l0", "gru.weight_hh_l0",
+                                             "gru.weight_ih_l0", "head.bias", "head.weight", "vocab"}));
+  // What --resume needs is beside it, and only there.
+  npz::Archive s = npz::load_npz(state_of(trained_checkpoint()));
+  for (const auto& e : s) EXPECT_TRUE(e.first.rfind("optim.", 0) == 0 || e.first.rfind("train.", 0) == 0) << e.first;
+}
+
+TEST(CharGruCheckpoint, AnyVocabularyOrderGivesTheSameNumbers) {
+  // Reverse the one-hot order: vocab, head rows and bias, and weight_ih_l0's columns together.
+  std::string ck = trained_checkpoint();
+  std::string rev = variant(ck, "reversed_vocab", [](npz::Archive& a) {
+    npz::Array& v = entry(a, "vocab");
+    auto cps = v.to_vector<std::int32_t>();
+    std::size_t V = cps.size();
+    std::reverse(cps.begin(), cps.end());
+    v = npz::Array::from_i32({V}, cps.data());
+    auto permute_rows = [&](npz::Array& w) {
+      std::size_t cols = w.shape.size() == 2 ? w.shape[1] : 1;
+      auto x = w.to_vector<float>(), y = x;
+      for (std::size_t r = 0; r < V; ++r)
+        for (std::size_t c = 0; c < cols; ++c) y[r * cols + c] = x[(V - 1 - r) * cols + c];
+      w = npz::Array::from_f32(w.shape, y.data());
+    };
+    permute_rows(entry(a, "head.weight"));
+    permute_rows(entry(a, "head.bias"));
+    npz::Array& wih = entry(a, "gru.weight_ih_l0");  // (3H, V): permute columns
+    auto x = wih.to_vector<float>(), y = x;
+    for (std::size_t r = 0; r < wih.shape[0]; ++r)
+      for (std::size_t c = 0; c < V; ++c) y[r * V + c] = x[r * V + (V - 1 - c)];
+    wih = npz::Array::from_f32(wih.shape, y.data());
+  });
+  Result a = run(kBin + "/char_gru score --json --checkpoint " + ck + " --text " + q(kText));
+  Result b = run(kBin + "/char_gru score --json --checkpoint " + rev + " --text " + q(kText));
+  ASSERT_EQ(a.code, 0) << a.err;
+  ASSERT_EQ(b.code, 0) << b.err;
+  EXPECT_NEAR(json::parse(a.out)["loss"].get<double>(), json::parse(b.out)["loss"].get<double>(), 1e-6);
+  Result g = run(kBin + "/gru_gates --json --steps 5 --checkpoint " + rev + " --text " + q(kText));
+  Result h = run(kBin + "/gru_gates --json --steps 5 --checkpoint " + ck + " --text " + q(kText));
+  ASSERT_EQ(g.code, 0) << g.err;
+  auto za = json::parse(g.out)["steps"][0]["z"].get<std::vector<double>>();
+  auto zb = json::parse(h.out)["steps"][0]["z"].get<std::vector<double>>();
+  for (std::size_t i = 0; i < za.size(); ++i) EXPECT_NEAR(za[i], zb[i], 1e-6);
+}
+
+TEST(CharGruCheckpoint, BrokenFilesNameTheFileAndEntry) {
+  std::string two = two_layer_checkpoint();
+  struct Case {
+    std::string file, needle;
+  };
+  std::vector<Case> cases = {
+      {variant(two, "no_l1", [](npz::Archive& a) { erase(a, "gru.weight_ih_l1"); }), "gru.weight_ih_l1"},
+      {variant(two, "l0_l2", [](npz::Archive& a) {
+         for (auto& [n, arr] : a)
+           if (n.size() > 3 && n.compare(n.size() - 3, 3, "_l1") == 0) n = n.substr(0, n.size() - 1) + "2";
+       }), "l1"},
+      {variant(two, "nan", [](npz::Archive& a) {
+         npz::Array& w = entry(a, "head.weight");
+         auto v = w.to_vector<float>();
+         v[3] = NAN;
+         w = npz::Array::from_f32(w.shape, v.data());
+       }), "head.weight"},
+      {variant(two, "surrogate", [](npz::Archive& a) {
+         npz::Array& v = entry(a, "vocab");
+         auto cps = v.to_vector<std::int32_t>();
+         cps[0] = 0xD800;
+         v = npz::Array::from_i32(v.shape, cps.data());
+       }), "vocab"},
+      {variant(two, "duplicate", [](npz::Archive& a) {
+         npz::Array& v = entry(a, "vocab");
+         auto cps = v.to_vector<std::int32_t>();
+         cps[1] = cps[0];
+         v = npz::Array::from_i32(v.shape, cps.data());
+       }), "appears twice"},
+      {variant(two, "float_vocab", [](npz::Archive& a) {
+         npz::Array& v = entry(a, "vocab");
+         auto cps = v.to_vector<double>();
+         v = npz::Array::from_f64(v.shape, cps.data());
+       }), "entry 'vocab'"},
+      {variant(two, "extra", [](npz::Archive& a) {
+         float x = 1;
+         a.emplace_back("optim.state.0.step", npz::Array::from_f32({}, &x));
+       }), "optim.state.0.step"},
+      {variant(two, "plain_gru", [](npz::Archive& a) {  // a plain GRU's state dict
+         erase(a, "head.weight");
+         erase(a, "head.bias");
+       }), "head.weight"},
+  };
+  for (const auto& c : cases) {
+    Result r = run(kBin + "/char_gru score --checkpoint " + c.file + " --text gate --json");
+    EXPECT_EQ(r.code, 1) << c.file << "\n" << r.err;
+    EXPECT_NE(r.err.find(c.file), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find(c.needle), std::string::npos) << c.needle << " not in: " << r.err;
+  }
+}
+
+TEST(CharGruCheckpoint, ZipBombIsRefusedBeforeInflating) {
+  // 160 MB of zeros deflate to about 160 KB: far more than such a file can honestly hold.
+  std::vector<float> zeros(40u << 20, 0.0f);
+  npz::Archive a = npz::load_npz(trained_checkpoint());
+  a.emplace_back("junk", npz::Array::from_f32({zeros.size()}, zeros.data()));
+  std::string bomb = temp_dir() + "/bomb.npz";
+  npz::save_npz(bomb, a, /*compress=*/true);
+  Result r = run("ulimit -v 1000000; " + kBin + "/char_gru score --checkpoint " + bomb + " --text gate");
+  EXPECT_EQ(r.code, 1) << r.err;
+  EXPECT_NE(r.err.find("zip bomb"), std::string::npos) << r.err;
+}
+
+TEST(CharGruResume, StateIsValidatedEntryByEntry) {
+  std::string ck = temp_dir() + "/rs.npz";
+  ASSERT_EQ(run(small_train("--steps 5 --json --checkpoint " + ck)).code, 0);
+  std::string state = state_of(ck);
+  auto with_state = [&](const std::string& name, auto edit) {
+    std::string dir = temp_dir() + "/" + name;
+    mkdir(dir.c_str(), 0755);
+    std::string c2 = dir + "/m.npz";
+    run("cp " + ck + " " + c2);
+    npz::Archive a = npz::load_npz(state);
+    edit(a);
+    npz::save_npz(state_of(c2), a);
+    return run(small_train("--steps 20 --json --resume " + c2 + " --checkpoint " + dir + "/out.npz"));
+  };
+  auto set_i64 = [](std::int64_t v) { return [v](npz::Archive& a) { entry(a, "train.batch") = npz::Array::from_i64({}, &v); }; };
+  struct Case {
+    Result r;
+    std::string needle;
+  };
+  std::vector<double> many(1000000, 1.0);
+  std::vector<Case> cases = {
+      {with_state("batch0", set_i64(0)), "train.batch"},
+      {with_state("step_neg", [](npz::Archive& a) { std::int64_t v = -1; entry(a, "train.step") = npz::Array::from_i64({}, &v); }), "train.step"},
+      {with_state("losses", [&](npz::Archive& a) { entry(a, "train.recent_losses") = npz::Array::from_f64({many.size()}, many.data()); }), "train.recent_losses"},
+      {with_state("no_optim", [](npz::Archive& a) { erase(a, "optim.state.0.exp_avg"); }), "optimizer state"},
+      {with_state("other_ck", [](npz::Archive& a) { std::int64_t v = 42; entry(a, "train.weights_hash") = npz::Array::from_i64({}, &v); }), "another checkpoint"},
+      {with_state("float_step", [](npz::Archive& a) { double v = 3; entry(a, "train.step") = npz::Array::from_f64({}, &v); }), "train.step"},
+  };
+  for (const auto& c : cases) {
+    EXPECT_EQ(c.r.code, 1) << c.r.err;
+    EXPECT_NE(c.r.err.find(c.needle), std::string::npos) << c.needle << " not in: " << c.r.err;
+    EXPECT_NE(c.r.err.find(".resume.npz"), std::string::npos) << "names the file: " << c.r.err;
+  }
+  // The resume state missing altogether.
+  std::string lone = temp_dir() + "/lone.npz";
+  run("cp " + ck + " " + lone);
+  Result r = run(small_train("--steps 20 --resume " + lone + " --checkpoint ''"));
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("lone.resume.npz"), std::string::npos) << r.err;
+  // Another corpus.
+  std::string other = temp_dir() + "/other_corpus.txt";
+  std::ofstream(other) << slurp(corpus_file()).substr(7);
+  r = run(kBin + "/char_gru train --corpus " + other + " --steps 20 --resume " + ck + " --checkpoint ''");
+  EXPECT_NE(r.code, 0);
+}
+
+TEST(CharGruTraining, SigtermAndSighupSaveLikeCtrlC) {
+  for (int sig : {SIGTERM, SIGHUP}) {
+    std::string dir = temp_dir() + "/sig" + std::to_string(sig);
+    mkdir(dir.c_str(), 0755);
+    std::string ck = dir + "/m.npz";
+    pid_t pid = spawn_train({"--checkpoint", ck, "--hidden", "32"});
+    sleep(2);
+    kill(pid, sig);
+    EXPECT_EQ(wait_code(pid), 130) << "signal " << sig;
+    EXPECT_EQ(run(kBin + "/char_gru score --checkpoint " + ck + " --text gate").code, 0);
+    npz::Archive s = npz::load_npz(state_of(ck));
+    EXPECT_GT(npz::find(s, "train.step", ck).to_vector<std::int64_t>()[0], 0);
+    EXPECT_FALSE(has_temporaries(dir));
+  }
+}
+
+TEST(CharGruTraining, SecondSignalDuringTheSaveLosesNothing) {
+  std::string dir = temp_dir() + "/double";
+  mkdir(dir.c_str(), 0755);
+  std::string ck = dir + "/m.npz";
+  pid_t pid = spawn_train({"--checkpoint", ck, "--hidden", "600"});  // a save of ~20 MB
+  sleep(3);
+  kill(pid, SIGINT);
+  for (int i = 0; i < 20; ++i) {
+    usleep(2000);
+    kill(pid, SIGINT);
+  }
+  EXPECT_EQ(wait_code(pid), 130);
+  EXPECT_EQ(run(kBin + "/char_gru score --checkpoint " + ck + " --text gate").code, 0);
+  EXPECT_FALSE(has_temporaries(dir));
+}
+
+TEST(CharGruTraining, SaveEveryBoundsTheLoss) {
+  std::string dir = temp_dir() + "/every";
+  mkdir(dir.c_str(), 0755);
+  std::string ck = dir + "/m.npz";
+  pid_t pid = spawn_train({"--checkpoint", ck, "--hidden", "32", "--save-every", "20"});
+  sleep(3);
+  kill(pid, SIGKILL);  // a crash: no handler runs
+  wait_code(pid);
+  npz::Archive s = npz::load_npz(state_of(ck));
+  std::int64_t step = npz::find(s, "train.step", ck).to_vector<std::int64_t>()[0];
+  EXPECT_GT(step, 0);
+  EXPECT_EQ(step % 20, 0);
+  EXPECT_EQ(run(kBin + "/char_gru score --checkpoint " + ck + " --text gate").code, 0);
+}
+
+TEST(CharGruTraining, DivergingRunNeverOverwritesAGoodCheckpoint) {
+  std::string ck = temp_dir() + "/good.npz";
+  ASSERT_EQ(run(small_train("--steps 5 --json --checkpoint " + ck)).code, 0);
+  std::string before = slurp(ck);
+  Result r = run(kBin + "/char_gru train --corpus " + q(corpus_file()) +
+                 " --hidden 32 --batch 8 --seq-len 16 --lr 1e308 --steps 50 --json --checkpoint " + ck);
+  EXPECT_EQ(r.code, 3) << r.err;
+  EXPECT_NE(r.err.find("diverged"), std::string::npos) << r.err;
+  EXPECT_EQ(slurp(ck), before);
+}
+
+TEST(CharGruTraining, OutputsAreCheckedBeforeTheFirstStep) {
+  std::string corpus_copy = temp_dir() + "/corpus_copy.txt";
+  run("cp " + corpus_file() + " " + corpus_copy);
+  std::string before = slurp(corpus_copy);
+  struct Case {
+    std::string cmd, needle;
+  };
+  std::vector<Case> cases = {
+      {"--checkpoint /nonexistent/dir/m.npz", "does not exist"},
+      {"--checkpoint /dev/null", "character device"},
+      {"--checkpoint " + temp_dir(), "directory"},
+  };
+  for (const auto& c : cases) {
+    Result r = run(small_train("--steps 1000000 " + c.cmd));
+    EXPECT_EQ(r.code, 2) << c.cmd << "\n" << r.err;
+    EXPECT_NE(r.err.find(c.needle), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find("--checkpoint"), std::string::npos) << r.err;
+  }
+  Result r = run(kBin + "/char_gru train --corpus " + corpus_copy + " --steps 1000000 --checkpoint " + corpus_copy);
+  EXPECT_EQ(r.code, 2) << r.err;
+  EXPECT_EQ(slurp(corpus_copy), before);
+}
+
+TEST(CharGruFlags, BadValuesAreUsageErrorsNamingTheFlag) {
+  std::string ck = trained_checkpoint();
+  std::string fifo = temp_dir() + "/fifo";
+  mkfifo(fifo.c_str(), 0600);
+  struct Case {
+    std::string cmd, flag;
+  };
+  std::vector<Case> cases = {
+      {"/char_gru sample --checkpoint " + ck + " --temperature nan", "--temperature"},
+      {"/char_gru train --clip nan", "--clip"},
+      {"/char_gru train --clip-value nan", "--clip-value"},
+      {"/char_gru train --lr inf", "--lr"},
+      {"/char_gru train --seed 18446744073709551616", "--seed"},
+      {"/char_gru train --hidden -1", "--hidden"},
+      {"/char_gru train --embed-dim -1 --embed", "--embed-dim"},
+      {"/char_gru train --embed-dim 8", "--embed-dim"},
+      {"/char_gru train --corpus " + corpus_file() + " --steps 900 --resume " + ck + " --hidden 8", "--hidden"},
+      {"/char_gru train --corpus " + corpus_file() + " --steps 900 --resume " + ck + " --batch 9", "--batch"},
+      {"/char_gru train --corpus " + corpus_file() + " --steps 900 --resume " + ck + " --dtype float64", "--dtype"},
+      {"/char_gru demo --text ab", "--text"},
+      {"/char_gru train --corpus " + temp_dir(), "--corpus"},
+      {"/char_gru train --corpus /dev/zero", "--corpus"},
+      {"/char_gru train --corpus " + fifo, "--corpus"},
+      {"/gru_gates --checkpoint " + ck + " --text gate --steps 1 --units 0:-1", "--units"},
+      {"/gru_gates --checkpoint " + ck + " --text gate --steps 1 --layer -1", "--layer"},
+      {"/gru_gates --checkpoint " + ck + " --text gate --steps 1 --plot x.jpg", "--plot"},
+  };
+  for (const auto& c : cases) {
+    Result r = run("timeout 20 " + kBin + c.cmd);
+    EXPECT_EQ(r.code, 2) << c.cmd << "\n" << r.err;
+    EXPECT_NE(r.err.find(c.flag), std::string::npos) << c.cmd << "\n" << r.err;
+    EXPECT_EQ(r.err.find("18446744073709551615 "), std::string::npos) << r.err;
+  }
+}
+
+TEST(GruGatesPlot, NoInputBecomesGnuplotSyntax) {
+  std::string dir = temp_dir() + "/plot";
+  mkdir(dir.c_str(), 0755);
+  std::string ck = trained_checkpoint();
+  // A text of the vocabulary's own characters cannot carry quotes; the path can (relative to
+  // the working directory, so that the directory part exists).
+  std::vector<std::string> paths = {
+      "a.png'; system 'touch PWNED'; set output 'b.png",
+      "c`touch PWNED`.png",
+      "d\nsystem 'touch PWNED'\n.png",
+      "e\"; system(\"touch PWNED\"); \".svg",
+      "f$(touch PWNED);.png",
+  };
+  for (const auto& p : paths) {
+    Result r = run("cd " + q(dir) + " && " + kBin + "/gru_gates --checkpoint " + ck + " --text " + q(kText) +
+                   " --plot " + q(p));
+    EXPECT_EQ(r.code, 0) << p << "\n" << r.err;
+    std::ifstream written(dir + "/" + p);
+    EXPECT_TRUE(written.good()) << "the picture goes exactly where the user said: " << p;
+  }
+  EXPECT_FALSE(std::ifstream(dir + "/PWNED").good()) << "a command ran";
+  EXPECT_FALSE(has_temporaries(dir));
 }

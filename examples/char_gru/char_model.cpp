@@ -5,10 +5,16 @@
 #include <cmath>
 #include <fstream>
 #include <iterator>
+#include <map>
+#include <optional>
 #include <sstream>
+#include <sys/stat.h>
+#include <cerrno>
+#include <cstring>
 
 #include <fmt/format.h>
 
+#include "cli/cli.hpp"
 #include "layers/fast/gru_fused.hpp"
 
 namespace char_model {
@@ -75,8 +81,16 @@ std::string show_char(char32_t c) {
 }
 
 std::int64_t Vocab::find(char32_t c) const {
-  auto it = std::lower_bound(chars.begin(), chars.end(), c);
-  return it != chars.end() && *it == c ? it - chars.begin() : -1;
+  if (index_.size() != chars.size()) const_cast<Vocab*>(this)->build_index();
+  auto it = std::lower_bound(index_.begin(), index_.end(), std::make_pair(c, std::int64_t(-1)));
+  return it != index_.end() && it->first == c ? it->second : -1;
+}
+
+void Vocab::build_index() {
+  index_.clear();
+  index_.reserve(chars.size());
+  for (std::size_t i = 0; i < chars.size(); ++i) index_.emplace_back(chars[i], std::int64_t(i));
+  std::sort(index_.begin(), index_.end());
 }
 
 std::vector<std::int64_t> Vocab::encode(const std::u32string& text, const std::string& what) const {
@@ -98,14 +112,33 @@ Vocab Vocab::from_text(const std::u32string& text) {
   v.chars.assign(text.begin(), text.end());
   std::sort(v.chars.begin(), v.chars.end());
   v.chars.erase(std::unique(v.chars.begin(), v.chars.end()), v.chars.end());
+  v.build_index();
+  return v;
+}
+
+Vocab Vocab::from_chars(std::vector<char32_t> chars, const std::string& what) {
+  if (chars.empty()) throw ValueError(what + ": the vocabulary is empty");
+  for (std::size_t i = 0; i < chars.size(); ++i) {
+    char32_t c = chars[i];
+    if (c > 0x10FFFF || (c >= 0xD800 && c <= 0xDFFF))
+      throw ValueError(fmt::format("{}: entry {} ({}) is not a Unicode scalar value "
+                                   "(0..0x10FFFF without the surrogates D800..DFFF)",
+                                   what, i, static_cast<std::uint32_t>(c)));
+  }
+  Vocab v;
+  v.chars = std::move(chars);
+  v.build_index();
+  for (std::size_t k = 1; k < v.index_.size(); ++k)
+    if (v.index_[k].first == v.index_[k - 1].first)
+      throw ValueError(fmt::format("{}: code point U+{:04X} appears twice (one-hot indices {} and {})",
+                                   what, static_cast<std::uint32_t>(v.index_[k].first),
+                                   v.index_[k - 1].second, v.index_[k].second));
   return v;
 }
 
 std::u32string read_corpus(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw FileError(fmt::format("corpus '{}': cannot open file", path));
-  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  if (in.bad()) throw FileError(fmt::format("corpus '{}': read error", path));
+  // A regular file of at most 256 MiB, read once: never a directory, FIFO or /dev/zero.
+  std::string bytes = cli::read_file(path, "corpus");
   if (bytes.empty()) throw FileError(fmt::format("corpus '{}': file is empty", path));
   try {
     return utf8_decode(bytes, fmt::format("corpus '{}'", path));
@@ -166,19 +199,66 @@ CharGRU::Output CharGRU::forward(const std::vector<std::int64_t>& ids, std::size
 
 // ---- checkpoints ----------------------------------------------------------------------------------
 
-void save_checkpoint(const std::string& path, const CharGRU& model, const Vocab& vocab,
-                     const npz::Archive& extras) {
+namespace {
+
+/// Every value finite? Else the flat index of the first that is not.
+std::optional<std::size_t> first_non_finite(const Tensor& t) {
+  auto scan = [&](const auto& a) -> std::optional<std::size_t> {
+    for (std::size_t i = 0; i < a.size(); ++i)
+      if (!std::isfinite(a.data()[i])) return i;
+    return std::nullopt;
+  };
+  return t.dtype() == DType::Float32 ? scan(t.data<float>()) : scan(t.data<double>());
+}
+
+}  // namespace
+
+void save_checkpoint(const std::string& path, const CharGRU& model, const Vocab& vocab) {
+  for (const auto& [name, p] : model.named_parameters())
+    if (auto bad = first_non_finite(p))
+      throw ValueError(fmt::format("checkpoint '{}' not written: parameter '{}' holds a non-finite "
+                                   "value at flat index {} (the run diverged)", path, name, *bad));
   std::vector<std::int32_t> cps(vocab.chars.begin(), vocab.chars.end());
-  npz::Archive all = {{"vocab", npz::Array::from_i32({cps.size()}, cps.data())}};
-  all.insert(all.end(), extras.begin(), extras.end());
-  save_state(path, model, all);
+  save_state(path, model, {{"vocab", npz::Array::from_i32({cps.size()}, cps.data())}});
+}
+
+std::int64_t weights_hash(const CharGRU& model) {
+  std::uint64_t h = 1469598103934665603ull;
+  auto mix = [&](const void* data, std::size_t n) {
+    const auto* b = static_cast<const unsigned char*>(data);
+    for (std::size_t i = 0; i < n; ++i) h = (h ^ b[i]) * 1099511628211ull;
+  };
+  for (const auto& [name, p] : model.named_parameters()) {
+    mix(name.data(), name.size());
+    if (p.dtype() == DType::Float32) mix(p.data<float>().data(), p.numel() * sizeof(float));
+    else mix(p.data<double>().data(), p.numel() * sizeof(double));
+  }
+  return static_cast<std::int64_t>(h >> 1);
 }
 
 Checkpoint load_checkpoint(const std::string& path) {
-  npz::Archive archive = npz::load_npz(path);
-  auto field = [&](const std::string& name) -> const npz::Array& { return npz::find(archive, name, path); };
+  // Bounded reading: a real checkpoint inflates to about its own size (float weights hardly
+  // compress); allow 64× plus 64 MiB, at most the reader's 2 GiB.
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0)
+    throw FileError(fmt::format("checkpoint '{}': cannot open: {}", path, std::strerror(errno)));
+  if (!S_ISREG(st.st_mode)) throw FileError(fmt::format("checkpoint '{}': not a regular file", path));
+  const std::uint64_t limit =
+      std::min<std::uint64_t>(npz::kDefaultMaxTotalBytes, 64 * std::uint64_t(st.st_size) + (64ull << 20));
+  const npz::Archive archive = npz::load_npz(path, limit);
+
+  std::map<std::string, const npz::Array*> entries;  // one index: every look-up is O(log n)
+  for (const auto& [name, array] : archive) entries[name] = &array;
   auto fail = [&](const std::string& name, const std::string& why) {
     return FileError(fmt::format("checkpoint '{}': entry '{}': {}", path, name, why));
+  };
+  auto field = [&](const std::string& name) -> const npz::Array& {
+    auto it = entries.find(name);
+    if (it == entries.end())
+      throw FileError(fmt::format("checkpoint '{}': missing entry '{}' (a char_gru checkpoint is the "
+                                  "state dict of CharGRU — embed.*, gru.*, head.* — plus vocab)",
+                                  path, name));
+    return *it->second;
   };
   auto shape_of = [&](const std::string& name, std::size_t rank) {
     const npz::Array& a = field(name);
@@ -187,33 +267,88 @@ Checkpoint load_checkpoint(const std::string& path) {
     return a.shape;
   };
 
+  // ---- the vocabulary: int32 or int64 code points, unique, in one-hot order ----
   Checkpoint ck;
   const npz::Array& vocab = field("vocab");
+  if (vocab.dtype != npz::DType::Int32 && vocab.dtype != npz::DType::Int64)
+    throw fail("vocab", fmt::format("dtype {}, expected int32 (or int64) Unicode code points",
+                                    npz::dtype_name(vocab.dtype)));
   if (vocab.shape.size() != 1 || vocab.shape[0] == 0)
     throw fail("vocab", "expected a non-empty 1-D array of code points");
+  std::vector<char32_t> chars;
   for (std::int64_t cp : vocab.to_vector<std::int64_t>()) {
-    if (cp < 0 || cp > 0x10FFFF) throw fail("vocab", fmt::format("{} is not a Unicode code point", cp));
-    ck.vocab.chars.push_back(static_cast<char32_t>(cp));
+    if (cp < 0 || cp > 0x10FFFF)
+      throw fail("vocab", fmt::format("{} (entry {}) is not a Unicode code point", cp, chars.size()));
+    chars.push_back(static_cast<char32_t>(cp));
   }
-  if (!std::is_sorted(ck.vocab.chars.begin(), ck.vocab.chars.end()) ||
-      std::adjacent_find(ck.vocab.chars.begin(), ck.vocab.chars.end()) != ck.vocab.chars.end())
-    throw fail("vocab", "code points must be sorted and unique (one-hot index order)");
+  try {
+    ck.vocab = Vocab::from_chars(std::move(chars), "vocab");
+  } catch (const ValueError& e) {
+    throw fail("vocab", std::string(e.what()).substr(7));  // drop "vocab: "
+  }
 
+  // ---- every other entry: known names only, one dtype, finite ----
   Config c;
   c.vocab_size = ck.vocab.size();
+  std::size_t max_layer = 0;
+  bool any_gru = false;
+  std::optional<npz::DType> dtype;
+  for (const auto& [name, array] : archive) {
+    if (name == "vocab") continue;
+    std::size_t layer = 0;
+    bool known = name == "head.weight" || name == "head.bias" || name == "embed.weight";
+    for (const char* stem : {"gru.weight_ih_l", "gru.weight_hh_l", "gru.bias_ih_l", "gru.bias_hh_l"}) {
+      std::string s0 = stem;
+      if (name.compare(0, s0.size(), s0) != 0) continue;
+      std::string rest = name.substr(s0.size());
+      bool digits = !rest.empty() && rest.size() <= 4 && std::all_of(rest.begin(), rest.end(), ::isdigit);
+      if (digits && (rest == "0" || rest[0] != '0')) {
+        known = true, any_gru = true;
+        layer = std::stoul(rest);
+        max_layer = std::max(max_layer, layer);
+      }
+    }
+    if (!known) {
+      std::string hint;
+      if (name.rfind("optim.", 0) == 0 || name.rfind("train.", 0) == 0)
+        hint = " (training state belongs in the resume-state file beside the checkpoint: an older "
+               "tapegrad wrote it here; drop the optim.* and train.* entries)";
+      else if (name.find("_reverse") != std::string::npos)
+        hint = " (a bidirectional GRU is not a character language model)";
+      else
+        hint = " (a char_gru checkpoint holds only vocab, embed.weight, gru.*_l<k>, head.weight, head.bias)";
+      throw fail(name, "not part of a CharGRU state dict" + hint);
+    }
+    if (array.dtype != npz::DType::Float32 && array.dtype != npz::DType::Float64)
+      throw fail(name, fmt::format("dtype {} is not float32 or float64", npz::dtype_name(array.dtype)));
+    if (dtype && *dtype != array.dtype)
+      throw fail(name, fmt::format("is {} but other weights are {}", npz::dtype_name(array.dtype),
+                                   npz::dtype_name(*dtype)));
+    dtype = array.dtype;
+    std::vector<double> values = array.to_vector<double>();
+    for (std::size_t i = 0; i < values.size(); ++i)
+      if (!std::isfinite(values[i]))
+        throw fail(name, fmt::format("holds {} at flat index {}; weights must be finite", values[i], i));
+  }
+  if (!any_gru) field("gru.weight_ih_l0");  // "missing entry" with the layout hint
+  c.layers = max_layer + 1;
+  for (std::size_t l = 0; l < c.layers; ++l)  // complete and contiguous: l0 .. l(L−1)
+    for (const char* stem : {"gru.weight_ih_l", "gru.weight_hh_l", "gru.bias_ih_l", "gru.bias_hh_l"})
+      if (!entries.count(fmt::format("{}{}", stem, l)))
+        throw FileError(fmt::format("checkpoint '{}': missing entry '{}{}': the file has GRU layers up to "
+                                    "l{}, so every tensor of l0..l{} must be present", path, stem, l,
+                                    max_layer, max_layer));
+
   auto head_w = shape_of("head.weight", 2);  // (V, H)
   if (head_w[0] != c.vocab_size)
     throw fail("head.weight", fmt::format("has {} rows but the vocab has {} characters", head_w[0], c.vocab_size));
   c.hidden = head_w[1];
-  while (std::any_of(archive.begin(), archive.end(), [&](const auto& e) {
-    return e.first == fmt::format("gru.weight_ih_l{}", c.layers);
-  }))
-    ++c.layers;
-  c.layers = std::max<std::size_t>(c.layers, 1);
-  if (std::any_of(archive.begin(), archive.end(), [](const auto& e) { return e.first == "embed.weight"; })) {
+  if (c.hidden == 0) throw fail("head.weight", "hidden size 0 (shape (V, 0))");
+  if (entries.count("embed.weight")) {
     auto e = shape_of("embed.weight", 2);
     if (e[0] != c.vocab_size)
       throw fail("embed.weight", fmt::format("has {} rows but the vocab has {} characters", e[0], c.vocab_size));
+    if (e[1] == 0) throw fail("embed.weight", "embedding width 0");
     c.embed_dim = e[1];
   }
   std::size_t in0 = shape_of("gru.weight_ih_l0", 2)[1];
@@ -221,18 +356,11 @@ Checkpoint load_checkpoint(const std::string& path) {
     throw fail("gru.weight_ih_l0", fmt::format("has input size {}, expected {} ({})", in0,
                                                c.embed_dim ? c.embed_dim : c.vocab_size,
                                                c.embed_dim ? "embed.weight's width" : "the vocab size"));
-  const npz::Array& hw = field("head.weight");
-  DType dtype = hw.dtype == npz::DType::Float64 ? DType::Float64 : DType::Float32;
-  if (hw.dtype != npz::DType::Float32 && hw.dtype != npz::DType::Float64)
-    throw fail("head.weight", fmt::format("dtype {} is not float32 or float64", npz::dtype_name(hw.dtype)));
 
   Generator gen(0);
   ck.model = std::make_shared<CharGRU>(c, gen);
-  ck.model->to(dtype);
-  ck.extras = load_state(path, *ck.model, true);  // checks every shape and dtype
-  ck.extras.erase(std::remove_if(ck.extras.begin(), ck.extras.end(),
-                                 [](const auto& e) { return e.first == "vocab"; }),
-                  ck.extras.end());
+  ck.model->to(*dtype == npz::DType::Float64 ? DType::Float64 : DType::Float32);
+  load_state(archive, path, *ck.model, true);  // checks every remaining shape; vocab is the extra
   return ck;
 }
 

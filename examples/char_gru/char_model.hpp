@@ -33,7 +33,9 @@ std::string utf8_encode(char32_t c);
 /// A printable form of one character for tables: '\n' → "\\n", ' ' → "␠".
 std::string show_char(char32_t c);
 
-/// The characters a model knows, in one-hot index order (sorted code points).
+/// The characters a model knows, in one-hot index order. A vocabulary built from a text is
+/// sorted by code point; one read from a checkpoint keeps the file's order (PyTorch models often
+/// use first-seen or set() order): chars[i] is one-hot index i either way.
 struct Vocab {
   std::vector<char32_t> chars;
   std::size_t size() const { return chars.size(); }
@@ -42,7 +44,15 @@ struct Vocab {
   /// Indices of every character; throws tapegrad::ValueError naming the first unknown
   /// character and its position.
   std::vector<std::int64_t> encode(const std::u32string& text, const std::string& what) const;
+  /// The sorted distinct characters of `text`.
   static Vocab from_text(const std::u32string& text);
+  /// The characters in the given order; throws tapegrad::ValueError naming `what` unless they
+  /// are unique Unicode scalar values (0..0x10FFFF, no surrogates) and at least one.
+  static Vocab from_chars(std::vector<char32_t> chars, const std::string& what);
+
+ private:
+  std::vector<std::pair<char32_t, std::int64_t>> index_;  // sorted by character
+  void build_index();
 };
 
 /// Reads a UTF-8 corpus. Throws tapegrad::FileError when missing, unreadable, empty or invalid.
@@ -82,20 +92,27 @@ class CharGRU : public tapegrad::Module {
   std::shared_ptr<tapegrad::Linear> head;
 };
 
-/// A model with its vocabulary, and any other entries the checkpoint held (optimizer state...).
+/// A model with its vocabulary.
 struct Checkpoint {
   std::shared_ptr<CharGRU> model;
   Vocab vocab;
-  tapegrad::npz::Archive extras;
 };
 
-/// Writes model + vocab (+ extras) atomically.
-void save_checkpoint(const std::string& path, const CharGRU& model, const Vocab& vocab,
-                     const tapegrad::npz::Archive& extras = {});
-/// Reads a checkpoint written by save_checkpoint or by PyTorch (tools/checkpoint_convert.py);
-/// infers V, H, L, E from the shapes and checks every shape and the vocab. Throws
-/// tapegrad::FileError naming the file and the field.
+/// Writes the checkpoint atomically: exactly the state dict of the PyTorch module above plus
+/// `vocab` (int32 code points in one-hot order), nothing else, so that PyTorch's strict
+/// load_state_dict accepts it once `vocab` is set aside. Refuses non-finite weights (a diverged
+/// model never replaces a good file).
+void save_checkpoint(const std::string& path, const CharGRU& model, const Vocab& vocab);
+/// Reads a checkpoint written by save_checkpoint or by PyTorch (tools/checkpoint_convert.py),
+/// reading the file once. Strict: infers V, H, L, E from the shapes and requires every tensor of
+/// every layer l0..l(L−1) (contiguous), no other entry, every shape consistent, float32 or
+/// float64 throughout, finite values, and a vocabulary of unique Unicode scalar values in any
+/// order. The total uncompressed size is bounded relative to the file's size (zip bombs).
+/// Throws tapegrad::FileError naming the file and the entry.
 Checkpoint load_checkpoint(const std::string& path);
+
+/// FNV-1a over the parameters' names and bytes: ties a resume-state file to its checkpoint.
+std::int64_t weights_hash(const CharGRU& model);
 
 /// Mean cross-entropy (nats) of predicting text[i] from text[:i], i = 1..n−1, from h0 = 0,
 /// one stream processed in chunks of `chunk` characters; fills log_probs (n−1 values) if given.

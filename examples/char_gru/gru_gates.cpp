@@ -39,27 +39,28 @@ std::vector<std::size_t> parse_steps(const std::string& s) {
       v = std::stol(item, &pos);
     } catch (const std::exception&) {
     }
-    if (pos != item.size() || v < 1)
-      throw ValueError(fmt::format("--steps: '{}' is not a positive step number (steps are 1-based)", item));
+    if (pos != item.size() || v < 1 || item.find_first_not_of("0123456789") != std::string::npos)
+      throw cli::UsageError(fmt::format("--steps: '{}' is not a positive step number (steps are 1-based)", item));
     steps.push_back(static_cast<std::size_t>(v));
   }
-  if (steps.empty()) throw ValueError("--steps: no step given");
+  if (steps.empty()) throw cli::UsageError("--steps: no step given");
   return steps;
 }
 
+/// "a:b" with a < b, both written as digits only (no sign, no wrap-around).
 std::pair<std::size_t, std::size_t> parse_units(const std::string& s, std::size_t H) {
   auto colon = s.find(':');
-  std::size_t a = 0, b = 0, p1 = 0, p2 = 0;
-  try {
-    if (colon == std::string::npos) throw std::invalid_argument("no colon");
-    a = std::stoul(s.substr(0, colon), &p1);
-    b = std::stoul(s.substr(colon + 1), &p2);
-  } catch (const std::exception&) {
-    throw ValueError(fmt::format("--units: '{}' is not a range like 0:16", s));
-  }
-  if (p1 != colon || p2 != s.size() - colon - 1 || a >= b)
-    throw ValueError(fmt::format("--units: '{}' is not a range like 0:16 (start < stop)", s));
-  if (a >= H) throw ValueError(fmt::format("--units: unit {} does not exist (hidden size {})", a, H));
+  auto number = [&](const std::string& part, std::size_t& out) {
+    if (part.empty() || part.size() > 9 || part.find_first_not_of("0123456789") != std::string::npos)
+      return false;
+    out = std::stoul(part);
+    return true;
+  };
+  std::size_t a = 0, b = 0;
+  if (colon == std::string::npos || !number(s.substr(0, colon), a) || !number(s.substr(colon + 1), b) || a >= b)
+    throw cli::UsageError(fmt::format("--units: '{}' is not a range start:stop of unit numbers with start < stop, "
+                                      "like 0:16", s));
+  if (a >= H) throw cli::UsageError(fmt::format("--units: unit {} does not exist (hidden size {}: units 0..{})", a, H, H - 1));
   return {a, std::min(b, H)};
 }
 
@@ -105,29 +106,31 @@ int main(int argc, char** argv) {
   app.add_option("--checkpoint", ck, "model checkpoint (.npz) written by char_gru train or by PyTorch")->required();
   app.add_option("--text", text, "the text to run the GRU over, from h_0 = 0")->required();
   app.add_option("--steps", steps_arg, "comma-separated 1-based steps; step t reads text[t-1]")->capture_default_str();
-  app.add_option("--layer", layer, "which GRU layer")->capture_default_str();
+  app.add_option("--layer", layer, "which GRU layer (0-based)")->capture_default_str()->check(cli::IntRange(0, 1023));
   app.add_option("--units", units_arg, "range of hidden units start:stop")->capture_default_str();
   app.add_option("--convention", convention, "pytorch (r, z, n) or course (Γr, Γu = 1 − z, c~)")
       ->capture_default_str()->check(CLI::IsMember({"pytorch", "course"}));
   app.add_flag("--json", json_out, "all units of the requested steps as JSON (PyTorch convention, full precision)");
   app.add_option("--plot", plot_file, "write heatmaps of z and r over every step to FILE (.png or .svg, needs gnuplot)");
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    app.exit(e);  // prints the help text, or the error with a hint
-    return e.get_exit_code() == 0 ? 0 : 2;
-  }
-
-  try {
-    Checkpoint c = load_checkpoint(ck);
-    std::u32string t32 = utf8_decode(text, "--text");
-    std::vector<std::int64_t> ids = c.vocab.encode(t32, "--text");
-    if (ids.empty()) throw ValueError("--text is empty");
+  return cli::run(app, argc, argv, [&]() -> int {
+    // Flags first: nothing is loaded or computed before they are all known to be usable.
     std::vector<std::size_t> steps = parse_steps(steps_arg);
+    std::u32string t32 = utf8_decode(text, "--text");
+    if (t32.empty()) throw cli::UsageError("--text: is empty");
+    if (!plot_file.empty()) {
+      cli::plot::format_for(plot_file, "--plot");
+      cli::check_output_path(plot_file, "--plot", {ck});
+    }
+    cli::check_input_file(ck, "--checkpoint", 4ull << 30);
+    Checkpoint c = load_checkpoint(ck);
+    std::vector<std::int64_t> ids = c.vocab.encode(t32, "--text");
     for (std::size_t t : steps)
-      if (t > ids.size())
-        throw ValueError(fmt::format("--steps: step {} is past the end of the text ({} characters, steps 1..{})",
-                                     t, ids.size(), ids.size()));
+      if (t > t32.size())
+        throw cli::UsageError(fmt::format("--steps: step {} is past the end of the text ({} characters, steps 1..{})",
+                                          t, t32.size(), t32.size()));
+    if (layer >= c.model->config.layers)
+      throw cli::UsageError(fmt::format("--layer: {} does not exist: the model has {} layer(s), 0..{}", layer,
+                                        c.model->config.layers, c.model->config.layers - 1));
     std::size_t H = c.model->config.hidden;
     auto [u0, u1] = parse_units(units_arg, H);
     std::vector<GRU::GateRecord> recs = gate_trace(*c.model, ids, layer);
@@ -156,9 +159,6 @@ int main(int argc, char** argv) {
       plot(recs, t32, u0, u1, plot_file);
       fmt::print(stderr, "wrote {}\n", plot_file);
     }
-  } catch (const std::exception& e) {
-    fmt::print(stderr, "error: {}\n", e.what());
-    return 1;
-  }
-  return 0;
+    return cli::kOk;
+  });
 }

@@ -97,6 +97,18 @@ CLI::Validator IntRange(std::int64_t lo, std::int64_t hi) {
       fmt::format("INT in {}..{}", lo, hi));
 }
 
+const CLI::Validator UInt64(
+    [](std::string& v) -> std::string {
+      bool digits = !v.empty() && v.size() <= 20;
+      for (char c : v) digits = digits && c >= '0' && c <= '9';
+      errno = 0;
+      if (digits) std::strtoull(v.c_str(), nullptr, 10);
+      if (!digits || errno == ERANGE)
+        return fmt::format("'{}' is not a whole number in 0..18446744073709551615", v);
+      return {};
+    },
+    "UINT64");
+
 void require(bool ok, const std::string& flag, const std::string& message) {
   if (!ok) throw UsageError(flag + ": " + message);
 }
@@ -124,13 +136,13 @@ const char* kind_of(mode_t m) {
 
 void check_input_file(const std::string& path, const std::string& what, std::uint64_t max_bytes) {
   struct stat st {};
-  if (path.empty()) throw FileError(what + ": empty path");
+  if (path.empty()) throw UsageError(what + ": empty path");
   if (::stat(path.c_str(), &st) != 0)
-    throw FileError(fmt::format("{}: cannot open '{}': {}", what, path, std::strerror(errno)));
+    throw UsageError(fmt::format("{}: cannot open '{}': {}", what, path, std::strerror(errno)));
   if (!S_ISREG(st.st_mode))
-    throw FileError(fmt::format("{}: '{}' is {}, not a regular file", what, path, kind_of(st.st_mode)));
+    throw UsageError(fmt::format("{}: '{}' is {}, not a regular file", what, path, kind_of(st.st_mode)));
   if (std::uint64_t(st.st_size) > max_bytes)
-    throw FileError(fmt::format("{}: '{}' is {}; at most {} is read", what, path,
+    throw UsageError(fmt::format("{}: '{}' is {}; at most {} is read", what, path,
                                 size_str(std::uint64_t(st.st_size)), size_str(max_bytes)));
 }
 

@@ -3,7 +3,8 @@
 //
 //   run()            parses the flags (CLI11) and runs the program with one exit-code contract:
 //                    0 ok, 1 runtime error ("error: ..."), 2 usage error (a bad flag or value,
-//                    found before any work), 130 interrupted (SIGINT, SIGTERM or SIGHUP).
+//                    found before any work), 3 training diverged (a non-finite loss),
+//                    130 interrupted (SIGINT, SIGTERM or SIGHUP).
 //   validators       finite numbers, positive/non-negative finite numbers, integer ranges with
 //                    readable bounds (CLI11's own checks accept "nan").
 //   input files      a regular file (not a directory, FIFO or device) of at most a stated size,
@@ -31,7 +32,7 @@ struct UsageError : std::runtime_error {
 };
 
 /// Exit codes shared by every program.
-enum Exit : int { kOk = 0, kError = 1, kUsage = 2, kInterrupted = 130 };
+enum Exit : int { kOk = 0, kError = 1, kUsage = 2, kDiverged = 3, kInterrupted = 130 };
 
 /// Parses argv into `app` and calls `body`. Help → 0; a parse error or UsageError → 2 with the
 /// flag named; any other exception → 1 with "error: <message>". Returns the exit code.
@@ -47,6 +48,8 @@ extern const CLI::Validator NonNegativeFinite;
 /// An integer in [lo, hi], written as digits only (no sign for unsigned options, no 1e3, no
 /// overflow): "--hidden: 0 is not in 1..8192".
 CLI::Validator IntRange(std::int64_t lo, std::int64_t hi);
+/// Any unsigned 64-bit integer written as digits (no sign, no wrap-around, nothing past 2^64 − 1).
+extern const CLI::Validator UInt64;
 
 /// Throws UsageError("--flag: message") unless `ok`.
 void require(bool ok, const std::string& flag, const std::string& message);
@@ -59,7 +62,8 @@ constexpr std::uint64_t kMaxInputBytes = 256ull << 20;
 /// or too large. Never blocks on a FIFO and never reads without bound.
 std::string read_file(const std::string& path, const std::string& what,
                       std::uint64_t max_bytes = kMaxInputBytes);
-/// Checks that `path` is an existing regular file (no read). Throws tapegrad::FileError.
+/// Checks, before any work, that `path` is an existing regular file of at most max_bytes (no
+/// read). Throws UsageError naming `what` (exit 2).
 void check_input_file(const std::string& path, const std::string& what,
                       std::uint64_t max_bytes = kMaxInputBytes);
 
