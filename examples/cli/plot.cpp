@@ -37,7 +37,9 @@ namespace {
 
 bool safe_char(char32_t c) {
   if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) return true;
-  return std::strchr("!%()*+,-./:<=>?[]|~", static_cast<int>(c)) != nullptr && c != 0 && c < 0x80;
+  // Not '%' (a tic label is a printf format: 'a%s' 1 prints "a1.000000") and not '~' (enhanced
+  // text's overprint), besides the quotes, escapes and markup listed in plot.hpp.
+  return std::strchr("!()*+,-./:<=>?[]|", static_cast<int>(c)) != nullptr && c != 0 && c < 0x80;
 }
 
 bool safe_path(const std::string& p) {
@@ -83,7 +85,8 @@ std::string label(const std::string& s) {
 
 TempDir::TempDir() {
   const char* env = std::getenv("TMPDIR");
-  std::string base = env && safe_path(env) ? env : "/tmp";
+  // Absolute only: the script's path is gnuplot's argv[1], which must not start with '-'.
+  std::string base = env && env[0] == '/' && safe_path(env) ? env : "/tmp";
   std::string tmpl = base + "/tapegrad_plot_XXXXXX";
   if (!::mkdtemp(tmpl.data()))
     throw FileError(fmt::format("cannot create a temporary directory in '{}': {}", base, std::strerror(errno)));

@@ -22,7 +22,7 @@ std::string format_for(const std::string& path, const std::string& flag);
 /// A label safe inside a gnuplot single-quoted string or a data file: ASCII letters, digits and
 /// a few punctuation marks are kept; newline → "\n" shown as "⏎", space → "␠", any other
 /// character → "U+XXXX". Never contains quotes, backslashes, backticks, '@', '^', '_', '{', '}',
-/// '&', '$', '#', ';' or whitespace.
+/// '&', '$', '#', ';', '%' (tic labels are printf formats), '~' or whitespace.
 std::string label(char32_t c);
 std::string label(const std::string& utf8_text);
 
