@@ -24,6 +24,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <string>
@@ -589,10 +590,10 @@ struct CliRun {
 /// (via two temporary files, removed afterwards).
 CliRun run_cli(const std::string& args) {
   auto temp_file = [] {
-    char tmpl[] = "/tmp/tapegrad_flow_XXXXXX";
-    int fd = mkstemp(tmpl);
+    std::string tmpl = (std::filesystem::temp_directory_path() / "tapegrad_flow_XXXXXX").string();
+    int fd = mkstemp(tmpl.data());
     if (fd >= 0) close(fd);
-    return std::string(tmpl);
+    return tmpl;
   };
   const std::string out = temp_file(), err = temp_file();
   int status = std::system((std::string(TAPEGRAD_EXAMPLES_BIN_DIR) + "/gradient_flow " + args + " >" + out +
@@ -655,7 +656,7 @@ TEST(GradientFlowCli, JsonContract) {
 
 TEST(GradientFlowCli, UsageErrorsExitWith2) {
   if (!example_built()) GTEST_SKIP() << "examples/gradient_flow is not built";
-  CliRun bad_ext = run_cli("--steps 3 --plot /tmp/flow.jpg");
+  CliRun bad_ext = run_cli("--steps 3 --plot flow.jpg");
   EXPECT_EQ(bad_ext.code, 2);
   EXPECT_NE(bad_ext.err.find(".png or .svg"), std::string::npos) << bad_ext.err;
   EXPECT_EQ(run_cli("--cell gru2").code, 2);
@@ -663,4 +664,51 @@ TEST(GradientFlowCli, UsageErrorsExitWith2) {
   CliRun rnn_bias = run_cli("--cell rnn --update-bias 3");
   EXPECT_EQ(rnn_bias.code, 2);
   EXPECT_NE(rnn_bias.err.find("GRU"), std::string::npos) << rnn_bias.err;
+}
+
+TEST(GradientFlowCli, BadValuesAreRefusedBeforeAnyWorkWithTheFlagAndReadableBounds) {
+  if (!example_built()) GTEST_SKIP() << "examples/gradient_flow is not built";
+  struct Bad {
+    const char* args;
+    const char* flag;
+    const char* says;  // part of the message ("" = just the flag)
+  };
+  for (const Bad& b : std::vector<Bad>{
+           {"--hidden 0", "--hidden", "1..4096"},
+           {"--hidden 4097", "--hidden", "1..4096"},
+           {"--hidden -3", "--hidden", "1..4096"},
+           {"--hidden 18446744073709551617", "--hidden", "1..4096"},
+           {"--hidden 1e3", "--hidden", "1..4096"},
+           {"--hidden nan", "--hidden", "1..4096"},
+           {"--steps 100001", "--steps", "1..100000"},
+           {"--steps abc", "--steps", "1..100000"},
+           {"--update-bias nan", "--update-bias", "finite"},
+           {"--update-bias inf", "--update-bias", "finite"},
+           {"--update-bias -inf", "--update-bias", "finite"},
+           {"--update-bias 1e999", "--update-bias", "finite"},
+           {"--update-bias 3x", "--update-bias", "finite"},
+           {"--weight-scale 0", "--weight-scale", "positive"},
+           {"--weight-scale -1", "--weight-scale", "positive"},
+           {"--weight-scale nan", "--weight-scale", ""},
+           {"--seed -1", "--seed", ""},
+           {"--seed 18446744073709551616", "--seed", ""},
+           {"--seed 99999999999999999999999", "--seed", ""},
+           {"--plot missing-dir/x.png", "--plot", "does not exist"},
+           {"--plot .", "--plot", ""},
+           {"--plot /dev/null", "--plot", ""},
+           {"--text abc", "--text", "--checkpoint"},
+           {"--layer 0", "--layer", "--checkpoint"},
+       }) {
+    SCOPED_TRACE(b.args);
+    CliRun r = run_cli(b.args);
+    EXPECT_EQ(r.code, 2) << r.err;
+    EXPECT_NE(r.err.find(b.flag), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find(b.says), std::string::npos) << r.err;
+    EXPECT_EQ(r.err.find("18446744073709551615"), std::string::npos) << r.err;
+    EXPECT_TRUE(r.out.empty()) << "work was done before the check: " << r.out;
+  }
+  EXPECT_EQ(run_cli("--bogus").code, 2);
+  EXPECT_EQ(run_cli("stray").code, 2);
+  // The largest seed is a seed.
+  EXPECT_EQ(run_cli("--cell rnn --hidden 2 --steps 2 --seed 18446744073709551615").code, 0);
 }
