@@ -22,12 +22,16 @@ using detail::dispatch;
 
 namespace {
 
-/// Copies `outer` runs of `run` elements from src (stride src_stride) to dst (stride dst_stride).
+/// Copies `outer` runs of `run` elements from src + src_offset (stride src_stride) to
+/// dst + dst_offset (stride dst_stride). Nothing to copy touches no pointer: an empty array's
+/// data may be null, and neither memcpy nor pointer arithmetic may see a null pointer.
 template <class T>
-void copy_runs(const T* src, std::size_t src_stride, T* dst, std::size_t dst_stride,
-               std::size_t outer, std::size_t run) {
+void copy_runs(const T* src, std::size_t src_offset, std::size_t src_stride, T* dst,
+               std::size_t dst_offset, std::size_t dst_stride, std::size_t outer, std::size_t run) {
+  if (run == 0 || outer == 0) return;
   for (std::size_t o = 0; o < outer; ++o)
-    std::memcpy(dst + o * dst_stride, src + o * src_stride, run * sizeof(T));
+    std::memcpy(dst + dst_offset + o * dst_stride, src + src_offset + o * src_stride,
+                run * sizeof(T));
 }
 
 void check_index(std::int64_t i, std::size_t size, const char* op, std::size_t axis) {
@@ -164,7 +168,7 @@ Tensor narrow(const Tensor& a, std::ptrdiff_t axis_in, std::size_t start, std::s
   Tensor out = dispatch(a.dtype(), [&](auto tag) {
     using T = decltype(tag);
     xt::xarray<T> r = detail::new_array<T>("narrow", os);
-    copy_runs(a.data<T>().data() + start * inner, s[axis] * inner, r.data(), length * inner,
+    copy_runs(a.data<T>().data(), start * inner, s[axis] * inner, r.data(), 0, length * inner,
               detail::prod(s, 0, axis), length * inner);
     return Tensor(std::move(r));
   });
@@ -186,7 +190,7 @@ Tensor pad_narrow(const Tensor& g, std::ptrdiff_t axis_in, std::size_t start, st
   std::size_t inner = detail::prod(s, axis + 1, s.size());
   dispatch(g.dtype(), [&](auto tag) {
     using T = decltype(tag);
-    copy_runs(g.data<T>().data(), s[axis] * inner, out.data<T>().data() + start * inner,
+    copy_runs(g.data<T>().data(), 0, s[axis] * inner, out.data<T>().data(), start * inner,
               full_size * inner, detail::prod(s, 0, axis), s[axis] * inner);
   });
   return record("pad_narrow", out, {g}, [axis, start, len = s[axis]](const Tensor& gg, GradSink& sk) {
@@ -258,7 +262,7 @@ Tensor concat(const std::vector<Tensor>& parts, std::ptrdiff_t axis_in) {
     std::size_t offset = 0;
     for (const Tensor& p : parts) {
       std::size_t run = p.shape()[axis] * inner;
-      copy_runs(p.data<T>().data(), run, r.data() + offset * inner, os[axis] * inner, outer, run);
+      copy_runs(p.data<T>().data(), 0, run, r.data(), offset * inner, os[axis] * inner, outer, run);
       offset += p.shape()[axis];
     }
     return Tensor(std::move(r));
@@ -308,6 +312,7 @@ Tensor index_select(const Tensor& a, std::ptrdiff_t axis_in, const std::vector<s
     using T = decltype(tag);
     xt::xarray<T> r = detail::new_array<T>("index_select", os);
     const T* src = a.data<T>().data();
+    if (inner == 0) return Tensor(std::move(r));
     for (std::size_t o = 0; o < outer; ++o)
       for (std::size_t j = 0; j < index.size(); ++j)
         std::memcpy(r.data() + (o * index.size() + j) * inner,

@@ -276,6 +276,7 @@ void GradSink::add_narrow(std::size_t i, std::size_t axis, std::size_t start, co
   std::size_t outer = detail::prod(full, 0, axis);
   std::size_t inner = detail::prod(full, axis + 1, full.size());
   std::size_t run = g.shape()[axis] * inner;
+  if (run == 0 || outer == 0) return;  // nothing to add (and an empty array's data may be null)
   detail::dispatch(g.dtype(), [&](auto tag) {
     using T = decltype(tag);
     T* dst = target.pending.data<T>().data();
