@@ -2,14 +2,15 @@
 """Convert between tapegrad char_gru checkpoints (.npz) and PyTorch.
 
 Checkpoint layout (written by `char_gru train` and tools/torch_char_gru.py):
-  vocab                         int32 (V,)  Unicode code points, sorted ascending
-                                            (index = one-hot position)
+  vocab                         int32 (V,)  Unicode code points in one-hot order (entry i is
+                                            one-hot index i; any order, unique)
   embed.weight                  (V, E)      optional; absent -> one-hot inputs
   gru.weight_ih_l{k}            (3H, I_k)   rows [W_ir | W_iz | W_in], I_0 = E or V, I_k = H
   gru.weight_hh_l{k}            (3H, H)     rows [W_hr | W_hz | W_hn]
   gru.bias_ih_l{k}, gru.bias_hh_l{k}  (3H,)
   head.weight (V, H), head.bias (V,)
-i.e. `vocab` plus the state dict of tools/torch_char_gru.py:CharGRU.
+i.e. `vocab` plus the state dict of tools/torch_char_gru.py:CharGRU, nothing else. What
+`char_gru train --resume` needs lives beside it in CK.resume.npz, which PyTorch never reads.
 
 API:
   model, vocab = to_torch("ck.npz")        # CharGRU in the checkpoint's dtype
