@@ -79,8 +79,10 @@ def to_torch(npz_path):
 def from_torch(model, vocab, npz_path):
     """Writes a CharGRU (any dtype) and its vocab as a tapegrad checkpoint."""
     vocab = np.asarray(vocab, dtype=np.int32)
-    if not np.all(np.diff(vocab) > 0):
-        raise ValueError("vocab must be sorted ascending, unique")
+    if len(np.unique(vocab)) != len(vocab):
+        raise ValueError("vocab must be unique (any order: entry i is one-hot index i)")
+    if np.any((vocab < 0) | (vocab > 0x10FFFF) | ((vocab >= 0xD800) & (vocab <= 0xDFFF))):
+        raise ValueError("vocab must hold Unicode scalar values (no surrogates)")
     if len(vocab) != model.head.weight.shape[0]:
         raise ValueError("len(vocab) != model output size")
     save_state_dict_npz(model, npz_path, vocab=vocab)
