@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <cstdlib>
+#include <iterator>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -88,6 +89,44 @@ TEST_F(ExamplesRun, ManualBackpropAndHvpAgree) {
   Result h = run("hvp");
   EXPECT_EQ(h.exit_code, 0) << h.output;
   EXPECT_TRUE(contains(h.output, "total")) << h.output;
+}
+
+TEST_F(ExamplesRun, UsageErrorsExitWith2BeforeAnyWork) {
+  // One exit-code contract (examples/cli): a bad flag is exit 2, named, before any output.
+  for (const char* cmd : {"tape_graph --bogus", "tape_graph stray", "custom_op --bogus", "custom_op --buggy=maybe",
+                          "manual_backprop --bogus", "manual_backprop stray", "hvp --bogus", "hvp stray"}) {
+    SCOPED_TRACE(cmd);
+    std::string c = cmd, program = c.substr(0, c.find(' ')), args = c.substr(c.find(' ') + 1);
+    Result r = run(program, args);
+    EXPECT_EQ(r.exit_code, 2) << r.output;
+    EXPECT_FALSE(contains(r.output, "Hessian") || contains(r.output, "tape")) << r.output;
+  }
+  for (const char* program : {"tape_graph", "custom_op", "manual_backprop", "hvp"}) {
+    Result help = run(program, "--help");
+    EXPECT_EQ(help.exit_code, 0) << program << help.output;
+  }
+}
+
+TEST_F(ExamplesRun, TapeGraphChecksAndWritesItsDotFile) {
+  Result missing = run("tape_graph", "--dot /nonexistent/x.dot");
+  EXPECT_EQ(missing.exit_code, 2) << missing.output;
+  EXPECT_TRUE(contains(missing.output, "--dot")) << missing.output;
+  EXPECT_FALSE(contains(missing.output, "wrote")) << missing.output;
+  EXPECT_EQ(run("tape_graph", "--dot /dev/null").exit_code, 2);
+  EXPECT_EQ(run("tape_graph", "--dot .").exit_code, 2);
+
+  std::string dir = (std::filesystem::temp_directory_path() / "tapegrad_tape_graph_XXXXXX").string();
+  ASSERT_NE(::mkdtemp(dir.data()), nullptr);
+  Result ok = run("tape_graph", "--dot " + dir + "/step.dot");
+  EXPECT_EQ(ok.exit_code, 0) << ok.output;
+  EXPECT_TRUE(contains(ok.output, "wrote " + dir + "/step.dot")) << ok.output;
+  std::ifstream in(dir + "/step.dot");
+  std::stringstream dot;
+  dot << in.rdbuf();
+  EXPECT_TRUE(contains(dot.str(), "digraph")) << dot.str();
+  auto files = std::distance(std::filesystem::directory_iterator(dir), std::filesystem::directory_iterator());
+  EXPECT_EQ(files, 1) << "no temporary left beside the DOT file";
+  std::filesystem::remove_all(dir);
 }
 
 TEST_F(ExamplesRun, AssignmentSolutionPasses) {
