@@ -31,10 +31,15 @@ set(CPACK_DEBIAN_PACKAGE_DEPENDS
 set(CPACK_DEBIAN_PACKAGE_RECOMMENDS "gnuplot-nox")
 
 # The refusal of a -march=native package, checked when cpack runs (not at configure time, so a
-# native build tree still configures): CPACK_PROJECT_CONFIG_FILE is read by cpack.
-set(TAPEGRAD_PACKAGE_NATIVE ${TAPEGRAD_NATIVE})
+# native build tree still configures): a CPack pre-build script, whose FATAL_ERROR stops cpack
+# before it writes the package (an error in CPACK_PROJECT_CONFIG_FILE would be ignored).
+if(TAPEGRAD_NATIVE)
+  set(TAPEGRAD_PACKAGE_NATIVE 1)
+else()
+  set(TAPEGRAD_PACKAGE_NATIVE 0)
+endif()
 configure_file(${CMAKE_CURRENT_LIST_DIR}/package_check.cmake.in
                ${PROJECT_BINARY_DIR}/tapegrad_package_check.cmake @ONLY)
-set(CPACK_PROJECT_CONFIG_FILE ${PROJECT_BINARY_DIR}/tapegrad_package_check.cmake)
+set(CPACK_PRE_BUILD_SCRIPTS ${PROJECT_BINARY_DIR}/tapegrad_package_check.cmake)
 
 include(CPack)
