@@ -3,6 +3,8 @@
 #include "framework/npz.hpp"
 
 #include <gtest/gtest.h>
+
+#include <sys/stat.h>
 #include <stdlib.h>
 
 #include <filesystem>
@@ -305,12 +307,14 @@ TEST_F(TempDir, WriteIntoMissingDirectoryThrowsAndLeavesNothing) {
   EXPECT_TRUE(listing().empty());
 }
 
-TEST_F(TempDir, FailedRenameRemovesTheTemporaryFile) {
-  fs::create_directories(path("dest/keep"));  // a non-empty directory cannot be replaced
-  expect_file_error([&] { save_npz(path("dest"), sample_archive()); }, {path("dest"), "rename"});
+TEST_F(TempDir, NonRegularTargetIsRefusedAndLeavesNoTemporary) {
+  fs::create_directories(path("dest/keep"));  // a directory is never replaced
+  expect_file_error([&] { save_npz(path("dest"), sample_archive()); }, {path("dest"), "not a regular file"});
   expect_file_error([&] { save_npy(path("dest"), sample_archive()[0].second); },
-                    {path("dest"), "rename"});
-  EXPECT_EQ(listing(), std::vector<std::string>{"dest"});
+                    {path("dest"), "not a regular file"});
+  ASSERT_EQ(::mkfifo(path("fifo").c_str(), 0600), 0);  // nor a FIFO (or a device: /dev/null as root)
+  expect_file_error([&] { save_npz(path("fifo"), sample_archive()); }, {path("fifo"), "not a regular file"});
+  EXPECT_EQ(listing(), (std::vector<std::string>{"dest", "fifo"}));
 }
 
 TEST_F(TempDir, OverwriteReplacesTheWholeFile) {
