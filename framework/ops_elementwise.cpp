@@ -77,6 +77,11 @@ Tensor sum_to(const Tensor& g, const Shape& shape) {
     if (i < lead || (shape[i - lead] == 1 && gs[i] != 1)) axes.push_back(i);
   Tensor out = dispatch(g.dtype(), [&](auto tag) {
     using T = decltype(tag);
+    if (g.numel() == 0) {  // xtensor's reducers must not see an empty array (null data)
+      xt::xarray<T> r = detail::new_array<T>("sum_to", shape);
+      r.fill(T(0));
+      return Tensor(std::move(r));
+    }
     return detail::guard_alloc<T>("sum_to", shape, [&] {
       xt::xarray<T> r = xt::sum(g.data<T>(), axes, xt::evaluation_strategy::immediate);
       r.reshape(shape);

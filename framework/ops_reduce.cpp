@@ -59,6 +59,11 @@ Tensor sum(const Tensor& a, const Axes& axes_in, bool keepdims) {
   Shape out_shape = reduced_shape(a.shape(), axes, keepdims);
   Tensor out = dispatch(a.dtype(), [&](auto tag) {
     using T = decltype(tag);
+    if (a.numel() == 0) {  // xtensor's reducers must not see an empty array (null data)
+      xt::xarray<T> r = detail::new_array<T>("sum", out_shape);
+      r.fill(T(0));
+      return Tensor(std::move(r));
+    }
     return detail::guard_alloc<T>("sum", out_shape, [&] {
       xt::xarray<T> r = xt::sum(a.data<T>(), axes, xt::evaluation_strategy::immediate);
       r.reshape(out_shape);
@@ -131,6 +136,7 @@ Tensor softmax(const Tensor& a, std::ptrdiff_t axis_in) {
   std::size_t axis = normalize_axis(axis_in, a.dim(), "softmax");
   Tensor out = dispatch(a.dtype(), [&](auto tag) {
     using T = decltype(tag);
+    if (a.numel() == 0) return Tensor(detail::new_array<T>("softmax", a.shape()));  // empty: nothing to normalise
     return detail::guard_alloc<T>("softmax", a.shape(), [&] {
       const auto& x = a.data<T>();
       xt::xarray<T> m = xt::amax(x, {axis}, xt::keep_dims | xt::evaluation_strategy::immediate);
@@ -151,6 +157,7 @@ Tensor log_softmax(const Tensor& a, std::ptrdiff_t axis_in) {
   std::size_t axis = normalize_axis(axis_in, a.dim(), "log_softmax");
   Tensor out = dispatch(a.dtype(), [&](auto tag) {
     using T = decltype(tag);
+    if (a.numel() == 0) return Tensor(detail::new_array<T>("log_softmax", a.shape()));
     return detail::guard_alloc<T>("log_softmax", a.shape(), [&] {
       const auto& x = a.data<T>();
       xt::xarray<T> m = xt::amax(x, {axis}, xt::keep_dims | xt::evaluation_strategy::immediate);

@@ -120,8 +120,9 @@ Tensor permute(const Tensor& a, const std::vector<std::size_t>& dims) {
   detail::require_defined(a, "permute", "a");
   std::vector<std::size_t> sorted = dims;
   std::sort(sorted.begin(), sorted.end());
-  for (std::size_t i = 0; i < sorted.size(); ++i)
-    if (sorted.size() != a.dim() || sorted[i] != i)
+  bool ok = sorted.size() == a.dim();  // also for an empty `dims` (the loop would not run)
+  for (std::size_t i = 0; ok && i < sorted.size(); ++i) ok = sorted[i] == i;
+  if (!ok)
       throw ShapeError(fmt::format("permute: {} dims given for a tensor of shape {}, not a permutation",
                                    dims.size(), shape_str(a.shape())));
   Tensor out = dispatch(a.dtype(), [&](auto tag) {
@@ -232,7 +233,9 @@ std::vector<Tensor> split(const Tensor& a, const std::vector<std::size_t>& sizes
 std::vector<Tensor> chunk(const Tensor& a, std::size_t n, std::ptrdiff_t axis) {
   detail::require_defined(a, "chunk", "a");
   std::size_t len = a.shape()[normalize_axis(axis, a.dim(), "chunk")];
-  if (n == 0 || len % n != 0)
+  // n ≤ len (or 1 for an empty axis): an empty axis does not make n empty pieces for any n,
+  // which would let chunk(empty, 2^31) allocate billions of pieces.
+  if (n == 0 || len % n != 0 || n > std::max<std::size_t>(len, 1))
     throw ShapeError(fmt::format("chunk: axis {} of {} (size {}) does not split into {} equal parts",
                                  axis, shape_str(a.shape()), len, n));
   return split(a, std::vector<std::size_t>(n, len / n), axis);
@@ -328,7 +331,9 @@ Tensor index_add(const Shape& shape, std::ptrdiff_t axis_in, const std::vector<s
                  const Tensor& g) {
   detail::require_defined(g, "index_add", "g");
   std::size_t axis = normalize_axis(axis_in, shape.size(), "index_add");
-  if (g.dim() != shape.size() || g.shape()[axis] != index.size())
+  bool fits = g.dim() == shape.size() && g.shape()[axis] == index.size();
+  for (std::size_t d = 0; fits && d < shape.size(); ++d) fits = d == axis || g.shape()[d] == shape[d];
+  if (!fits)
     throw ShapeError(fmt::format("index_add: gradient {} does not fit {} with {} indices",
                                  shape_str(g.shape()), shape_str(shape), index.size()));
   detail::checked_numel("index_add", shape);
