@@ -1,5 +1,5 @@
 // Times tapegrad's float64 gradcheck of a GRU language model — the workload of
-// /work/shared/perf/torch_gru_bench.py --gradcheck (torch.autograd.gradcheck: 0.86 s there):
+// tools/torch_gradcheck_gru_lm.py (torch.autograd.gradcheck of the same model):
 //   one-hot ids (B=2, T=8, V=10) → GRU(10 → 16) from h0 → Linear(16 → 10) → mean cross-entropy,
 //   checked against central differences over all 1,546 inputs: weight_ih (48, 10),
 //   weight_hh (48, 16), bias_ih (48), bias_hh (48), head weight (10, 16), head bias (10), h0 (1, 2, 16).

@@ -1,5 +1,5 @@
 // tapegrad — the GRU: GRUCell (one step) and GRU (a batch-first sequence, num_layers deep),
-// composed of framework ops only: no hand-written backward. See /work/shared/GRU.md.
+// composed of framework ops only: no hand-written backward. See docs/gru.md.
 //
 // PyTorch's conventions exactly (gate rows r, z, n in every weight and bias):
 //   r  = σ(W_ir x + b_ir + W_hr h + b_hr)

@@ -14,16 +14,16 @@ medians are compared. chars/s excludes start-up and the held-out evaluation (bot
 tools time only their training loop); peak RSS is each process's ru_maxrss.
 
 Also measured in the same environment:
-  * the sgemm ceiling: /work/shared/perf/gemm_bench.c (OpenBLAS sgemm 1024^3, 2 threads, best
+  * the sgemm ceiling: bench/sgemm_ceiling.cpp (OpenBLAS sgemm 1024^3, 2 threads, best
     batch), before and after the training runs (the larger is kept), and tapegrad's achieved
-    GFLOP/s for L with torch_gru_bench.py's formula: flops/char = 3 * (2*(3HV + 3HH) + 2HV);
+    GFLOP/s for L with the usual formula: flops/char = 3 * (2*(3HV + 3HH) + 2HV);
   * the float64 gradcheck of a GRU LM (V=10, H=16, B=2, T=8, 1,546 inputs): bench/gradcheck_gru_lm
-    (fused and composed GRU) against torch_gru_bench.py --gradcheck (torch.autograd.gradcheck).
+    (fused and composed GRU) against tools/torch_gradcheck_gru_lm.py (torch.autograd.gradcheck).
 
   /usr/bin/python3 tools/bench_vs_torch.py --build build [--runs 3] [--unset-blas-env] [--json out.json]
 
 --unset-blas-env removes OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE from the environment of every
-process this command starts (both tools, gemm_bench, the gradchecks) and nowhere else.
+process this command starts (both tools, sgemm_ceiling, the gradchecks) and nowhere else.
 """
 import argparse
 import json
@@ -38,7 +38,6 @@ import tempfile
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SHARED_PERF = os.path.join(os.path.dirname(REPO), "shared", "perf")
 CONFIGS = {  # name: (V, H, B, T, default steps)
     "S": (27, 64, 1, 25, 2000),
     "M": (65, 128, 32, 64, 60),
@@ -52,7 +51,7 @@ BLAS_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 
 
 def flops_per_char(V, H):
-    """torch_gru_bench.py's training FLOPs per character (forward + backward = 3x forward)."""
+    """Training FLOPs per character (forward + backward = 3x forward)."""
     return 3 * (2 * (3 * H * V + 3 * H * H) + 2 * H * V)
 
 
@@ -83,15 +82,15 @@ def load_average():
 
 def sgemm_ceiling(env, workdir):
     """OpenBLAS sgemm 1024^3 GFLOP/s (best and median batch) with 2 and 1 threads."""
-    src = os.path.join(SHARED_PERF, "gemm_bench.c")
-    exe = os.path.join(workdir, "gemm_bench")
+    src = os.path.join(REPO, "bench", "sgemm_ceiling.cpp")
+    exe = os.path.join(workdir, "sgemm_ceiling")
     if not os.path.exists(exe):
-        subprocess.run(["gcc", "-O2", "-o", exe, src, "-I/usr/include/x86_64-linux-gnu/openblas-pthread",
-                        "-lopenblas", "-lm"], check=True)
+        subprocess.run(["g++", "-O2", "-o", exe, src, "-I/usr/include/x86_64-linux-gnu/openblas-pthread",
+                        "-lopenblas"], check=True)
     out = {}
     for threads in (2, 1):
         e = dict(env, OPENBLAS_NUM_THREADS=str(threads))
-        p = subprocess.run([exe, "0", "1024"], env=e, capture_output=True, text=True, check=True)
+        p = subprocess.run([exe, "1024"], env=e, capture_output=True, text=True, check=True)
         m = re.search(r"best\s+([\d.]+)\s+median\s+([\d.]+)", p.stdout)
         core = re.search(r"corename:\s*(\S+)", p.stdout)
         out[threads] = {"best": float(m.group(1)), "median": float(m.group(2)),
@@ -120,7 +119,7 @@ def main():
     char_gru = os.path.join(a.build, "examples", "char_gru")
     gradcheck_bin = os.path.join(a.build, "bench", "gradcheck_gru_lm")
     torch_script = os.path.join(REPO, "tools", "torch_char_gru.py")
-    torch_bench = os.path.join(SHARED_PERF, "torch_gru_bench.py")
+    torch_bench = os.path.join(REPO, "tools", "torch_gradcheck_gru_lm.py")
     if not os.path.exists(char_gru):
         sys.exit(f"error: {char_gru} not found (build tapegrad first, --build DIR)")
     steps = {k: v[4] for k, v in CONFIGS.items()}
@@ -184,7 +183,7 @@ def main():
                 for line in p.stdout.splitlines():
                     o = json.loads(line)
                     gc[f"tapegrad_{o['path']}"].append(o)
-                p = subprocess.run(["/usr/bin/python3", torch_bench, "--gradcheck", "--threads", "1"], env=env,
+                p = subprocess.run(["/usr/bin/python3", torch_bench, "--threads", "1"], env=env,
                                    capture_output=True, text=True, check=True)
                 for line in p.stdout.splitlines():
                     o = json.loads(line)

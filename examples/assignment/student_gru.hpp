@@ -17,7 +17,7 @@ namespace assignment {
 
 using namespace tapegrad;
 
-/// Part 1. One step of PyTorch's nn.GRUCell (/work/shared/GRU.md, "reset after"):
+/// Part 1. One step of PyTorch's nn.GRUCell (docs/gru.md, "reset after"):
 ///   r  = σ(W_ir x + b_ir + W_hr h + b_hr)
 ///   z  = σ(W_iz x + b_iz + W_hz h + b_hz)
 ///   n  = tanh(W_in x + b_in + r ⊙ (W_hn h + b_hn))
