@@ -155,3 +155,18 @@ TEST_F(ExamplesRun, AssignmentSkeletonSaysNotImplemented) {
   EXPECT_TRUE(contains(r.output, "not implemented yet (TODO: part 1")) << r.output;
   EXPECT_TRUE(contains(r.output, "not implemented yet (TODO: part 2")) << r.output;
 }
+
+TEST_F(ExamplesRun, ReadableCharGruTrainingLearnsAndSamples) {
+  Result r = run("train_char_gru", "400");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  // The loss printed at step 400 is well below uniform guessing (ln V).
+  auto at = r.output.find("step   400  loss ");
+  ASSERT_NE(at, std::string::npos) << r.output;
+  double loss = std::stod(r.output.substr(at + 17));
+  auto u = r.output.find("uniform guessing: ", at);
+  double uniform = std::stod(r.output.substr(u + 18));
+  EXPECT_LT(loss, 0.7 * uniform) << r.output;
+  EXPECT_TRUE(contains(r.output, "sample: ")) << r.output;
+  EXPECT_EQ(run("train_char_gru", "-5").exit_code, 2);
+  EXPECT_EQ(run("train_char_gru", "10 20").exit_code, 2);
+}
