@@ -9,6 +9,8 @@
 #   lib/cmake/tapegrad/tapegradConfig.cmake, tapegradConfigVersion.cmake, tapegradTargets*.cmake
 #   lib/pkgconfig/tapegrad.pc                                          pkg-config --cflags --libs tapegrad
 #   share/doc/tapegrad/ (docs/)
+#   lib/libtapegrad_grading.a, lib/cmake/tapegrad/tapegrad_assignment.cmake   tapegrad::grading
+#   share/tapegrad/fixtures/*.npz (tests/fixtures/: PyTorch reference values for graders)
 #   bin/tapegrad-char-gru, ... when the examples are built (rules at the end of examples/CMakeLists.txt)
 # ("lib" is CMAKE_INSTALL_LIBDIR: lib/x86_64-linux-gnu with -DCMAKE_INSTALL_PREFIX=/usr on Debian.)
 # The config finds the dependencies again (cmake/tapegradConfig.cmake.in), including libzip,
@@ -24,6 +26,17 @@ install(TARGETS tapegrad EXPORT tapegradTargets
   ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
   LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
   RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
+# The grading library (tapegrad::grading, framework/grading/), its CMake function
+# tapegrad_add_grader() and the PyTorch fixtures the assignments' graders read
+# (share/tapegrad/fixtures = tapegrad_FIXTURE_DIR after find_package; docs/assignments.md).
+install(TARGETS tapegrad_grading EXPORT tapegradTargets
+  ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
+  LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR})
+install(FILES ${PROJECT_SOURCE_DIR}/framework/grading/tapegrad_assignment.cmake
+  DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/tapegrad)
+set(TAPEGRAD_FIXTURE_INSTALL_DIR ${CMAKE_INSTALL_DATADIR}/tapegrad/fixtures)
+install(DIRECTORY ${PROJECT_SOURCE_DIR}/tests/fixtures/ DESTINATION ${TAPEGRAD_FIXTURE_INSTALL_DIR}
+  FILES_MATCHING PATTERN "*.npz" PATTERN "README.md")
 # "include/tapegrad": the INSTALL_INTERFACE include directory of the target (root CMakeLists.txt).
 install(DIRECTORY ${PROJECT_SOURCE_DIR}/framework ${PROJECT_SOURCE_DIR}/layers
   DESTINATION include/tapegrad
@@ -32,7 +45,8 @@ install(EXPORT tapegradTargets NAMESPACE tapegrad:: DESTINATION ${TAPEGRAD_CMAKE
 
 configure_package_config_file(${CMAKE_CURRENT_LIST_DIR}/tapegradConfig.cmake.in
   ${PROJECT_BINARY_DIR}/tapegradConfig.cmake
-  INSTALL_DESTINATION ${TAPEGRAD_CMAKE_DIR})
+  INSTALL_DESTINATION ${TAPEGRAD_CMAKE_DIR}
+  PATH_VARS TAPEGRAD_FIXTURE_INSTALL_DIR)
 # 0.x: minor versions may break the API, so only the same major.minor is compatible.
 write_basic_package_version_file(${PROJECT_BINARY_DIR}/tapegradConfigVersion.cmake
   VERSION ${PROJECT_VERSION}

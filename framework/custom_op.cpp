@@ -6,9 +6,18 @@
 
 #include <memory>
 
+#include "framework/ops.hpp"
 #include "framework/tape.hpp"
 
 namespace tapegrad {
+
+namespace {
+/// "input #0 'x'" (the tensor's name when it has one), or "input #0".
+std::string input_label(const std::vector<Tensor>& inputs, std::size_t i) {
+  const std::string& n = inputs[i].name();
+  return n.empty() ? fmt::format("input #{}", i) : fmt::format("input #{} '{}'", i, n);
+}
+}  // namespace
 
 Tensor apply_custom(const std::string& name, const std::vector<Tensor>& inputs,
                     const CustomForward& forward, CustomBackward backward) {
@@ -16,9 +25,11 @@ Tensor apply_custom(const std::string& name, const std::vector<Tensor>& inputs,
     throw ValueError(fmt::format("custom op '{}': forward and backward must both be given", name));
   std::vector<Shape> shapes;  // what each input's gradient must look like
   std::vector<DType> dtypes;
+  std::vector<std::string> labels;  // "input #0 'x'", for messages
   for (std::size_t i = 0; i < inputs.size(); ++i) {
+    labels.push_back(input_label(inputs, i));
     if (!inputs[i].defined())
-      throw ValueError(fmt::format("custom op '{}': input {} is undefined", name, i));
+      throw ValueError(fmt::format("custom op '{}': {} is undefined", name, input_label(inputs, i)));
     shapes.push_back(inputs[i].shape());
     dtypes.push_back(inputs[i].dtype());
   }
@@ -48,7 +59,7 @@ Tensor apply_custom(const std::string& name, const std::vector<Tensor>& inputs,
   const char* op = intern_op_name(name);
   return record(
       op, out, inputs,
-      [ctx, backward = std::move(backward), shapes, dtypes](const Tensor& g, GradSink& s) {
+      [ctx, backward = std::move(backward), shapes, dtypes, labels](const Tensor& g, GradSink& s) {
         const std::size_t n = shapes.size();
         ctx->needs_.assign(n, false);
         for (std::size_t i = 0; i < n; ++i) ctx->needs_[i] = s.needs(i);
@@ -61,12 +72,102 @@ Tensor apply_custom(const std::string& name, const std::vector<Tensor>& inputs,
           if (!grads[i].defined() || !s.needs(i)) continue;  // undefined = no gradient (zero)
           if (grads[i].shape() != shapes[i] || grads[i].dtype() != dtypes[i])
             throw AutogradError(fmt::format(
-                "custom op '{}': backward returned a {} {} gradient for input {}, which is {} {}",
-                ctx->name(), dtype_name(grads[i].dtype()), shape_str(grads[i].shape()), i,
+                "custom op '{}': backward returned a {} {} gradient for {}, which is {} {}",
+                ctx->name(), dtype_name(grads[i].dtype()), shape_str(grads[i].shape()), labels[i],
                 dtype_name(dtypes[i]), shape_str(shapes[i])));
           s.add(i, grads[i]);
         }
       });
+}
+
+// ---- several outputs ------------------------------------------------------------------------------
+// One node whose output is every output flattened and concatenated ("packed"); each output is a
+// narrow + reshape of it, so the engine accumulates the outputs' gradients into the packed
+// gradient, which the node's backward splits again for the user's backward.
+std::vector<Tensor> apply_custom(const std::string& name, const std::vector<Tensor>& inputs,
+                                 const CustomForwardMulti& forward, CustomBackwardMulti backward) {
+  if (!forward || !backward)
+    throw ValueError(fmt::format("custom op '{}': forward and backward must both be given", name));
+  std::vector<Shape> shapes;
+  std::vector<DType> dtypes;
+  std::vector<std::string> labels;
+  for (std::size_t i = 0; i < inputs.size(); ++i) {
+    labels.push_back(input_label(inputs, i));
+    if (!inputs[i].defined())
+      throw ValueError(fmt::format("custom op '{}': {} is undefined", name, labels[i]));
+    shapes.push_back(inputs[i].shape());
+    dtypes.push_back(inputs[i].dtype());
+  }
+  auto ctx = std::make_shared<CustomContext>();
+  ctx->name_ = name;
+
+  std::vector<Tensor> outs;
+  Tensor packed;
+  std::vector<Shape> out_shapes;
+  std::vector<std::size_t> offsets;
+  {
+    NoGradGuard no_grad;
+    outs = forward(*ctx, inputs);
+    if (outs.empty())
+      throw ValueError(fmt::format("custom op '{}': forward returned no outputs", name));
+    std::vector<Tensor> flat;
+    std::size_t offset = 0;
+    for (std::size_t k = 0; k < outs.size(); ++k) {
+      if (!outs[k].defined())
+        throw ValueError(
+            fmt::format("custom op '{}': forward returned an undefined output #{}", name, k));
+      if (outs[k].dtype() != outs[0].dtype())
+        throw ValueError(fmt::format(
+            "custom op '{}': outputs must share one dtype (output #0 is {}, output #{} is {})",
+            name, dtype_name(outs[0].dtype()), k, dtype_name(outs[k].dtype())));
+      out_shapes.push_back(outs[k].shape());
+      offsets.push_back(offset);
+      offset += outs[k].numel();
+      flat.push_back(reshape(outs[k].detach(), Shape{outs[k].numel()}));
+    }
+    packed = concat(flat, 0).detach();  // a fresh tensor, never one of the inputs
+  }
+
+  const char* op = intern_op_name(name);
+  packed = record(
+      op, packed, inputs,
+      [ctx, backward = std::move(backward), shapes, dtypes, labels, out_shapes,
+       offsets](const Tensor& g, GradSink& s) {
+        const std::size_t n = shapes.size();
+        ctx->needs_.assign(n, false);
+        for (std::size_t i = 0; i < n; ++i) ctx->needs_[i] = s.needs(i);
+        std::vector<Tensor> gouts;
+        for (std::size_t k = 0; k < out_shapes.size(); ++k) {
+          std::size_t numel = 1;
+          for (std::size_t d : out_shapes[k]) numel *= d;
+          gouts.push_back(reshape(narrow(g, 0, offsets[k], numel), out_shapes[k]));
+        }
+        std::vector<Tensor> grads = backward(*ctx, gouts);
+        if (grads.size() != n)
+          throw AutogradError(
+              fmt::format("custom op '{}': backward returned {} gradient(s) for {} input(s)",
+                          ctx->name(), grads.size(), n));
+        for (std::size_t i = 0; i < n; ++i) {
+          if (!grads[i].defined() || !s.needs(i)) continue;
+          if (grads[i].shape() != shapes[i] || grads[i].dtype() != dtypes[i])
+            throw AutogradError(fmt::format(
+                "custom op '{}': backward returned a {} {} gradient for {}, which is {} {}",
+                ctx->name(), dtype_name(grads[i].dtype()), shape_str(grads[i].shape()), labels[i],
+                dtype_name(dtypes[i]), shape_str(shapes[i])));
+          s.add(i, grads[i]);
+        }
+      });
+  std::vector<Tensor> result;
+  for (std::size_t k = 0; k < out_shapes.size(); ++k)
+    result.push_back(
+        reshape(narrow(packed, 0, offsets[k], outs[k].numel()), out_shapes[k]));
+  return result;
+}
+
+Tensor flatten_outputs(const std::vector<Tensor>& outputs) {
+  std::vector<Tensor> flat;
+  for (const Tensor& o : outputs) flat.push_back(reshape(o, Shape{o.numel()}));
+  return concat(flat, 0);
 }
 
 }  // namespace tapegrad

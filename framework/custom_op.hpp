@@ -33,6 +33,9 @@
 //   };
 //   Tensor y = Softplus::apply({x});
 //
+// Several outputs (an LSTM cell's h' and c'): the overload taking a CustomForwardMulti returns
+// std::vector<Tensor>, and its backward receives one gradient per output (see below).
+//
 // Double backward: the backward runs with grad mode on during a create_graph backward, so a
 // backward written with tapegrad ops on saved *inputs or the output* is itself differentiable
 // (gradgradcheck passes). Values computed inside forward are constants to the tape: a backward
@@ -48,6 +51,13 @@
 namespace tapegrad {
 
 class CustomContext;
+/// Multi-output form: forward(ctx, inputs) → outputs (all of one dtype), run under NoGradGuard.
+using CustomForwardMulti =
+    std::function<std::vector<Tensor>(CustomContext& ctx, const std::vector<Tensor>& inputs)>;
+/// Multi-output form: backward(ctx, {dL/d(output_k)}) → dL/d(input_i) for every input. Every
+/// dL/d(output_k) is defined (zeros for an output the loss does not use).
+using CustomBackwardMulti = std::function<std::vector<Tensor>(
+    CustomContext& ctx, const std::vector<Tensor>& grad_outputs)>;
 /// forward(ctx, inputs) → output, run under NoGradGuard.
 using CustomForward = std::function<Tensor(CustomContext& ctx, const std::vector<Tensor>& inputs)>;
 /// backward(ctx, dL/d(output)) → dL/d(input_i) for every input (undefined = no gradient).
@@ -69,6 +79,8 @@ class CustomContext {
  private:
   friend Tensor apply_custom(const std::string&, const std::vector<Tensor>&, const CustomForward&,
                              CustomBackward);
+  friend std::vector<Tensor> apply_custom(const std::string&, const std::vector<Tensor>&,
+                                          const CustomForwardMulti&, CustomBackwardMulti);
   std::vector<Tensor> saved_;
   std::vector<bool> needs_;
   std::string name_;
@@ -78,6 +90,29 @@ class CustomContext {
 /// Inputs must be defined; the output is a new tensor (never one of the inputs).
 Tensor apply_custom(const std::string& name, const std::vector<Tensor>& inputs,
                     const CustomForward& forward, CustomBackward backward);
+
+/// Several outputs, each with its own gradient (an LSTM cell's (h', c')): `forward` returns the
+/// outputs, `backward` receives one dL/d(output_k) per output (zeros for an unused output) and
+/// returns one gradient per input, checked as in the single-output form. The outputs must share
+/// one dtype. On the tape this is one node named `name` producing all outputs packed into one
+/// flat tensor, and a narrow + reshape per output. Tensors saved in forward that are outputs are
+/// constants to the tape (first derivatives only); saved inputs support double backward.
+///
+///   auto hc = apply_custom("lstm_cell", {x, h, c, W_ih, W_hh, b_ih, b_hh},
+///       [](CustomContext& ctx, const std::vector<Tensor>& in) -> std::vector<Tensor> {
+///         ...; return {h_new, c_new};
+///       },
+///       [](CustomContext& ctx, const std::vector<Tensor>& g) -> std::vector<Tensor> {
+///         const Tensor &dh = g[0], &dc = g[1]; ...; return {dx, dh_prev, dc_prev, ...};
+///       });
+/// gradcheck it through flatten_outputs(): every output's gradient is checked at once.
+std::vector<Tensor> apply_custom(const std::string& name, const std::vector<Tensor>& inputs,
+                                 const CustomForwardMulti& forward, CustomBackwardMulti backward);
+
+/// All outputs flattened and concatenated into one 1-D tensor (differentiable), so that
+/// gradcheck([](auto& in) { return flatten_outputs(my_op(in)); }, inputs) checks the gradient
+/// flowing back from every output.
+Tensor flatten_outputs(const std::vector<Tensor>& outputs);
 
 /// CRTP base for an op declared as a struct with `static constexpr const char* name`,
 /// `static Tensor forward(CustomContext&, const std::vector<Tensor>&)` and
