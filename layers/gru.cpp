@@ -93,26 +93,28 @@ GRU::GRU(const GRUOptions& opts, Generator& gen) : options(opts) {
   if (opts.num_layers() < 1) throw ValueError("GRU: num_layers must be at least 1, got 0");
   detail::require_positive("GRU", "input_size", opts.input_size());
   detail::require_positive("GRU", "hidden_size", opts.hidden_size());
-  const std::size_t H = opts.hidden_size(), L = opts.num_layers();
+  const std::size_t H = opts.hidden_size(), L = opts.num_layers(), D = opts.bidirectional() ? 2 : 1;
   const std::size_t G = detail::checked_mul("GRU", 3, H, Shape{L, H});  // gate rows r|z|n
+  const std::size_t in_rest = D * H;  // layer k > 0 reads every direction's state
   {
     // The total parameter count, checked before anything is allocated (a huge num_layers of
     // small layers would otherwise allocate until memory runs out).
     const std::size_t first = detail::checked_numel(
-        "GRU", {G, detail::checked_add("GRU", opts.input_size(), H + 2, Shape{L, H})});
-    const std::size_t rest = detail::checked_numel("GRU", {G, H + H + 2});
+        "GRU", {D, G, detail::checked_add("GRU", opts.input_size(), H + 2, Shape{L, H})});
+    const std::size_t rest = detail::checked_numel("GRU", {D, G, in_rest + H + 2});
     detail::checked_add("GRU", first, detail::checked_mul("GRU", L - 1, rest, Shape{L, G, H}),
                         Shape{L, G, H});
   }
   const DType dt = default_dtype();
-  for (std::size_t k = 0; k < L; ++k) {
-    const std::size_t in = k == 0 ? opts.input_size() : H;
-    const std::string l = "_l" + std::to_string(k);
-    weight_ih.push_back(register_parameter("weight_ih" + l, detail::zeros_for("GRU", {G, in}, dt)));
-    weight_hh.push_back(register_parameter("weight_hh" + l, detail::zeros_for("GRU", {G, H}, dt)));
-    bias_ih.push_back(register_parameter("bias_ih" + l, zeros({G})));
-    bias_hh.push_back(register_parameter("bias_hh" + l, zeros({G})));
-  }
+  for (std::size_t k = 0; k < L; ++k)
+    for (std::size_t d = 0; d < D; ++d) {
+      const std::size_t in = k == 0 ? opts.input_size() : in_rest;
+      const std::string l = "_l" + std::to_string(k) + (d == 1 ? "_reverse" : "");
+      weight_ih.push_back(register_parameter("weight_ih" + l, detail::zeros_for("GRU", {G, in}, dt)));
+      weight_hh.push_back(register_parameter("weight_hh" + l, detail::zeros_for("GRU", {G, H}, dt)));
+      bias_ih.push_back(register_parameter("bias_ih" + l, zeros({G})));
+      bias_hh.push_back(register_parameter("bias_hh" + l, zeros({G})));
+    }
   init_recurrent(parameters(), H, gen);
 }
 
@@ -121,8 +123,11 @@ GRU::Output GRU::forward(const Tensor& x, const Tensor& h0) {
     throw ShapeError(fmt::format("GRU: expected x of shape (B, T, {}) (batch first), got {}",
                                  options.input_size(),
                                  x.defined() ? shape_str(x.shape()) : "undefined"));
-  // Layer 0's input projection for all T steps at once: one GEMM over B·T rows.
-  return run(matmul(x, weight_ih[0], false, true) + bias_ih[0], h0);  // (B, T, 3H)
+  // Layer 0's input projection for all T steps at once: one GEMM over B·T rows per direction.
+  std::vector<Tensor> gi0;
+  for (std::size_t d = 0; d < (options.bidirectional() ? 2u : 1u); ++d)
+    gi0.push_back(matmul(x, weight_ih[d], false, true) + bias_ih[d]);  // (B, T, 3H)
+  return run(gi0, h0);
 }
 
 GRU::Output GRU::forward_ids(const std::vector<std::int64_t>& ids, std::size_t B, std::size_t T,
@@ -134,43 +139,54 @@ GRU::Output GRU::forward_ids(const std::vector<std::int64_t>& ids, std::size_t B
     throw ShapeError(fmt::format("GRU::forward_ids: {} ids for B = {}, T = {}", ids.size(), B, T));
   // one_hot(ids) W_ihᵀ picks rows of W_ihᵀ: transpose the (3H, V) weight once, then gather rows.
   const auto G = static_cast<std::ptrdiff_t>(3 * options.hidden_size());
-  Tensor rows = index_select(transpose(weight_ih[0]), 0, ids);  // (B·T, 3H)
-  Tensor gi0 = reshape(rows, std::vector<std::ptrdiff_t>{std::ptrdiff_t(B), std::ptrdiff_t(T), G});
-  return run(gi0 + bias_ih[0], h0);  // (B, T, 3H)
+  std::vector<Tensor> gi0;
+  for (std::size_t d = 0; d < (options.bidirectional() ? 2u : 1u); ++d) {
+    Tensor rows = index_select(transpose(weight_ih[d]), 0, ids);  // (B·T, 3H)
+    Tensor gi = reshape(rows, std::vector<std::ptrdiff_t>{std::ptrdiff_t(B), std::ptrdiff_t(T), G});
+    gi0.push_back(gi + bias_ih[d]);  // (B, T, 3H)
+  }
+  return run(gi0, h0);
 }
 
-GRU::Output GRU::run(const Tensor& gi0, const Tensor& h0) {
-  const std::size_t L = options.num_layers(), B = gi0.size(0), T = gi0.size(1),
-                    H = options.hidden_size();
-  if (h0.defined() && h0.shape() != Shape{L, B, H})
-    throw ShapeError(
-        fmt::format("GRU: expected h0 of shape ({}, {}, {}) (num_layers, B, H), got {}", L, B, H,
-                    shape_str(h0.shape())));
+GRU::Output GRU::run(const std::vector<Tensor>& gi0, const Tensor& h0) {
+  const std::size_t L = options.num_layers(), D = gi0.size(), B = gi0[0].size(0),
+                    T = gi0[0].size(1), H = options.hidden_size();
+  if (h0.defined() && h0.shape() != Shape{L * D, B, H})
+    throw ShapeError(fmt::format(
+        "GRU: expected h0 of shape ({}, {}, {}) (num_layers{}, B, H), got {}", L * D, B, H,
+        D == 2 ? " · 2 directions" : "", shape_str(h0.shape())));
   if (T == 0) throw ShapeError("GRU: the sequence is empty (T = 0)");
-  records_.assign(record_gates_ ? L : 0, {});
+  records_.assign(record_gates_ ? L * D : 0, {});
 
   Output out;
-  std::vector<Tensor> last;  // h_T of each layer
-  Tensor gi = gi0;           // (B, T, 3H) this layer's input projection
+  std::vector<Tensor> last;  // h_T of each layer and direction
   for (std::size_t k = 0; k < L; ++k) {
-    if (k > 0) gi = matmul(out.output, weight_ih[k], false, true) + bias_ih[k];  // (B, T, 3H)
-    Recurrent cell(weight_hh[k], bias_hh[k], options.reset_after());
-    Tensor h = h0.defined() ? select(h0, 0, k) : zeros({B, H}, gi0.dtype());  // (B, H)
-    std::vector<Tensor> hs;
-    for (std::size_t t = 0; t < T; ++t) {
-      // select's gradient is added in place into gi's gradient: no (B, T, 3H) temporary per step.
-      GRUCell::Step s = cell.step(select(gi, 1, t), h);  // gi[:, t]: (B, 3H)
-      if (record_gates_)
-        records_[k].push_back(
-            {s.r.detach(), s.z.detach(), s.n.detach(), h.detach(), s.h_new.detach()});
-      h = s.h_new;
-      hs.push_back(h);
+    std::vector<Tensor> directions;  // each (B, T, H)
+    for (std::size_t d = 0; d < D; ++d) {
+      const std::size_t j = k * D + d;
+      // This layer's input projection (B, T, 3H); layer k > 0 reads the layer below.
+      Tensor gi = k == 0 ? gi0[d] : matmul(out.output, weight_ih[j], false, true) + bias_ih[j];
+      Recurrent cell(weight_hh[j], bias_hh[j], options.reset_after());
+      Tensor h = h0.defined() ? select(h0, 0, j) : zeros({B, H}, gi.dtype());  // (B, H)
+      std::vector<Tensor> hs(T);
+      if (record_gates_) records_[j].resize(T);
+      for (std::size_t s = 0; s < T; ++s) {
+        const std::size_t t = d == 0 ? s : T - 1 - s;  // the reverse direction reads x_T first
+        // select's gradient is added in place into gi's gradient: no (B, T, 3H) temporary per step.
+        GRUCell::Step step = cell.step(select(gi, 1, t), h);  // gi[:, t]: (B, 3H)
+        if (record_gates_)
+          records_[j][t] = {step.r.detach(), step.z.detach(), step.n.detach(), h.detach(),
+                            step.h_new.detach()};
+        h = step.h_new;
+        hs[t] = h;
+      }
+      last.push_back(h);
+      directions.push_back(stack(hs, 1));
+      out.steps.push_back(std::move(hs));
     }
-    last.push_back(h);
-    out.output = stack(hs, 1);  // (B, T, H): the next layer's input
-    out.steps.push_back(std::move(hs));
+    out.output = D == 1 ? directions[0] : concat(directions, -1);  // (B, T, D·H): the next layer's input
   }
-  out.h_n = stack(last, 0);  // (L, B, H)
+  out.h_n = stack(last, 0);  // (L·D, B, H)
   return out;
 }
 

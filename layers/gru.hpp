@@ -13,6 +13,12 @@
 //   out.output;                           // (B, T, 64): the last layer's h_1..h_T
 //   out.h_n;                              // (2, B, 64): every layer's h_T
 //   out.steps[1][t].register_hook(...);   // h_{t+1} of layer 1, a tape tensor
+//
+// bidirectional(true) adds a reverse direction to every layer: the same recurrence, with its own
+// parameters (PyTorch's names with the suffix _reverse: weight_ih_l0_reverse, ...), run over the
+// reversed sequence. Layer k > 0 then reads both directions' states (2H features); output is
+// (B, T, 2H) with the forward state after x_1..x_t followed by the reverse state after x_T..x_t;
+// h_n is (2 · num_layers, B, H) ordered layer-major, direction-minor (2k forward, 2k + 1 reverse).
 #pragma once
 
 #include <cstdint>
@@ -69,14 +75,17 @@ struct GRUOptions {
   TAPEGRAD_ARG(std::size_t, hidden_size);
   TAPEGRAD_ARG(std::size_t, num_layers) = 1;
   TAPEGRAD_ARG(bool, reset_after) = true;
+  TAPEGRAD_ARG(bool, bidirectional) = false;
 };
 
 class GRU : public Module {
  public:
   struct Output {
-    Tensor output;                           // (B, T, H): the last layer's h_1..h_T
-    Tensor h_n;                              // (num_layers, B, H): each layer's h_T
-    std::vector<std::vector<Tensor>> steps;  // [layer][t]: h_{t+1} (B, H), tape tensors
+    Tensor output;                           // (B, T, D·H): the last layer's h_1..h_T
+    Tensor h_n;                              // (num_layers · D, B, H): each layer's h_T
+    /// [layer · D + direction][t]: the state at time position t (B, H), tape tensors. Forward:
+    /// h_{t+1}, after reading x_1..x_{t+1}; reverse: after reading x_T..x_{t+1}. D = 1 or 2.
+    std::vector<std::vector<Tensor>> steps;
   };
   /// Plain values (detached copies, off the tape) of one step, for inspection.
   struct GateRecord {
@@ -88,7 +97,7 @@ class GRU : public Module {
   /// Every parameter ~ U(±1/√H) (PyTorch's default), drawn from `gen` in state-dict order.
   explicit GRU(const GRUOptions& options, Generator& gen = default_generator());
 
-  /// x (B, T, input_size) batch-first; h0 (num_layers, B, H) or undefined (zeros).
+  /// x (B, T, input_size) batch-first; h0 (num_layers · D, B, H) or undefined (zeros).
   Output forward(const Tensor& x, const Tensor& h0 = Tensor());
   Output operator()(const Tensor& x, const Tensor& h0 = Tensor()) { return forward(x, h0); }
   /// The same as forward(one_hot(ids) as (B, T, V), h0) without building the one-hot matrix:
@@ -100,19 +109,22 @@ class GRU : public Module {
   /// When on, each forward stores r, z, n, h_prev, h of every layer and step (gate_records()).
   /// Off by default; off costs nothing.
   void set_record_gates(bool on) { record_gates_ = on; }
-  /// [layer][t] records of the last forward (empty unless recording was on).
+  /// [layer · D + direction][t] records of the last forward (empty unless recording was on),
+  /// indexed by time position like Output::steps.
   const std::vector<std::vector<GateRecord>>& gate_records() const { return records_; }
 
   GRUOptions options;
-  // Per layer k (registered as weight_ih_l{k}, ...). in_k = input_size for k = 0, else H.
+  // Per layer k and direction d at index k·D + d (registered as weight_ih_l{k}, ... and
+  // weight_ih_l{k}_reverse, ...). in_k = input_size for k = 0, else D·H.
   std::vector<Tensor> weight_ih;  // (3H, in_k), rows r|z|n
   std::vector<Tensor> weight_hh;  // (3H, H),    rows r|z|n
   std::vector<Tensor> bias_ih;    // (3H)
   std::vector<Tensor> bias_hh;    // (3H)
 
  private:
-  /// Runs the layers; gi0 = layer 0's input projection x W_ihᵀ + b_ih, (B, T, 3H).
-  Output run(const Tensor& gi0, const Tensor& h0);
+  /// Runs the layers; gi0[d] = layer 0's input projection x W_ihᵀ + b_ih of direction d,
+  /// (B, T, 3H).
+  Output run(const std::vector<Tensor>& gi0, const Tensor& h0);
   bool record_gates_ = false;
   std::vector<std::vector<GateRecord>> records_;
 };

@@ -409,6 +409,148 @@ def fx_clip(out):
         savez(os.path.join(out, f"clip_{tag}.npz"), arr)
 
 
+# --------------------------------------------------------------------------- sequence-model layers
+def module_fixture(out, name, seed, make, inputs_fn, call, grad_inputs, extra=None):
+    """A fixture of a whole nn.Module in eval mode (dropout off): its parameters (uniform ±0.5,
+    drawn in state-dict order after the inputs), the inputs made by inputs_fn(rng), the outputs of
+    call(module, t) (dict of differentiable outputs) and grad_<name> of every parameter and of the
+    inputs in grad_inputs."""
+    rng = np.random.default_rng(seed)
+    inputs = inputs_fn(rng)
+    shapes = [(k, tuple(v.shape)) for k, v in make().named_parameters()]
+    for k, shp in shapes:
+        inputs[k] = U(rng, shp)
+    pnames = [k for k, _ in shapes]
+
+    def fn(t):
+        mod = make()
+        p = load_module(mod, t, pnames)
+        mod.eval()
+        return call(mod, t), {}, p
+    layer_fixture(out, name, rng, inputs, fn, grad_inputs + pnames, extra)
+
+
+def fx_rnn(out):
+    I, H, NL, B, T = 5, 4, 2, 3, 6
+    for name, seed, nl, bi, bf in (("rnn_tanh", 30, "tanh", False, True),
+                                   ("rnn_relu_bi", 31, "relu", True, False)):
+        D = 2 if bi else 1
+        xs = (B, T, I) if bf else (T, B, I)
+
+        def call(m, t):
+            output, h_n = m(t["x"], t["h0"])
+            return {"output": output, "h_n": h_n}
+        module_fixture(out, name, seed,
+                       lambda nl=nl, bi=bi, bf=bf: nn.RNN(I, H, NL, nonlinearity=nl, batch_first=bf,
+                                                          bidirectional=bi),
+                       lambda rng, xs=xs, D=D: {"x": U(rng, xs), "h0": U(rng, (NL * D, B, H))},
+                       call, ["x", "h0"],
+                       extra={"num_layers": i0(NL), "hidden_size": i0(H), "input_size": i0(I),
+                              "bidirectional": i0(bi), "batch_first": i0(bf)})
+
+
+def fx_lstm(out):
+    I, H, NL, B, T = 5, 4, 2, 3, 6
+    for name, seed, bi, bf in (("lstm", 32, False, True), ("lstm_bi", 33, True, False)):
+        D = 2 if bi else 1
+        xs = (B, T, I) if bf else (T, B, I)
+
+        def call(m, t):
+            output, (h_n, c_n) = m(t["x"], (t["h0"], t["c0"]))
+            return {"output": output, "h_n": h_n, "c_n": c_n}
+        module_fixture(out, name, seed,
+                       lambda bi=bi, bf=bf: nn.LSTM(I, H, NL, batch_first=bf, bidirectional=bi),
+                       lambda rng, xs=xs, D=D: {"x": U(rng, xs), "h0": U(rng, (NL * D, B, H)),
+                                                "c0": U(rng, (NL * D, B, H))},
+                       call, ["x", "h0", "c0"],
+                       extra={"num_layers": i0(NL), "hidden_size": i0(H), "input_size": i0(I),
+                              "bidirectional": i0(bi), "batch_first": i0(bf)})
+
+
+def fx_gru_bi(out):
+    I, H, NL, B, T = 5, 4, 2, 3, 6
+
+    def call(m, t):
+        output, h_n = m(t["x"], t["h0"])
+        return {"output": output, "h_n": h_n}
+    module_fixture(out, "gru_bi", 34,
+                   lambda: nn.GRU(I, H, NL, batch_first=True, bidirectional=True),
+                   lambda rng: {"x": U(rng, (B, T, I)), "h0": U(rng, (2 * NL, B, H))},
+                   call, ["x", "h0"],
+                   extra={"num_layers": i0(NL), "hidden_size": i0(H), "input_size": i0(I)})
+
+
+def fx_layer_norm(out):
+    module_fixture(out, "layer_norm", 35, lambda: nn.LayerNorm((3, 4), eps=1e-5),
+                   lambda rng: {"x": rng.normal(0.3, 2.0, size=(2, 5, 3, 4))},
+                   lambda m, t: {"y": m(t["x"])}, ["x"])  # eps = 1e-5
+
+
+def fx_gelu(out):
+    rng = np.random.default_rng(36)
+    x = np.concatenate([np.linspace(-12, 12, 49), rng.normal(0, 3, size=31)])
+    layer_fixture(out, "gelu", rng, {"x": x}, lambda t: ({"y": F.gelu(t["x"])}, {}, {}), ["x"])
+
+
+def fx_sequential(out):
+    module_fixture(out, "sequential", 37,
+                   lambda: nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.LayerNorm(8), nn.Linear(8, 3)),
+                   lambda rng: {"x": U(rng, (5, 4), 2.0)},
+                   lambda m, t: {"y": m(t["x"])}, ["x"])
+
+
+def causal_mask(T):
+    return np.triu(np.ones((T, T), dtype=np.int64), 1)  # 1 = masked out (a later key)
+
+
+def padding_mask(B, T):
+    m = np.zeros((B, T), dtype=np.int64)
+    m[1, -2:] = 1  # the last two keys of batch entry 1 are padding
+    return m
+
+
+def fx_mha(out):
+    E, NH, B, L, S = 8, 2, 2, 5, 6
+
+    def call_self(m, t):
+        y, w = m(t["x"], t["x"], t["x"], key_padding_mask=t["key_padding_mask"].bool(),
+                 attn_mask=t["attn_mask"].bool(), need_weights=True)
+        return {"output": y, "weights": w}
+    module_fixture(out, "mha_self", 38, lambda: nn.MultiheadAttention(E, NH, batch_first=True),
+                   lambda rng: {"x": U(rng, (B, L, E), 1.0), "attn_mask": causal_mask(L),
+                                "key_padding_mask": padding_mask(B, L)},
+                   call_self, ["x"], extra={"num_heads": i0(NH)})
+
+    def call_cross(m, t):
+        y, w = m(t["query"], t["key"], t["value"], key_padding_mask=t["key_padding_mask"].bool(),
+                 attn_mask=t["attn_mask"], need_weights=True, average_attn_weights=False)
+        return {"output": y, "weights": w}
+    module_fixture(out, "mha_cross", 39, lambda: nn.MultiheadAttention(E, NH, batch_first=True),
+                   lambda rng: {"query": U(rng, (B, L, E), 1.0), "key": U(rng, (B, S, E), 1.0),
+                                "value": U(rng, (B, S, E), 1.0),
+                                "attn_mask": U(rng, (L, S), 2.0),  # additive float mask
+                                "key_padding_mask": padding_mask(B, S)},
+                   call_cross, ["query", "key", "value"], extra={"num_heads": i0(NH)})
+
+
+def fx_transformer(out):
+    D, NH, FF, B, T = 8, 2, 16, 2, 5
+    for name, seed, act, norm_first in (("transformer_post_relu", 40, "relu", False),
+                                        ("transformer_pre_gelu", 41, "gelu", True)):
+        def make(act=act, norm_first=norm_first):
+            return nn.TransformerEncoderLayer(D, NH, dim_feedforward=FF, dropout=0.1,
+                                              activation=act, batch_first=True,
+                                              norm_first=norm_first)
+
+        def call(m, t):
+            return {"y": m(t["x"], src_mask=t["src_mask"].bool(),
+                           src_key_padding_mask=t["src_key_padding_mask"].bool())}
+        module_fixture(out, name, seed, make,
+                       lambda rng: {"x": U(rng, (B, T, D), 2.0), "src_mask": causal_mask(T),
+                                    "src_key_padding_mask": padding_mask(B, T)},
+                       call, ["x"], extra={"nhead": i0(NH), "dim_feedforward": i0(FF)})
+
+
 # --------------------------------------------------------------------------- char_gru
 def train_char_gru(V, idx, H, NL, embed_dim, steps=300, B=8, T=24, lr=1e-2, seed=0):
     """Small seeded training run (same streaming scheme as torch_char_gru.py)."""
@@ -486,7 +628,10 @@ def fx_char_gru(out):
 FIXTURES = {"linear": fx_linear, "rnn_cell": fx_rnn_cell, "gru_cell": fx_gru_cell,
             "gru": fx_gru, "lstm_cell": fx_lstm_cell, "embedding": fx_embedding,
             "cross_entropy": fx_cross_entropy, "mse": fx_mse, "optimizers": fx_optimizers,
-            "clip": fx_clip, "char_gru": fx_char_gru}
+            "clip": fx_clip, "char_gru": fx_char_gru,
+            "rnn": fx_rnn, "lstm": fx_lstm, "gru_bi": fx_gru_bi, "layer_norm": fx_layer_norm,
+            "gelu": fx_gelu, "sequential": fx_sequential, "mha": fx_mha,
+            "transformer": fx_transformer}
 
 
 def main():

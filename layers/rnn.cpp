@@ -1,0 +1,121 @@
+// tapegrad — RNN (see rnn.hpp) and the helpers shared by the stacked recurrent layers.
+// Shapes: B batch, T time, H hidden, D directions.
+#include "layers/rnn.hpp"
+
+#include <fmt/format.h>
+
+#include <cmath>
+
+#include "framework/dispatch.hpp"
+#include "framework/init.hpp"
+#include "framework/ops.hpp"
+
+namespace tapegrad {
+
+namespace detail {
+
+RecurrentParams register_recurrent(Module& m, const char* layer, std::size_t input_size,
+                                   std::size_t hidden_size, std::size_t num_layers,
+                                   bool bidirectional, std::size_t gates, Generator& gen) {
+  if (num_layers < 1) throw ValueError(fmt::format("{}: num_layers must be at least 1, got 0", layer));
+  require_positive(layer, "input_size", input_size);
+  require_positive(layer, "hidden_size", hidden_size);
+  const std::size_t H = hidden_size, L = num_layers, D = bidirectional ? 2 : 1;
+  const std::size_t G = checked_mul(layer, gates, H, Shape{L, H});  // gate rows
+  const std::size_t in_rest = checked_mul(layer, D, H, Shape{L, D, H});
+  {
+    // The total parameter count, checked before anything is allocated.
+    const std::size_t first = checked_numel(layer, {D, G, checked_add(layer, input_size, H + 2, Shape{L, H})});
+    const std::size_t rest = checked_numel(layer, {D, G, checked_add(layer, in_rest, H + 2, Shape{L, H})});
+    checked_add(layer, first, checked_mul(layer, L - 1, rest, Shape{L, G, H}), Shape{L, G, H});
+  }
+  const DType dt = default_dtype();
+  const double bound = 1.0 / std::sqrt(static_cast<double>(H));
+  RecurrentParams p;
+  auto add = [&](std::vector<Tensor>& v, const std::string& name, const Shape& shape) {
+    Tensor t = m.register_parameter(name, zeros_for(layer, shape, dt));
+    init::uniform_(t, -bound, bound, gen);  // drawn in state-dict order
+    v.push_back(t);
+  };
+  for (std::size_t k = 0; k < L; ++k)
+    for (std::size_t d = 0; d < D; ++d) {
+      const std::size_t in = k == 0 ? input_size : in_rest;
+      const std::string s = "_l" + std::to_string(k) + (d == 1 ? "_reverse" : "");
+      add(p.weight_ih, "weight_ih" + s, {G, in});
+      add(p.weight_hh, "weight_hh" + s, {G, H});
+      add(p.bias_ih, "bias_ih" + s, {G});
+      add(p.bias_hh, "bias_hh" + s, {G});
+    }
+  return p;
+}
+
+Tensor sequence_batch_first(const char* layer, const Tensor& x, std::size_t input_size,
+                            bool batch_first, const Tensor& weight) {
+  const char* layout = batch_first ? "(B, T, {})" : "(T, B, {})";
+  if (!x.defined() || x.dim() != 3 || x.size(2) != input_size)
+    throw ShapeError(fmt::format("{}: expected x of shape {} ({}), got {}", layer,
+                                 fmt::format(layout, input_size),
+                                 batch_first ? "batch first" : "time first",
+                                 x.defined() ? shape_str(x.shape()) : "undefined"));
+  if (x.size(0) == 0 || x.size(1) == 0)
+    throw ShapeError(fmt::format("{}: the input {} is empty (B = 0 or T = 0)", layer,
+                                 shape_str(x.shape())));
+  require_same_dtype(x, weight, layer);
+  return batch_first ? x : transpose(x, 0, 1);  // (B, T, in)
+}
+
+void check_initial_state(const char* layer, const char* name, const Tensor& s,
+                         std::size_t num_states, std::size_t batch, std::size_t hidden,
+                         const Tensor& x) {
+  if (!s.defined()) return;
+  if (s.shape() != Shape{num_states, batch, hidden})
+    throw ShapeError(fmt::format("{}: expected {} of shape ({}, {}, {}) (num_layers · directions, B, H), got {}",
+                                 layer, name, num_states, batch, hidden, shape_str(s.shape())));
+  require_same_dtype(x, s, layer);
+}
+
+}  // namespace detail
+
+RNN::RNN(const RNNOptions& opts, Generator& gen) : options(opts) {
+  if (opts.nonlinearity() != "tanh" && opts.nonlinearity() != "relu")
+    throw ValueError(fmt::format("RNN: nonlinearity must be \"tanh\" or \"relu\", got \"{}\"",
+                                 opts.nonlinearity()));
+  auto p = detail::register_recurrent(*this, "RNN", opts.input_size(), opts.hidden_size(),
+                                      opts.num_layers(), opts.bidirectional(), 1, gen);
+  weight_ih = p.weight_ih, weight_hh = p.weight_hh, bias_ih = p.bias_ih, bias_hh = p.bias_hh;
+}
+
+RNN::Output RNN::forward(const Tensor& x_in, const Tensor& h0) const {
+  const std::size_t L = options.num_layers(), D = options.bidirectional() ? 2 : 1,
+                    H = options.hidden_size();
+  Tensor x = detail::sequence_batch_first("RNN", x_in, options.input_size(),
+                                          options.batch_first(), weight_ih[0]);  // (B, T, in)
+  const std::size_t B = x.size(0), T = x.size(1);
+  detail::check_initial_state("RNN", "h0", h0, L * D, B, H, x);
+  const bool use_relu = options.nonlinearity() == "relu";
+
+  Tensor input = x;  // this layer's input (B, T, in_k)
+  std::vector<Tensor> last;  // h_T of every layer and direction
+  for (std::size_t k = 0; k < L; ++k) {
+    std::vector<Tensor> directions;
+    for (std::size_t d = 0; d < D; ++d) {
+      const std::size_t j = k * D + d;
+      // Input projection for all T steps at once, both biases folded in: (B, T, H).
+      Tensor gi = matmul(input, weight_ih[j], false, true) + (bias_ih[j] + bias_hh[j]);
+      Tensor h = h0.defined() ? select(h0, 0, j) : zeros({B, H}, x.dtype());
+      std::vector<Tensor> hs(T);
+      for (std::size_t s = 0; s < T; ++s) {
+        const std::size_t t = d == 0 ? s : T - 1 - s;  // the reverse direction reads x_T first
+        Tensor pre = select(gi, 1, t) + matmul(h, weight_hh[j], false, true);  // (B, H)
+        h = use_relu ? relu(pre) : tanh(pre);
+        hs[t] = h;
+      }
+      last.push_back(h);
+      directions.push_back(stack(hs, 1));  // (B, T, H)
+    }
+    input = D == 1 ? directions[0] : concat(directions, -1);  // (B, T, D·H)
+  }
+  return {options.batch_first() ? input : transpose(input, 0, 1), stack(last, 0)};
+}
+
+}  // namespace tapegrad
