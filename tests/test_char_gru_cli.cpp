@@ -687,3 +687,43 @@ TEST(GruGatesPlot, NoInputBecomesGnuplotSyntax) {
   EXPECT_FALSE(std::ifstream(dir + "/PWNED").good()) << "a command ran";
   EXPECT_FALSE(has_temporaries(dir));
 }
+
+TEST(CourseGru, ResetBeforeTrainsAndGatesUseTheCoursesCandidate) {
+  std::string ck = temp_dir() + "/reset_before.npz";
+  Result tr = run(small_train("--steps 40 --reset-before --json --checkpoint " + ck));
+  ASSERT_EQ(tr.code, 0) << tr.err;
+  npz::Archive a = npz::load_npz(ck);
+  EXPECT_EQ(npz::find(a, "reset_before", ck).to_vector<std::int64_t>()[0], 1);  // the variant is recorded
+  Result g = run(kBin + "/gru_gates --checkpoint " + ck + " --text " + q(kText) + " --steps 2 --json --convention course");
+  ASSERT_EQ(g.code, 0) << g.err;
+  json j = json::parse(g.out);
+  EXPECT_EQ(j["convention"], "course");
+  EXPECT_EQ(j["variant"], "reset_before");
+  const json& s = j["steps"][0];
+  for (const char* k : {"c_prev", "gamma_r", "gamma_u", "c_tilde", "c"}) ASSERT_TRUE(s.contains(k)) << k;
+  // c~ = tanh(W_in x + b_in + W_hn (Γr ⊙ c_prev) + b_hn) with x the one-hot of text[1].
+  auto vocab = npz::find(a, "vocab", ck).to_vector<std::int64_t>();
+  auto W_ih = npz::find(a, "gru.weight_ih_l0", ck).to_vector<double>();
+  auto W_hh = npz::find(a, "gru.weight_hh_l0", ck).to_vector<double>();
+  auto b_ih = npz::find(a, "gru.bias_ih_l0", ck).to_vector<double>();
+  auto b_hh = npz::find(a, "gru.bias_hh_l0", ck).to_vector<double>();
+  const std::size_t H = 32, V = vocab.size();
+  std::size_t x = std::find(vocab.begin(), vocab.end(), std::int64_t(kText[1])) - vocab.begin();
+  auto hp = s["c_prev"].get<std::vector<double>>(), r = s["gamma_r"].get<std::vector<double>>();
+  auto gu = s["gamma_u"].get<std::vector<double>>(), ct = s["c_tilde"].get<std::vector<double>>();
+  auto c = s["c"].get<std::vector<double>>();
+  for (std::size_t u = 0; u < H; ++u) {
+    double acc = W_ih[(2 * H + u) * V + x] + b_ih[2 * H + u] + b_hh[2 * H + u];
+    for (std::size_t k = 0; k < H; ++k) acc += W_hh[(2 * H + u) * H + k] * r[k] * hp[k];
+    EXPECT_NEAR(ct[u], std::tanh(acc), 1e-5) << "unit " << u;
+    EXPECT_NEAR(c[u], gu[u] * ct[u] + (1 - gu[u]) * hp[u], 1e-6) << "unit " << u;  // Γu weights c~
+  }
+  // The table says which candidate it shows, for either variant.
+  Result t = run(kBin + "/gru_gates --checkpoint " + ck + " --text " + q(kText) + " --convention course");
+  EXPECT_NE(t.out.find("the course's candidate"), std::string::npos) << t.out;
+  Result p = run(kBin + "/gru_gates --checkpoint " + trained_checkpoint() + " --text " + q(kText) + " --convention course");
+  EXPECT_NE(p.out.find("NOT the course's formula"), std::string::npos) << p.out;
+  json pj = json::parse(run(kBin + "/gru_gates --checkpoint " + trained_checkpoint() + " --text " + q(kText) + " --json").out);
+  EXPECT_EQ(pj["convention"], "pytorch");
+  EXPECT_EQ(pj["variant"], "reset_after");
+}

@@ -65,6 +65,10 @@ def to_torch(npz_path):
     if "vocab" not in arrs:
         raise ValueError(f"{npz_path}: no 'vocab' array")
     vocab = arrs.pop("vocab").astype(np.int32)
+    if int(arrs.pop("reset_before", 0)) == 1:
+        raise ValueError(f"{npz_path}: a reset-before GRU (char_gru train --reset-before, the course's "
+                         "candidate tanh(W_in x + W_hn (r*h) + b)); PyTorch's nn.GRU computes the "
+                         "reset-after candidate r*(W_hn h + b_hn) and cannot load it")
     V = len(vocab)
     H = arrs["gru.weight_hh_l0"].shape[1]
     L = 1 + max(int(m.group(1)) for k in arrs

@@ -54,7 +54,7 @@ struct TrainArgs {
   std::string checkpoint = "char_gru.npz";
   std::string resume;
   std::size_t sample_every = 0, save_every = 0;
-  bool embed = false, json = false, quiet = false;
+  bool embed = false, json = false, quiet = false, reset_before = false;
   bool composed = false;  // train through the composed GRU instead of the fused one
   std::set<std::string> given;  // size flags given on the command line (checked against --resume)
 };
@@ -205,7 +205,8 @@ TrainResult train(const TrainArgs& args, const Corpus& corpus) {
         {"--batch", std::to_string(a.batch), std::to_string(resumed.batch)},
         {"--dtype", a.dtype, file_dtype},
         {"--embed", a.embed ? "on" : "off", model->config.embed_dim ? "on" : "off"},
-        {"--embed-dim", std::to_string(a.embed_dim), std::to_string(model->config.embed_dim)}};
+        {"--embed-dim", std::to_string(a.embed_dim), std::to_string(model->config.embed_dim)},
+        {"--reset-before", a.reset_before ? "on" : "off", model->config.reset_before ? "on" : "off"}};
     for (const auto& [flag, mine, theirs] : sizes)
       if (a.given.count(flag) && mine != theirs)
         throw cli::UsageError(fmt::format("{}: {} differs from the resumed run's {} (with --resume the sizes "
@@ -218,6 +219,7 @@ TrainResult train(const TrainArgs& args, const Corpus& corpus) {
     Config c;
     c.vocab_size = vocab.size(), c.hidden = a.hidden, c.layers = a.layers;
     c.embed_dim = a.embed ? (a.embed_dim ? a.embed_dim : std::min<std::size_t>(64, vocab.size())) : 0;
+    c.reset_before = a.reset_before;
     Generator gen(a.seed);
     model = std::make_shared<CharGRU>(c, gen);
     model->to(a.dtype == "float64" ? DType::Float64 : DType::Float32);
@@ -280,10 +282,11 @@ TrainResult train(const TrainArgs& args, const Corpus& corpus) {
   for (const Tensor& p : params) n_params += p.numel();
   if (!a.json && !a.quiet)
     fmt::print("corpus: {} ({} characters, vocabulary {}), {} train / {} held out\n"
-               "model: {}GRU(V={}, H={}, layers={}) + Linear, {} parameters, {}\n",
+               "model: {}GRU(V={}, H={}, layers={}{}) + Linear, {} parameters, {}\n",
                corpus.source, corpus.text.size(), vocab.size(), corpus.train_ids.size(), corpus.held_ids.size(),
                model->embed ? fmt::format("Embedding(E={}) + ", model->config.embed_dim) : "",
-               vocab.size(), a.hidden, a.layers, n_params, a.dtype);
+               vocab.size(), a.hidden, a.layers, model->config.reset_before ? ", reset before: the course's GRU, composed" : "",
+               n_params, a.dtype);
 
   // ---- the loop ----
   cli::StopSignals stop;  // SIGINT, SIGTERM, SIGHUP: finish the step, save, exit 130
@@ -380,6 +383,9 @@ void add_train_flags(CLI::App* cmd, TrainArgs& a) {
   cmd->add_flag("--embed", a.embed, "learn an Embedding instead of one-hot inputs");
   cmd->add_option("--embed-dim", a.embed_dim, "embedding width with --embed (default min(64, V))")->check(cli::IntRange(1, 8192));
   cmd->add_flag("--json", a.json, "print one JSON object with the results on stdout");
+  cmd->add_flag("--reset-before", a.reset_before,
+                "the course's (Cho et al.'s) GRU: the reset gate acts before the hidden matmul, "
+                "n = tanh(W_in x + b_in + W_hn (r*h) + b_hn); PyTorch's nn.GRU cannot load it (trains on the composed path)");
   cmd->add_flag("--composed", a.composed,
                 "train through the composed GRU (every gate op on the tape) instead of the fused fast path");
 }
@@ -390,7 +396,8 @@ void check_train_flags(CLI::App* cmd, TrainArgs& a) {
     const CLI::Option* o = cmd->get_option_no_throw(flag);
     return o != nullptr && o->count() > 0;
   };
-  for (const char* f : {"--hidden", "--layers", "--seq-len", "--batch", "--dtype", "--embed", "--embed-dim"})
+  for (const char* f : {"--hidden", "--layers", "--seq-len", "--batch", "--dtype", "--embed", "--embed-dim",
+                        "--reset-before"})
     if (given(f)) a.given.insert(f);
   if (given("--embed-dim") && !a.embed) throw cli::UsageError("--embed-dim: needs --embed");
   if (!a.resume.empty()) cli::check_input_file(a.resume, "--resume", 4ull << 30);

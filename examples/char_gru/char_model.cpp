@@ -176,7 +176,8 @@ CharGRU::CharGRU(const Config& c, Generator& gen) : config(c) {
   std::size_t in = c.embed_dim ? c.embed_dim : c.vocab_size;
   // Registration order = PyTorch's state-dict order: embed, gru, head.
   if (c.embed_dim) embed = register_module("embed", std::make_shared<Embedding>(c.vocab_size, c.embed_dim, gen));
-  gru = register_module("gru", std::make_shared<GRU>(GRUOptions(in, c.hidden).num_layers(c.layers), gen));
+  gru = register_module("gru", std::make_shared<GRU>(
+                                   GRUOptions(in, c.hidden).num_layers(c.layers).reset_after(!c.reset_before), gen));
   head = register_module("head", std::make_shared<Linear>(c.hidden, c.vocab_size, gen));
 }
 
@@ -184,6 +185,7 @@ CharGRU::Output CharGRU::forward(const std::vector<std::int64_t>& ids, std::size
                                  const Tensor& h0) {
   // One-hot inputs never materialise: layer 0 gathers columns of weight_ih_l0.
   GRU::Output g;
+  const bool fused = this->fused && !config.reset_before;  // the fused kernel is reset-after only
   if (embed) {
     Tensor x = embed->forward(ids, Shape{B, T});
     g = fused ? gru_forward_fused(*gru, x, h0) : gru->forward(x, h0);
@@ -219,7 +221,10 @@ void save_checkpoint(const std::string& path, const CharGRU& model, const Vocab&
       throw ValueError(fmt::format("checkpoint '{}' not written: parameter '{}' holds a non-finite "
                                    "value at flat index {} (the run diverged)", path, name, *bad));
   std::vector<std::int32_t> cps(vocab.chars.begin(), vocab.chars.end());
-  save_state(path, model, {{"vocab", npz::Array::from_i32({cps.size()}, cps.data())}});
+  npz::Archive extra = {{"vocab", npz::Array::from_i32({cps.size()}, cps.data())}};
+  const std::int32_t one = 1;
+  if (model.config.reset_before) extra.emplace_back("reset_before", npz::Array::from_i32({}, &one));
+  save_state(path, model, extra);
 }
 
 std::int64_t weights_hash(const CharGRU& model) {
@@ -293,8 +298,17 @@ Checkpoint load_checkpoint(const std::string& path) {
   std::size_t max_layer = 0;
   bool any_gru = false;
   std::optional<npz::DType> dtype;
+  if (auto it = entries.find("reset_before"); it != entries.end()) {
+    const npz::Array& rb = *it->second;
+    if ((rb.dtype != npz::DType::Int32 && rb.dtype != npz::DType::Int64 && rb.dtype != npz::DType::Bool &&
+         rb.dtype != npz::DType::UInt8) || !rb.shape.empty())
+      throw fail("reset_before", "expected a single integer 0 or 1");
+    std::int64_t v = rb.to_vector<std::int64_t>()[0];
+    if (v != 0 && v != 1) throw fail("reset_before", fmt::format("{} is not 0 or 1", v));
+    c.reset_before = v == 1;
+  }
   for (const auto& [name, array] : archive) {
-    if (name == "vocab") continue;
+    if (name == "vocab" || name == "reset_before") continue;
     std::size_t layer = 0;
     bool known = name == "head.weight" || name == "head.bias" || name == "embed.weight";
     for (const char* stem : {"gru.weight_ih_l", "gru.weight_hh_l", "gru.bias_ih_l", "gru.bias_hh_l"}) {
@@ -360,7 +374,8 @@ Checkpoint load_checkpoint(const std::string& path) {
   Generator gen(0);
   ck.model = std::make_shared<CharGRU>(c, gen);
   ck.model->to(*dtype == npz::DType::Float64 ? DType::Float64 : DType::Float32);
-  load_state(archive, path, *ck.model, true);  // checks every remaining shape; vocab is the extra
+  load_state(archive, path, *ck.model, true);  // checks every remaining shape; vocab (and
+                                               // reset_before) are the extras
   return ck;
 }
 
@@ -407,6 +422,15 @@ std::vector<GRU::GateRecord> gate_trace(CharGRU& model, const std::vector<std::i
 }  // namespace char_model
 
 namespace char_model {
+
+std::string candidate_formula(bool reset_before, bool course) {
+  if (course)
+    return reset_before ? "c~ = tanh(W_c [Γr ⊙ c<t-1>, x] + b_c)  (the course's candidate)"
+                        : "c~ = tanh(W_cx x + b_cx + Γr ⊙ (W_cc c<t-1> + b_cc))  (PyTorch's reset-after "
+                          "candidate: Γr acts after the matmul, NOT the course's formula)";
+  return reset_before ? "n = tanh(W_in x + b_in + W_hn (r ⊙ h) + b_hn)  (reset before: the course's/Cho's candidate)"
+                      : "n = tanh(W_in x + b_in + r ⊙ (W_hn h + b_hn))  (reset after: PyTorch's nn.GRU)";
+}
 
 std::string gate_table(const std::vector<GRU::GateRecord>& records, const std::u32string& text,
                        std::size_t t, std::size_t unit_begin, std::size_t unit_end, bool course) {

@@ -68,6 +68,10 @@ struct Config {
   std::size_t hidden = 128;     // H
   std::size_t layers = 1;       // L
   std::size_t embed_dim = 0;    // E; 0 = one-hot inputs
+  /// The course's (and Cho et al.'s) candidate n = tanh(W_in x + b_in + W_hn (r ⊙ h) + b_hn)
+  /// instead of PyTorch's r ⊙ (W_hn h + b_hn). PyTorch's nn.GRU cannot load such a model; its
+  /// checkpoint says so with an entry `reset_before` = 1 (the only entry beyond the state dict).
+  bool reset_before = false;
 };
 
 class CharGRU : public tapegrad::Module {
@@ -99,7 +103,8 @@ struct Checkpoint {
 };
 
 /// Writes the checkpoint atomically: exactly the state dict of the PyTorch module above plus
-/// `vocab` (int32 code points in one-hot order), nothing else, so that PyTorch's strict
+/// `vocab` (int32 code points in one-hot order), nothing else (a reset-before model adds
+/// `reset_before` = 1, see Config), so that PyTorch's strict
 /// load_state_dict accepts it once `vocab` is set aside. Refuses non-finite weights (a diverged
 /// model never replaces a good file).
 void save_checkpoint(const std::string& path, const CharGRU& model, const Vocab& vocab);
@@ -131,6 +136,8 @@ namespace char_model {
 /// The walkthrough table of step t (1-based: step t reads text[t−1] and writes h_t) for units
 /// [unit_begin, unit_end): h_{t−1}, r, z, n, h per unit with a remark where the update gate is
 /// saturated. course = true shows the course's names: Γu = 1 − z, Γr = r, c~ = n.
+/// The candidate's formula for the model's variant, in PyTorch's or the course's names.
+std::string candidate_formula(bool reset_before, bool course);
 std::string gate_table(const std::vector<tapegrad::GRU::GateRecord>& records,
                        const std::u32string& text, std::size_t t, std::size_t unit_begin,
                        std::size_t unit_end, bool course);

@@ -8,8 +8,12 @@
 // where the update gate is saturated:
 //   z < 0.05  "takes the candidate"   (h_t ≈ n_t, whatever h_{t−1} was)
 //   z > 0.95  "keeps its old state"   (h_t ≈ h_{t−1})
-// --convention course shows the course's names: Γu = 1 − z, Γr = r, c~ = n.
-// --json prints every unit of every requested step in PyTorch's convention, full precision.
+// --convention course shows the course's names: Γu = 1 − z, Γr = r, c~ = n, and states the
+// candidate's formula for the model's variant (a reset-after model's candidate is PyTorch's, not
+// the course's; train the course's with `char_gru train --reset-before`).
+// --json prints every unit of every requested step at full precision, with "convention" and
+// "variant" fields: PyTorch's names (h_prev, r, z, n, h) or, with --convention course, the
+// course's (c_prev, gamma_r, gamma_u = 1 − z, c_tilde, c).
 // --plot FILE draws heatmaps of z and r (units × steps of the whole text) with gnuplot.
 #include <cstdio>
 #include <fstream>
@@ -87,7 +91,7 @@ void plot(const std::vector<GRU::GateRecord>& recs, const std::u32string& text, 
   std::string script = fmt::format(
       "set terminal {} noenhanced\nset encoding utf8\nset multiplot layout 2,1\n"
       "set palette defined (0 '#2b83ba', 0.5 '#ffffbf', 1 '#d7191c')\n"
-      "set cbrange [0:1]\nset xtics ({})\nset ylabel 'hidden unit'\nset yrange [-0.5:{}-0.5] reverse\n"
+      "set cbrange [0:1]\nset xtics ({})\nset ylabel 'hidden unit'\nset yrange [{}-0.5:-0.5]\n"
       "set title 'update gate z_t (PyTorch: 1 = keep old state; course: Γu = 1 − z)'\n"
       "plot '{}' index 0 matrix with image notitle\n"
       "set title 'reset gate r_t (how much of h_(t-1) the candidate sees)'\n"
@@ -110,7 +114,7 @@ int main(int argc, char** argv) {
   app.add_option("--units", units_arg, "range of hidden units start:stop")->capture_default_str();
   app.add_option("--convention", convention, "pytorch (r, z, n) or course (Γr, Γu = 1 − z, c~)")
       ->capture_default_str()->check(CLI::IsMember({"pytorch", "course"}));
-  app.add_flag("--json", json_out, "all units of the requested steps as JSON (PyTorch convention, full precision)");
+  app.add_flag("--json", json_out, "all units of the requested steps as JSON, full precision, in the chosen convention's names");
   app.add_option("--plot", plot_file, "write heatmaps of z and r over every step to FILE (.png or .svg, needs gnuplot)");
   return cli::run(app, argc, argv, [&]() -> int {
     // Flags first: nothing is loaded or computed before they are all known to be usable.
@@ -135,25 +139,39 @@ int main(int argc, char** argv) {
     auto [u0, u1] = parse_units(units_arg, H);
     std::vector<GRU::GateRecord> recs = gate_trace(*c.model, ids, layer);
 
+    const bool course = convention == "course";
+    const bool rb = c.model->config.reset_before;
     if (json_out) {
       nlohmann::json j;
       j["hidden_size"] = H;
       j["layer"] = layer;
-      auto values = [](const Tensor& t) {
+      j["convention"] = convention;
+      j["variant"] = rb ? "reset_before" : "reset_after";
+      j["candidate"] = candidate_formula(rb, course);
+      auto values = [](const Tensor& t, bool one_minus = false) {
         std::vector<double> v(t.numel());
-        for (std::size_t i = 0; i < v.size(); ++i) v[i] = t.at(i);
+        for (std::size_t i = 0; i < v.size(); ++i) v[i] = one_minus ? 1.0 - t.at(i) : t.at(i);
         return v;
       };
       for (std::size_t t : steps) {
         const auto& r = recs[t - 1];
-        j["steps"].push_back({{"t", t}, {"char", utf8_encode(t32[t - 1])}, {"h_prev", values(r.h_prev)},
-                              {"r", values(r.r)}, {"z", values(r.z)}, {"n", values(r.n)}, {"h", values(r.h)}});
+        nlohmann::json step = {{"t", t}, {"char", utf8_encode(t32[t - 1])}};
+        if (course) {
+          step["c_prev"] = values(r.h_prev), step["gamma_r"] = values(r.r);
+          step["gamma_u"] = values(r.z, true), step["c_tilde"] = values(r.n), step["c"] = values(r.h);
+        } else {
+          step["h_prev"] = values(r.h_prev), step["r"] = values(r.r), step["z"] = values(r.z);
+          step["n"] = values(r.n), step["h"] = values(r.h);
+        }
+        j["steps"].push_back(step);
       }
       std::cout << j.dump() << std::endl;
     } else {
-      fmt::print("GRU layer {} of {} (hidden size {}), units {}..{}, {} convention\n\n", layer,
-                 c.model->config.layers, H, u0, u1 - 1, convention);
-      for (std::size_t t : steps) fmt::print("{}\n", gate_table(recs, t32, t, u0, u1, convention == "course"));
+      fmt::print("GRU layer {} of {} (hidden size {}), units {}..{}, {} convention\ncandidate: {}\n{}\n",
+                 layer, c.model->config.layers, H, u0, u1 - 1, convention, candidate_formula(rb, course),
+                 course ? "c<t> = Γu ⊙ c~ + (1 − Γu) ⊙ c<t-1>,  Γu = 1 − z (PyTorch's z keeps the old state)"
+                        : "h = (1 − z) ⊙ n + z ⊙ h_prev");
+      for (std::size_t t : steps) fmt::print("{}\n", gate_table(recs, t32, t, u0, u1, course));
     }
     if (!plot_file.empty()) {
       plot(recs, t32, u0, u1, plot_file);
