@@ -1,16 +1,19 @@
 // Assignment — a GRU cell from primitives, and the backward of a custom op.
 //
+// Learning goal: write a recurrent cell's forward from primitives (the tape differentiates it) and
+// a custom op's backward by hand (the product rule, checked by gradcheck). Expected time: 1 hour.
+//
 // Complete the two TODOs below, then run the grader, which checks your code against PyTorch's
 // own numbers and against central differences, and tells you what is wrong:
 //   cmake --build build --target grade_skeleton && build/examples/assignment/grade_skeleton
-// (grade_skeleton is the grader compiled against this file.) Use tapegrad ops only: no
-// hand-written backward for part 1, the tape differentiates your forward.
+// (grade_skeleton is the grader compiled against this file; in a course kit: `build/grade`.)
+// Use tapegrad ops only: no hand-written backward for part 1, the tape differentiates your forward.
 #pragma once
 
-#include <stdexcept>
 #include <vector>
 
 #include "framework/custom_op.hpp"
+#include "framework/grading/not_implemented.hpp"
 #include "framework/tapegrad.hpp"
 
 namespace assignment {
@@ -30,7 +33,7 @@ using namespace tapegrad;
 inline Tensor gru_cell(const Tensor& x, const Tensor& h, const Tensor& weight_ih,
                        const Tensor& weight_hh, const Tensor& bias_ih, const Tensor& bias_hh) {
   // TODO: your code here (about 8 lines).
-  throw std::logic_error("TODO: part 1, gru_cell");
+  throw tapegrad::grading::NotImplemented("TODO: part 1, gru_cell");
 }
 
 /// Part 2. swish(x) = x ⊙ σ(x) as a custom op (framework/custom_op.hpp). The forward is given.
@@ -46,7 +49,7 @@ inline Tensor swish(const Tensor& x) {
       [](CustomContext& ctx, const Tensor& g) -> std::vector<Tensor> {
         const Tensor& x = ctx.saved_tensors()[0];
         // TODO: your code here (1–3 lines): return {dL/dx}.
-        throw std::logic_error("TODO: part 2, swish backward");
+        throw tapegrad::grading::NotImplemented("TODO: part 2, swish backward");
       });
 }
 

@@ -278,6 +278,7 @@ int test_main(int argc, char** argv, const Manifest& manifest, const std::vector
     token.append(buf, static_cast<std::size_t>(r));
   }
   ::close(token_fd);
+  while (!token.empty() && (token.back() == '\n' || token.back() == ' ')) token.pop_back();
   std::fflush(stdout);
   Outcome o = run_one(tests[run].fn, ctx, manifest.tests[run].memory_limit_mb);
   std::fflush(stdout);
