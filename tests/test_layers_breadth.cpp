@@ -303,6 +303,27 @@ TEST(BreadthSemantics, ReverseDirectionIsTheCellOverTheReversedSequence) {
   }
 }
 
+// A bidirectional GRU keeps the integer-id input path (both directions gather their columns)
+// and records the gates of both directions by time position.
+TEST(BreadthSemantics, BidirectionalGRUIdsPathAndGateRecords) {
+  const std::size_t B = 2, T = 4, V = 5, H = 3;
+  Generator g(13);
+  GRU gru(GRUOptions(V, H).num_layers(2).bidirectional(true), g);
+  gru.to(f64);
+  std::vector<std::int64_t> ids = {0, 3, 4, 1, 2, 2, 0, 4};
+  Tensor x = reshape(one_hot(ids, V, f64), Shape{B, T, V});
+  gru.set_record_gates(true);
+  GRU::Output a = gru.forward_ids(ids, B, T, V), b = gru(x);
+  EXPECT_EQ(a.output.to_f64(), b.output.to_f64());
+  EXPECT_EQ(a.h_n.to_f64(), b.h_n.to_f64());
+  const auto& rec = gru.gate_records();
+  ASSERT_EQ(rec.size(), 4u);
+  for (const auto& r : rec) ASSERT_EQ(r.size(), T);
+  EXPECT_EQ(rec[1][0].h.to_f64(), b.steps[1][0].to_f64());           // reverse, t = 0: its last step
+  EXPECT_EQ(rec[1][0].h_prev.to_f64(), b.steps[1][1].to_f64());      // ...which read the state at t = 1
+  EXPECT_EQ(rec[3][T - 1].h_prev.to_f64(), zeros({B, H}, f64).to_f64());  // layer 1 reverse starts at T
+}
+
 TEST(BreadthSemantics, BatchFirstIsATranspose) {
   Generator g(5);
   LSTM tm(LSTMOptions(3, 4).num_layers(2), g);
