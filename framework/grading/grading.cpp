@@ -526,6 +526,7 @@ bool write_text_file(const std::string& path, const std::string& text) {
 int grader_main(int argc, char** argv, const Manifest& manifest, const GraderConfig& config) {
   std::string results_path, text_path, fixtures = config.fixture_dir, program = config.test_program;
   bool memory_limit = true;
+  double time_limit = 0;  // 0: each test's own
 #if defined(__SANITIZE_ADDRESS__)
   memory_limit = false;  // AddressSanitizer reserves terabytes of address space
 #endif
@@ -543,6 +544,7 @@ int grader_main(int argc, char** argv, const Manifest& manifest, const GraderCon
     else if (arg == "--fixtures") fixtures = value();
     else if (arg == "--tests") program = value();
     else if (arg == "--no-memory-limit") memory_limit = false;
+    else if (arg == "--time-limit") time_limit = std::atof(value().c_str());
     else if (arg == "--help" || arg == "-h") {
       std::printf(
           "%s — grades a submission: %s\n\n"
@@ -550,6 +552,7 @@ int grader_main(int argc, char** argv, const Manifest& manifest, const GraderCon
           "  --text FILE         also write the report to FILE\n"
           "  --fixtures DIR      PyTorch fixtures (default %s)\n"
           "  --tests PROGRAM     the compiled tests (default %s)\n"
+          "  --time-limit S      every test's wall-clock limit, in seconds (default: the manifest's)\n"
           "  --no-memory-limit   no address-space limit (sanitizer builds)\n\n"
           "Each test runs in its own process with time and memory limits. Exit 0 only when every "
           "test passes.\n",
@@ -570,7 +573,8 @@ int grader_main(int argc, char** argv, const Manifest& manifest, const GraderCon
   std::size_t passed = 0;
   std::string tests_json;
   for (std::size_t i = 0; i < manifest.tests.size(); ++i) {
-    const TestSpec& spec = manifest.tests[i];
+    TestSpec spec = manifest.tests[i];
+    if (time_limit > 0) spec.time_limit_s = time_limit;
     RunResult r;
     try {
       r = run_test(program, i, spec, fixtures, memory_limit);

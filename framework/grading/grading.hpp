@@ -83,7 +83,7 @@ struct GraderConfig {
   std::string submission;    ///< shown in the header line
 };
 /// The grader's main: [--results results.json] [--text FILE] [--fixtures DIR] [--tests PROGRAM]
-/// [--no-memory-limit]. Exit 0 when every test passed, 1 when one failed, 2 on a usage error.
+/// [--time-limit S] [--no-memory-limit]. Exit 0 when every test passed, 1 when one failed, 2 on a usage error.
 int grader_main(int argc, char** argv, const Manifest& manifest, const GraderConfig& config);
 
 // ---- comparing tensors -----------------------------------------------------------------------------
