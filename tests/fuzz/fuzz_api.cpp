@@ -320,8 +320,9 @@ void Fuzz::step() {
       switch (small(2)) {
         case 0: {
           std::size_t classes = dim();
-          if (!admissible(Shape{8, classes})) return;
-          keep(one_hot(indices(small(8), classes), classes, dtype()));
+          auto labels = indices(small(8), classes);
+          if (!admissible(Shape{labels.size(), classes})) return;
+          keep(one_hot(labels, classes, dtype()));
           break;
         }
         case 1: {

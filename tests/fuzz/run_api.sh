@@ -5,7 +5,7 @@
 # New corpus inputs go to WORK_DIR/corpus (the committed seeds in tests/fuzz/corpus_api are only
 # read); a crashing input is saved as WORK_DIR/crash-* (or leak-*, oom-*, timeout-*) and makes
 # the script exit non-zero. An object is recompiled when its source or any header is newer than
-# it. Set FUZZ_BUILD_ONLY=1 to only build.
+# it. Set FUZZ_BUILD_ONLY=1 to only build, FUZZ_SKIP_BUILD=1 to only run.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 seconds=${1:-600}
@@ -22,6 +22,8 @@ cd "$root"
 mapfile -t sources < <(find framework layers -name '*.cpp' | sort)
 
 # An object is rebuilt when it is older than its source or than any header of the repository.
+# FUZZ_SKIP_BUILD=1 runs the existing binary (e.g. when the build was done under a lock).
+if [[ -z ${FUZZ_SKIP_BUILD:-} || ! -x "$work/fuzz_api" ]]; then
 newest_header=$(find framework layers -name '*.hpp' -printf '%T@\n' | sort -n | tail -n 1)
 mtime() { stat -c %Y "$1"; }
 running=0
@@ -41,6 +43,7 @@ done
 while (( running > 0 )); do wait -n; running=$((running - 1)); done
 if (( rebuilt )) || [[ ! -x "$work/fuzz_api" ]]; then
   "$cxx" "${flags[@]}" -fsanitize=fuzzer "$work"/obj/*.o -lopenblas -lfmt -lzip -o "$work/fuzz_api"
+fi
 fi
 [[ -n ${FUZZ_BUILD_ONLY:-} ]] && exit 0
 
