@@ -170,3 +170,13 @@ TEST_F(ExamplesRun, ReadableCharGruTrainingLearnsAndSamples) {
   EXPECT_EQ(run("train_char_gru", "-5").exit_code, 2);
   EXPECT_EQ(run("train_char_gru", "10 20").exit_code, 2);
 }
+
+TEST_F(ExamplesRun, MlpSeparatesTheSpirals) {
+  Result r = run("mlp_spirals", "--json");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  auto at = r.output.find("\"test_accuracy\":");
+  ASSERT_NE(at, std::string::npos) << r.output;
+  EXPECT_GE(std::stod(r.output.substr(at + 16)), 0.95) << r.output;
+  EXPECT_EQ(run("mlp_spirals", "--epochs 0").exit_code, 2);
+  EXPECT_EQ(run("mlp_spirals", "--epochs nan").exit_code, 2);
+}
