@@ -51,10 +51,10 @@ std::size_t DataLoader::size() const {
   return drop_last_ ? n / batch_size_ : (n + batch_size_ - 1) / batch_size_;
 }
 
-std::vector<Batch> DataLoader::epoch() {
-  std::vector<Batch> out;
+std::vector<MiniBatch> DataLoader::epoch() {
+  std::vector<MiniBatch> out;
   for (auto& idx : batch_indices(x_.size(0), batch_size_, shuffle_, drop_last_, gen_)) {
-    Batch b;
+    MiniBatch b;
     b.x = index_select(x_, 0, idx);
     if (!y_.empty())
       for (std::int64_t i : idx) b.y.push_back(y_[std::size_t(i)]);

@@ -3,7 +3,7 @@
 //   Generator gen(0);
 //   DataLoader loader(x, y, /*batch_size=*/32, /*shuffle=*/true, /*drop_last=*/false, gen);
 //   for (int epoch = 0; epoch < 10; ++epoch)
-//     for (const Batch& b : loader.epoch()) {        // a new order every epoch
+//     for (const MiniBatch& b : loader.epoch()) {        // a new order every epoch
 //       Tensor loss = cross_entropy(model.forward(b.x), b.y);
 //       ...
 //     }
@@ -30,7 +30,7 @@ std::vector<std::int64_t> randperm(std::size_t n, Generator& gen = default_gener
 std::vector<std::vector<std::int64_t>> batch_indices(std::size_t n, std::size_t batch_size, bool shuffle,
                                                      bool drop_last, Generator& gen = default_generator());
 
-struct Batch {
+struct MiniBatch {
   Tensor x;                     // (b, ...) rows of the dataset's x
   std::vector<std::int64_t> y;  // b targets (empty when the dataset has none)
   std::vector<std::int64_t> index;  // which examples they are
@@ -43,7 +43,7 @@ class DataLoader {
   DataLoader(Tensor x, std::vector<std::int64_t> y, std::size_t batch_size, bool shuffle = false,
              bool drop_last = false, Generator& gen = default_generator());
   /// The batches of the next epoch.
-  std::vector<Batch> epoch();
+  std::vector<MiniBatch> epoch();
   /// How many batches an epoch has.
   std::size_t size() const;
 

@@ -84,7 +84,7 @@ TEST(DataLoader, BatchesCoverEveryExampleOnceAndShuffleChangesTheOrder) {
   auto e1 = shuffled.epoch(), e2 = shuffled.epoch();
   ASSERT_EQ(e1.size(), 2u);
   std::set<std::int64_t> seen;
-  for (const Batch& b : e1)
+  for (const MiniBatch& b : e1)
     for (std::size_t i = 0; i < b.index.size(); ++i) {
       EXPECT_TRUE(seen.insert(b.index[i]).second) << "example twice in one epoch";
       EXPECT_EQ(b.y[i], b.index[i]);                                // targets follow their rows

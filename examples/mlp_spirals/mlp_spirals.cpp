@@ -75,7 +75,7 @@ int main(int argc, char** argv) {
     double epoch_loss = 0;
     for (std::size_t epoch = 1; epoch <= epochs; ++epoch) {
       epoch_loss = 0;
-      for (const Batch& b : train.epoch()) {
+      for (const MiniBatch& b : train.epoch()) {
         Tensor loss = cross_entropy(model.forward(b.x), b.y);
         opt.zero_grad();
         loss.backward();
