@@ -17,6 +17,7 @@
 #include <initializer_list>
 #include <vector>
 
+#include "framework/random.hpp"
 #include "framework/tensor.hpp"
 
 namespace tapegrad {
@@ -108,7 +109,7 @@ Tensor squeeze(const Tensor& a, std::ptrdiff_t axis);
 /// into the parent's gradient).
 Tensor narrow(const Tensor& a, std::ptrdiff_t axis, std::size_t start, std::size_t length);
 /// Index `index` along `axis`, removing that axis (a[:, t] for axis 1).
-Tensor select(const Tensor& a, std::ptrdiff_t axis, std::size_t index);
+Tensor select(const Tensor& a, std::ptrdiff_t axis, std::ptrdiff_t index);  // index < 0 counts from the end
 /// Rows [start, stop) (axis 0).
 Tensor slice_rows(const Tensor& a, std::size_t start, std::size_t stop);
 /// Splits into pieces of the given sizes along axis.
@@ -151,6 +152,36 @@ inline Tensor operator*(const Tensor& a, double b) { return mul(a, b); }
 inline Tensor operator*(double a, const Tensor& b) { return mul(b, a); }
 inline Tensor operator/(const Tensor& a, double b) { return mul(a, 1.0 / b); }
 inline Tensor operator/(double a, const Tensor& b) { return mul(pow(b, -1.0), a); }
+
+// ---- indices: argmax, top-k, sampling, masks (ops_index.cpp) ---------------------------------------
+/// Integer results and inputs (argmax, top-k indices, samples; targets and ids): int64 values in
+/// row-major order with a shape. It converts to the std::vector<std::int64_t> that cross_entropy,
+/// index_select and the embeddings take. Indices carry no gradient.
+struct IndexTensor {
+  Shape shape;
+  std::vector<std::int64_t> values;
+  std::size_t numel() const { return values.size(); }
+  std::int64_t at(std::size_t flat_index) const { return values.at(flat_index); }
+  operator const std::vector<std::int64_t>&() const { return values; }
+};
+/// Index of the largest (smallest) entry along `axis` (the first one on ties; NaN counts as the
+/// largest, as in PyTorch). The axis is removed unless keepdims.
+IndexTensor argmax(const Tensor& a, std::ptrdiff_t axis = -1, bool keepdims = false);
+IndexTensor argmin(const Tensor& a, std::ptrdiff_t axis = -1, bool keepdims = false);
+/// The k largest (or smallest) entries along `axis`, sorted, and their indices (torch.topk).
+/// The values are differentiable (a gather of a).
+struct TopK {
+  Tensor values;
+  IndexTensor indices;
+};
+TopK topk(const Tensor& a, std::size_t k, std::ptrdiff_t axis = -1, bool largest = true);
+/// num_samples draws from the categorical distribution(s) whose unnormalised probabilities are
+/// the rows of `probs` ((V) or (N, V); non-negative, finite, not all zero), with or without
+/// replacement (torch.multinomial). Result shape (num_samples) or (N, num_samples).
+IndexTensor multinomial(const Tensor& probs, std::size_t num_samples, bool replacement, Generator& gen);
+/// a with `value` where mask ≠ 0 (torch.masked_fill); mask broadcasts to a's shape, same dtype.
+/// Differentiable in a (zero gradient where filled).
+Tensor masked_fill(const Tensor& a, const Tensor& mask, double value);
 
 // ---- axis helpers shared by op implementations ------------------------------------------------
 /// Normalises a possibly negative axis for a tensor of rank `rank`, or IndexError naming op.

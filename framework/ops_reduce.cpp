@@ -145,10 +145,11 @@ Tensor softmax(const Tensor& a, std::ptrdiff_t axis_in) {
       return Tensor(xt::xarray<T>(e / z));
     });
   });
-  return record("softmax", out, {a}, [out, axis](const Tensor& g, GradSink& s) {
-    // y ⊙ (g − Σ g⊙y)
-    Tensor gy = mul(g, out);
-    s.add(0, sub(gy, mul(out, sum(gy, {static_cast<std::ptrdiff_t>(axis)}, true))));
+  return record("softmax", out, {a}, [w = WeakTensor(out), axis](const Tensor& g, GradSink& s) {
+    // y ⊙ (g − Σ g⊙y); y is the output, held weakly (it owns this node: tape.hpp)
+    Tensor y = w.lock();
+    Tensor gy = mul(g, y);
+    s.add(0, sub(gy, mul(y, sum(gy, {static_cast<std::ptrdiff_t>(axis)}, true))));
   });
 }
 
@@ -167,9 +168,9 @@ Tensor log_softmax(const Tensor& a, std::ptrdiff_t axis_in) {
       return Tensor(xt::xarray<T>(shifted - lse));
     });
   });
-  return record("log_softmax", out, {a}, [out, axis](const Tensor& g, GradSink& s) {
+  return record("log_softmax", out, {a}, [y = WeakTensor(out), axis](const Tensor& g, GradSink& s) {
     // g − softmax ⊙ Σ g
-    s.add(0, sub(g, mul(exp(out), sum(g, {static_cast<std::ptrdiff_t>(axis)}, true))));
+    s.add(0, sub(g, mul(exp(y.lock()), sum(g, {static_cast<std::ptrdiff_t>(axis)}, true))));
   });
 }
 
@@ -247,6 +248,14 @@ Tensor cross_entropy(const Tensor& logits, const std::vector<std::int64_t>& targ
 }
 
 Tensor mse(const Tensor& a, const Tensor& b, Reduction reduction) {
+  detail::require_defined(a, "mse", "prediction");
+  detail::require_defined(b, "mse", "target");
+  // PyTorch warns and broadcasts; a (8, 1) prediction against an (8) target would silently
+  // compare every pair (8 × 8). Refuse instead: the shapes must be equal.
+  if (a.shape() != b.shape())
+    throw ShapeError(fmt::format("mse: prediction {} and target {} differ in shape; reshape one of them "
+                                 "(no broadcasting between prediction and target)",
+                                 shape_str(a.shape()), shape_str(b.shape())));
   Tensor d = sub(a, b);
   Tensor sq = mul(d, d);
   switch (reduction) {

@@ -199,13 +199,14 @@ Tensor pad_narrow(const Tensor& g, std::ptrdiff_t axis_in, std::size_t start, st
   });
 }
 
-Tensor select(const Tensor& a, std::ptrdiff_t axis, std::size_t index) {
+Tensor select(const Tensor& a, std::ptrdiff_t axis, std::ptrdiff_t index) {
   detail::require_defined(a, "select", "a");
   const std::size_t ax = normalize_axis(axis, a.dim(), "select");
-  if (index >= a.shape()[ax])
-    throw IndexError(fmt::format("select: index {} is out of range for axis {} of {}", index, axis,
-                                 shape_str(a.shape())));
-  return squeeze(narrow(a, axis, index, 1), axis);
+  const auto n = static_cast<std::ptrdiff_t>(a.shape()[ax]);
+  if (index < -n || index >= n)
+    throw IndexError(fmt::format("select: index {} is out of range for axis {} of {} (valid: {}..{})", index,
+                                 axis, shape_str(a.shape()), -n, n - 1));
+  return squeeze(narrow(a, axis, static_cast<std::size_t>(index < 0 ? index + n : index), 1), axis);
 }
 
 Tensor slice_rows(const Tensor& a, std::size_t start, std::size_t stop) {
