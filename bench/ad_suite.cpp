@@ -1,0 +1,123 @@
+// ad_suite — the cheap-gradient principle, measured: for each case, the time of the function
+// alone (no tape) and of the function with its gradient (recorded forward + backward), and their
+// ratio, in the style of ADBench (Adept reports gradient/function < 4, FastAD 1.2–3.2).
+//
+//   ad_suite [--repeats R]      (prints one JSON object per case and a table)
+//
+// Cases (float64 unless said):
+//   scalar_loop   y = Σ_{i<1000} x·c_i + x²·d_i over a 0-d x: 3000 scalar-size ops, tape-bound
+//   logsumexp     log Σ exp(x − max x) + max x, x of 10,000 elements
+//   product_chain y = Σ (x_1 ⊙ x_2 ⊙ … ⊙ x_64), x_k of 256 elements
+//   matmul        y = Σ (A @ B), 128 × 128 float32
+//   gru_step      one GRUCell step, B = 32, in = H = 128, float32, y = Σ h'
+//   lstm_step     one LSTMCell step, B = 32, in = H = 128, float32, y = Σ h' + Σ c'
+#include <algorithm>
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "framework/tapegrad.hpp"
+#include "layers/layers.hpp"
+
+using namespace tapegrad;
+
+namespace {
+
+double median_us(const std::function<void()>& fn, int repeats) {
+  fn();  // warm-up
+  std::vector<double> t;
+  for (int r = 0; r < repeats; ++r) {
+    auto t0 = std::chrono::steady_clock::now();
+    int inner = 0;
+    double dt = 0;
+    do {
+      fn();
+      ++inner;
+      dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    } while (dt < 0.02);
+    t.push_back(dt / inner * 1e6);
+  }
+  std::sort(t.begin(), t.end());
+  return t[t.size() / 2];
+}
+
+struct Case {
+  const char* name;
+  std::vector<Tensor> inputs;
+  std::function<Tensor()> f;
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int repeats = 7;
+  if (argc == 3 && std::strcmp(argv[1], "--repeats") == 0) repeats = std::max(1, std::atoi(argv[2]));
+  Generator gen(0);
+  std::vector<Case> cases;
+
+  {
+    Tensor x = scalar(0.3, DType::Float64).requires_grad_();
+    std::vector<double> c(1000), d(1000);
+    for (int i = 0; i < 1000; ++i) c[i] = 1.0 / (i + 1), d[i] = 0.5 / (i + 2);
+    cases.push_back({"scalar_loop", {x}, [x, c, d] {
+                       Tensor acc = scalar(0.0, DType::Float64);
+                       for (int i = 0; i < 1000; ++i) acc = acc + x * c[i] + mul(x, x) * d[i];
+                       return acc;
+                     }});
+  }
+  {
+    Tensor x = randn({10000}, gen, DType::Float64).requires_grad_();
+    cases.push_back({"logsumexp", {x}, [x] {
+                       Tensor m = max(x, 0).detach();
+                       return add(log(sum(exp(sub(x, m)))), m);
+                     }});
+  }
+  {
+    std::vector<Tensor> xs;
+    for (int k = 0; k < 64; ++k) xs.push_back(uniform({256}, 0.9, 1.1, gen, DType::Float64).requires_grad_());
+    cases.push_back({"product_chain", xs, [xs] {
+                       Tensor p = xs[0];
+                       for (std::size_t k = 1; k < xs.size(); ++k) p = mul(p, xs[k]);
+                       return sum(p);
+                     }});
+  }
+  {
+    Tensor A = randn({128, 128}, gen, DType::Float32).requires_grad_(), B = randn({128, 128}, gen, DType::Float32).requires_grad_();
+    cases.push_back({"matmul", {A, B}, [A, B] { return sum(matmul(A, B)); }});
+  }
+  {
+    auto cell = std::make_shared<GRUCell>(GRUCellOptions(128, 128), gen);
+    Tensor x = randn({32, 128}, gen, DType::Float32), h = randn({32, 128}, gen, DType::Float32);
+    cases.push_back({"gru_step", cell->parameters(), [cell, x, h] { return sum(cell->forward(x, h)); }});
+  }
+  {
+    auto cell = std::make_shared<LSTMCell>(LSTMCellOptions(128, 128), gen);
+    Tensor x = randn({32, 128}, gen, DType::Float32), h = randn({32, 128}, gen, DType::Float32),
+           c = randn({32, 128}, gen, DType::Float32);
+    cases.push_back({"lstm_step", cell->parameters(), [cell, x, h, c] {
+                       LSTMCell::State s = cell->forward(x, h, c);
+                       return add(sum(s.h), sum(s.c));
+                     }});
+  }
+
+  fmt::print("{:<14} {:>12} {:>12} {:>8}\n", "case", "function µs", "gradient µs", "ratio");
+  for (Case& k : cases) {
+    double f = median_us([&] {
+      NoGradGuard no_grad;
+      k.f();
+    }, repeats);
+    double g = median_us([&] {
+      for (Tensor& p : k.inputs) p.zero_grad();
+      k.f().backward();
+    }, repeats);
+    fmt::print("{:<14} {:>12.2f} {:>12.2f} {:>8.2f}\n", k.name, f, g, g / f);
+    fmt::print(stderr, "{{\"case\": \"{}\", \"function_us\": {:.3f}, \"gradient_us\": {:.3f}, \"ratio\": {:.3f}}}\n",
+               k.name, f, g, g / f);
+  }
+  return 0;
+}
