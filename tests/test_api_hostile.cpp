@@ -86,7 +86,8 @@ TEST(ApiHostile, ShapeProductsAndOffsetsAreOverflowChecked) {
   Tensor x = ones({3, 2});
   EXPECT_ERROR(IndexError, narrow(x, 0, SIZE_MAX, 2), "narrow", "(3, 2)");
   EXPECT_ERROR(IndexError, narrow(x, 0, 2, SIZE_MAX), "narrow", "(3, 2)");
-  EXPECT_ERROR(IndexError, select(x, 0, SIZE_MAX), "select", "(3, 2)");
+  EXPECT_ERROR(IndexError, select(x, 0, PTRDIFF_MAX), "select", "(3, 2)");  // SIZE_MAX is -1: the last row
+  EXPECT_ERROR(IndexError, select(x, 0, PTRDIFF_MIN), "select", "(3, 2)");
   EXPECT_ERROR(IndexError, select(x, -1, 2), "select", "(3, 2)");
   EXPECT_ERROR(IndexError, slice_rows(x, 1, SIZE_MAX), "narrow", "(3, 2)");
   EXPECT_ERROR(IndexError, pad_narrow(x, 0, 2, 4), "pad_narrow", "(3, 2)");
