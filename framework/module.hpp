@@ -39,7 +39,8 @@
 namespace tapegrad {
 
 /// Declares an option with a chainable setter and a getter of the same name, for the small
-/// builder structs of the layers: `GRUOptions(5, 16).num_layers(2).reset_after(false)`.
+/// builder structs of the layers and optimisers (the pattern of PyTorch's C++ frontend):
+/// `GRUOptions(5, 16).num_layers(2).reset_after(false)`, `AdamOptions().lr(1e-3)`.
 /// Use inside a struct; an initializer may follow: `TAPEGRAD_ARG(bool, bias) = true;`.
 #define TAPEGRAD_ARG(T, name)                     \
  public:                                          \
@@ -52,7 +53,8 @@ namespace tapegrad {
  private:                                         \
   T name##_
 
-/// Ordered name → tensor pairs (registration order).
+/// Ordered name → tensor pairs (registration order); also the format of an optimiser's state()
+/// and of checkpoints.
 using NamedTensors = std::vector<std::pair<std::string, Tensor>>;
 /// A state dict: parameter name → tensor.
 using StateDict = std::map<std::string, Tensor>;

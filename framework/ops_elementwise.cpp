@@ -187,9 +187,9 @@ Tensor pow(const Tensor& a, double p) {
 
 Tensor pow(const Tensor& a, const Tensor& b) {
   Tensor out = binary_forward("pow", a, b, [](const auto& x, const auto& y) { return xt::pow(x, y); });
-  return record("pow", out, {a, b}, [a, b, out](const Tensor& g, GradSink& s) {
+  return record("pow", out, {a, b}, [a, b, y = WeakTensor(out)](const Tensor& g, GradSink& s) {
     if (s.needs(0)) s.add(0, sum_to(mul(mul(g, b), pow(a, add(b, -1.0))), a.shape()));  // b·a^(b−1)
-    if (s.needs(1)) s.add(1, sum_to(mul(mul(g, out), log(a)), b.shape()));            // a^b·ln a
+    if (s.needs(1)) s.add(1, sum_to(mul(mul(g, y.lock()), log(a)), b.shape()));       // a^b·ln a
   });
 }
 
@@ -197,7 +197,10 @@ Tensor pow(const Tensor& a, const Tensor& b) {
 
 Tensor exp(const Tensor& a) {
   Tensor out = unary_forward("exp", a, [](const auto& x) { return xt::exp(x); });
-  return record("exp", out, {a}, [out](const Tensor& g, GradSink& s) { s.add(0, mul(g, out)); });
+  // The VJP needs the output: a WeakTensor, since the output owns this node (tape.hpp).
+  return record("exp", out, {a}, [y = WeakTensor(out)](const Tensor& g, GradSink& s) {
+    s.add(0, mul(g, y.lock()));
+  });
 }
 
 Tensor log(const Tensor& a) {
@@ -207,8 +210,8 @@ Tensor log(const Tensor& a) {
 
 Tensor sqrt(const Tensor& a) {
   Tensor out = unary_forward("sqrt", a, [](const auto& x) { return xt::sqrt(x); });
-  return record("sqrt", out, {a}, [out](const Tensor& g, GradSink& s) {
-    s.add(0, div(mul(g, 0.5), out));  // 1 / (2√a)
+  return record("sqrt", out, {a}, [y = WeakTensor(out)](const Tensor& g, GradSink& s) {
+    s.add(0, div(mul(g, 0.5), y.lock()));  // 1 / (2√a)
   });
 }
 
@@ -250,8 +253,8 @@ Tensor sigmoid_backward(const Tensor& g, const Tensor& y) {
 
 Tensor tanh(const Tensor& a) {
   Tensor out = unary_forward("tanh", a, [](const auto& x) { return xt::tanh(x); });
-  return record("tanh", out, {a}, [out](const Tensor& g, GradSink& s) {
-    s.add(0, tanh_backward(g, out));
+  return record("tanh", out, {a}, [y = WeakTensor(out)](const Tensor& g, GradSink& s) {
+    s.add(0, tanh_backward(g, y.lock()));
   });
 }
 
@@ -262,8 +265,8 @@ Tensor sigmoid(const Tensor& a) {
     xt::xarray<T> e = xt::exp(-xt::abs(x));
     return xt::xarray<T>(xt::where(x >= T(0), T(1) / (T(1) + e), e / (T(1) + e)));
   });
-  return record("sigmoid", out, {a}, [out](const Tensor& g, GradSink& s) {
-    s.add(0, sigmoid_backward(g, out));
+  return record("sigmoid", out, {a}, [y = WeakTensor(out)](const Tensor& g, GradSink& s) {
+    s.add(0, sigmoid_backward(g, y.lock()));
   });
 }
 

@@ -40,45 +40,32 @@
 #include <utility>
 #include <vector>
 
+#include "framework/module.hpp"
 #include "framework/tensor.hpp"
 
 namespace tapegrad {
 
-/// Named tensors, in order: the format of state() / load_state() (and of checkpoints).
-using NamedTensors = std::vector<std::pair<std::string, Tensor>>;
-
-// ---- options --------------------------------------------------------------------------------
-// TAPEGRAD_OPTION(type, name, default) declares a field with a getter `name()` and a chaining
-// setter `name(value)` (the pattern of PyTorch's C++ frontend).
-#define TAPEGRAD_OPTION(Type, name, default_value) \
- public:                                           \
-  auto& name(Type value) {                         \
-    name##_ = value;                               \
-    return *this;                                  \
-  }                                                \
-  Type name() const { return name##_; }            \
-                                                   \
- private:                                          \
-  Type name##_ = default_value
+// NamedTensors (the format of state() / load_state() and of checkpoints) and the TAPEGRAD_ARG
+// option macro come from framework/module.hpp.
 
 /// torch.optim.SGD: lr (required), momentum 0, dampening 0, weight_decay 0, nesterov false.
 struct SGDOptions {
   explicit SGDOptions(double lr) : lr_(lr) {}
-  TAPEGRAD_OPTION(double, lr, 0.0);
-  TAPEGRAD_OPTION(double, momentum, 0.0);
-  TAPEGRAD_OPTION(double, dampening, 0.0);
-  TAPEGRAD_OPTION(double, weight_decay, 0.0);
-  TAPEGRAD_OPTION(bool, nesterov, false);
+  TAPEGRAD_ARG(double, lr) = 0.0;
+  TAPEGRAD_ARG(double, momentum) = 0.0;
+  TAPEGRAD_ARG(double, dampening) = 0.0;
+  TAPEGRAD_ARG(double, weight_decay) = 0.0;
+  TAPEGRAD_ARG(bool, nesterov) = false;
 };
 
 /// torch.optim.Adam: lr 1e-3, betas (0.9, 0.999), eps 1e-8, weight_decay 0, amsgrad false.
 struct AdamOptions {
-  TAPEGRAD_OPTION(double, lr, 1e-3);
-  TAPEGRAD_OPTION(double, beta1, 0.9);
-  TAPEGRAD_OPTION(double, beta2, 0.999);
-  TAPEGRAD_OPTION(double, eps, 1e-8);
-  TAPEGRAD_OPTION(double, weight_decay, 0.0);
-  TAPEGRAD_OPTION(bool, amsgrad, false);
+  TAPEGRAD_ARG(double, lr) = 1e-3;
+  TAPEGRAD_ARG(double, beta1) = 0.9;
+  TAPEGRAD_ARG(double, beta2) = 0.999;
+  TAPEGRAD_ARG(double, eps) = 1e-8;
+  TAPEGRAD_ARG(double, weight_decay) = 0.0;
+  TAPEGRAD_ARG(bool, amsgrad) = false;
 
  public:
   AdamOptions& betas(double b1, double b2) { return beta1(b1).beta2(b2); }
@@ -86,12 +73,12 @@ struct AdamOptions {
 
 /// torch.optim.AdamW: as Adam, but weight_decay defaults to 1e-2 and is decoupled.
 struct AdamWOptions {
-  TAPEGRAD_OPTION(double, lr, 1e-3);
-  TAPEGRAD_OPTION(double, beta1, 0.9);
-  TAPEGRAD_OPTION(double, beta2, 0.999);
-  TAPEGRAD_OPTION(double, eps, 1e-8);
-  TAPEGRAD_OPTION(double, weight_decay, 1e-2);
-  TAPEGRAD_OPTION(bool, amsgrad, false);
+  TAPEGRAD_ARG(double, lr) = 1e-3;
+  TAPEGRAD_ARG(double, beta1) = 0.9;
+  TAPEGRAD_ARG(double, beta2) = 0.999;
+  TAPEGRAD_ARG(double, eps) = 1e-8;
+  TAPEGRAD_ARG(double, weight_decay) = 1e-2;
+  TAPEGRAD_ARG(bool, amsgrad) = false;
 
  public:
   AdamWOptions& betas(double b1, double b2) { return beta1(b1).beta2(b2); }
@@ -99,25 +86,24 @@ struct AdamWOptions {
 
 /// torch.optim.RMSprop: lr 1e-2, alpha 0.99, eps 1e-8, weight_decay 0, momentum 0, centered false.
 struct RMSpropOptions {
-  TAPEGRAD_OPTION(double, lr, 1e-2);
-  TAPEGRAD_OPTION(double, alpha, 0.99);
-  TAPEGRAD_OPTION(double, eps, 1e-8);
-  TAPEGRAD_OPTION(double, weight_decay, 0.0);
-  TAPEGRAD_OPTION(double, momentum, 0.0);
-  TAPEGRAD_OPTION(bool, centered, false);
+  TAPEGRAD_ARG(double, lr) = 1e-2;
+  TAPEGRAD_ARG(double, alpha) = 0.99;
+  TAPEGRAD_ARG(double, eps) = 1e-8;
+  TAPEGRAD_ARG(double, weight_decay) = 0.0;
+  TAPEGRAD_ARG(double, momentum) = 0.0;
+  TAPEGRAD_ARG(bool, centered) = false;
 };
 
 /// torch.optim.Adagrad: lr 1e-2, lr_decay 0, weight_decay 0, initial_accumulator_value 0,
 /// eps 1e-10.
 struct AdagradOptions {
-  TAPEGRAD_OPTION(double, lr, 1e-2);
-  TAPEGRAD_OPTION(double, lr_decay, 0.0);
-  TAPEGRAD_OPTION(double, weight_decay, 0.0);
-  TAPEGRAD_OPTION(double, initial_accumulator_value, 0.0);
-  TAPEGRAD_OPTION(double, eps, 1e-10);
+  TAPEGRAD_ARG(double, lr) = 1e-2;
+  TAPEGRAD_ARG(double, lr_decay) = 0.0;
+  TAPEGRAD_ARG(double, weight_decay) = 0.0;
+  TAPEGRAD_ARG(double, initial_accumulator_value) = 0.0;
+  TAPEGRAD_ARG(double, eps) = 1e-10;
 };
 
-#undef TAPEGRAD_OPTION
 
 // ---- the base class -------------------------------------------------------------------------
 

@@ -3,6 +3,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <set>
+#include <unordered_map>
 
 #include "framework/tape.hpp"
 
@@ -104,5 +106,70 @@ std::string to_string(const Tensor& t, const PrintOptions& opt) {
 }
 
 std::ostream& operator<<(std::ostream& os, const Tensor& t) { return os << to_string(t); }
+
+// ---- the tape: listing and Graphviz DOT ------------------------------------------------------------
+
+namespace {
+/// The live nodes' outputs in execution order, and each node's index among them (%k).
+struct Numbered {
+  std::vector<Tensor> outputs = tape().outputs();
+  std::unordered_map<const Node*, std::size_t> index;
+  Numbered() {
+    for (std::size_t k = 0; k < outputs.size(); ++k) index[outputs[k].impl()->grad_fn.get()] = k;
+  }
+  /// %k for an input made by a listed node, else -1 (a leaf, or made before the last backward).
+  std::ptrdiff_t of(const Tensor& t) const {
+    auto it = index.find(t.impl()->grad_fn.get());
+    return t.is_leaf() || it == index.end() ? -1 : std::ptrdiff_t(it->second);
+  }
+};
+}  // namespace
+
+std::string Tape::listing() const {
+  Numbered nodes;
+  std::string out;
+  for (std::size_t i = 0; i < nodes.outputs.size(); ++i) {
+    const Tensor& o = nodes.outputs[i];
+    const Node& n = *o.impl()->grad_fn;
+    std::string ins;
+    for (std::size_t k = 0; k < n.inputs.size(); ++k) {
+      const Tensor& in = n.inputs[k];
+      if (k) ins += ", ";
+      if (std::ptrdiff_t j = nodes.of(in); j >= 0)
+        ins += fmt::format("%{}", j);
+      else
+        ins += in.name().empty() ? std::string("leaf") + shape_str(in.shape()) : in.name();
+    }
+    out += fmt::format("%{:<4} {:<14} ({}) -> {}{}\n", i, n.op, ins, shape_str(o.shape()),
+                       o.name().empty() ? "" : "  " + o.name());
+  }
+  return out;
+}
+
+std::string Tape::to_dot() const {
+  Numbered nodes;
+  std::string out = "digraph tape {\n  rankdir=LR;\n  node [fontname=\"Helvetica\"];\n";
+  std::set<const TensorImpl*> leaves;
+  for (std::size_t i = 0; i < nodes.outputs.size(); ++i) {
+    const Tensor& o = nodes.outputs[i];
+    const Node& n = *o.impl()->grad_fn;
+    std::string nm = o.name().empty() ? "" : "\\n" + o.name();
+    out += fmt::format("  n{} [shape=box, label=\"{}{}\\n{}\"];\n", i, n.op, nm,
+                       shape_str(o.shape()));
+    for (const Tensor& in : n.inputs) {
+      const TensorImpl* p = in.impl();
+      if (std::ptrdiff_t j = nodes.of(in); j >= 0) {
+        out += fmt::format("  n{} -> n{};\n", j, i);
+      } else {
+        if (leaves.insert(p).second)
+          out += fmt::format("  l{} [shape=ellipse, label=\"{}\\n{}\"];\n",
+                             reinterpret_cast<std::uintptr_t>(p),
+                             p->name.empty() ? "leaf" : p->name, shape_str(in.shape()));
+        out += fmt::format("  l{} -> n{};\n", reinterpret_cast<std::uintptr_t>(p), i);
+      }
+    }
+  }
+  return out + "}\n";
+}
 
 }  // namespace tapegrad

@@ -1,6 +1,7 @@
-// tapegrad — the tape and the backward pass.
+// tapegrad — the tape and the backward pass. Printing the tape (listing, DOT) is in print.cpp.
 #include "framework/tape.hpp"
 
+#include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <mutex>
@@ -8,7 +9,6 @@
 
 #include <fmt/format.h>
 #include <xtensor/xnoalias.hpp>
-#include <xtensor/xview.hpp>
 
 #include "framework/dispatch.hpp"
 #include "framework/ops.hpp"
@@ -17,18 +17,12 @@ namespace tapegrad {
 
 namespace {
 
-// A tape id is (owner << 32) | generation: `owner` is unique per Tape object (in practice per
-// thread, the tape being thread-local), `generation` changes at every clear(). So an id tells a
-// freed tape of this thread from another thread's tape.
-std::atomic<std::uint64_t> g_next_tape_owner{1};
-constexpr std::uint64_t kGenerationMask = 0xffffffffu;
-
-bool same_owner(std::uint64_t a, std::uint64_t b) { return (a >> 32) == (b >> 32); }
+std::atomic<std::uint64_t> g_next_tape_owner{1};  // every Tape (in practice every thread) differs
 thread_local bool t_grad_enabled = true;
 thread_local bool t_anomaly = false;
-// The node whose VJP is running (for anomaly messages from ops inside a backward).
+// The node whose VJP is running, and its output (for anomaly messages from ops inside it).
 thread_local const Node* t_backward_node = nullptr;
-thread_local std::int64_t t_backward_index = -1;
+thread_local const Tensor* t_backward_output = nullptr;
 
 std::string input_shapes(const std::vector<Tensor>& inputs) {
   std::string s;
@@ -49,76 +43,116 @@ bool all_finite(const Tensor& t) {
       t.impl()->value);
 }
 
-/// A private copy of a gradient (out of memory names the backward pass and the shape).
-Tensor owned_copy(const Tensor& t) {
-  return detail::dispatch(t.dtype(), [&](auto tag) {
-    using T = decltype(tag);
-    return detail::guard_alloc<T>("backward", t.shape(), [&] { return Tensor(t.data<T>()); });
-  });
-}
-
 std::string label(const Tensor& t) {
   return t.name().empty() ? std::string() : fmt::format(" '{}'", t.name());
 }
 
+/// " (tape index %k 'name')": where a node is in tape().listing().
+std::string node_label(const Node& n, const Tensor& output) {
+  return fmt::format("'{}' (tape index %{}{})", n.op, tape().index_of(n), label(output));
+}
+
+/// The one check of a tensor's history before it is differentiated through: made on another
+/// thread's tape, or released by an earlier backward. `where()` returns {place, what} for the
+/// message, e.g. {"backward", "tensor 'h'"}; it is only called when the check fails.
+template <class Where>
+void check_history(const Tensor& t, std::uint64_t tape_owner, bool released_ok, Where&& where) {
+  const Node* n = t.impl()->grad_fn.get();
+  if (!n || (n->tape == tape_owner && (released_ok || !n->released))) return;
+  auto [place, what] = where();
+  if (n->tape != tape_owner)
+    throw AutogradError(fmt::format(
+        "{}: {} {} was made by '{}' on another thread's tape; the tape is thread-local, so a "
+        "graph must be built and differentiated on one thread (detach() the value, or use it "
+        "under NoGradGuard, to pass it between threads)",
+        place, what, shape_str(t.shape()), t.op()));
+  throw AutogradError(fmt::format(
+      "backward through a freed tape: {} {} (in {}) was made by '{}' on a tape that an earlier "
+      "backward released; pass retain_graph=true to backward twice, or detach() values you "
+      "carry across steps",
+      what, shape_str(t.shape()), place, t.op()));
+}
+
 }  // namespace
 
-// ---- Tape ---------------------------------------------------------------------------------------
+// ---- Node: owned by its output tensor; torn down without recursion -----------------------------
 
-Tape::Tape() : id_(g_next_tape_owner++ << 32) {}
-
-void Tape::clear() {
-  nodes_.clear();
-  id_ = (id_ & ~kGenerationMask) | ((id_ + 1) & kGenerationMask);
+namespace {
+/// Drops `inputs`, first moving out every node that would die with them (we hold its output's
+/// only handle): dropping a chain of 10⁶ nodes is then a loop instead of 10⁶ nested destructors.
+void drop_inputs(std::vector<Tensor>& inputs, std::vector<std::shared_ptr<Node>>& orphans) {
+  for (Tensor& t : inputs) {
+    TensorImpl* p = t.impl();
+    if (p && p->grad_fn && t.impl_ptr().use_count() == 1 && p->grad_fn.use_count() == 1)
+      orphans.push_back(std::move(p->grad_fn));
+  }
+  inputs.clear();
 }
+}  // namespace
+
+void Node::release() {
+  released = true;
+  backward = nullptr;  // first: the VJP may hold a second handle on an input
+  std::vector<std::shared_ptr<Node>> orphans;
+  drop_inputs(inputs, orphans);
+  while (!orphans.empty()) {
+    std::shared_ptr<Node> n = std::move(orphans.back());
+    orphans.pop_back();
+    n->backward = nullptr;
+    drop_inputs(n->inputs, orphans);
+  }  // each orphan is destroyed here, with nothing left to destroy recursively
+}
+
+Node::~Node() {
+  if (!inputs.empty() || backward) release();
+}
+
+// ---- Tape: the live nodes in execution order ------------------------------------------------------
+
+Tape::Tape() : owner_(g_next_tape_owner++) {}
+
+// At thread exit: release what is still recorded (this also breaks reference cycles a program
+// may have built, e.g. a create_graph gradient stored in .grad of a tensor in its own graph).
+Tape::~Tape() { clear(); }
 
 Tape& tape() {
   thread_local Tape t;
   return t;
 }
 
-std::string Tape::listing() const {
-  std::string out;
-  for (std::size_t i = 0; i < nodes_.size(); ++i) {
-    const Node& n = nodes_[i];
-    std::string ins;
-    for (std::size_t k = 0; k < n.inputs.size(); ++k) {
-      const TensorImpl& in = *n.inputs[k].impl();
-      if (k) ins += ", ";
-      if (in.node >= 0 && in.tape_id == id_)
-        ins += fmt::format("%{}", in.node);
-      else
-        ins += in.name.empty() ? std::string("leaf") + shape_str(n.inputs[k].shape())
-                               : in.name;
-    }
-    out += fmt::format("%{:<4} {:<14} ({}) -> {}{}\n", i, n.op, ins, shape_str(n.output.shape()),
-                       n.output.name().empty() ? "" : "  " + n.output.name());
-  }
-  return out;
+std::vector<Tensor> Tape::outputs() const {
+  std::vector<Tensor> live;
+  for (const Entry& e : entries_)
+    if (Tensor t = e.output.lock(); t.defined()) live.push_back(std::move(t));
+  return live;
 }
 
-std::string Tape::to_dot() const {
-  std::string out = "digraph tape {\n  rankdir=LR;\n  node [fontname=\"Helvetica\"];\n";
-  std::set<const TensorImpl*> leaves;
-  for (std::size_t i = 0; i < nodes_.size(); ++i) {
-    const Node& n = nodes_[i];
-    std::string nm = n.output.name().empty() ? "" : "\\n" + n.output.name();
-    out += fmt::format("  n{} [shape=box, label=\"{}{}\\n{}\"];\n", i, n.op, nm,
-                       shape_str(n.output.shape()));
-    for (const Tensor& in : n.inputs) {
-      const TensorImpl* p = in.impl();
-      if (p->node >= 0 && p->tape_id == id_) {
-        out += fmt::format("  n{} -> n{};\n", p->node, i);
-      } else {
-        if (leaves.insert(p).second)
-          out += fmt::format("  l{} [shape=ellipse, label=\"{}\\n{}\"];\n",
-                             reinterpret_cast<std::uintptr_t>(p),
-                             p->name.empty() ? "leaf" : p->name, shape_str(in.shape()));
-        out += fmt::format("  l{} -> n{};\n", reinterpret_cast<std::uintptr_t>(p), i);
-      }
-    }
-  }
-  return out + "}\n";
+void Tape::clear() {
+  std::vector<Entry> entries;
+  entries.swap(entries_);
+  compact_at_ = 64;
+  // Oldest first: each node's inputs are then released already, so nothing cascades.
+  for (const Entry& e : entries)
+    if (Tensor t = e.output.lock(); t.defined()) t.impl()->grad_fn->release();
+}
+
+std::size_t Tape::index_of(const Node& node) const {
+  std::size_t k = 0;
+  for (const Entry& e : entries_) k += e.seq < node.seq && !e.output.expired();
+  return k;
+}
+
+void Tape::compact() {
+  entries_.erase(std::remove_if(entries_.begin(), entries_.end(),
+                                [](const Entry& e) { return e.output.expired(); }),
+                 entries_.end());
+  compact_at_ = std::max<std::size_t>(64, 2 * entries_.size());
+}
+
+std::size_t Tape::position(std::uint64_t seq) const {
+  auto it = std::lower_bound(entries_.begin(), entries_.end(), seq,
+                             [](const Entry& e, std::uint64_t s) { return e.seq < s; });
+  return static_cast<std::size_t>(it - entries_.begin());
 }
 
 // ---- modes ----------------------------------------------------------------------------------------
@@ -135,57 +169,35 @@ AnomalyGuard::~AnomalyGuard() { t_anomaly = previous_; }
 
 // ---- recording ----------------------------------------------------------------------------------
 
-namespace detail {
-
-bool should_record(std::initializer_list<Tensor> inputs) {
-  if (!t_grad_enabled) return false;
-  for (const Tensor& t : inputs)
-    if (t.defined() && t.impl()->requires_grad) return true;
-  return false;
-}
-
-bool should_record(const std::vector<Tensor>& inputs) {
-  if (!t_grad_enabled) return false;
-  for (const Tensor& t : inputs)
-    if (t.defined() && t.impl()->requires_grad) return true;
-  return false;
-}
-
-void check_forward(const char* op, const Tensor& out, const std::vector<Tensor>& inputs) {
+void detail::check_forward(const char* op, const Tensor& out, const std::vector<Tensor>& inputs) {
   if (all_finite(out)) return;
   if (t_backward_node)
     throw AnomalyError(fmt::format(
-        "anomaly: backward of '{}' (tape index %{}{}) produced NaN or Inf (in its '{}' step); "
-        "inputs of '{}': ({})",
-        t_backward_node->op, t_backward_index, label(t_backward_node->output), op,
-        t_backward_node->op, input_shapes(t_backward_node->inputs)));
+        "anomaly: backward of {} produced NaN or Inf (in its '{}' step); inputs of '{}': ({})",
+        node_label(*t_backward_node, *t_backward_output), op, t_backward_node->op,
+        input_shapes(t_backward_node->inputs)));
   throw AnomalyError(fmt::format(
       "anomaly: forward of '{}' (would be tape index %{}) produced NaN or Inf; output {}, "
       "inputs ({})",
       op, tape().size(), shape_str(out.shape()), input_shapes(inputs)));
 }
 
-}  // namespace detail
-
-std::int64_t push_node(const char* op, std::vector<Tensor> inputs, const Tensor& output,
-                       BackwardFn backward) {
+void push_node(const char* op, std::vector<Tensor> inputs, const Tensor& output,
+               BackwardFn backward) {
   Tape& t = tape();
-  for (std::size_t i = 0; i < inputs.size(); ++i) {
-    const TensorImpl* in = inputs[i].impl();
-    if (in && in->node >= 0 && in->requires_grad && !same_owner(in->tape_id, t.id_))
-      throw AutogradError(fmt::format(
-          "{}: input {} {} was made by '{}' on another thread's tape; the tape is thread-local, "
-          "so a graph must be built and differentiated on one thread (detach() the value, or "
-          "use it under NoGradGuard, to pass it between threads)",
-          op, i, shape_str(inputs[i].shape()), in->op));
-  }
-  auto index = static_cast<std::int64_t>(t.nodes_.size());
+  for (std::size_t i = 0; i < inputs.size(); ++i)
+    if (inputs[i].defined() && inputs[i].impl()->requires_grad)
+      check_history(inputs[i], t.owner_, true, [&] {
+        return std::pair(std::string(op), fmt::format("input {}", i));
+      });
+  auto node = std::make_shared<Node>(op, std::move(inputs), std::move(backward));
+  node->seq = t.next_seq_++;
+  node->tape = t.owner_;
   TensorImpl& out = *output.impl();
   out.requires_grad = true;
-  out.node = index;
-  out.tape_id = t.id_;
-  t.nodes_.push_back(Node{op, std::move(inputs), output, std::move(backward)});
-  return index;
+  out.grad_fn = std::move(node);
+  if (t.entries_.size() >= t.compact_at_ && t.walking_ == 0) t.compact();
+  t.entries_.push_back({WeakTensor(output), out.grad_fn->seq});
 }
 
 const char* intern_op_name(const std::string& name) {
@@ -195,48 +207,84 @@ const char* intern_op_name(const std::string& name) {
   return names.insert(name).first->c_str();
 }
 
-// ---- GradSink: the one accumulation point -------------------------------------------------------
+// ---- the one accumulation function ---------------------------------------------------------------
+
+/// The slice [start, start + g.size(axis)) along `axis` of a tensor of shape `full`.
+struct Slice {
+  std::size_t axis, start;
+  const Shape& full;
+};
+
+namespace {
+
+// -- optimisations, set apart: copy-on-write, and adding a slice in place --
+
+/// Makes `sum` safe to add into in place (copy-on-write): the first gradient a tensor receives
+/// is shared with whoever made it, and copied only if a second one arrives. A slice target
+/// starts as zeros of the full shape.
+void make_private(Tensor& sum, bool& owned, const Shape& shape, DType dtype) {
+  if (!sum.defined()) {
+    sum = detail::zeros_for("backward", shape, dtype);
+  } else if (!owned) {
+    sum = detail::dispatch(dtype, [&](auto tag) {
+      using T = decltype(tag);
+      return detail::guard_alloc<T>("backward", shape, [&] { return Tensor(sum.data<T>()); });
+    });
+  }
+  owned = true;
+}
+
+/// sum[slice] += g in place: `outer` contiguous runs of len·inner elements, no full-size
+/// temporary per slice (a GRU's T steps each narrow their rows out of one projection).
+void add_into_slice(Tensor& sum, const Tensor& g, const Slice& s) {
+  std::size_t outer = detail::prod(s.full, 0, s.axis);
+  std::size_t inner = detail::prod(s.full, s.axis + 1, s.full.size());
+  std::size_t run = g.shape()[s.axis] * inner;
+  if (run == 0 || outer == 0) return;  // nothing to add (and an empty array's data may be null)
+  detail::dispatch(g.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    T* dst = sum.data<T>().data();
+    const T* src = g.data<T>().data();
+    for (std::size_t o = 0; o < outer; ++o) {
+      T* d = dst + (o * s.full[s.axis] + s.start) * inner;
+      const T* from = src + o * run;
+      for (std::size_t k = 0; k < run; ++k) d[k] += from[k];
+    }
+  });
+}
+
+}  // namespace
+
+/// sum += g (into `slice` of sum when given). Every gradient the engine adds up goes through
+/// here: the pending gradients of a pass, .grad, and the results of grad(). `owned` says whether
+/// sum's storage is private (see make_private). With create_graph the sum is a recorded add, so
+/// it can be differentiated again.
+void accumulate(Tensor& sum, bool& owned, const Tensor& g, bool create_graph,
+                const Slice* slice = nullptr) {
+  if (create_graph) {
+    Tensor d = slice ? pad_narrow(g, static_cast<std::ptrdiff_t>(slice->axis), slice->start,
+                                  slice->full[slice->axis])
+                     : g;
+    sum = sum.defined() ? add(sum, d) : d;
+    return;
+  }
+  if (!sum.defined() && !slice) {
+    sum = g;
+    owned = false;
+    return;
+  }
+  make_private(sum, owned, slice ? slice->full : g.shape(), g.dtype());
+  if (slice) return add_into_slice(sum, g, *slice);
+  detail::dispatch(g.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    xt::noalias(sum.data<T>()) += g.data<T>();
+  });
+}
+
+// ---- GradSink: what a VJP sees ------------------------------------------------------------------
 
 bool GradSink::needs(std::size_t i) const {
   return i < node_->inputs.size() && node_->inputs[i].impl()->requires_grad;
-}
-
-void GradSink::accumulate(const Tensor& target_t, const Tensor& g, const char* what) {
-  TensorImpl& target = *target_t.impl();
-  if (target.node >= 0 && target.tape_id != tape().id() && !same_owner(target.tape_id, tape().id()))
-    throw AutogradError(fmt::format(
-        "backward of '{}' (tape index %{}): {} {} was made by '{}' on another thread's tape; the "
-        "tape is thread-local, so a graph must be built and differentiated on one thread",
-        node_->op, node_index_, what, shape_str(target_t.shape()), target.op));
-  if (target.node >= 0 && target.tape_id != tape().id())
-    throw AutogradError(fmt::format(
-        "backward through a freed tape: {} of '{}' (tape index %{}) was made by '{}' on a tape "
-        "that an earlier backward cleared; call backward(retain_graph=true) or detach() values "
-        "you carry across steps",
-        what, node_->op, node_index_, target.op));
-  if (anomaly_enabled() && !all_finite(g))
-    throw AnomalyError(fmt::format(
-        "anomaly: backward of '{}' (tape index %{}{}) produced NaN or Inf in the gradient of {}; "
-        "inputs ({})",
-        node_->op, node_index_, label(node_->output), what, input_shapes(node_->inputs)));
-  if (!target.pending.defined()) {
-    target.pending = g;
-    target.pending_owned = false;
-    if (target.node < 0) leaves_.push_back(target_t);
-    return;
-  }
-  if (create_graph_) {
-    target.pending = tapegrad::add(target.pending, g);
-    return;
-  }
-  if (!target.pending_owned) {
-    target.pending = owned_copy(target.pending);
-    target.pending_owned = true;
-  }
-  detail::dispatch(g.dtype(), [&](auto tag) {
-    using T = decltype(tag);
-    xt::noalias(target.pending.data<T>()) += g.data<T>();
-  });
 }
 
 void GradSink::add(std::size_t i, const Tensor& g) {
@@ -244,54 +292,70 @@ void GradSink::add(std::size_t i, const Tensor& g) {
   if (!input.impl()->requires_grad) return;
   if (!g.defined() || g.dtype() != input.dtype() || g.shape() != input.shape())
     throw AutogradError(fmt::format(
-        "backward of '{}' (tape index %{}): gradient for input {} is {} {}, but the input is {} {}",
-        node_->op, node_index_, i, g.defined() ? dtype_name(g.dtype()) : "undefined",
+        "backward of {}: gradient for input {} is {} {}, but the input is {} {}",
+        node_label(*node_, *output_), i, g.defined() ? dtype_name(g.dtype()) : "undefined",
         g.defined() ? shape_str(g.shape()) : "", dtype_name(input.dtype()),
         shape_str(input.shape())));
-  accumulate(input, g, i == 0 ? "input 0" : i == 1 ? "input 1" : "an input");
+  add_to(i, g, nullptr);
 }
 
 void GradSink::add_narrow(std::size_t i, std::size_t axis, std::size_t start, const Tensor& g) {
   const Tensor& input = node_->inputs.at(i);
+  if (!input.impl()->requires_grad) return;
+  Slice slice{axis, start, input.shape()};
+  add_to(i, g, &slice);
+}
+
+void GradSink::add_to(std::size_t i, const Tensor& g, const Slice* slice) {
+  const Tensor& input = node_->inputs[i];
   TensorImpl& target = *input.impl();
-  if (!target.requires_grad) return;
-  const Shape& full = input.shape();
-  if (create_graph_ || (target.node >= 0 && target.tape_id != tape().id())) {
-    // Differentiable path (a recorded pad op), or the freed-tape error from accumulate.
-    add(i, pad_narrow(g, static_cast<std::ptrdiff_t>(axis), start, full[axis]));
-    return;
-  }
+  check_history(input, tape_, false, [&] {
+    return std::pair(fmt::format("backward of {}", node_label(*node_, *output_)),
+                     fmt::format("input {}", i));
+  });
   if (anomaly_enabled() && !all_finite(g))
     throw AnomalyError(fmt::format(
-        "anomaly: backward of '{}' (tape index %{}{}) produced NaN or Inf; inputs ({})", node_->op,
-        node_index_, label(node_->output), input_shapes(node_->inputs)));
-  if (!target.pending.defined()) {
-    target.pending = zeros(full, input.dtype());
-    if (target.node < 0) leaves_.push_back(input);
-  } else if (!target.pending_owned) {
-    target.pending = owned_copy(target.pending);
-  }
-  target.pending_owned = true;
-  // In-place add of g into the slice: `outer` contiguous runs of len·inner elements.
-  std::size_t outer = detail::prod(full, 0, axis);
-  std::size_t inner = detail::prod(full, axis + 1, full.size());
-  std::size_t run = g.shape()[axis] * inner;
-  if (run == 0 || outer == 0) return;  // nothing to add (and an empty array's data may be null)
-  detail::dispatch(g.dtype(), [&](auto tag) {
-    using T = decltype(tag);
-    T* dst = target.pending.data<T>().data();
-    const T* src = g.data<T>().data();
-    for (std::size_t o = 0; o < outer; ++o) {
-      T* d = dst + (o * full[axis] + start) * inner;
-      const T* s = src + o * run;
-      for (std::size_t k = 0; k < run; ++k) d[k] += s[k];
-    }
-  });
+        "anomaly: backward of {} produced NaN or Inf in the gradient of input {}; inputs ({})",
+        node_label(*node_, *output_), i, input_shapes(node_->inputs)));
+  if (!target.pending.defined() && !target.grad_fn) leaves_.push_back(input);
+  accumulate(target.pending, target.pending_owned, g, create_graph_, slice);
+}
+
+void GradSink::run(const Tensor& output, const Tensor& grad_output) {
+  node_ = output.impl()->grad_fn.get();
+  output_ = &output;
+  t_backward_node = node_;
+  t_backward_output = output_;
+  node_->backward(grad_output, *this);
+  t_backward_node = nullptr;
 }
 
 // ---- backward -----------------------------------------------------------------------------------
 
 namespace {
+
+/// dL/d(root) after checking the root: the seed, or 1 for a one-element root.
+Tensor checked_seed(const Tensor& root, const Tensor& seed, std::uint64_t tape_owner) {
+  if (!root.defined()) throw AutogradError("backward: called on an undefined Tensor");
+  if (!root.requires_grad())
+    throw AutogradError(fmt::format(
+        "backward: tensor{} {} does not require grad (no input had requires_grad, or it was "
+        "computed under no_grad)",
+        label(root), shape_str(root.shape())));
+  check_history(root, tape_owner, false,
+                [&] { return std::pair(std::string("backward"), "tensor" + label(root)); });
+  if (!seed.defined() && root.numel() != 1)
+    throw AutogradError(fmt::format(
+        "backward: root{} has shape {}; a non-scalar root needs an explicit seed gradient of "
+        "that shape",
+        label(root), shape_str(root.shape())));
+  if (!seed.defined()) return ones_like(root);
+  if (seed.shape() != root.shape() || seed.dtype() != root.dtype())
+    throw ShapeError(fmt::format("backward: seed is {} {} but the root is {} {}",
+                                 dtype_name(seed.dtype()), shape_str(seed.shape()),
+                                 dtype_name(root.dtype()), shape_str(root.shape())));
+  return seed;
+}
 
 /// Runs hooks and returns the (possibly replaced) gradient.
 Tensor run_hooks(TensorImpl& impl, Tensor g) {
@@ -308,28 +372,40 @@ Tensor run_hooks(TensorImpl& impl, Tensor g) {
   return g;
 }
 
-/// Adds a pass's gradient into .grad (which always owns its storage, unless create_graph).
-void accumulate_grad(TensorImpl& impl, const Tensor& g, bool owned, bool create_graph) {
-  if (create_graph) {
-    impl.grad = impl.grad.defined() ? add(impl.grad, g) : g;
-    return;
+/// Where finished gradients go: .grad (leaves and retain_grad), or the capture list of grad().
+struct Delivery {
+  const std::vector<Tensor>* capture;
+  bool create_graph;
+  std::vector<Tensor> captured;
+
+  /// Takes the complete gradient of `impl` out of the pass, runs its hooks and delivers it.
+  Tensor finish(TensorImpl& impl, bool is_leaf) {
+    bool owned = impl.pending_owned;
+    Tensor g = std::move(impl.pending);
+    impl.pending = Tensor();
+    if (!impl.hooks.empty()) g = run_hooks(impl, g);
+    if (capture) {
+      for (std::size_t k = 0; k < capture->size(); ++k)
+        if ((*capture)[k].impl() == &impl) {
+          bool shared = false;
+          accumulate(captured[k], shared, g, create_graph);
+        }
+    } else if (is_leaf || impl.retains_grad) {
+      // .grad always owns its storage (optimisers update it in place).
+      if (!impl.grad.defined() && !create_graph) make_private(g, owned, g.shape(), g.dtype());
+      bool grad_owned = true;
+      accumulate(impl.grad, grad_owned, g, create_graph);
+    }
+    return g;
   }
-  if (!impl.grad.defined()) {
-    impl.grad = owned ? g : owned_copy(g);
-    return;
-  }
-  detail::dispatch(g.dtype(), [&](auto tag) {
-    using T = decltype(tag);
-    xt::noalias(impl.grad.data<T>()) += g.data<T>();
-  });
-}
+};
 
 }  // namespace
 
 /// The backward pass. With `capture` (torch.autograd.grad), the gradients reaching the captured
 /// tensors are returned instead of accumulated into any .grad.
 struct BackwardPass {
-  static std::vector<Tensor> run(const Tensor& root, const Tensor& seed_in, bool retain_graph,
+  static std::vector<Tensor> run(const Tensor& root, const Tensor& seed, bool retain_graph,
                                  bool create_graph, const std::vector<Tensor>* capture);
 };
 
@@ -345,97 +421,41 @@ std::vector<Tensor> grad(const Tensor& output, const std::vector<Tensor>& inputs
   return BackwardPass::run(output, seed, retain_graph, create_graph, &inputs);
 }
 
-std::vector<Tensor> BackwardPass::run(const Tensor& root, const Tensor& seed_in, bool retain_graph,
+std::vector<Tensor> BackwardPass::run(const Tensor& root, const Tensor& seed, bool retain_graph,
                                       bool create_graph, const std::vector<Tensor>* capture) {
-  if (!root.defined()) throw AutogradError("backward: called on an undefined Tensor");
-  if (!root.requires_grad())
-    throw AutogradError(fmt::format(
-        "backward: tensor{} {} does not require grad (no input had requires_grad, or it was "
-        "computed under no_grad)",
-        label(root), shape_str(root.shape())));
   Tape& tp = tape();
   TensorImpl& r = *root.impl();
-  if (r.node >= 0 && !same_owner(r.tape_id, tp.id()))
-    throw AutogradError(fmt::format(
-        "backward: tensor{} {} was made by '{}' on another thread's tape; the tape is "
-        "thread-local, so call backward on the thread that built the graph",
-        label(root), shape_str(root.shape()), r.op));
-  if (r.node >= 0 && r.tape_id != tp.id())
-    throw AutogradError(fmt::format(
-        "backward through a freed tape: tensor{} made by '{}' belongs to a tape that an earlier "
-        "backward cleared; pass retain_graph=true to backward twice",
-        label(root), r.op));
-  Tensor seed = seed_in;
-  if (!seed.defined()) {
-    if (root.numel() != 1)
-      throw AutogradError(fmt::format(
-          "backward: root{} has shape {}; a non-scalar root needs an explicit seed gradient of "
-          "that shape",
-          label(root), shape_str(root.shape())));
-    seed = ones_like(root);
-  } else if (seed.shape() != root.shape() || seed.dtype() != root.dtype()) {
-    throw ShapeError(fmt::format("backward: seed is {} {} but the root is {} {}",
-                                 dtype_name(seed.dtype()), shape_str(seed.shape()),
-                                 dtype_name(root.dtype()), shape_str(root.shape())));
+  r.pending = checked_seed(root, seed, tp.owner_);
+  r.pending_owned = false;
+  Delivery deliver{capture, create_graph, std::vector<Tensor>(capture ? capture->size() : 0)};
+  if (root.is_leaf()) {
+    deliver.finish(r, true);
+    return std::move(deliver.captured);
   }
-  if (create_graph) retain_graph = true;
-
-  std::vector<Tensor> captured(capture ? capture->size() : 0);
-  // Hands a gradient to its destination: the capture list, or .grad.
-  auto deliver = [&](TensorImpl& impl, const Tensor& g, bool owned, bool is_leaf) {
-    if (capture) {
-      for (std::size_t k = 0; k < capture->size(); ++k)
-        if ((*capture)[k].impl() == &impl)
-          captured[k] = captured[k].defined() ? add(captured[k], g) : g;
-    } else if (is_leaf || impl.retains_grad) {
-      accumulate_grad(impl, g, owned, create_graph);
-    }
-  };
-
-  if (r.node < 0) {  // a leaf root: its gradient is the seed
-    deliver(r, run_hooks(r, seed), false, true);
-    return captured;
-  }
-
-  GradSink sink(create_graph, retain_graph);
+  GradSink sink(create_graph, retain_graph || create_graph);
+  sink.tape_ = tp.owner_;
   GradModeGuard mode(create_graph);
+  const std::size_t top = tp.position(r.grad_fn->seq);
+  ++tp.walking_;  // entries_ keeps its order while we walk it (create_graph appends)
   try {
-    r.pending = seed;
-    r.pending_owned = false;
     // The tape is in execution order, i.e. topologically sorted: one reverse sweep suffices.
-    for (std::int64_t i = r.node; i >= 0; --i) {
-      const Node& n = tp.nodes_[i];
-      TensorImpl& out = *n.output.impl();
-      if (!out.pending.defined()) continue;
-      bool owned = out.pending_owned;
-      Tensor g = std::move(out.pending);
-      out.pending = Tensor();
-      if (!out.hooks.empty()) g = run_hooks(out, g);
-      deliver(out, g, owned, false);
-      sink.node_ = &n;
-      sink.node_index_ = i;
-      t_backward_node = &n;
-      t_backward_index = i;
-      n.backward(g, sink);
-      t_backward_node = nullptr;
+    for (std::size_t i = top + 1; i-- > 0;) {
+      Tensor out = tp.entries_[i].output.lock();
+      if (!out.defined() || !out.impl()->pending.defined()) continue;  // gone, or off the path
+      sink.run(out, deliver.finish(*out.impl(), false));
     }
-    for (Tensor& leaf : sink.leaves_) {
-      TensorImpl& impl = *leaf.impl();
-      bool owned = impl.pending_owned;
-      Tensor g = std::move(impl.pending);
-      impl.pending = Tensor();
-      if (!impl.hooks.empty()) g = run_hooks(impl, g);
-      deliver(impl, g, owned, true);
-    }
-  } catch (...) {
+    for (Tensor& leaf : sink.leaves_) deliver.finish(*leaf.impl(), true);
+  } catch (...) {  // leave no half-finished pass behind: drop every pending gradient
     t_backward_node = nullptr;
-    // Leave no half-finished pass behind: drop every pending gradient.
-    for (std::int64_t i = r.node; i >= 0; --i) tp.nodes_[i].output.impl()->pending = Tensor();
+    for (std::size_t i = 0; i <= top; ++i)
+      if (Tensor out = tp.entries_[i].output.lock(); out.defined()) out.impl()->pending = Tensor();
     for (Tensor& leaf : sink.leaves_) leaf.impl()->pending = Tensor();
+    --tp.walking_;
     throw;
   }
-  if (!retain_graph) tp.clear();
-  return captured;
+  --tp.walking_;
+  if (!sink.retain_graph()) tp.clear();
+  return std::move(deliver.captured);
 }
 
 }  // namespace tapegrad

@@ -1,22 +1,28 @@
 // tapegrad — the tape: a Wengert list of recorded ops, and reverse-mode autodiff over it.
 //
-// Every op whose inputs require grad appends one Node {op, inputs, output, backward} to the
-// current thread's tape, in execution order. Execution order is already a topological order,
-// so backward(loss) is one reverse loop over the tape (no recursion, no sort): for each node
-// whose output received a gradient, call its vector-Jacobian product, which adds gradients
-// into the node's inputs through a GradSink (the one accumulation point, which checks shapes
-// and dtypes and names the op when something is wrong).
+// Every op whose inputs require grad creates one Node {op, inputs, backward} and appends it to
+// the current thread's tape, in execution order. Execution order is already a topological
+// order, so backward(loss) is one reverse loop over the tape (no recursion, no sort): for each
+// node whose output received a gradient, call its vector-Jacobian product, which adds gradients
+// into the node's inputs through a GradSink.
 //
-// After backward the tape is cleared (unless retain_graph), so a training loop that calls
-// backward every step keeps a constant memory footprint. Using a tensor made on a cleared
-// tape in a later backward is an AutogradError ("backward through a freed tape").
+// Who owns what (like PyTorch's grad_fn): a node is owned by its output tensor, and a node owns
+// its inputs. The tape only *lists* the nodes (weak references, in execution order), so a graph
+// that nothing can reach any more — an evaluation loop without backward, an abandoned
+// experiment — is freed as soon as its last tensor goes out of scope, and the tape forgets it.
+// After backward (unless retain_graph) every node on the tape is released: its saved tensors
+// and its VJP are dropped. Using a tensor made before that in a later backward is an
+// AutogradError ("backward through a freed tape").
+//
+// A VJP must not keep its own output alive (that would be a cycle: output → node → VJP →
+// output); an op that needs its output in backward captures a WeakTensor.
 //
 // The tape is thread-local: two threads can train two models at once, but a graph must be
 // built and differentiated on one thread.
 #pragma once
 
 #include <cstdint>
-#include <deque>
+#include <initializer_list>
 #include <functional>
 #include <string>
 #include <vector>
@@ -27,39 +33,67 @@ namespace tapegrad {
 
 class GradSink;
 struct BackwardPass;
+struct Slice;  // where a slice's gradient goes (GradSink::add_narrow)
 
 /// A vector-Jacobian product: given dL/d(output), add dL/d(input_i) into the sink.
 using BackwardFn = std::function<void(const Tensor& grad_output, GradSink& sink)>;
 
-/// One recorded op.
+/// One recorded op. Owned by its output tensor (TensorImpl::grad_fn); owns its inputs.
 struct Node {
   const char* op;
   std::vector<Tensor> inputs;
-  Tensor output;
   BackwardFn backward;
+  std::uint64_t seq = 0;    // position in execution order (increases along the tape)
+  std::uint64_t tape = 0;   // which thread's tape recorded it
+  bool released = false;    // a backward without retain_graph (or tape().clear()) freed it
+
+  Node(const char* op, std::vector<Tensor> inputs, BackwardFn backward)
+      : op(op), inputs(std::move(inputs)), backward(std::move(backward)) {}
+  Node(const Node&) = delete;
+  Node& operator=(const Node&) = delete;
+  /// Drops the VJP (and the tensors it saved) and the inputs, without recursion.
+  void release();
+  ~Node();
 };
 
 class Tape {
  public:
-  std::size_t size() const { return nodes_.size(); }
-  const Node& node(std::size_t i) const { return nodes_.at(i); }
-  /// Drops every node (and with them the saved tensors). Tensors made before become
-  /// history-less for later backward calls (which then raise "freed tape" errors).
+  /// The number of live recorded nodes (the lines of listing()).
+  std::size_t size() const { return outputs().size(); }
+  /// The i-th live node, in execution order.
+  const Node& node(std::size_t i) const { return *outputs().at(i).impl()->grad_fn; }
+  /// The outputs of the live nodes, in execution order (their grad_fn is the node).
+  std::vector<Tensor> outputs() const;
+  /// Releases every recorded node (as a backward without retain_graph does) and empties the
+  /// tape. Tensors made before keep their values but cannot be differentiated through any more.
   void clear();
-  /// Generation id: changes at every clear(); unique across threads.
-  std::uint64_t id() const { return id_; }
-  /// One line per node: index, op, inputs (by node index or leaf name), output shape, name.
+  /// One line per live node: index, op, inputs (by node index or leaf name), output shape, name.
+  /// (Defined in print.cpp, with the rest of the printing.)
   std::string listing() const;
-  /// Graphviz DOT of the recorded graph (ops as boxes, leaves as ellipses).
+  /// Graphviz DOT of the recorded graph (ops as boxes, leaves as ellipses). (print.cpp)
   std::string to_dot() const;
+  /// `node`'s index in listing() (for error messages).
+  std::size_t index_of(const Node& node) const;
 
   Tape();
+  ~Tape();
+  Tape(const Tape&) = delete;
+  Tape& operator=(const Tape&) = delete;
 
  private:
-  friend std::int64_t push_node(const char*, std::vector<Tensor>, const Tensor&, BackwardFn);
+  friend void push_node(const char*, std::vector<Tensor>, const Tensor&, BackwardFn);
   friend struct BackwardPass;
-  std::deque<Node> nodes_;  // deque: references stay valid while backward records (create_graph)
-  std::uint64_t id_;
+  struct Entry {
+    WeakTensor output;  // does not keep the graph alive
+    std::uint64_t seq;
+  };
+  void compact();  // forgets entries whose tensor is gone
+  std::size_t position(std::uint64_t seq) const;  // index in entries_ of the node numbered seq
+  std::vector<Entry> entries_;  // in execution order (seq increasing)
+  std::uint64_t owner_;         // unique per Tape object (per thread)
+  std::uint64_t next_seq_ = 0;
+  std::size_t compact_at_ = 64;  // compact when entries_ reaches this size (2× the live count)
+  int walking_ = 0;              // > 0 while a backward walks entries_ (no compaction then)
 };
 
 /// This thread's tape.
@@ -125,7 +159,7 @@ std::vector<Tensor> grad(const Tensor& output, const std::vector<Tensor>& inputs
                          const Tensor& seed = Tensor(), bool retain_graph = false,
                          bool create_graph = false);
 
-/// Where a node's backward puts its gradients. One accumulation point for the whole engine.
+/// Where a node's backward puts its gradients (they all end in accumulate(), tape.cpp).
 class GradSink {
  public:
   /// Whether input i of the current node wants a gradient.
@@ -145,9 +179,11 @@ class GradSink {
   friend struct BackwardPass;
   GradSink(bool create_graph, bool retain_graph)
       : create_graph_(create_graph), retain_graph_(retain_graph) {}
-  void accumulate(const Tensor& target, const Tensor& g, const char* what);
+  void run(const Tensor& output, const Tensor& grad_output);  // calls output's node's VJP
+  void add_to(std::size_t i, const Tensor& g, const Slice* slice);
   const Node* node_ = nullptr;
-  std::int64_t node_index_ = -1;
+  const Tensor* output_ = nullptr;  // the node's output
+  std::uint64_t tape_ = 0;          // the tape this pass runs on
   bool create_graph_;
   bool retain_graph_;
   std::vector<Tensor> leaves_;  // leaves that received a gradient this pass
@@ -156,32 +192,34 @@ class GradSink {
 // ---- recording (used by op implementations) ---------------------------------------------------
 namespace detail {
 /// True when grad mode is on and any input requires grad.
-bool should_record(std::initializer_list<Tensor> inputs);
-bool should_record(const std::vector<Tensor>& inputs);
+template <class Range>
+bool should_record(const Range& inputs) {
+  if (!grad_enabled()) return false;
+  for (const Tensor& t : inputs)
+    if (t.defined() && t.impl()->requires_grad) return true;
+  return false;
+}
 /// Anomaly check of a forward result (no-op when anomaly mode is off).
 void check_forward(const char* op, const Tensor& out, const std::vector<Tensor>& inputs);
 }  // namespace detail
 
-/// Appends a node and marks `output` as its result (requires_grad, node index). Returns the index.
-std::int64_t push_node(const char* op, std::vector<Tensor> inputs, const Tensor& output,
-                       BackwardFn backward);
+/// Creates the node of `output` (its grad_fn; output becomes requires_grad) and lists it on
+/// this thread's tape.
+void push_node(const char* op, std::vector<Tensor> inputs, const Tensor& output,
+               BackwardFn backward);
 
 /// The pattern every op ends with: name the output's op, check anomalies, and record the node
 /// when needed. `fn` is only wrapped into a std::function when the node is actually recorded.
-template <class F>
-Tensor record(const char* op, Tensor out, std::initializer_list<Tensor> inputs, F&& fn) {
+/// `fn` must not capture `out` itself (capture WeakTensor(out)): see the top of this file.
+/// `inputs` is a braced list ({a, b}) or a std::vector<Tensor>.
+template <class Inputs = std::initializer_list<Tensor>, class F>
+Tensor record(const char* op, Tensor out, const Inputs& inputs, F&& fn) {
   out.impl()->op = op;
-  if (anomaly_enabled()) detail::check_forward(op, out, std::vector<Tensor>(inputs));
+  if (anomaly_enabled())
+    detail::check_forward(op, out, std::vector<Tensor>(inputs.begin(), inputs.end()));
   if (detail::should_record(inputs))
-    push_node(op, std::vector<Tensor>(inputs), out, BackwardFn(std::forward<F>(fn)));
-  return out;
-}
-
-template <class F>
-Tensor record(const char* op, Tensor out, const std::vector<Tensor>& inputs, F&& fn) {
-  out.impl()->op = op;
-  if (anomaly_enabled()) detail::check_forward(op, out, inputs);
-  if (detail::should_record(inputs)) push_node(op, inputs, out, BackwardFn(std::forward<F>(fn)));
+    push_node(op, std::vector<Tensor>(inputs.begin(), inputs.end()), out,
+              BackwardFn(std::forward<F>(fn)));
   return out;
 }
 

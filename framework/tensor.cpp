@@ -117,7 +117,7 @@ Tensor& Tensor::requires_grad_(bool on) {
   return *this;
 }
 
-bool Tensor::is_leaf() const { return checked().node < 0; }
+bool Tensor::is_leaf() const { return !checked().grad_fn; }
 Tensor Tensor::grad() const { return checked().grad; }
 
 void Tensor::set_grad(const Tensor& g) {

@@ -45,7 +45,9 @@ using Shape = xt::xarray<float>::shape_type;
 std::string shape_str(const Shape& shape);
 
 class Tensor;
+class WeakTensor;
 struct TensorImpl;
+struct Node;
 
 /// A gradient hook: sees the gradient flowing into a tensor during backward. It may return a
 /// replacement gradient (same shape and dtype) or an undefined Tensor to keep the original.
@@ -135,8 +137,27 @@ class Tensor {
   bool is_same(const Tensor& other) const { return impl_ == other.impl_; }
 
  private:
+  friend class WeakTensor;
   std::shared_ptr<TensorImpl> impl_;
   TensorImpl& checked() const;
+};
+
+/// A non-owning handle (std::weak_ptr): what the tape lists, and what a VJP captures when it
+/// needs its own op's output (a Tensor there would keep the output, its node and the VJP alive
+/// in a cycle). lock() gives the Tensor back, or an undefined one once it is gone.
+class WeakTensor {
+ public:
+  WeakTensor() = default;
+  explicit WeakTensor(const Tensor& t) : impl_(t.impl_) {}
+  Tensor lock() const {
+    Tensor t;
+    t.impl_ = impl_.lock();
+    return t;
+  }
+  bool expired() const { return impl_.expired(); }
+
+ private:
+  std::weak_ptr<TensorImpl> impl_;
 };
 
 /// What a Tensor handle points to. Fields below `autograd bookkeeping` belong to the tape.
@@ -150,8 +171,7 @@ struct TensorImpl {
   std::vector<Hook> hooks;
 
   // ---- autograd bookkeeping (framework/tape.cpp) ----
-  std::int64_t node = -1;      // index of the producing node on its tape, -1 for leaves
-  std::uint64_t tape_id = 0;   // which tape generation `node` refers to
+  std::shared_ptr<Node> grad_fn;  // the node that made this tensor (owned), null for leaves
   Tensor pending;              // gradient gathered during the current backward pass
   bool pending_owned = false;  // pending's storage is private to us (safe to add in place)
 };

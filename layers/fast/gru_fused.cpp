@@ -333,10 +333,10 @@ Tensor layer_forward(const LayerInput& input, std::size_t B, std::size_t Tn, con
   Tensor x = dense ? *input.x : Tensor();
   Tensor result(std::move(out_arr));
 
-  // The backward keeps a handle on the output (the states h_t it needs); the node holds the
-  // output too, and both go when the tape is cleared.
+  // The backward reads the output (the states h_t) through a weak handle: the output owns this
+  // node, so a Tensor captured here would keep both alive in a cycle (framework/tape.hpp).
   return record("gru_fused", result, inputs,
-                [saved, ids, x, w_ih, w_hh, iw, dense, has_h0, result,
+                [saved, ids, x, w_ih, w_hh, iw, dense, has_h0, result_ref = WeakTensor(result),
                  h0_slice = has_h0 && h0.dim() == 3, layer = init.layer](const Tensor& gout, GradSink& sink) {
     if (sink.create_graph())
       throw AutogradError(
@@ -346,6 +346,7 @@ Tensor layer_forward(const LayerInput& input, std::size_t B, std::size_t Tn, con
     const std::size_t in = w_ih.size(1), rows = B * Tn;
     const T* Wih = w_ih.data<T>().data();
     const T* Whh = w_hh.data<T>().data();
+    const Tensor result = result_ref.lock();  // alive: the backward pass holds it
     const T* out = result.data<T>().data();  // h_1 … h_T (B, T, H)
     const T* hinit = saved->h0.data();
     const T* go = gout.data<T>().data();     // dL/d(out) (B, T, H)

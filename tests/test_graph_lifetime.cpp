@@ -1,0 +1,199 @@
+// Graph lifetime (issue 13): a node is owned by its output tensor, the tape only lists it. A graph
+// that nothing can reach any more is freed without a backward: evaluation loops, abandoned
+// experiments, very deep chains. The listing and backward stay what they were.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdio>
+#include <functional>
+#include <unistd.h>
+
+#include "framework/tapegrad.hpp"
+#include "layers/fast/gru_fused.hpp"
+#include "layers/gru.hpp"
+#include "layers/linear.hpp"
+
+using namespace tapegrad;
+
+namespace {
+
+/// Resident set size in MiB (/proc/self/statm, second field, in pages); -1 if unavailable.
+double rss_mib() {
+  std::FILE* f = std::fopen("/proc/self/statm", "r");
+  if (!f) return -1;
+  long size = 0, resident = 0;
+  int n = std::fscanf(f, "%ld %ld", &size, &resident);
+  std::fclose(f);
+  if (n != 2) return -1;
+  return double(resident) * double(sysconf(_SC_PAGESIZE)) / (1024.0 * 1024.0);
+}
+
+}  // namespace
+
+TEST(GraphLifetime, TwentyThousandForwardsWithoutBackwardKeepMemoryFlat) {
+  tape().clear();
+  Generator gen(0);
+  Linear layer(64, 64, gen);  // parameters require grad: every forward is recorded
+  Tensor x = randn({16, 64}, gen);
+  WeakTensor first;
+  std::size_t max_live = 0;
+  double rss_warm = 0;
+  for (int step = 0; step < 20000; ++step) {
+    Tensor y = tanh(layer(x));  // an evaluation loop: no backward, no NoGradGuard
+    ASSERT_FALSE(y.is_leaf());
+    if (step == 0) first = WeakTensor(y);
+    if (step % 1000 == 0) max_live = std::max(max_live, tape().size());
+    if (step == 2000) rss_warm = rss_mib();
+  }
+  // The graph of each step died with its last tensor, and the tape forgot it.
+  EXPECT_TRUE(first.expired());
+  EXPECT_LE(max_live, 3u);  // matmul, add, tanh of the step in flight (the bias add may fuse)
+  EXPECT_EQ(tape().size(), 0u);
+  // Memory: before, each step kept ~17 KB (347 MB after 20,000 steps). Allow a generous margin
+  // for the allocator; a leak of the old size would be ~300 MB here.
+  double rss_end = rss_mib();
+  if (rss_warm > 0 && rss_end > 0) EXPECT_LT(rss_end - rss_warm, 32.0) << rss_warm << " -> " << rss_end;
+}
+
+TEST(GraphLifetime, AbandonedGraphIsFreedWhenItsLastTensorDies) {
+  tape().clear();
+  Tensor w = randn({32, 32}, DType::Float64).requires_grad_();
+  WeakTensor hidden, root;
+  {
+    Tensor h = w;
+    for (int i = 0; i < 50; ++i) h = tanh(matmul(h, w));
+    Tensor loss = sum(exp(h));
+    root = WeakTensor(loss);
+    hidden = WeakTensor(h);
+    EXPECT_EQ(tape().size(), 102u);
+  }
+  EXPECT_TRUE(root.expired());
+  EXPECT_TRUE(hidden.expired());
+  EXPECT_EQ(tape().size(), 0u);
+  EXPECT_EQ(tape().listing(), "");
+}
+
+TEST(GraphLifetime, OpsThatSaveTheirOutputMakeNoCycle) {
+  // exp, sqrt, tanh, sigmoid, softmax, log_softmax, pow(tensor, tensor) and the fused GRU need
+  // their own output in backward; they must not own it.
+  Tensor a = from_vector({0.1, 0.5, 0.9, 0.3}, {2, 2}, DType::Float64).requires_grad_();
+  std::vector<std::pair<const char*, std::function<Tensor()>>> ops = {
+      {"exp", [&] { return exp(a); }},
+      {"sqrt", [&] { return sqrt(a); }},
+      {"tanh", [&] { return tanh(a); }},
+      {"sigmoid", [&] { return sigmoid(a); }},
+      {"softmax", [&] { return softmax(a, 1); }},
+      {"log_softmax", [&] { return log_softmax(a, 1); }},
+      {"pow", [&] { return pow(a, a); }},
+  };
+  for (auto& [name, make] : ops) {
+    WeakTensor weak;
+    {
+      Tensor y = make();
+      ASSERT_FALSE(y.is_leaf()) << name;
+      weak = WeakTensor(y);
+    }
+    EXPECT_TRUE(weak.expired()) << name << ": the output keeps itself alive (a cycle)";
+  }
+  EXPECT_EQ(tape().size(), 0u);
+
+  Generator gen(3);
+  GRU gru(GRUOptions(3, 4), gen);
+  Tensor x = randn({2, 5, 3}, gen);
+  WeakTensor weak;
+  {
+    GRU::Output o = gru_forward_fused(gru, x);
+    weak = WeakTensor(o.output);
+  }
+  EXPECT_TRUE(weak.expired()) << "gru_fused keeps its output alive (a cycle)";
+  EXPECT_EQ(tape().size(), 0u);
+}
+
+TEST(GraphLifetime, SavedOutputsStillWorkInBackwardAndDoubleBackward) {
+  // The output is held weakly by its VJP but kept alive by the pass: values are unchanged.
+  Tensor x = scalar(0.7, DType::Float64).requires_grad_();
+  Tensor y = sum(exp(tanh(x)));  // the intermediate outputs have no handle but the graph's
+  auto g = grad(y, {x}, Tensor(), true, true);
+  double t = std::tanh(0.7), e = std::exp(t);
+  EXPECT_NEAR(g[0].item(), e * (1 - t * t), 1e-14);
+  g[0].backward();  // d²/dx² of exp(tanh x)
+  double second = e * (1 - t * t) * (1 - t * t) + e * (-2 * t) * (1 - t * t);
+  EXPECT_NEAR(x.grad().item(), second, 1e-13);
+}
+
+TEST(GraphLifetime, DeepChainIsDroppedWithoutRecursion) {
+  // Dropping the last handle on a 100,000-node chain frees it in a loop (a recursive teardown
+  // would need ~100,000 nested destructor calls and overflow the stack).
+  Tensor w = scalar(1.0, DType::Float64).requires_grad_();
+  WeakTensor weak;
+  {
+    Tensor h = w;
+    for (int i = 0; i < 100000; ++i) h = h * 1.0;
+    weak = WeakTensor(h);
+  }
+  EXPECT_TRUE(weak.expired());
+  EXPECT_EQ(tape().size(), 0u);
+}
+
+TEST(GraphLifetime, ListingShowsTheLiveNodesAndBackwardIsUnchanged) {
+  tape().clear();
+  Tensor W = from_vector({0.1, -0.2, 0.3, 0.4, -0.5, 0.6}, {3, 2}, DType::Float64)
+                 .requires_grad_()
+                 .set_name("W");
+  Tensor x = from_vector({1.0, 2.0, 3.0}, {1, 3}, DType::Float64).set_name("x");
+  {
+    Tensor abandoned = sigmoid(matmul(x, W));  // dies at the end of this scope
+  }
+  Tensor h = tanh(matmul(x, W)).set_name("h");
+  Tensor loss = sum(h * h).set_name("loss");
+  EXPECT_EQ(tape().listing(),
+            "%0    matmul         (x, W) -> (1, 2)\n"
+            "%1    tanh           (%0) -> (1, 2)  h\n"
+            "%2    mul            (%1, %1) -> (1, 2)\n"
+            "%3    sum            (%2) -> ()  loss\n");
+  EXPECT_NE(tape().to_dot().find("n2 -> n3"), std::string::npos);
+  EXPECT_EQ(std::string(tape().node(1).op), "tanh");
+  loss.backward();
+  // d/dW Σ tanh(xW)² = xᵀ (2 tanh(xW) (1 − tanh²(xW)))
+  const double xs[3] = {1, 2, 3}, ws[6] = {0.1, -0.2, 0.3, 0.4, -0.5, 0.6};
+  for (std::size_t j = 0; j < 2; ++j) {
+    double z = 0;
+    for (std::size_t i = 0; i < 3; ++i) z += xs[i] * ws[i * 2 + j];
+    double t = std::tanh(z);
+    for (std::size_t i = 0; i < 3; ++i)
+      EXPECT_NEAR(W.grad().at(i * 2 + j), xs[i] * 2 * t * (1 - t * t), 1e-14);
+  }
+  EXPECT_EQ(tape().size(), 0u);  // released by the backward
+  EXPECT_THROW(loss.backward(), AutogradError);  // freed graph
+  EXPECT_TRUE(h.requires_grad());
+  EXPECT_FALSE(h.is_leaf());
+}
+
+TEST(GraphLifetime, BackwardSkipsOtherLiveGraphsAndReleasesThem) {
+  tape().clear();
+  Tensor a = scalar(2.0, DType::Float64).requires_grad_();
+  Tensor other = a * 10.0;  // a live graph the backward does not reach
+  Tensor y = a * a;
+  y.backward(Tensor(), /*retain_graph=*/true);
+  EXPECT_DOUBLE_EQ(a.grad().item(), 4.0);
+  EXPECT_EQ(tape().size(), 2u);
+  y.backward();  // without retain_graph: every recorded node is released, as before
+  EXPECT_DOUBLE_EQ(a.grad().item(), 8.0);
+  EXPECT_EQ(tape().size(), 0u);
+  EXPECT_THROW(other.backward(), AutogradError);
+}
+
+TEST(GraphLifetime, TapeStaysSmallWhileManyGraphsComeAndGo) {
+  // Expired entries are compacted away: after 10,000 short-lived graphs next to one long-lived
+  // one, only the long-lived nodes are listed and backward still finds them.
+  tape().clear();
+  Tensor a = scalar(3.0, DType::Float64).requires_grad_();
+  Tensor kept = a * a;
+  for (int i = 0; i < 10000; ++i) {
+    Tensor tmp = exp(a) + 1.0;
+  }
+  Tensor y = kept * 2.0;
+  EXPECT_EQ(tape().size(), 2u);
+  y.backward();
+  EXPECT_DOUBLE_EQ(a.grad().item(), 12.0);
+}
