@@ -2,7 +2,7 @@
 // "the 3rd of may 1979", "12 JUN 2001", ... → "2001-06-12". Its PyTorch twin is
 // tools/torch_date_translation.py (same generator recipe, model, optimizer and schedule).
 //
-//   date_translation [--steps 3000] [--seed 0] [--json]
+//   date_translation [--steps 1000] [--seed 0] [--json]
 //
 // Data: a day (year 1900–2099, month, day) in one of 8 formats (day or month first, full or
 // 3-letter month names, weekdays, ordinals) and one of 3 cases, written by a seeded generator.
@@ -105,7 +105,7 @@ std::vector<std::int64_t> target_ids(const std::vector<Example>& batch) {
 
 int main(int argc, char** argv) {
   CLI::App app{"date_translation: an attention model learns to write dates as YYYY-MM-DD"};
-  std::size_t steps = 3000;
+  std::size_t steps = 1000;
   std::uint64_t seed = 0;
   bool json_out = false;
   app.add_option("--steps", steps, "training steps (batches of 64)")->capture_default_str()->check(cli::IntRange(1, 1000000));
@@ -159,17 +159,17 @@ int main(int argc, char** argv) {
       std::cout << nlohmann::json{{"accuracy", accuracy}, {"steps", steps}, {"seconds", seconds}}.dump() << std::endl;
       return cli::kOk;
     }
-    fmt::print("test exact-match accuracy {:.1f}% ({} of {}), {:.1f} s\n", 100 * accuracy, correct, test.size(), seconds);
+    fmt::print("test exact-match accuracy {:.1f}% ({} of {}), {:.1f} s, peak RSS {:.0f} MB\n", 100 * accuracy, correct,
+               test.size(), seconds, cli::peak_rss_mb());
     for (std::size_t b = 0; b < 3; ++b) {  // attention maps: output characters × input characters
-      fmt::print("\n{:>14} → {}{}\n{:>14}   {}\n", test[b].human, outputs[b], outputs[b] == test[b].iso ? "" : "  (wrong)", "", test[b].human);
-      std::size_t len = weights[0].shape()[2];
+      fmt::print("\n{} → {}{}\n    {}\n", test[b].human, outputs[b], outputs[b] == test[b].iso ? "" : " (wrong)", test[b].human);
       for (std::size_t t = 0; t < kOutLen; ++t) {
         std::string row;
         for (std::size_t i = 0; i < test[b].human.size(); ++i) {
-          double w = weights[t].at(b * len + i);
+          double w = weights[t].at(b * weights[t].shape()[2] + i);
           row += w < 0.1 ? " " : w < 0.25 ? "░" : w < 0.5 ? "▒" : w < 0.75 ? "▓" : "█";
         }
-        fmt::print("{:>14} {} {}\n", "", outputs[b][t], row);
+        fmt::print("  {} {}\n", outputs[b][t], row);
       }
     }
     return cli::kOk;
