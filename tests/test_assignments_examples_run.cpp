@@ -1,4 +1,5 @@
-// The course kit (docs/assignments.md): every assignment's grader passes its reference solution,
+// The course kit (docs/assignments.md): every assignment's grader (rnn_bptt, lstm_cell, gru_forms,
+// char_lm, gradient_flow_lab) passes its reference solution,
 // explains its sample wrong submission and gives the skeleton 0 points; hostile submissions
 // (exit in a static initializer, crash, infinite loop, huge allocation, a printed fake score,
 // a std::logic_error) fail only the tests they sabotage and never forge a pass; results.json is
@@ -42,6 +43,9 @@ struct Expect {
 const Expect kAssignments[] = {
     {"rnn_bptt", "score: 6/6", "hint: dW_hh uses h_t"},
     {"lstm_cell", "score: 5/5", "hint: dL/dc' from the next step (grad[1]) is not added"},
+    {"gru_forms", "score: 6/6", "hint: two mistakes at once"},
+    {"char_lm", "score: 7/7", "hint: your frequencies are those of softmax(logits): the temperature has no effect"},
+    {"gradient_flow_lab", "score: 6/6", "the loss is normalised by N twice"},
 };
 
 TEST(Assignments, SolutionPassesWrongIsExplainedSkeletonScoresZero) {
