@@ -120,6 +120,7 @@ GradcheckResult gradcheck(const TensorFunction& f, const std::vector<Tensor>& in
     const Tensor& x = inputs[i];
     if (!x.requires_grad()) continue;
     InputCheck check;
+    check.fast = opt.fast;
     check.name = input_name(opt, inputs, i);
     check.shape = x.shape();
     std::size_t n = x.numel();
@@ -257,6 +258,8 @@ std::string GradcheckResult::report() const {
     std::string at = "(";
     for (std::size_t k = 0; k < c.worst_index.size(); ++k) at += (k ? ", " : "") + std::to_string(c.worst_index[k]);
     at += ")";
+    if (c.fast && !c.worst_index.empty())  // vᵀJu mode compares directions, not elements
+      at = fmt::format("direction #{}", c.worst_index[0]);
     out += fmt::format("  {:<22} {:<14} {:>11.3e}  {:<16} {:>15.8g} {:>15.8g}  {}\n", c.name,
                        shape_str(c.shape), c.relative_error, at, c.analytic, c.numeric,
                        c.passed ? "ok" : "FAIL");

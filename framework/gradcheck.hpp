@@ -46,6 +46,7 @@ struct InputCheck {
   std::vector<std::size_t> worst_index;  ///< multi-index of the worst element (direction index in fast mode)
   double analytic = 0, numeric = 0;      ///< at the worst element
   bool passed = true;
+  bool fast = false;  ///< fast mode: worst_index[0] numbers a random direction, not an element
 };
 
 struct GradcheckResult {

@@ -98,3 +98,14 @@ TEST(OpsIndex, MseRefusesABroadcastBetweenPredictionAndTarget) {
   }
   EXPECT_NO_THROW(mse(zeros({8}), ones({8})));
 }
+
+TEST(GradcheckReport, FastModeNamesADirectionNotAnElement) {
+  Tensor x = randn({3, 4}, DType::Float64).requires_grad_();
+  GradcheckOptions opt;
+  opt.fast = true;
+  auto r = gradcheck([](const std::vector<Tensor>& in) { return sum(tanh(in[0])); }, {x}, opt);
+  EXPECT_TRUE(r.passed) << r.report();
+  EXPECT_NE(r.report().find("direction #"), std::string::npos) << r.report();
+  auto full = gradcheck([](const std::vector<Tensor>& in) { return sum(tanh(in[0])); }, {x});
+  EXPECT_EQ(full.report().find("direction #"), std::string::npos) << full.report();
+}
