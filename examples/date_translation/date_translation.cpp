@@ -7,10 +7,10 @@
 // Data: a day (year 1900–2099, month, day) in one of 8 formats (day or month first, full or
 // 3-letter month names, weekdays, ordinals) and one of 3 cases, written by a seeded generator.
 // 1,000 test dates are made first; training never sees one of their strings (held out).
-// Model: characters → Embedding(·, 32) → bidirectional GRU(32 → 64): encoder states (B, S, 128).
-// Decoder, 10 steps: query = Linear(s) (128), context = scaled dot-product attention over the
-// encoder states (padding masked), s = LSTMCell([embedding of the previous output char, context]),
-// logits = Linear([s, context]). Teacher forcing in training, greedy decoding at test.
+// Model: characters → Embedding(·, 32) → bidirectional GRU(32 → 64): encoder states (B, len, 128).
+// Decoder, 10 steps, state s (LSTMCell, 128): context = scaled dot-product attention of Linear(s)
+// over the encoder states (padding masked); s = LSTMCell([embedding of the previous output char,
+// context]); logits = Linear([s, context]). Teacher forcing in training, greedy decoding at test.
 // Cross-entropy, Adam 3e-3 with CosineAnnealingLR, batches of 64, gradient norm clipped at 1.
 // Prints the test exact-match accuracy and attention maps; --json prints {"accuracy", "steps", "seconds"}.
 #include <cctype>
@@ -28,7 +28,7 @@ using namespace tapegrad;
 
 const std::string kInChars = "\1 ,0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";  // \1 = padding
 const std::string kOutChars = "0123456789-";  // id 11 = start of the output
-constexpr std::size_t kOutLen = 10, E = 32, H = 64, S = 128, kBatch = 64;
+constexpr std::size_t kOutLen = 10, E = 32, H = 64, Hd = 128, kBatch = 64;  // Hd: the decoder's state
 
 struct Example { std::string human, iso; };
 
@@ -60,9 +60,9 @@ class DateTranslator : public Module {
     embed = register_module("embed", std::make_shared<Embedding>(kInChars.size(), E, gen));
     encoder = register_module("encoder", std::make_shared<GRU>(GRUOptions(E, H).bidirectional(true), gen));
     out_embed = register_module("out_embed", std::make_shared<Embedding>(kOutChars.size() + 1, E, gen));
-    query = register_module("query", std::make_shared<Linear>(S, 2 * H, gen));
-    decoder = register_module("decoder", std::make_shared<LSTMCell>(LSTMCellOptions(E + 2 * H, S), gen));
-    head = register_module("head", std::make_shared<Linear>(S + 2 * H, kOutChars.size(), gen));
+    query = register_module("query", std::make_shared<Linear>(Hd, 2 * H, gen));
+    decoder = register_module("decoder", std::make_shared<LSTMCell>(LSTMCellOptions(E + 2 * H, Hd), gen));
+    head = register_module("head", std::make_shared<Linear>(Hd + 2 * H, kOutChars.size(), gen));
   }
   /// Logits (B·10, 11) and each output step's attention weights (B, 1, len). `targets` (B·10 ids)
   /// are fed back as the previous character (teacher forcing); without them, the argmax is.
@@ -73,10 +73,13 @@ class DateTranslator : public Module {
     std::vector<std::int64_t> ids(B * len, 0);
     std::vector<double> pad(B * len, 1.0);
     for (std::size_t b = 0; b < B; ++b)
-      for (std::size_t i = 0; i < inputs[b].size(); ++i) ids[b * len + i] = std::int64_t(kInChars.find(inputs[b][i])), pad[b * len + i] = 0;
+      for (std::size_t i = 0; i < inputs[b].size(); ++i) {
+        ids[b * len + i] = std::int64_t(kInChars.find(inputs[b][i]));
+        pad[b * len + i] = 0;  // a character, not padding: attention may look at it
+      }
     Tensor states = encoder->forward(embed->forward(ids, {B, len})).output;  // (B, len, 2H)
     AttentionMask mask = AttentionMask::boolean(from_vector(pad, Shape{B, 1, len}));
-    LSTMCell::State s{zeros({B, S}), zeros({B, S})};
+    LSTMCell::State s{zeros({B, Hd}), zeros({B, Hd})};
     std::vector<std::int64_t> prev(B, std::int64_t(kOutChars.size()));  // the start token
     std::vector<Tensor> logits, weights;
     for (std::size_t t = 0; t < kOutLen; ++t) {
@@ -95,13 +98,6 @@ class DateTranslator : public Module {
   std::shared_ptr<Linear> query, head;
   std::shared_ptr<LSTMCell> decoder;
 };
-
-std::vector<std::int64_t> target_ids(const std::vector<Example>& batch) {
-  std::vector<std::int64_t> ids;
-  for (const Example& e : batch)
-    for (char c : e.iso) ids.push_back(std::int64_t(kOutChars.find(c)));
-  return ids;
-}
 
 int main(int argc, char** argv) {
   CLI::App app{"date_translation: an attention model learns to write dates as YYYY-MM-DD"};
@@ -124,11 +120,13 @@ int main(int argc, char** argv) {
     auto t0 = std::chrono::steady_clock::now();
     double smoothed = std::log(double(kOutChars.size()));
     for (std::size_t step = 1; step <= steps; ++step) {
-      std::vector<Example> batch;
       std::vector<std::string> inputs;
-      while (batch.size() < kBatch)
-        if (Example e = make_date(gen); !held_out.count(e.human)) batch.push_back(e), inputs.push_back(e.human);
-      std::vector<std::int64_t> y = target_ids(batch);
+      std::vector<std::int64_t> y;  // B·10 output character ids
+      while (inputs.size() < kBatch)
+        if (Example e = make_date(gen); !held_out.count(e.human)) {
+          inputs.push_back(e.human);
+          for (char c : e.iso) y.push_back(std::int64_t(kOutChars.find(c)));
+        }
       Tensor loss = cross_entropy(model.forward(inputs, &y).first, y);
       opt.zero_grad();
       loss.backward();
