@@ -21,12 +21,28 @@ constexpr DType dtype_of() {
 [[noreturn]] void throw_out_of_memory(const char* op, const Shape& shape, DType dtype);
 [[noreturn]] void throw_out_of_memory(const char* op);
 
-/// Calls f(T{}) with T = float or double according to dtype. A std::bad_alloc escaping f (an
-/// op that did not catch it itself with new_array / guard_alloc) becomes a MemoryError.
+/// Throws DTypeError: "tensors are float32 or float64, not int64".
+[[noreturn]] void throw_not_tensor_dtype(DType dtype);
+
+/// Calls f(T{}) with T = float or double according to dtype, the one place where an op's code
+/// is instantiated for both element types:
+///
+///   Tensor out = dispatch(a.dtype(), [&](auto tag) {
+///     using T = decltype(tag);  // float or double
+///     ...
+///   });
+///
+/// (C++17 has no lambdas with an explicit template parameter, `[&]<class T>()`, so the type
+/// arrives as the tag's type. A macro hiding the lambda, TAPEGRAD_DISPATCH(dtype, T, body), was
+/// considered and not taken: a `return` in its body would silently return from the hidden
+/// lambda, not from the op, which misleads exactly the readers this code is written for.)
+/// A std::bad_alloc escaping f (an op that did not catch it itself with new_array /
+/// guard_alloc) becomes a MemoryError.
 template <class F>
 decltype(auto) dispatch(DType dtype, F&& f) {
   try {
     if (dtype == DType::Float32) return f(float{});
+    if (dtype != DType::Float64) throw_not_tensor_dtype(dtype);
     return f(double{});
   } catch (const std::bad_alloc&) {
     throw_out_of_memory(dtype_name(dtype));

@@ -32,14 +32,17 @@
 #include <utility>
 #include <vector>
 
+#include "framework/dtype.hpp"
 #include "framework/error.hpp"
 
 namespace tapegrad::npz {
 
-/// Element types, stored as the numpy descrs '<f4' '<f8' '<i4' '<i8' '|u1' '|b1'.
-enum class DType { Float32, Float64, Int32, Int64, UInt8, Bool };
+/// Element types (framework/dtype.hpp), stored as the numpy descrs '<f4' '<f8' '<i4' '<i8'
+/// '|u1' '|b1'.
+using tapegrad::DType;
 
-/// NumPy name of a dtype: "float32", "float64", "int32", "int64", "uint8" or "bool".
+/// NumPy name of a dtype: "float32", "float64", "int32", "int64", "uint8" or "bool" (the same
+/// as tapegrad::dtype_name, as a std::string).
 std::string dtype_name(DType dtype);
 
 /// One array: dtype, C-order shape (empty = 0-d scalar) and raw little-endian bytes.

@@ -83,7 +83,8 @@ namespace {
 void drop_inputs(std::vector<Tensor>& inputs, std::vector<std::shared_ptr<Node>>& orphans) {
   for (Tensor& t : inputs) {
     TensorImpl* p = t.impl();
-    if (p && p->grad_fn && t.impl_ptr().use_count() == 1 && p->grad_fn.use_count() == 1)
+    if (p && p->grad_fn && !p->grad_fn->released && t.impl_ptr().use_count() == 1 &&
+        p->grad_fn.use_count() == 1)
       orphans.push_back(std::move(p->grad_fn));
   }
   inputs.clear();
@@ -128,12 +129,13 @@ std::vector<Tensor> Tape::outputs() const {
 }
 
 void Tape::clear() {
-  std::vector<Entry> entries;
-  entries.swap(entries_);
-  compact_at_ = 64;
   // Oldest first: each node's inputs are then released already, so nothing cascades.
-  for (const Entry& e : entries)
+  // The handle `t` keeps the node alive while it is released: a node whose VJP holds its own
+  // output (a custom op saving its result) would otherwise be destroyed halfway.
+  for (const Entry& e : entries_)
     if (Tensor t = e.output.lock(); t.defined()) t.impl()->grad_fn->release();
+  entries_.clear();  // keeps its capacity for the next step
+  compact_at_ = 64;
 }
 
 std::size_t Tape::index_of(const Node& node) const {

@@ -16,9 +16,14 @@ namespace {
 DType g_default_dtype = DType::Float32;
 }
 
-const char* dtype_name(DType dtype) { return dtype == DType::Float32 ? "float32" : "float64"; }
 DType default_dtype() { return g_default_dtype; }
-void set_default_dtype(DType dtype) { g_default_dtype = dtype; }
+
+void set_default_dtype(DType dtype) {
+  if (!is_tensor_dtype(dtype))
+    throw DTypeError(fmt::format("set_default_dtype: tensors are float32 or float64, not {}",
+                                 dtype_name(dtype)));
+  g_default_dtype = dtype;
+}
 
 std::string shape_str(const Shape& shape) {
   std::string s = "(";
@@ -333,6 +338,10 @@ void require_positive(const char* layer, const char* arg, std::size_t value) {
 void throw_out_of_memory(const char* op, const Shape& shape, DType dtype) {
   throw MemoryError(fmt::format("{}: out of memory allocating a {} tensor of shape {}", op,
                                 dtype_name(dtype), shape_str(shape)));
+}
+
+void throw_not_tensor_dtype(DType dtype) {
+  throw DTypeError(fmt::format("tensors are float32 or float64, not {}", dtype_name(dtype)));
 }
 
 void throw_out_of_memory(const char* what) {

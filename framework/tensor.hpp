@@ -25,14 +25,13 @@
 
 #include <xtensor/xarray.hpp>
 
+#include "framework/dtype.hpp"
 #include "framework/error.hpp"
 
 namespace tapegrad {
 
-enum class DType { Float32, Float64 };
-
-/// "float32" or "float64".
-const char* dtype_name(DType dtype);
+// DType and dtype_name come from framework/dtype.hpp (shared with the npz reader); a tensor is
+// always DType::Float32 or DType::Float64.
 
 /// The dtype new tensors get when none is given (float32, like PyTorch).
 DType default_dtype();
