@@ -101,6 +101,16 @@ std::u32string sample_text(CharGRU& model, const Vocab& vocab, const std::u32str
   return out;
 }
 
+/// A sample fit for a classroom: one containing an offensive word (is_offensive) is drawn again,
+/// up to 20 times.
+std::u32string clean_sample(CharGRU& model, const Vocab& vocab, const std::u32string& prefix,
+                            double temperature, std::size_t max_len, Generator& gen) {
+  std::u32string s;
+  for (int tries = 0; tries < 20; ++tries)
+    if (!is_offensive(s = sample_text(model, vocab, prefix, temperature, max_len, gen))) return s;
+  return prefix + U"[filtered]";
+}
+
 /// Batches of the training text, exactly as the file comment describes.
 class Streams {
  public:
@@ -324,7 +334,7 @@ TrainResult train(const TrainArgs& args, const Corpus& corpus) {
     if (a.sample_every && (step + 1) % a.sample_every == 0 && !a.json) {
       if (progress.tty()) fmt::print(stderr, "\n");
       for (int k = 0; k < 3; ++k)
-        fmt::print(stderr, "  sample: {}\n", utf8_encode(sample_text(*model, vocab, U"", 1.0, 60, sample_gen)));
+        fmt::print(stderr, "  sample: {}\n", utf8_encode(clean_sample(*model, vocab, U"", 1.0, 60, sample_gen)));
     }
     if (a.save_every && (step + 1) % a.save_every == 0 && step + 1 < a.steps && !a.checkpoint.empty()) {
       try {
@@ -430,7 +440,7 @@ int main(int argc, char** argv) {
   double temperature = 1.0;
   std::uint64_t seed = 0;
   bool json_out = false;
-  CLI::App* sample_cmd = app.add_subcommand("sample", "generate text from a checkpoint");
+  CLI::App* sample_cmd = app.add_subcommand("sample", "generate text from a checkpoint (a sample with an offensive word is drawn again)");
   sample_cmd->add_option("--checkpoint", ck, "model checkpoint (.npz)")->required();
   sample_cmd->add_option("--n", n, "number of samples")->capture_default_str()->check(cli::IntRange(1, 100000));
   sample_cmd->add_option("--temperature", temperature, "divides the logits: < 1 sharper, > 1 flatter")->capture_default_str()->check(cli::PositiveFinite);
@@ -463,7 +473,7 @@ int main(int argc, char** argv) {
         fmt::print("train loss {:.4f}, held-out loss {:.4f} nats/char, {:.0f} chars/s, {:.1f} s, peak RSS {:.0f} MB\n",
                    r.train_loss, r.heldout_loss, r.chars_per_s, r.seconds, cli::peak_rss_mb());
         Generator gen(ta.seed + 2);
-        for (int k = 0; k < 5; ++k) fmt::print("  {}\n", utf8_encode(sample_text(*r.model, r.vocab, U"", 1.0, 60, gen)));
+        for (int k = 0; k < 5; ++k) fmt::print("  {}\n", utf8_encode(clean_sample(*r.model, r.vocab, U"", 1.0, 60, gen)));
         if (!ta.checkpoint.empty())
           fmt::print("checkpoint: {} (resume state: {})\n", ta.checkpoint, resume_state_path(ta.checkpoint));
       }
@@ -474,7 +484,7 @@ int main(int argc, char** argv) {
       c.vocab.encode(pre, "--prefix");  // unknown characters fail before sampling
       Generator gen(seed);
       for (std::size_t k = 0; k < n; ++k)
-        fmt::print("{}\n", utf8_encode(sample_text(*c.model, c.vocab, pre, temperature, max_len, gen)));
+        fmt::print("{}\n", utf8_encode(clean_sample(*c.model, c.vocab, pre, temperature, max_len, gen)));
     } else if (*score_cmd) {
       std::u32string t32 = utf8_decode(text, "--text");
       cli::check_input_file(ck, "--checkpoint", 4ull << 30);
@@ -505,7 +515,7 @@ int main(int argc, char** argv) {
                  r.train_loss, r.heldout_loss, std::log(double(r.vocab_size)), r.chars_per_s, r.seconds);
       fmt::print("\n== 2. samples (temperature 0.8)\n");
       Generator gen(7);
-      for (int k = 0; k < 8; ++k) fmt::print("  {}\n", utf8_encode(sample_text(*r.model, r.vocab, U"", 0.8, 40, gen)));
+      for (int k = 0; k < 8; ++k) fmt::print("  {}\n", utf8_encode(clean_sample(*r.model, r.vocab, U"", 0.8, 40, gen)));
       std::vector<std::int64_t> ids = r.vocab.encode(t32, "--text");
       auto records = gate_trace(*r.model, ids, 0);
       std::size_t H = r.model->config.hidden, units = std::min<std::size_t>(H, 16);

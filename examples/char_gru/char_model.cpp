@@ -72,6 +72,43 @@ std::string utf8_encode(const std::u32string& text) {
   return s;
 }
 
+namespace {
+
+std::string rot13(std::string s) {
+  for (char& c : s)
+    if (c >= 'a' && c <= 'z') c = char('a' + (c - 'a' + 13) % 26);
+  return s;
+}
+
+}  // namespace
+
+bool is_offensive(const std::u32string& text) {
+  static const std::vector<std::string> words = [] {
+    std::vector<std::string> w;
+    std::istringstream in(
+        "shpx fuvg phag ovgpu onfgneq nffubyr qvpx pbpx chffl juber fyhg avttre avttn snttbg snt ergneq "
+        "gjng jnax jnaxre cvff gvgf qvyqb encr encvfg xvxr fcvp puvax qlxr genaal phz wvmm cbea "
+        "obyybpxf cevpx fxnax pbba tbbx zbgureshpxre ohyyfuvg tbqqnza frk frkl ubeal obbof cravf "
+        "intvan nany nahf fuvgurnq wnpxnff qhzonff");
+    for (std::string x; in >> x;) w.push_back(rot13(x));
+    return w;
+  }();
+  static const std::vector<std::string> stems = [] {
+    std::vector<std::string> w;
+    std::istringstream in("shpx fuvg phag avtt sntt juber ovgpu encvfg qvyqb wvmm");
+    for (std::string x; in >> x;) w.push_back(rot13(x));
+    return w;
+  }();
+  std::string lower;  // ASCII letters lowercased; anything else separates words
+  for (char32_t c : text) lower += (c >= 'A' && c <= 'Z') ? char(c - 'A' + 'a') : (c >= 'a' && c <= 'z') ? char(c) : ' ';
+  for (const std::string& stem : stems)
+    if (lower.find(stem) != std::string::npos) return true;
+  std::istringstream in(lower);
+  for (std::string w; in >> w;)
+    if (std::find(words.begin(), words.end(), w) != words.end()) return true;
+  return false;
+}
+
 std::string show_char(char32_t c) {
   if (c == U'\n') return "\\n";
   if (c == U'\t') return "\\t";

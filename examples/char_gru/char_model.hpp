@@ -30,6 +30,10 @@ using tapegrad::Tensor;
 std::u32string utf8_decode(const std::string& bytes, const std::string& what);
 std::string utf8_encode(const std::u32string& text);
 std::string utf8_encode(char32_t c);
+/// True when `text` contains a word a classroom demo should not print (profanities, slurs and
+/// sexual terms, English; whole words, and a few stems anywhere). The list is stored ROT13-encoded
+/// so that the source itself stays clean. Used to re-draw such samples, never to change training.
+bool is_offensive(const std::u32string& text);
 /// A printable form of one character for tables: '\n' → "\\n", ' ' → "␠".
 std::string show_char(char32_t c);
 
