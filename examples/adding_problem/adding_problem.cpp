@@ -3,7 +3,7 @@
 // two marked values. Its PyTorch twin is tools/torch_adding_problem.py (same data, sizes, init
 // scheme, optimizer and schedule).
 //
-//   adding_problem [--steps 3000] [--seed 0] [--json]
+//   adding_problem [--steps 2000] [--seed 0] [--json]
 //
 // Data: value ~ U(0, 1) at every step, marker 1 at two distinct random steps (0 elsewhere);
 // target = the sum of the two marked values. Fresh batches of 64 every step; a fixed test set of
@@ -65,7 +65,7 @@ class Regressor : public Module {
 
 int main(int argc, char** argv) {
   CLI::App app{"adding_problem: GRU vs LSTM vs tanh RNN on the adding problem (T = 50)"};
-  std::size_t steps = 3000;
+  std::size_t steps = 2000;
   std::uint64_t seed = 0;
   bool json_out = false;
   app.add_option("--steps", steps, "training steps per model (batches of 64)")->capture_default_str()->check(cli::IntRange(1, 1000000));
