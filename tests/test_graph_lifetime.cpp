@@ -4,9 +4,8 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
-#include <cstdio>
 #include <functional>
-#include <unistd.h>
+#include <sys/resource.h>
 
 #include "framework/tapegrad.hpp"
 #include "layers/fast/gru_fused.hpp"
@@ -30,15 +29,12 @@ using namespace tapegrad;
 
 namespace {
 
-/// Resident set size in MiB (/proc/self/statm, second field, in pages); -1 if unavailable.
+/// Peak resident set size so far in MiB (getrusage; Linux reports KiB). It only grows, so
+/// "flat" means the peak stops growing once the loop is warm.
 double rss_mib() {
-  std::FILE* f = std::fopen("/proc/self/statm", "r");
-  if (!f) return -1;
-  long size = 0, resident = 0;
-  int n = std::fscanf(f, "%ld %ld", &size, &resident);
-  std::fclose(f);
-  if (n != 2) return -1;
-  return double(resident) * double(sysconf(_SC_PAGESIZE)) / (1024.0 * 1024.0);
+  rusage usage{};
+  if (getrusage(RUSAGE_SELF, &usage) != 0) return -1;
+  return double(usage.ru_maxrss) / 1024.0;
 }
 
 }  // namespace
