@@ -292,45 +292,31 @@ void check_adam_options(const Options& o, Check&& check) {
 
 }  // namespace
 
-Adam::Adam(std::vector<Tensor> params, const AdamOptions& options)
-    : Optimizer(std::move(params), options.lr(), "Adam"), options_(options) {
+template <bool Decoupled>
+AdamT<Decoupled>::AdamT(std::vector<Tensor> params, const AdamOptionsT<Decoupled>& options)
+    : Optimizer(std::move(params), options.lr(), Decoupled ? "AdamW" : "Adam"), options_(options) {
   check_adam_options(options, [this](bool ok, const char* what, double value, const char* rule) {
     check_option(ok, what, value, rule);
   });
 }
 
-std::vector<std::string> Adam::buffer_names() const {
+template <bool Decoupled>
+std::vector<std::string> AdamT<Decoupled>::buffer_names() const {
   return adam_buffer_names(options_.amsgrad());
 }
 
-void Adam::update(Tensor& p, const Tensor& g, ParamState& state) {
-  const AdamOptions& o = options_;
-  const AdamHyper h{lr(), o.beta1(), o.beta2(), o.eps(), o.weight_decay(), o.amsgrad(), false};
+template <bool Decoupled>
+void AdamT<Decoupled>::update(Tensor& p, const Tensor& g, ParamState& state) {
+  const AdamOptionsT<Decoupled>& o = options_;
+  const AdamHyper h{lr(), o.beta1(), o.beta2(), o.eps(), o.weight_decay(), o.amsgrad(), Decoupled};
   dispatch(p.dtype(), [&](auto tag) {
     using T = decltype(tag);
     adam_update<T>(p.data<T>(), g.data<T>(), state, h);
   });
 }
 
-AdamW::AdamW(std::vector<Tensor> params, const AdamWOptions& options)
-    : Optimizer(std::move(params), options.lr(), "AdamW"), options_(options) {
-  check_adam_options(options, [this](bool ok, const char* what, double value, const char* rule) {
-    check_option(ok, what, value, rule);
-  });
-}
-
-std::vector<std::string> AdamW::buffer_names() const {
-  return adam_buffer_names(options_.amsgrad());
-}
-
-void AdamW::update(Tensor& p, const Tensor& g, ParamState& state) {
-  const AdamWOptions& o = options_;
-  const AdamHyper h{lr(), o.beta1(), o.beta2(), o.eps(), o.weight_decay(), o.amsgrad(), true};
-  dispatch(p.dtype(), [&](auto tag) {
-    using T = decltype(tag);
-    adam_update<T>(p.data<T>(), g.data<T>(), state, h);
-  });
-}
+template class AdamT<false>;
+template class AdamT<true>;
 
 // ---- RMSprop ------------------------------------------------------------------------------------
 

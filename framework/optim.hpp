@@ -58,31 +58,23 @@ struct SGDOptions {
   TAPEGRAD_ARG(bool, nesterov) = false;
 };
 
-/// torch.optim.Adam: lr 1e-3, betas (0.9, 0.999), eps 1e-8, weight_decay 0, amsgrad false.
-struct AdamOptions {
+/// torch.optim.Adam and torch.optim.AdamW: lr 1e-3, betas (0.9, 0.999), eps 1e-8, amsgrad false;
+/// weight_decay 0 for Adam, 1e-2 (decoupled) for AdamW. One struct for both: AdamOptions and
+/// AdamWOptions differ only in that default.
+template <bool Decoupled>
+struct AdamOptionsT {
   TAPEGRAD_ARG(double, lr) = 1e-3;
   TAPEGRAD_ARG(double, beta1) = 0.9;
   TAPEGRAD_ARG(double, beta2) = 0.999;
   TAPEGRAD_ARG(double, eps) = 1e-8;
-  TAPEGRAD_ARG(double, weight_decay) = 0.0;
+  TAPEGRAD_ARG(double, weight_decay) = Decoupled ? 1e-2 : 0.0;
   TAPEGRAD_ARG(bool, amsgrad) = false;
 
  public:
-  AdamOptions& betas(double b1, double b2) { return beta1(b1).beta2(b2); }
+  AdamOptionsT& betas(double b1, double b2) { return beta1(b1).beta2(b2); }
 };
-
-/// torch.optim.AdamW: as Adam, but weight_decay defaults to 1e-2 and is decoupled.
-struct AdamWOptions {
-  TAPEGRAD_ARG(double, lr) = 1e-3;
-  TAPEGRAD_ARG(double, beta1) = 0.9;
-  TAPEGRAD_ARG(double, beta2) = 0.999;
-  TAPEGRAD_ARG(double, eps) = 1e-8;
-  TAPEGRAD_ARG(double, weight_decay) = 1e-2;
-  TAPEGRAD_ARG(bool, amsgrad) = false;
-
- public:
-  AdamWOptions& betas(double b1, double b2) { return beta1(b1).beta2(b2); }
-};
+using AdamOptions = AdamOptionsT<false>;
+using AdamWOptions = AdamOptionsT<true>;
 
 /// torch.optim.RMSprop: lr 1e-2, alpha 0.99, eps 1e-8, weight_decay 0, momentum 0, centered false.
 struct RMSpropOptions {
@@ -189,39 +181,31 @@ class SGD : public Optimizer {
   SGDOptions options_;
 };
 
-/// Adam (torch.optim.Adam), with L2 weight decay added to the gradient:
+/// Adam (torch.optim.Adam, Decoupled = false), with L2 weight decay added to the gradient:
 ///   g ← g + λp
 ///   m ← β₁m + (1 − β₁)g,   v ← β₂v + (1 − β₂)g²
 ///   v̂ ← max(v̂, v) (amsgrad, and v̂ replaces v below)
 ///   p ← p − (lr / (1 − β₁ᵗ)) · m / (√v / √(1 − β₂ᵗ) + eps)
 /// Buffers: "exp_avg" (m), "exp_avg_sq" (v), and "max_exp_avg_sq" (v̂) with amsgrad.
-class Adam : public Optimizer {
+template <bool Decoupled>
+class AdamT : public Optimizer {
  public:
-  Adam(std::vector<Tensor> params, const AdamOptions& options = AdamOptions());
-  const AdamOptions& options() const { return options_; }  ///< lr as constructed (see lr())
+  AdamT(std::vector<Tensor> params, const AdamOptionsT<Decoupled>& options = AdamOptionsT<Decoupled>());
+  const AdamOptionsT<Decoupled>& options() const { return options_; }  ///< lr as constructed (see lr())
 
  protected:
   std::vector<std::string> buffer_names() const override;
   void update(Tensor& p, const Tensor& g, ParamState& state) override;
 
  private:
-  AdamOptions options_;
+  AdamOptionsT<Decoupled> options_;
 };
-
+using Adam = AdamT<false>;
 /// AdamW (torch.optim.AdamW): Adam with decoupled weight decay, p ← p·(1 − lr·λ) first, then
 /// Adam's update with λ = 0. Same buffers as Adam.
-class AdamW : public Optimizer {
- public:
-  AdamW(std::vector<Tensor> params, const AdamWOptions& options = AdamWOptions());
-  const AdamWOptions& options() const { return options_; }  ///< lr as constructed (see lr())
-
- protected:
-  std::vector<std::string> buffer_names() const override;
-  void update(Tensor& p, const Tensor& g, ParamState& state) override;
-
- private:
-  AdamWOptions options_;
-};
+using AdamW = AdamT<true>;
+extern template class AdamT<false>;
+extern template class AdamT<true>;
 
 /// RMSprop (torch.optim.RMSprop):
 ///   g ← g + λp
