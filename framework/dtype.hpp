@@ -13,12 +13,8 @@ namespace tapegrad {
 enum class DType { Float32, Float64, Int32, Int64, UInt8, Bool };
 
 /// NumPy's name of a dtype: "float32", "float64", "int32", "int64", "uint8" or "bool".
-/// (A template only so that npz::dtype_name, the npz reader's older std::string version in
-/// framework/npz.cpp, still wins overload resolution inside namespace npz; once that one
-/// forwards here or is removed, this can be a plain function.)
-template <class D = DType>
-constexpr const char* dtype_name(D dtype) {
-  static_assert(std::is_same_v<D, DType>, "dtype_name takes a DType");
+/// (npz::dtype_name is this same function.)
+constexpr const char* dtype_name(DType dtype) {
   switch (dtype) {
     case DType::Float32: return "float32";
     case DType::Float64: return "float64";

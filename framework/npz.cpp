@@ -582,7 +582,6 @@ void write_zip(const std::string& path, const Archive& arrays,
 // ---------------------------------------------------------------------------------------------
 // Public API.
 
-std::string dtype_name(DType dtype) { return info(dtype).name; }
 
 std::size_t Array::numel() const {
   const auto n = checked_nbytes(shape, 1);
@@ -623,9 +622,9 @@ void detail::check_convertible(const Array& array, DType to) {
   if (from == DType::Int32) lossless |= to == DType::Int64 || to == DType::Float64;
   if (from == DType::Float32) lossless |= to == DType::Float64;
   if (!lossless)
-    throw FileError("npz: cannot convert a " + dtype_name(from) + " array to " + dtype_name(to) +
+    throw FileError(std::string("npz: cannot convert a ") + dtype_name(from) + " array to " + dtype_name(to) +
                     " without loss");
-  check_array(array, "npz: " + dtype_name(from) + " array");
+  check_array(array, std::string("npz: ") + dtype_name(from) + " array");
 }
 
 Archive load_npz(const std::string& path, std::uint64_t max_total_bytes) {

@@ -41,9 +41,8 @@ namespace tapegrad::npz {
 /// '|u1' '|b1'.
 using tapegrad::DType;
 
-/// NumPy name of a dtype: "float32", "float64", "int32", "int64", "uint8" or "bool" (the same
-/// as tapegrad::dtype_name, as a std::string).
-std::string dtype_name(DType dtype);
+/// NumPy name of a dtype: "float32", "float64", "int32", "int64", "uint8" or "bool".
+using tapegrad::dtype_name;
 
 /// One array: dtype, C-order shape (empty = 0-d scalar) and raw little-endian bytes.
 struct Array {
