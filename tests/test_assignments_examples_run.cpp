@@ -104,6 +104,11 @@ TEST(Assignments, HostileSubmissionsCannotForgeAPass) {
       {"logic_error", "raised std::out_of_range"},
   };
   for (const auto& [name, reason] : cases) {
+#if defined(__SANITIZE_ADDRESS__)
+    // Under AddressSanitizer the grader sets no address-space limit (ASan reserves terabytes), so
+    // the memory hog would really take the machine's memory: skip it there.
+    if (std::string(name) == "alloc") continue;
+#endif
     Result r = run(std::string("assignments/hostile_") + name, "--time-limit 5");  // margin for a loaded CI machine
     EXPECT_EQ(r.exit_code, 1) << name << r.output;
     EXPECT_TRUE(contains(r.output, "\nscore: 2/5\n")) << name << r.output;
