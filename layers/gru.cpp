@@ -15,6 +15,11 @@ namespace tapegrad {
 
 namespace {
 
+/// x Wᵀ + b (torch.nn.functional.linear): the transpose goes to BLAS as a flag, no copy.
+Tensor linear(const Tensor& x, const Tensor& W, const Tensor& b) {
+  return matmul(x, W, /*transpose_a=*/false, /*transpose_b=*/true) + b;
+}
+
 /// The hidden-state half of a GRU step, shared by GRUCell and every layer of GRU. The input
 /// half arrives precomputed as gi = x W_ihᵀ + b_ih (B, 3H), so that GRU can compute it for all
 /// T steps with one GEMM. For reset-before, W_hh and b_hh are split once here, not every step.
@@ -36,15 +41,18 @@ class Recurrent {
 
   /// gi (B, 3H), h (B, H) → the step's gates and h'.
   GRUCell::Step step(const Tensor& gi, const Tensor& h) const {
-    auto i = chunk(gi, 3, -1);                     // i_r, i_z, i_n: (B, H)
-    Tensor gh = matmul(h, w_, false, true) + b_;   // (B, 3H), or (B, 2H) for reset-before
-    auto g = chunk(gh, reset_after_ ? 3 : 2, -1);  // g_r, g_z[, g_n]: (B, H)
-    Tensor r = sigmoid(i[0] + g[0]);
-    Tensor z = sigmoid(i[1] + g[1]);
-    Tensor n = reset_after_
-                   ? tanh(i[2] + r * g[2])  // r ⊙ (W_hn h + b_hn)
-                   : tanh(i[2] + matmul(r * h, w_hn_, false, true) + b_hn_);  // W_hn (r ⊙ h) + b_hn
-    Tensor h_new = n + z * (h - n);  // = (1 − z) ⊙ n + z ⊙ h, one op fewer (as PyTorch does)
+    // gi = W_i x + b_i for the three gates, rows r | z | n (computed for all steps at once).
+    const std::vector<Tensor> x_part = chunk(gi, 3, -1);
+    const Tensor &x_r = x_part[0], &x_z = x_part[1], &x_n = x_part[2];  // (B, H) each
+    // The hidden state's part: W_h h + b_h for r and z (and n when the reset acts after it).
+    const std::vector<Tensor> h_part = chunk(linear(h, w_, b_), reset_after_ ? 3 : 2, -1);
+    const Tensor &h_r = h_part[0], &h_z = h_part[1];
+
+    Tensor r = sigmoid(x_r + h_r);  // reset gate
+    Tensor z = sigmoid(x_z + h_z);  // update gate (z = 1 keeps the old state)
+    Tensor n = reset_after_ ? tanh(x_n + r * h_part[2])                  // r ⊙ (W_hn h + b_hn)
+                            : tanh(x_n + linear(r * h, w_hn_, b_hn_));  // W_hn (r ⊙ h) + b_hn
+    Tensor h_new = (1.0 - z) * n + z * h;  // h' = (1 − z) ⊙ n + z ⊙ h
     return {r, z, n, h_new};
   }
 

@@ -251,7 +251,7 @@ void check_model(const Case& c) {
       double g = (log_p_from_inputs(m, ids, xp, t) - log_p_from_inputs(m, ids, xm, t)) / (2 * eps);
       sq += g * g;
     }
-    EXPECT_LT(rel(j["connectivity"][t - 1][s - 1].get<double>(), std::sqrt(sq)), 1e-6);
+    EXPECT_LT(rel(j["connectivity"][t - 1][s - 1].get<double>(), std::sqrt(sq)), 1e-5);  // central differences: ~1e-6 is their own error
   }
 }
 
