@@ -14,67 +14,12 @@
 #include "framework/ops.hpp"
 #include "framework/tape.hpp"
 #include "layers/layers.hpp"
-
-#ifndef TAPEGRAD_FIXTURE_DIR
-#define TAPEGRAD_FIXTURE_DIR "tests/fixtures"
-#endif
+#include "fixture_support.hpp"
 
 using namespace tapegrad;
+using namespace tapegrad::fixture;
 
 namespace {
-
-struct Precision {
-  const char* suffix;
-  DType dtype;
-  double tol;
-};
-const Precision kPrecisions[] = {{"f64", DType::Float64, 1e-10}, {"f32", DType::Float32, 1e-5}};
-
-/// One fixture file: "<name>_<suffix>.npz".
-struct Fixture {
-  Fixture(const std::string& name, const Precision& p)
-      : path(std::string(TAPEGRAD_FIXTURE_DIR) + "/" + name + "_" + p.suffix + ".npz"),
-        archive(npz::load_npz(path)),
-        precision(p) {}
-
-  /// A float array as a leaf tensor (optionally requiring grad).
-  Tensor get(const std::string& key, bool requires_grad = false) const {
-    Tensor t = from_npz_array(npz::find(archive, key, path), path + ": " + key);
-    EXPECT_EQ(t.dtype(), precision.dtype) << key;
-    if (requires_grad) t.requires_grad_();
-    return t;
-  }
-  std::vector<std::int64_t> ids(const std::string& key) const {
-    return npz::find(archive, key, path).to_vector<std::int64_t>();
-  }
-  /// Loads the module's parameters from the file (keys = the parameter names) after converting
-  /// the module to the file's dtype.
-  void load_into(Module& m) const {
-    m.to(precision.dtype);
-    load_state(path, m, /*strict=*/true);
-  }
-
-  std::string path;
-  npz::Archive archive;
-  Precision precision;
-};
-
-/// |actual − expected| ≤ tol · max(1, |expected|) elementwise, same shape and dtype.
-void expect_close(const Tensor& actual, const Tensor& expected, double tol,
-                  const std::string& what) {
-  ASSERT_TRUE(actual.defined()) << what << ": undefined";
-  ASSERT_EQ(actual.shape(), expected.shape()) << what;
-  EXPECT_EQ(actual.dtype(), expected.dtype()) << what;
-  xt::xarray<double> a = actual.to_f64(), e = expected.to_f64();
-  double worst = 0;
-  std::size_t at = 0;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    double err = std::fabs(a.data()[i] - e.data()[i]) / std::max(1.0, std::fabs(e.data()[i]));
-    if (!(err <= worst)) worst = err, at = i;
-  }
-  EXPECT_LE(worst, tol) << what << ": worst at flat index " << at << ": " << a.data()[at]
-                        << " vs torch " << e.data()[at];
-}
 
 /// Compares grad_<name> of every parameter of m.
 void expect_param_grads(const Module& m, const Fixture& f) {

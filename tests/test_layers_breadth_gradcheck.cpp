@@ -10,29 +10,15 @@
 #include "framework/gradcheck_module.hpp"
 #include "framework/ops.hpp"
 #include "layers/layers.hpp"
+#include "gradcheck_support.hpp"
 
 using namespace tapegrad;
+using tapegrad::fixture::expect_gradcheck;
 
 namespace {
 
 constexpr DType f64 = DType::Float64;
 
-/// gradcheck over `inputs` plus every parameter of m (named); expects a pass below 1e-7.
-void expect_gradcheck(const Module& m, std::vector<Tensor> inputs, std::vector<std::string> names,
-                      const std::function<Tensor()>& f) {
-  for (const auto& [name, p] : m.named_parameters()) {
-    inputs.push_back(p);
-    names.push_back(name);
-  }
-  GradcheckOptions opt;
-  opt.names = names;
-  GradcheckResult r = gradcheck([&](const std::vector<Tensor>&) { return f(); }, inputs, opt);
-  EXPECT_TRUE(r.passed) << r.report();
-  EXPECT_LT(r.max_relative_error, 1e-7) << r.report();
-  if (std::getenv("TAPEGRAD_PRINT_ERRORS"))
-    std::printf("  %-50s max relative error %.3g\n",
-                ::testing::UnitTest::GetInstance()->current_test_info()->name(), r.max_relative_error);
-}
 
 Tensor input(const Shape& shape, std::uint64_t seed, double a = 1.0) {
   Generator gen(seed);

@@ -12,26 +12,14 @@
 #include "framework/ops.hpp"
 #include "framework/tape.hpp"
 #include "layers/layers.hpp"
+#include "gradcheck_support.hpp"
 
 using namespace tapegrad;
+using tapegrad::fixture::expect_gradcheck;
 
 namespace {
 
 constexpr DType f64 = DType::Float64;
-
-/// Runs gradcheck over `extra` inputs plus every parameter of m (named), expects it to pass.
-void expect_gradcheck(const Module& m, std::vector<Tensor> inputs, std::vector<std::string> names,
-                      const std::function<Tensor()>& f) {
-  for (const auto& [name, p] : m.named_parameters()) {
-    inputs.push_back(p);
-    names.push_back(name);
-  }
-  GradcheckOptions opt;
-  opt.names = names;
-  GradcheckResult r = gradcheck([&](const std::vector<Tensor>&) { return f(); }, inputs, opt);
-  EXPECT_TRUE(r.passed) << r.report();
-  EXPECT_LT(r.max_relative_error, 1e-7);
-}
 
 Tensor input(const Shape& shape, std::uint64_t seed) {
   Generator gen(seed);
