@@ -330,6 +330,24 @@ std::string signal_text(int sig, const TestSpec& spec) {
   }
 }
 
+// A program built with -fsanitize=address/undefined does not die by a signal when it faults: the
+// sanitizer prints a report and exits with code 1. Name that as the crash it is, quoting the
+// report's first line (a student who prints such a line only loses the test, so it cannot be used
+// to forge a pass).
+std::string sanitizer_report(const std::string& printed) {
+  for (const char* marker : {"ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error: "}) {
+    auto at = printed.find(marker);
+    if (at == std::string::npos) continue;
+    auto begin = printed.rfind('\n', at);
+    begin = begin == std::string::npos ? 0 : begin + 1;
+    auto end = printed.find('\n', at);
+    std::string line = printed.substr(begin, end == std::string::npos ? std::string::npos : end - begin);
+    if (line.size() > 200) line = line.substr(0, 200) + "…";
+    return line;
+  }
+  return {};
+}
+
 RunResult run_test(const std::string& program, std::size_t index, const TestSpec& spec,
                    const std::string& fixtures, bool memory_limit) {
   RunResult rr;
@@ -473,6 +491,8 @@ RunResult run_test(const std::string& program, std::size_t index, const TestSpec
         spec.time_limit_s));
   else if (WIFSIGNALED(status))
     rr.lines.push_back("the test " + signal_text(WTERMSIG(status), spec));
+  else if (std::string report = sanitizer_report(printed); !report.empty())
+    rr.lines.push_back("the test crashed: a sanitizer stopped it (" + report + ")");
   else if (WIFEXITED(status) && WEXITSTATUS(status) == 127 && printed.empty())
     rr.lines.push_back("the grader could not start the test program " + program);
   else
