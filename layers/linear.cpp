@@ -8,6 +8,7 @@
 #include "framework/dispatch.hpp"
 #include "framework/init.hpp"
 #include "framework/ops.hpp"
+#include "layers/init_params.hpp"
 
 namespace tapegrad {
 
@@ -17,11 +18,9 @@ Linear::Linear(const LinearOptions& opts, Generator& gen) : options(opts) {
   detail::require_positive("Linear", "out_features", out);
   weight = register_parameter("weight", detail::zeros_for("Linear", {out, in}, default_dtype()));
   init::kaiming_uniform_(weight, std::sqrt(5.0), gen);  // = U(±1/√in)
-  if (opts.bias()) {
-    bias = register_parameter("bias", zeros({out}));
-    const double bound = 1.0 / std::sqrt(static_cast<double>(in));
-    init::uniform_(bias, -bound, bound, gen);
-  }
+  if (opts.bias())  // torch uses the weight's bound for the bias
+    bias = detail::uniform_parameter(*this, "Linear", "bias", {out}, detail::inv_sqrt_bound(in),
+                                     gen);
 }
 
 Tensor Linear::forward(const Tensor& x) const {

@@ -2,6 +2,7 @@
 #include "layers/lstm.hpp"
 
 #include "framework/ops.hpp"
+#include "layers/init_params.hpp"
 #include "layers/rnn.hpp"
 
 namespace tapegrad {

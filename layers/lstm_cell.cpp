@@ -1,27 +1,16 @@
 // tapegrad — LSTMCell (see lstm_cell.hpp).
 #include "layers/lstm_cell.hpp"
 
-#include <cmath>
-
-#include "framework/dispatch.hpp"
-#include "framework/init.hpp"
 #include "framework/ops.hpp"
+#include "layers/init_params.hpp"
 #include "layers/rnn_cell.hpp"
 
 namespace tapegrad {
 
 LSTMCell::LSTMCell(const LSTMCellOptions& opts, Generator& gen) : options(opts) {
-  const std::size_t in = opts.input_size(), H = opts.hidden_size();
-  detail::require_positive("LSTMCell", "input_size", in);
-  detail::require_positive("LSTMCell", "hidden_size", H);
-  const std::size_t G = detail::checked_mul("LSTMCell", 4, H, Shape{H, in});  // gate rows i|f|g|o
-  const DType dt = default_dtype();
-  weight_ih = register_parameter("weight_ih", detail::zeros_for("LSTMCell", {G, in}, dt));
-  weight_hh = register_parameter("weight_hh", detail::zeros_for("LSTMCell", {G, H}, dt));
-  bias_ih = register_parameter("bias_ih", zeros({G}));
-  bias_hh = register_parameter("bias_hh", zeros({G}));
-  const double k = 1.0 / std::sqrt(static_cast<double>(H));
-  for (auto& p : parameters()) init::uniform_(p, -k, k, gen);
+  // gate rows i|f|g|o
+  auto p = detail::register_cell(*this, "LSTMCell", opts.input_size(), opts.hidden_size(), 4, gen);
+  weight_ih = p.weight_ih, weight_hh = p.weight_hh, bias_ih = p.bias_ih, bias_hh = p.bias_hh;
 }
 
 LSTMCell::State LSTMCell::forward(const Tensor& x, const Tensor& h_in, const Tensor& c_in) const {

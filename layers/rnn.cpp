@@ -4,50 +4,13 @@
 
 #include <fmt/format.h>
 
-#include <cmath>
-
 #include "framework/dispatch.hpp"
-#include "framework/init.hpp"
 #include "framework/ops.hpp"
+#include "layers/init_params.hpp"
 
 namespace tapegrad {
 
 namespace detail {
-
-RecurrentParams register_recurrent(Module& m, const char* layer, std::size_t input_size,
-                                   std::size_t hidden_size, std::size_t num_layers,
-                                   bool bidirectional, std::size_t gates, Generator& gen) {
-  if (num_layers < 1) throw ValueError(fmt::format("{}: num_layers must be at least 1, got 0", layer));
-  require_positive(layer, "input_size", input_size);
-  require_positive(layer, "hidden_size", hidden_size);
-  const std::size_t H = hidden_size, L = num_layers, D = bidirectional ? 2 : 1;
-  const std::size_t G = checked_mul(layer, gates, H, Shape{L, H});  // gate rows
-  const std::size_t in_rest = checked_mul(layer, D, H, Shape{L, D, H});
-  {
-    // The total parameter count, checked before anything is allocated.
-    const std::size_t first = checked_numel(layer, {D, G, checked_add(layer, input_size, H + 2, Shape{L, H})});
-    const std::size_t rest = checked_numel(layer, {D, G, checked_add(layer, in_rest, H + 2, Shape{L, H})});
-    checked_add(layer, first, checked_mul(layer, L - 1, rest, Shape{L, G, H}), Shape{L, G, H});
-  }
-  const DType dt = default_dtype();
-  const double bound = 1.0 / std::sqrt(static_cast<double>(H));
-  RecurrentParams p;
-  auto add = [&](std::vector<Tensor>& v, const std::string& name, const Shape& shape) {
-    Tensor t = m.register_parameter(name, zeros_for(layer, shape, dt));
-    init::uniform_(t, -bound, bound, gen);  // drawn in state-dict order
-    v.push_back(t);
-  };
-  for (std::size_t k = 0; k < L; ++k)
-    for (std::size_t d = 0; d < D; ++d) {
-      const std::size_t in = k == 0 ? input_size : in_rest;
-      const std::string s = "_l" + std::to_string(k) + (d == 1 ? "_reverse" : "");
-      add(p.weight_ih, "weight_ih" + s, {G, in});
-      add(p.weight_hh, "weight_hh" + s, {G, H});
-      add(p.bias_ih, "bias_ih" + s, {G});
-      add(p.bias_hh, "bias_hh" + s, {G});
-    }
-  return p;
-}
 
 Tensor sequence_batch_first(const char* layer, const Tensor& x, std::size_t input_size,
                             bool batch_first, const Tensor& weight) {

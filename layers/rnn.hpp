@@ -63,17 +63,6 @@ class RNN : public Module {
 
 namespace detail {
 
-/// The parameters of a stacked recurrent layer, registered on `m` under PyTorch's names
-/// (weight_ih_l{k}[_reverse], weight_hh_..., bias_ih_..., bias_hh_...) with `gates`·H rows,
-/// every one ~ U(±1/√H) from gen. Sizes are checked (ValueError for zeros, ShapeError when too
-/// large), naming `layer`.
-struct RecurrentParams {
-  std::vector<Tensor> weight_ih, weight_hh, bias_ih, bias_hh;  // index k·D + d
-};
-RecurrentParams register_recurrent(Module& m, const char* layer, std::size_t input_size,
-                                   std::size_t hidden_size, std::size_t num_layers,
-                                   bool bidirectional, std::size_t gates, Generator& gen);
-
 /// Checks a sequence input (rank 3, last axis input_size, non-empty, dtype of the weights)
 /// and returns it batch-first (B, T, in).
 Tensor sequence_batch_first(const char* layer, const Tensor& x, std::size_t input_size,

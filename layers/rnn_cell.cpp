@@ -3,11 +3,9 @@
 
 #include <fmt/format.h>
 
-#include <cmath>
-
 #include "framework/dispatch.hpp"
-#include "framework/init.hpp"
 #include "framework/ops.hpp"
+#include "layers/init_params.hpp"
 
 namespace tapegrad {
 
@@ -29,15 +27,8 @@ Tensor cell_state(const char* layer, const Tensor& x, const Tensor& h, std::size
 }  // namespace detail
 
 RNNCell::RNNCell(const RNNCellOptions& opts, Generator& gen) : options(opts) {
-  const std::size_t in = opts.input_size(), H = opts.hidden_size();
-  detail::require_positive("RNNCell", "input_size", in);
-  detail::require_positive("RNNCell", "hidden_size", H);
-  weight_ih = register_parameter("weight_ih", detail::zeros_for("RNNCell", {H, in}, default_dtype()));
-  weight_hh = register_parameter("weight_hh", detail::zeros_for("RNNCell", {H, H}, default_dtype()));
-  bias_ih = register_parameter("bias_ih", zeros({H}));
-  bias_hh = register_parameter("bias_hh", zeros({H}));
-  const double k = 1.0 / std::sqrt(static_cast<double>(H));
-  for (auto& p : parameters()) init::uniform_(p, -k, k, gen);
+  auto p = detail::register_cell(*this, "RNNCell", opts.input_size(), opts.hidden_size(), 1, gen);
+  weight_ih = p.weight_ih, weight_hh = p.weight_hh, bias_ih = p.bias_ih, bias_hh = p.bias_hh;
 }
 
 Tensor RNNCell::forward(const Tensor& x, const Tensor& h_in) const {
