@@ -52,6 +52,7 @@ int main(int argc, char** argv) {
 
   for (bool fused : {true, false}) {
     if ((fused && path == "composed") || (!fused && path == "fused")) continue;
+    gru.set_path(fused ? GRU::Path::Fused : GRU::Path::Composed);
     auto loss = [&](const std::vector<Tensor>& in) {
       GRU::Output o = fused ? gru_forward_ids_fused(gru, ids, B, T, V, in[6])
                             : gru.forward_ids(ids, B, T, V, in[6]);

@@ -55,14 +55,36 @@ Tensor apply_custom(const std::string& name, const std::vector<Tensor>& inputs,
     out = copy;
   }
 
+  // A saved output is held weakly: the output owns this node, which owns ctx, so a Tensor kept
+  // in ctx would keep both alive in a cycle (framework/tape.hpp). Its slot stays empty between
+  // backwards and is filled from the weak handle while the user's backward runs.
+  std::vector<std::size_t> output_slots;
+  for (std::size_t i = 0; i < ctx->saved_.size(); ++i)
+    if (ctx->saved_[i].is_same(out)) {
+      output_slots.push_back(i);
+      ctx->saved_[i] = Tensor();
+    }
+
   // ---- backward: the user's VJP, checked, through the one accumulation point -------------------
   const char* op = intern_op_name(name);
   return record(
       op, out, inputs,
-      [ctx, backward = std::move(backward), shapes, dtypes, labels](const Tensor& g, GradSink& s) {
+      [ctx, backward = std::move(backward), shapes, dtypes, labels, output_slots,
+       self = WeakTensor(out)](const Tensor& g, GradSink& s) {
         const std::size_t n = shapes.size();
         ctx->needs_.assign(n, false);
         for (std::size_t i = 0; i < n; ++i) ctx->needs_[i] = s.needs(i);
+        struct SavedOutput {  // the output in its slots for the duration of the user's backward
+          CustomContext& ctx;
+          const std::vector<std::size_t>& slots;
+          ~SavedOutput() {
+            for (std::size_t i : slots) ctx.saved_[i] = Tensor();
+          }
+        } saved_output{*ctx, output_slots};
+        if (!output_slots.empty()) {
+          const Tensor output = self.lock();  // alive: the backward pass holds it
+          for (std::size_t i : output_slots) ctx->saved_[i] = output;
+        }
         std::vector<Tensor> grads = backward(*ctx, g);
         if (grads.size() != n)
           throw AutogradError(

@@ -9,6 +9,7 @@
 #include "framework/dispatch.hpp"
 #include "framework/init.hpp"
 #include "framework/ops.hpp"
+#include "layers/fast/gru_fused.hpp"
 #include "layers/rnn_cell.hpp"
 
 namespace tapegrad {
@@ -126,11 +127,69 @@ GRU::GRU(const GRUOptions& opts, Generator& gen) : options(opts) {
   init_recurrent(parameters(), H, gen);
 }
 
-GRU::Output GRU::forward(const Tensor& x, const Tensor& h0) {
+// ---- the argument checks, shared with the fused path ----------------------------------------------
+
+namespace detail {
+
+void check_gru_input(const GRUOptions& options, const Tensor& x) {
   if (!x.defined() || x.dim() != 3 || x.size(2) != options.input_size())
     throw ShapeError(fmt::format("GRU: expected x of shape (B, T, {}) (batch first), got {}",
                                  options.input_size(),
                                  x.defined() ? shape_str(x.shape()) : "undefined"));
+  if (x.size(1) == 0) throw ShapeError("GRU: the sequence is empty (T = 0)");
+}
+
+void check_gru_ids(const GRUOptions& options, const std::vector<std::int64_t>& ids, std::size_t B,
+                   std::size_t T, std::size_t V) {
+  if (V != options.input_size())
+    throw ShapeError(fmt::format("GRU::forward_ids: vocabulary size {} differs from input_size {}",
+                                 V, options.input_size()));
+  if (ids.size() != checked_mul("GRU::forward_ids", B, T, Shape{B, T}))
+    throw ShapeError(fmt::format("GRU::forward_ids: {} ids for B = {}, T = {}", ids.size(), B, T));
+  if (T == 0) throw ShapeError("GRU: the sequence is empty (T = 0)");
+}
+
+void check_gru_h0(const GRUOptions& options, const Tensor& h0, std::size_t B) {
+  const std::size_t D = options.bidirectional() ? 2 : 1, L = options.num_layers(),
+                    H = options.hidden_size();
+  if (h0.defined() && h0.shape() != Shape{L * D, B, H})
+    throw ShapeError(fmt::format(
+        "GRU: expected h0 of shape ({}, {}, {}) (num_layers{}, B, H), got {}", L * D, B, H,
+        D == 2 ? " · 2 directions" : "", shape_str(h0.shape())));
+}
+
+}  // namespace detail
+
+const std::vector<Tensor>& GRU::Steps::at(std::size_t j) const {
+  if (fused_)
+    throw ValueError(
+        "GRU::Output::steps: this forward ran the fused kernel, which keeps no per-step states; "
+        "call gru.set_path(GRU::Path::Composed) before forward to get every h_t as a tape tensor "
+        "(register_hook, retain_grad)");
+  if (j >= states_.size())
+    throw IndexError(fmt::format("GRU::Output::steps: index {} is out of range: there are {} "
+                                 "(num_layers · directions)", j, states_.size()));
+  return states_[j];
+}
+
+bool GRU::uses_fused() const {
+  const bool applies = options.reset_after() && !options.bidirectional() && !record_gates_;
+  if (path_ == Path::Fused && !applies)
+    throw ValueError(fmt::format(
+        "GRU: Path::Fused does not apply here ({}): use Path::Auto or Path::Composed",
+        !options.reset_after() ? "the fused kernel is reset-after only"
+        : options.bidirectional() ? "the fused kernel is unidirectional"
+                                  : "gate recording needs the composed path"));
+  return path_ != Path::Composed && applies;
+}
+
+GRU::Output GRU::forward(const Tensor& x, const Tensor& h0) {
+  detail::check_gru_input(options, x);
+  detail::check_gru_h0(options, h0, x.size(0));
+  if (x.size(0) > 0 && uses_fused()) {
+    records_.clear();
+    return gru_forward_fused(*this, x, h0);
+  }
   // Layer 0's input projection for all T steps at once: one GEMM over B·T rows per direction.
   std::vector<Tensor> gi0;
   for (std::size_t d = 0; d < (options.bidirectional() ? 2u : 1u); ++d)
@@ -140,11 +199,12 @@ GRU::Output GRU::forward(const Tensor& x, const Tensor& h0) {
 
 GRU::Output GRU::forward_ids(const std::vector<std::int64_t>& ids, std::size_t B, std::size_t T,
                              std::size_t V, const Tensor& h0) {
-  if (V != options.input_size())
-    throw ShapeError(fmt::format("GRU::forward_ids: vocabulary size {} differs from input_size {}",
-                                 V, options.input_size()));
-  if (ids.size() != detail::checked_mul("GRU::forward_ids", B, T, Shape{B, T}))
-    throw ShapeError(fmt::format("GRU::forward_ids: {} ids for B = {}, T = {}", ids.size(), B, T));
+  detail::check_gru_ids(options, ids, B, T, V);
+  detail::check_gru_h0(options, h0, B);
+  if (B > 0 && uses_fused()) {
+    records_.clear();
+    return gru_forward_ids_fused(*this, ids, B, T, V, h0);
+  }
   // one_hot(ids) W_ihᵀ picks rows of W_ihᵀ: transpose the (3H, V) weight once, then gather rows.
   const auto G = static_cast<std::ptrdiff_t>(3 * options.hidden_size());
   std::vector<Tensor> gi0;
@@ -159,11 +219,6 @@ GRU::Output GRU::forward_ids(const std::vector<std::int64_t>& ids, std::size_t B
 GRU::Output GRU::run(const std::vector<Tensor>& gi0, const Tensor& h0) {
   const std::size_t L = options.num_layers(), D = gi0.size(), B = gi0[0].size(0),
                     T = gi0[0].size(1), H = options.hidden_size();
-  if (h0.defined() && h0.shape() != Shape{L * D, B, H})
-    throw ShapeError(fmt::format(
-        "GRU: expected h0 of shape ({}, {}, {}) (num_layers{}, B, H), got {}", L * D, B, H,
-        D == 2 ? " · 2 directions" : "", shape_str(h0.shape())));
-  if (T == 0) throw ShapeError("GRU: the sequence is empty (T = 0)");
   records_.assign(record_gates_ ? L * D : 0, {});
 
   Output out;

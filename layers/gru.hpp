@@ -12,7 +12,13 @@
 //   auto out = gru.forward(x, h0);        // x (B, T, 27), h0 (2, B, 64) or undefined
 //   out.output;                           // (B, T, 64): the last layer's h_1..h_T
 //   out.h_n;                              // (2, B, 64): every layer's h_T
-//   out.steps[1][t].register_hook(...);   // h_{t+1} of layer 1, a tape tensor
+//   out.steps[1][t].register_hook(...);   // h_{t+1} of layer 1, a tape tensor (composed path:
+//                                         // gru.set_path(GRU::Path::Composed) before forward)
+//
+// Fast by default: forward runs the fused kernel (layers/fast/gru_fused.hpp) unless something
+// needs the per-step graph; set_path forces either implementation (see GRU::Path). A double
+// (create_graph) backward through the fused kernel recomputes the layer with framework ops, so
+// gradgradcheck and Hessian-vector products work on either path.
 //
 // bidirectional(true) adds a reverse direction to every layer: the same recurrence, with its own
 // parameters (PyTorch's names with the suffix _reverse: weight_ih_l0_reverse, ...), run over the
@@ -80,12 +86,55 @@ struct GRUOptions {
 
 class GRU : public Module {
  public:
+  /// Which implementation forward runs. Both compute the same function with the same gradients
+  /// (tests/test_gru_fused.cpp proves it, float64 to ~1e-12).
+  enum class Path {
+    /// The default: the fused kernel (layers/fast/gru_fused.hpp, one tape node per layer, 2–20×
+    /// faster) whenever nothing needs the per-step graph, i.e. gate recording is off, reset_after
+    /// is true and the GRU is unidirectional; the composed path otherwise.
+    Auto,
+    /// Every step built from sigmoid, tanh, matmul, mul and add on the tape: Output::steps holds
+    /// each h_t as a tape tensor (register_hook, retain_grad), and the tape listing shows the gates.
+    Composed,
+    /// Always the fused kernel (ValueError where it does not apply: reset_after = false,
+    /// bidirectional).
+    Fused,
+  };
+
+  /// Output::steps: the per-step states of a composed forward. After a fused forward it is empty,
+  /// and indexing it raises ValueError saying how to get the states (set_path(Path::Composed)).
+  class Steps {
+   public:
+    /// [layer · D + direction]: that layer and direction's T states.
+    const std::vector<Tensor>& operator[](std::size_t j) const { return at(j); }
+    std::vector<Tensor>& operator[](std::size_t j) { return at(j); }
+    const std::vector<Tensor>& at(std::size_t j) const;
+    std::vector<Tensor>& at(std::size_t j) {
+      return const_cast<std::vector<Tensor>&>(static_cast<const Steps&>(*this).at(j));
+    }
+    std::size_t size() const { return states_.size(); }
+    bool empty() const { return states_.empty(); }
+    auto begin() const { return states_.begin(); }
+    auto end() const { return states_.end(); }
+    auto begin() { return states_.begin(); }
+    auto end() { return states_.end(); }
+    void push_back(std::vector<Tensor> layer_states) { states_.push_back(std::move(layer_states)); }
+    /// Marks the states as not kept (a fused forward).
+    void set_fused() { fused_ = true; }
+
+   private:
+    std::vector<std::vector<Tensor>> states_;
+    bool fused_ = false;
+  };
+
   struct Output {
     Tensor output;                           // (B, T, D·H): the last layer's h_1..h_T
     Tensor h_n;                              // (num_layers · D, B, H): each layer's h_T
     /// [layer · D + direction][t]: the state at time position t (B, H), tape tensors. Forward:
     /// h_{t+1}, after reading x_1..x_{t+1}; reverse: after reading x_T..x_{t+1}. D = 1 or 2.
-    std::vector<std::vector<Tensor>> steps;
+    /// Composed path only (see Path).
+    Steps steps;
+    bool fused = false;  // whether this forward ran the fused kernel
   };
   /// Plain values (detached copies, off the tape) of one step, for inspection.
   struct GateRecord {
@@ -107,8 +156,13 @@ class GRU : public Module {
                      std::size_t V, const Tensor& h0 = Tensor());
 
   /// When on, each forward stores r, z, n, h_prev, h of every layer and step (gate_records()).
-  /// Off by default; off costs nothing.
+  /// Off by default; off costs nothing. Recording runs the composed path (Path::Auto).
   void set_record_gates(bool on) { record_gates_ = on; }
+  /// Chooses the implementation (Path::Auto by default).
+  void set_path(Path path) { path_ = path; }
+  Path path() const { return path_; }
+  /// Whether forward would run the fused kernel now (Path and options as they are).
+  bool uses_fused() const;
   /// [layer · D + direction][t] records of the last forward (empty unless recording was on),
   /// indexed by time position like Output::steps.
   const std::vector<std::vector<GateRecord>>& gate_records() const { return records_; }
@@ -126,7 +180,20 @@ class GRU : public Module {
   /// (B, T, 3H).
   Output run(const std::vector<Tensor>& gi0, const Tensor& h0);
   bool record_gates_ = false;
+  Path path_ = Path::Auto;
   std::vector<std::vector<GateRecord>> records_;
 };
+
+namespace detail {
+// The argument checks of GRU::forward / forward_ids, shared with the fused path
+// (layers/fast/gru_fused.cpp) so that both raise the same errors.
+/// x must be (B, T, input_size) with T > 0.
+void check_gru_input(const GRUOptions& options, const Tensor& x);
+/// ids.size() == B·T, T > 0, V == input_size (each id is checked by the op that reads it).
+void check_gru_ids(const GRUOptions& options, const std::vector<std::int64_t>& ids, std::size_t B,
+                   std::size_t T, std::size_t V);
+/// h0 undefined or (num_layers · D, B, H).
+void check_gru_h0(const GRUOptions& options, const Tensor& h0, std::size_t B);
+}  // namespace detail
 
 }  // namespace tapegrad

@@ -178,6 +178,7 @@ TEST(DoubleBackward, WholeGRUCellLoss) {
 TEST(DoubleBackward, GRUOverASequence) {
   Generator gen(17);
   GRU gru(GRUOptions(3, 4), gen);
+  gru.set_path(GRU::Path::Composed);  // the primitives' double backward (tests/test_gru_fused.cpp: the fused node's)
   Linear head(4, 5, gen);
   gru.to(DType::Float64);
   head.to(DType::Float64);

@@ -118,6 +118,37 @@ TEST(GraphLifetime, OpsThatSaveTheirOutputMakeNoCycle) {
   EXPECT_EQ(tape().size(), 0u);
 }
 
+TEST(GraphLifetime, CustomOpSavingItsOwnOutputMakesNoCycle) {
+  // exp as a custom op whose backward reads the saved output: dL/dx = g ⊙ y.
+  auto custom_exp = [](const Tensor& x) {
+    return apply_custom(
+        "my_exp", {x},
+        [](CustomContext& ctx, const std::vector<Tensor>& in) {
+          Tensor y = exp(in[0]);
+          ctx.save_for_backward({in[0], y});
+          return y;
+        },
+        [](CustomContext& ctx, const Tensor& g) -> std::vector<Tensor> {
+          return {g * ctx.saved_tensors()[1]};
+        });
+  };
+  Tensor a = from_vector({0.1, -0.5, 0.9}, {3}, DType::Float64).requires_grad_();
+  WeakTensor weak;
+  {
+    Tensor y = custom_exp(a);
+    weak = WeakTensor(y);
+  }
+  EXPECT_TRUE(weak.expired()) << "a custom op's saved output keeps it alive (a cycle)";
+  EXPECT_EQ(tape().size(), 0u);
+  // Its backward still sees the output, twice with retain_graph, and double backward works.
+  Tensor y = custom_exp(a);
+  sum(y).backward(Tensor(), /*retain_graph=*/true);
+  sum(y).backward();
+  EXPECT_LT(xt::amax(xt::abs(a.grad().to_f64() - 2.0 * xt::exp(a.to_f64())))(), 1e-15);
+  auto r = gradgradcheck([&](const std::vector<Tensor>& in) { return custom_exp(in[0]); }, {a});
+  EXPECT_TRUE(r.passed) << r.report();
+}
+
 TEST(GraphLifetime, SavedOutputsStillWorkInBackwardAndDoubleBackward) {
   // The output is held weakly by its VJP but kept alive by the pass: values are unchanged.
   Tensor x = scalar(0.7, DType::Float64).requires_grad_();

@@ -37,14 +37,20 @@ struct Result {
   std::vector<xt::xarray<double>> grads;  // parameters in order, then x (dense), then h0
 };
 
-Result run(GRU& gru, const Case& c, bool fused, const std::vector<std::int64_t>& ids, const Tensor& x,
+/// How run() calls the GRU: the fused functions directly, or GRU::forward with a path.
+enum class Via { FusedFunction, Composed, Auto };
+
+Result run(GRU& gru, const Case& c, Via via, const std::vector<std::int64_t>& ids, const Tensor& x,
            const Tensor& h0, const Tensor& w_out, const Tensor& w_hn) {
   gru.zero_grad();
   if (x.defined()) const_cast<Tensor&>(x).zero_grad();
   if (h0.defined()) const_cast<Tensor&>(h0).zero_grad();
+  const bool fused = via == Via::FusedFunction;
+  gru.set_path(via == Via::Composed ? GRU::Path::Composed : GRU::Path::Auto);
   GRU::Output o = c.ids ? (fused ? gru_forward_ids_fused(gru, ids, c.B, c.T, c.V, h0)
                                  : gru.forward_ids(ids, c.B, c.T, c.V, h0))
                         : (fused ? gru_forward_fused(gru, x, h0) : gru.forward(x, h0));
+  EXPECT_EQ(o.fused, via != Via::Composed);  // Auto picks the fused kernel here
   Tensor loss = sum(o.output * w_out) + sum(o.h_n * w_hn);
   loss.backward();
   Result r{o.output.to_f64(), o.h_n.to_f64(), {}};
@@ -81,8 +87,13 @@ void check_case(const Case& c) {
   Tensor w_out = randn({c.B, c.T, c.H}, gen, c.dtype);
   Tensor w_hn = randn({c.layers, c.B, c.H}, gen, c.dtype);
 
-  Result composed = run(gru, c, false, ids, x, h0, w_out, w_hn);
-  Result fused = run(gru, c, true, ids, x, h0, w_out, w_hn);
+  Result composed = run(gru, c, Via::Composed, ids, x, h0, w_out, w_hn);
+  Result fused = run(gru, c, Via::FusedFunction, ids, x, h0, w_out, w_hn);
+  Result automatic = run(gru, c, Via::Auto, ids, x, h0, w_out, w_hn);
+  // GRU::forward on its default path is the fused kernel itself: bit for bit.
+  EXPECT_EQ(automatic.output, fused.output);
+  ASSERT_EQ(automatic.grads.size(), fused.grads.size());
+  for (std::size_t i = 0; i < fused.grads.size(); ++i) EXPECT_EQ(automatic.grads[i], fused.grads[i]);
   const double tol = c.dtype == DType::Float64 ? 1e-12 : 1e-5;
   expect_close(fused.output, composed.output, tol, "output");
   expect_close(fused.h_n, composed.h_n, tol, "h_n");
@@ -126,6 +137,7 @@ TEST(GRUFused, NoGradForwardGivesTheSameValues) {
   GRU gru(GRUOptions(6, 8).num_layers(2), gen);
   gru.to(DType::Float64);
   Tensor x = randn({2, 7, 6}, gen, DType::Float64);
+  gru.set_path(GRU::Path::Composed);
   GRU::Output a = gru.forward(x);
   NoGradGuard no_grad;
   GRU::Output b = gru_forward_fused(gru, x);
@@ -162,15 +174,113 @@ TEST(GRUFused, RetainGraphBackwardTwiceAccumulates) {
   expect_close(gru.weight_hh[0].grad().to_f64(), 2.0 * once, 1e-12, "twice");
 }
 
-TEST(GRUFused, DoubleBackwardAndResetBeforeAreRefused) {
+TEST(GRUFused, DoubleBackwardRecomputesWithOpsAndEqualsComposed) {
+  // A create_graph backward through the fused node runs the BPTT written with tapegrad ops:
+  // first and second derivatives equal the composed GRU's, for dense x with an (L, B, H) h0
+  // (2 layers: layer 1 reads layer 0's fused output) and for one-hot ids.
+  for (bool ids_input : {false, true}) {
+    SCOPED_TRACE(ids_input ? "ids" : "dense");
+    Generator gen(11);
+    GRU gru(GRUOptions(3, 4).num_layers(2), gen);
+    gru.to(DType::Float64);
+    Tensor x = randn({2, 3, 3}, gen, DType::Float64).requires_grad_();
+    Tensor h0 = randn({2, 2, 4}, gen, DType::Float64).requires_grad_();
+    const std::vector<std::int64_t> ids{0, 2, 1, 1, 0, 2};
+    Tensor w = randn({2, 3, 4}, gen, DType::Float64);
+    // g = ∂L/∂θ (create_graph), then ∂(Σ g ⊙ v)/∂θ: a Hessian-vector product.
+    auto second_order = [&](GRU::Path path) {
+      gru.set_path(path);
+      GRU::Output o = ids_input ? gru.forward_ids(ids, 2, 3, 3, h0) : gru.forward(x, h0);
+      EXPECT_EQ(o.fused, path == GRU::Path::Auto);
+      Tensor loss = sum(tanh(o.output) * w) + sum(o.h_n * o.h_n);
+      std::vector<Tensor> wrt = gru.parameters();
+      wrt.push_back(h0);
+      if (!ids_input) wrt.push_back(x);
+      std::vector<Tensor> g = grad(loss, wrt, Tensor(), true, true);
+      Tensor gv;
+      Generator vgen(5);
+      for (const Tensor& gi : g) {
+        Tensor term = sum(gi * randn(gi.shape(), vgen, DType::Float64));
+        gv = gv.defined() ? gv + term : term;
+      }
+      std::vector<Tensor> hv = grad(gv, wrt);
+      std::vector<xt::xarray<double>> all;
+      for (const Tensor& t : g) all.push_back(t.to_f64());
+      for (const Tensor& t : hv) all.push_back(t.to_f64());
+      return all;
+    };
+    auto composed = second_order(GRU::Path::Composed);
+    auto fused = second_order(GRU::Path::Auto);
+    ASSERT_EQ(fused.size(), composed.size());
+    for (std::size_t i = 0; i < fused.size(); ++i)
+      expect_close(fused[i], composed[i], 1e-12, fmt::format("{} derivative #{}",
+                                                             i < fused.size() / 2 ? "first" : "second", i));
+  }
+}
+
+TEST(GRUFused, GradgradcheckThroughTheFusedNode) {
+  Generator gen(13);
+  const DType f64 = DType::Float64;
+  Tensor x = randn({2, 3, 2}, gen, f64).requires_grad_();
+  Tensor w_ih = mul(randn({9, 2}, gen, f64), 0.5).detach().requires_grad_();
+  Tensor w_hh = mul(randn({9, 3}, gen, f64), 0.5).detach().requires_grad_();
+  Tensor b_ih = randn({9}, gen, f64).requires_grad_();
+  Tensor b_hh = randn({9}, gen, f64).requires_grad_();
+  Tensor h0 = randn({2, 3}, gen, f64).requires_grad_();
+  auto r = gradgradcheck(
+      [](const std::vector<Tensor>& in) { return gru_layer_fused(in[0], in[1], in[2], in[3], in[4], in[5]); },
+      {x, w_ih, w_hh, b_ih, b_hh, h0});
+  EXPECT_TRUE(r.passed) << r.report();
+}
+
+TEST(GRUFused, AutoPathChoosesAndStepsExplainThemselves) {
+  Generator gen(17);
+  GRU gru(GRUOptions(3, 4), gen);
+  Tensor x = randn({2, 5, 3}, gen);
+  GRU::Output a = gru.forward(x);  // the default: fused
+  EXPECT_TRUE(a.fused);
+  EXPECT_TRUE(a.steps.empty());
+  try {
+    (void)a.steps[0];
+    ADD_FAILURE() << "indexing the steps of a fused forward must raise";
+  } catch (const ValueError& e) {
+    EXPECT_NE(std::string(e.what()).find("set_path(GRU::Path::Composed)"), std::string::npos) << e.what();
+  }
+  gru.set_record_gates(true);  // recording needs the per-step graph: composed
+  GRU::Output b = gru.forward(x);
+  EXPECT_FALSE(b.fused);
+  EXPECT_EQ(b.steps[0].size(), 5u);
+  EXPECT_EQ(gru.gate_records().at(0).size(), 5u);
+  EXPECT_THROW((void)b.steps[1], IndexError);
+  gru.set_record_gates(false);
+  gru.set_path(GRU::Path::Composed);
+  EXPECT_FALSE(gru.forward(x).fused);
+  gru.set_path(GRU::Path::Fused);
+  EXPECT_TRUE(gru.forward(x).fused);
+  // Where the fused kernel does not apply, Auto falls back and Fused says why.
+  GRU before(GRUOptions(3, 4).reset_after(false), gen);
+  EXPECT_FALSE(before.forward(x).fused);
+  GRU both(GRUOptions(3, 4).bidirectional(true), gen);
+  EXPECT_FALSE(both.forward(x).fused);
+  both.set_path(GRU::Path::Fused);
+  EXPECT_THROW(both.forward(x), ValueError);
+  before.set_path(GRU::Path::Fused);
+  EXPECT_THROW(before.forward(x), ValueError);
+  // The same argument checks (and messages) on both paths.
+  for (GRU::Path path : {GRU::Path::Composed, GRU::Path::Auto}) {
+    gru.set_path(path);
+    EXPECT_THROW(gru.forward(randn({1, 2, 4}, gen)), ShapeError);
+    EXPECT_THROW(gru.forward(x, zeros({1, 3, 4})), ShapeError);
+    EXPECT_THROW(gru.forward_ids({0, 5}, 1, 2, 3), IndexError);
+    EXPECT_THROW(gru.forward_ids({0, 1, 2}, 1, 2, 3), ShapeError);
+  }
+}
+
+TEST(GRUFused, ResetBeforeAndBadInputAreRefused) {
   Generator gen(11);
   GRU gru(GRUOptions(3, 4), gen);
   gru.to(DType::Float64);
   Tensor x = randn({1, 2, 3}, gen, DType::Float64);
-  Tensor loss = sum(gru_forward_fused(gru, x).output);
-  EXPECT_THROW(grad(loss, {gru.weight_hh[0]}, Tensor(), true, true), AutogradError);
-  tape().clear();
-
   GRU before(GRUOptions(3, 4).reset_after(false), gen);
   EXPECT_THROW(gru_forward_fused(before, x), ValueError);
   EXPECT_THROW(gru_forward_ids_fused(gru, {0, 5}, 1, 2, 3), IndexError);

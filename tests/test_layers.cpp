@@ -113,6 +113,20 @@ TEST(LayersParity, GRUTwoLayersWithInitialState) {
     GRU gru(GRUOptions(5, 4).num_layers(2));
     f.load_into(gru);
     Tensor x = f.get("x", true), h0 = f.get("h0", true);  // (3, 7, 5), (2, 3, 4)
+    {  // the default path (the fused kernel) against the same fixture: values and gradients
+      GRU::Output fast = gru(x, h0);
+      EXPECT_TRUE(fast.fused);
+      expect_close(fast.output, f.get("output"), p.tol, "output (fused)");
+      expect_close(fast.h_n, f.get("h_n"), p.tol, "h_n (fused)");
+      seeded_loss({{fast.output, f.get("seed_output")}, {fast.h_n, f.get("seed_h_n")}}).backward();
+      expect_close(x.grad(), f.get("grad_x"), p.tol, "grad_x (fused)");
+      expect_close(h0.grad(), f.get("grad_h0"), p.tol, "grad_h0 (fused)");
+      expect_param_grads(gru, f);
+      gru.zero_grad();
+      x.zero_grad();
+      h0.zero_grad();
+    }
+    gru.set_path(GRU::Path::Composed);  // every h_t as a tape tensor (out.steps)
     GRU::Output out = gru(x, h0);
     expect_close(out.output, f.get("output"), p.tol, "output");
     expect_close(out.h_n, f.get("h_n"), p.tol, "h_n");

@@ -50,6 +50,7 @@ TEST(LayersGradcheck, GRUUnrolledOverEightSteps) {
     SCOPED_TRACE(reset_after ? "reset after" : "reset before");
     Generator gen(4);
     GRU gru(GRUOptions(3, 4).num_layers(2).reset_after(reset_after), gen);
+    gru.set_path(GRU::Path::Composed);  // unrolled: every step on the tape (the fused node has its own gradcheck)
     gru.to(f64);
     Tensor x = input({2, 8, 3}, 5), h0 = input({2, 2, 4}, 6);  // B = 2, T = 8
     expect_gradcheck(gru, {x, h0}, {"x", "h0"}, [&] {
@@ -122,6 +123,7 @@ TEST(LayersGradcheck, GRUCellBiasGradientIdentities) {
 TEST(LayersGradcheck, GRUSequenceBiasGradientIdentity) {
   Generator gen(21);
   GRU gru(GRUOptions(3, 4), gen);
+  gru.set_path(GRU::Path::Composed);  // b_hh's gradient accumulated step by step on the tape
   gru.to(f64);
   Tensor x = input({2, 8, 3}, 22);
   Generator sg(23);
@@ -140,6 +142,7 @@ TEST(LayersGradcheck, OneHotIdsPathEqualsMatmulPath) {
     const std::size_t B = 3, T = 6, V = 7;
     Generator gen(24);
     GRU gru(GRUOptions(V, 4).num_layers(2).reset_after(reset_after), gen);
+    gru.set_path(GRU::Path::Composed);
     gru.to(f64);
     std::vector<std::int64_t> ids;
     for (std::size_t i = 0; i < B * T; ++i)
@@ -179,6 +182,7 @@ TEST(LayersGradcheck, ForwardIdsChecksItsArguments) {
 TEST(LayersGradcheck, HooksOnStepsAndGateRecording) {
   Generator gen(27);
   GRU gru(GRUOptions(3, 4).num_layers(2), gen);
+  gru.set_path(GRU::Path::Composed);  // hooks on h_t need the per-step graph
   gru.to(f64);
   Tensor x = input({2, 5, 3}, 28);
 

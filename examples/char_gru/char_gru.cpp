@@ -234,7 +234,7 @@ TrainResult train(const TrainArgs& args, const Corpus& corpus) {
     model = std::make_shared<CharGRU>(c, gen);
     model->to(a.dtype == "float64" ? DType::Float64 : DType::Float32);
   }
-  model->fused = !a.composed;
+  if (a.composed) model->gru->set_path(GRU::Path::Composed);  // else the fused kernel (Path::Auto)
   const DType dtype = a.dtype == "float64" ? DType::Float64 : DType::Float32;
   Adam opt(model->parameters(), AdamOptions().lr(a.lr));
   Streams streams(corpus.train_ids, a.batch, a.seq_len);

@@ -15,7 +15,6 @@
 #include <fmt/format.h>
 
 #include "cli/cli.hpp"
-#include "layers/fast/gru_fused.hpp"
 
 namespace char_model {
 
@@ -220,16 +219,10 @@ CharGRU::CharGRU(const Config& c, Generator& gen) : config(c) {
 
 CharGRU::Output CharGRU::forward(const std::vector<std::int64_t>& ids, std::size_t B, std::size_t T,
                                  const Tensor& h0) {
-  // One-hot inputs never materialise: layer 0 gathers columns of weight_ih_l0.
-  GRU::Output g;
-  const bool fused = this->fused && !config.reset_before;  // the fused kernel is reset-after only
-  if (embed) {
-    Tensor x = embed->forward(ids, Shape{B, T});
-    g = fused ? gru_forward_fused(*gru, x, h0) : gru->forward(x, h0);
-  } else {
-    g = fused ? gru_forward_ids_fused(*gru, ids, B, T, config.vocab_size, h0)
-              : gru->forward_ids(ids, B, T, config.vocab_size, h0);
-  }
+  // One-hot inputs never materialise: layer 0 gathers columns of weight_ih_l0. The GRU runs its
+  // fused kernel unless its path was set to Composed (char_gru train --composed).
+  GRU::Output g = embed ? gru->forward(embed->forward(ids, Shape{B, T}), h0)
+                        : gru->forward_ids(ids, B, T, config.vocab_size, h0);
   // The head reads the (B, T, H) output in place (one GEMM over its B·T rows); only the
   // (B, T, V) logits are reshaped.
   Tensor logits = head->forward(g.output);                                 // (B, T, V)
@@ -447,12 +440,9 @@ std::vector<GRU::GateRecord> gate_trace(CharGRU& model, const std::vector<std::i
   if (layer >= model.config.layers)
     throw ValueError(fmt::format("layer {} does not exist: the model has {} layer(s)", layer, model.config.layers));
   NoGradGuard no_grad;
-  const bool fused = model.fused;
-  model.fused = false;  // the gates are recorded by the composed GRU only
-  model.gru->set_record_gates(true);
+  model.gru->set_record_gates(true);  // recording runs the composed GRU
   model.forward(ids, 1, ids.size());
   model.gru->set_record_gates(false);
-  model.fused = fused;
   return model.gru->gate_records().at(layer);
 }
 

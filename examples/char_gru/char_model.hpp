@@ -91,10 +91,6 @@ class CharGRU : public tapegrad::Module {
                  const Tensor& h0 = Tensor());
 
   Config config;
-  /// Run the GRU through its fused fast path (layers/fast/gru_fused.hpp): the same values and
-  /// gradients, one tape node per layer. Off by default; char_gru train turns it on (--composed
-  /// turns it off). gate_trace always uses the composed GRU (it needs the per-step gates).
-  bool fused = false;
   std::shared_ptr<tapegrad::Embedding> embed;  // null for one-hot inputs
   std::shared_ptr<tapegrad::GRU> gru;
   std::shared_ptr<tapegrad::Linear> head;

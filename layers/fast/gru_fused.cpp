@@ -268,6 +268,62 @@ void over_batch(std::size_t B, bool split, F&& f) {
   second.join();
 }
 
+/// The layer's backward written with framework ops, for a create_graph (double) backward: the
+/// gates are recomputed from the saved inputs and the states h_t (the node's own output), and
+/// BPTT runs step by step on the tape, so every gradient it returns is itself differentiable
+/// (gradgradcheck, Hessian-vector products). The same equations as the BLAS backward below;
+/// tests/test_gru_fused.cpp checks both against the composed GRU. Slow, and only used there.
+struct DifferentiableBackward {
+  std::shared_ptr<const std::vector<std::int64_t>> ids;  // or dense x
+  Tensor x, w_ih, w_hh, b_ih, b_hh;
+  Tensor h0;  // (B, H), or (L, B, H) of which this layer reads slice `layer`, or undefined
+  std::size_t layer, B, Tn, H;
+
+  /// dL/d(x or ·), w_ih, w_hh, b_ih, b_hh, h0 for dL/d(out) = gout, out = the layer's output.
+  std::vector<Tensor> operator()(const Tensor& out, const Tensor& gout) const {
+    const auto sB = std::ptrdiff_t(B), sT = std::ptrdiff_t(Tn), sH = std::ptrdiff_t(H);
+    const std::ptrdiff_t rows = sB * sT;
+    // gi = x W_ihᵀ + b_ih for every step (B, T, 3H); for ids, rows of W_ihᵀ.
+    Tensor gi = ids ? reshape(index_select(transpose(w_ih), 0, *ids), {sB, sT, 3 * sH}) + b_ih
+                    : matmul(x, w_ih, false, true) + b_ih;
+    Tensor h_first = !h0.defined()  ? zeros({B, H}, w_ih.dtype())
+                     : h0.dim() == 3 ? select(h0, 0, std::ptrdiff_t(layer))
+                                     : h0;
+    std::vector<Tensor> d_gi(Tn), d_gh(Tn);  // per step (B, 3H)
+    Tensor dh_next;                          // dL/dh_t through h_{t+1}
+    for (std::size_t t = Tn; t-- > 0;) {
+      Tensor h_prev = t == 0 ? h_first : select(out, 1, std::ptrdiff_t(t) - 1);
+      std::vector<Tensor> xi = chunk(select(gi, 1, std::ptrdiff_t(t)), 3, -1);
+      std::vector<Tensor> hh = chunk(matmul(h_prev, w_hh, false, true) + b_hh, 3, -1);
+      Tensor r = sigmoid(xi[0] + hh[0]), z = sigmoid(xi[1] + hh[1]);
+      Tensor n = tanh(xi[2] + r * hh[2]);
+      Tensor dh = dh_next.defined() ? select(gout, 1, std::ptrdiff_t(t)) + dh_next
+                                    : select(gout, 1, std::ptrdiff_t(t));
+      Tensor dn = dh * (1.0 - z), dz = dh * (h_prev - n);
+      Tensor da_n = dn * (1.0 - n * n);
+      Tensor da_r = da_n * hh[2] * r * (1.0 - r), da_z = dz * z * (1.0 - z);
+      d_gi[t] = concat({da_r, da_z, da_n}, -1);
+      d_gh[t] = concat({da_r, da_z, da_n * r}, -1);
+      dh_next = dh * z + matmul(d_gh[t], w_hh);  // dL/dh_{t−1}
+    }
+    Tensor dgi = reshape(stack(d_gi, 1), {rows, 3 * sH});  // (B·T, 3H)
+    Tensor dgh = reshape(stack(d_gh, 1), {rows, 3 * sH});
+    std::vector<Tensor> h_prevs{unsqueeze(h_first, 1)};
+    if (Tn > 1) h_prevs.push_back(narrow(out, 1, 0, Tn - 1));
+    Tensor h_prev_all = reshape(concat(h_prevs, 1), {rows, sH});  // h_{t−1} of every row
+    Tensor dx_or_ids, dw_ih;
+    if (ids) {
+      dw_ih = transpose(index_add(Shape{w_ih.size(1), 3 * H}, 0, *ids, dgi));
+    } else {
+      Tensor x_rows = reshape(x, {rows, std::ptrdiff_t(w_ih.size(1))});
+      dw_ih = matmul(dgi, x_rows, true, false);
+      dx_or_ids = reshape(matmul(dgi, w_ih), {sB, sT, std::ptrdiff_t(w_ih.size(1))});
+    }
+    return {dx_or_ids, dw_ih, matmul(dgh, h_prev_all, true, false), sum(dgi, Axes{0}),
+            sum(dgh, Axes{0}), dh_next};
+  }
+};
+
 template <class T>
 Tensor layer_forward(const LayerInput& input, std::size_t B, std::size_t Tn, const Tensor& w_ih,
                      const Tensor& w_hh, const Tensor& b_ih, const Tensor& b_hh,
@@ -335,13 +391,22 @@ Tensor layer_forward(const LayerInput& input, std::size_t B, std::size_t Tn, con
 
   // The backward reads the output (the states h_t) through a weak handle: the output owns this
   // node, so a Tensor captured here would keep both alive in a cycle (framework/tape.hpp).
+  const bool h0_slice = has_h0 && h0.dim() == 3;
+  DifferentiableBackward differentiable{ids, x, w_ih, w_hh, b_ih, b_hh, h0, init.layer, B, Tn, H};
   return record("gru_fused", result, inputs,
                 [saved, ids, x, w_ih, w_hh, iw, dense, has_h0, result_ref = WeakTensor(result),
-                 h0_slice = has_h0 && h0.dim() == 3, layer = init.layer](const Tensor& gout, GradSink& sink) {
-    if (sink.create_graph())
-      throw AutogradError(
-          "gru_fused: the fused GRU's backward is hand-written (once-differentiable); use the "
-          "composed GRU for a create_graph (double) backward");
+                 h0_slice, layer = init.layer, differentiable](const Tensor& gout, GradSink& sink) {
+    if (sink.create_graph()) {  // a double backward: the same BPTT, written with tapegrad ops
+      const std::vector<Tensor> g = differentiable(result_ref.lock(), gout);
+      if (dense && sink.needs(0)) sink.add(0, g[0]);
+      for (std::size_t i = 0; i < 4; ++i)
+        if (sink.needs(iw + i)) sink.add(iw + i, g[1 + i]);
+      if (has_h0 && sink.needs(iw + 4)) {
+        if (h0_slice) sink.add_narrow(iw + 4, 0, layer, unsqueeze(g[5], 0));
+        else sink.add(iw + 4, g[5]);
+      }
+      return;
+    }
     const std::size_t B = saved->B, Tn = saved->Tn, H = saved->H, H3 = 3 * H, H4 = 4 * H;
     const std::size_t in = w_ih.size(1), rows = B * Tn;
     const T* Wih = w_ih.data<T>().data();
@@ -492,14 +557,16 @@ GRU::Output run_layers(const GRU& gru, std::size_t B, std::size_t Tn, DType dtyp
   if (!gru.options.reset_after())
     throw ValueError("gru_fused: only the reset-after GRU (PyTorch's, reset_after = true) is fused; "
                      "use the composed GRU for reset_after = false");
-  if (Tn == 0) throw ShapeError("GRU: the sequence is empty (T = 0)");
-  if (h0.defined() && h0.shape() != Shape{L, B, H})
-    throw ShapeError(fmt::format("GRU: expected h0 of shape ({}, {}, {}) (num_layers, B, H), got {}",
-                                 L, B, H, shape_str(h0.shape())));
+  if (gru.options.bidirectional())
+    throw ValueError("gru_fused: the fused kernel is unidirectional; use the composed GRU for "
+                     "bidirectional = true");
+  detail::check_gru_h0(gru.options, h0, B);
   if (gru.weight_ih[0].dtype() != dtype)
     throw DTypeError(fmt::format("GRU: input is {} but the weights are {}", dtype_name(dtype),
                                  dtype_name(gru.weight_ih[0].dtype())));
   GRU::Output out;
+  out.fused = true;
+  out.steps.set_fused();  // per-step tensors: composed path only
   std::vector<Tensor> last;  // h_T of each layer (B, H)
   for (std::size_t k = 0; k < L; ++k) {
     const InitialState init{h0, k};  // layer k reads h0[k] in place
@@ -514,7 +581,7 @@ GRU::Output run_layers(const GRU& gru, std::size_t B, std::size_t Tn, DType dtyp
     // h_T = out[:, T−1] as (1, B, H): (B, 1, H) and (1, B, H) share their element order.
     last.push_back(reshape(narrow(out.output, 1, Tn - 1, 1), Shape{1, B, H}));
   }
-  out.h_n = L == 1 ? last[0] : concat(last, 0);  // (L, B, H); per-step tensors: composed path only
+  out.h_n = L == 1 ? last[0] : concat(last, 0);  // (L, B, H)
   return out;
 }
 
@@ -569,9 +636,7 @@ Tensor gru_layer_fused_ids(const std::vector<std::int64_t>& ids, std::size_t B, 
 }
 
 GRU::Output gru_forward_fused(const GRU& gru, const Tensor& x, const Tensor& h0) {
-  if (!x.defined() || x.dim() != 3 || x.size(2) != gru.options.input_size())
-    throw ShapeError(fmt::format("GRU: expected x of shape (B, T, {}) (batch first), got {}",
-                                 gru.options.input_size(), x.defined() ? shape_str(x.shape()) : "undefined"));
+  detail::check_gru_input(gru.options, x);
   return run_layers(gru, x.size(0), x.size(1), x.dtype(), h0, [&](const InitialState& init) {
     LayerInput in;
     in.x = &x;
@@ -582,11 +647,7 @@ GRU::Output gru_forward_fused(const GRU& gru, const Tensor& x, const Tensor& h0)
 
 GRU::Output gru_forward_ids_fused(const GRU& gru, const std::vector<std::int64_t>& ids, std::size_t B,
                                   std::size_t Tn, std::size_t V, const Tensor& h0) {
-  if (V != gru.options.input_size())
-    throw ShapeError(fmt::format("GRU::forward_ids: vocabulary size {} differs from input_size {}", V,
-                                 gru.options.input_size()));
-  if (ids.size() != B * Tn)
-    throw ShapeError(fmt::format("GRU::forward_ids: {} ids for B = {}, T = {}", ids.size(), B, Tn));
+  detail::check_gru_ids(gru.options, ids, B, Tn, V);
   return run_layers(gru, B, Tn, gru.weight_ih[0].dtype(), h0, [&](const InitialState& init) {
     LayerInput in;
     in.ids = std::make_shared<const std::vector<std::int64_t>>(ids);

@@ -1,7 +1,7 @@
 // tapegrad — the fused GRU fast path: one tape node per layer per sequence, with a hand-written
 // forward (BLAS + vectorised gate loops) and a hand-written BPTT backward.
 //
-// The composed GRU (layers/gru.hpp) stays the default and the teaching path: it builds every
+// The composed GRU (layers/gru.hpp) stays the teaching path: it builds every
 // step from sigmoid, tanh, mul, add... on the tape, so hooks, retain_grad and gate recording
 // see every h_t. This file computes exactly the same function (PyTorch's equations,
 // reset_after = true) for speed, and tests/test_gru_fused.cpp proves values and gradients equal
@@ -45,9 +45,15 @@
 // loops run as two halves of the batch on two threads (single-threaded BLAS in each), with no
 // synchronisation inside the T-step loops; the halves' bias sums and weight gradients are added.
 //
-// Limits: reset_after = true only (ValueError otherwise); the node's backward is written with
-// BLAS, not tapegrad ops, so it is once-differentiable: a create_graph backward through it raises
-// AutogradError (use the composed GRU for double backward).
+// Double backward: the BLAS backward above is not itself on the tape, so during a create_graph
+// backward the node runs the same BPTT written with tapegrad ops instead (the gates recomputed from
+// the saved inputs and states): slower, but every gradient it returns is differentiable again
+// (gradgradcheck, Hessian-vector products; tests/test_gru_fused.cpp compares both orders with the
+// composed GRU).
+//
+// GRU::forward calls these on its own (GRU::Path::Auto) whenever nothing needs the per-step graph.
+// Limits: reset_after = true and unidirectional only (ValueError otherwise; Auto then runs the
+// composed GRU).
 #pragma once
 
 #include <cstdint>

@@ -266,7 +266,10 @@ void test_modules() {
 
   GRU gru(GRUOptions(3, 4).num_layers(2), gen);
   Tensor seq = uniform({2, 5, 3}, -1, 1, gen);
+  check(gru(seq).fused && gru.uses_fused(), "GRU: the fused kernel by default (Path::Auto)");
+  gru.set_path(GRU::Path::Composed);
   GRU::Output out = gru(seq);
+  check(out.steps.size() == 2 && out.steps[1].size() == 5, "GRU::Path::Composed keeps every h_t");
   GRU::Output fused = gru_forward_fused(gru, seq);
   check(same_shape(out.output, {2, 5, 4}) && same_shape(out.h_n, {2, 2, 4}), "GRU output shapes");
   check(values(fused.output, vec(out.output), 1e-4),
@@ -288,6 +291,7 @@ void test_modules() {
   std::vector<std::int64_t> ids{0, 1, 2, 3, 4, 5, 0, 1, 2, 3};
   GRU gru_ids(GRUOptions(6, 4), gen);
   GRU::Output by_ids = gru_forward_ids_fused(gru_ids, ids, 2, 5, 6);
+  gru_ids.set_path(GRU::Path::Composed);
   GRU::Output by_ids_composed = gru_ids.forward_ids(ids, 2, 5, 6);
   check(values(by_ids.output, vec(by_ids_composed.output), 1e-4),
         "gru_forward_ids_fused = forward_ids");

@@ -26,6 +26,7 @@ class LabModel : public Module {
   LabModel(std::size_t V, std::size_t H) : vocab_size(V), hidden(H) {
     Generator gen(0);  // overwritten by the checkpoint
     gru = register_module("gru", std::make_shared<GRU>(GRUOptions(V, H), gen));
+    gru->set_path(GRU::Path::Composed);  // the lab reads every h_t (out.steps)
     head = register_module("head", std::make_shared<Linear>(H, V, gen));
   }
   std::size_t vocab_size, hidden;
