@@ -6,11 +6,16 @@ The step is the same on both sides (float32): forward, loss, zero_grad, backward
   adding   nn.LSTM(2, 64, batch_first=True), B = 32, T = 50; Linear(64, 1) on h_T, MSE
   char-lm  nn.LSTM(65, 128, batch_first=True) on one-hot input, B = 32, T = 32;
            Linear(128, 65) on every step, mean cross-entropy
+  char-lm-512  the same with nn.LSTM(65, 512), Linear(512, 65)
 PyTorch runs with torch.set_num_threads(1) and (2); tapegrad's OpenBLAS uses the threads
 OPENBLAS_NUM_THREADS allows (1 and 2 are run too).
 
-Usage:  /usr/bin/python3 tools/bench_lstm.py [--bench build/bench/bench_lstm] [--repeats 3]
-                                              [--steps 50]
+Usage:  /usr/bin/python3 tools/bench_lstm.py [--bench build-bench/bench/bench_lstm] [--repeats 3]
+                                              [--steps 50] [--configs adding,char-lm,char-lm-512]
+                                              [--threads 1,2] [--json]
+--json prints one JSON object per measurement instead of the table ({"config", "impl",
+"threads", "ms_per_step", "steps"}); tools/bench_vs_torch.py --sections lstm runs the PyTorch
+side this way, one config and thread setting per process, alternated with bench_lstm.
 """
 import argparse
 import json
@@ -25,7 +30,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 CONFIGS = {"adding": dict(I=2, H=64, B=32, T=50, out=1, char_lm=False),
-           "char-lm": dict(I=65, H=128, B=32, T=32, out=65, char_lm=True)}
+           "char-lm": dict(I=65, H=128, B=32, T=32, out=65, char_lm=True),
+           "char-lm-512": dict(I=65, H=512, B=32, T=32, out=65, char_lm=True)}
+BENCH_INDEX = {name: i for i, name in enumerate(CONFIGS)}  # BM_LstmTrainStep/<index> in bench_lstm.cpp
 
 
 def torch_step_ms(cfg, threads, steps, warmup=5):
@@ -59,14 +66,15 @@ def torch_step_ms(cfg, threads, steps, warmup=5):
     return (time.perf_counter() - t0) / steps * 1e3
 
 
-def tapegrad_step_ms(bench, threads):
+def tapegrad_step_ms(bench, threads, configs=tuple(CONFIGS)):
     env = dict(os.environ, OPENBLAS_NUM_THREADS=str(threads))
-    out = subprocess.run([bench, "--benchmark_format=json", "--benchmark_min_time=1"],
+    filt = "BM_LstmTrainStep/(" + "|".join(str(BENCH_INDEX[c]) for c in configs) + ")/"
+    out = subprocess.run([bench, "--benchmark_format=json", "--benchmark_min_time=1", f"--benchmark_filter={filt}"],
                          env=env, check=True, capture_output=True, text=True).stdout
+    by_index = {str(i): name for name, i in BENCH_INDEX.items()}
     res = {}
     for b in json.loads(out)["benchmarks"]:
-        name = "adding" if b["name"].endswith("/0/real_time") else "char-lm"
-        res[name] = b["real_time"]  # ms (the benchmark's unit)
+        res[by_index[b["name"].split("/")[1]]] = b["real_time"]  # ms (the benchmark's unit)
     return res
 
 
@@ -76,17 +84,33 @@ def main():
     ap.add_argument("--bench", help="path of the bench_lstm program (omit: PyTorch only)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--steps", type=int, default=50)
+    ap.add_argument("--configs", default=",".join(CONFIGS), help="comma-separated subset of " + ",".join(CONFIGS))
+    ap.add_argument("--threads", default="1,2", help="comma-separated thread settings")
+    ap.add_argument("--json", action="store_true", help="one JSON object per measurement, no table")
     a = ap.parse_args()
+    configs = a.configs.split(",")
+    for name in configs:
+        if name not in CONFIGS:
+            sys.exit(f"error: unknown config {name!r} (known: {', '.join(CONFIGS)})")
+    thread_list = [int(t) for t in a.threads.split(",")]
     times = {}
     for r in range(a.repeats):  # alternate: torch 1, torch 2, tapegrad 1, tapegrad 2, ...
-        for threads in (1, 2):
-            for name, cfg in CONFIGS.items():
-                times.setdefault((name, f"PyTorch {torch.__version__} nn.LSTM", threads), []).append(
-                    torch_step_ms(cfg, threads, a.steps))
+        for threads in thread_list:
+            for name in configs:
+                ms = torch_step_ms(CONFIGS[name], threads, a.steps)
+                times.setdefault((name, f"PyTorch {torch.__version__} nn.LSTM", threads), []).append(ms)
+                if a.json:
+                    print(json.dumps({"config": name, "impl": "torch", "threads": threads, "ms_per_step": ms,
+                                      "steps": a.steps}), flush=True)
             if a.bench:
-                for name, ms in tapegrad_step_ms(a.bench, threads).items():
+                for name, ms in tapegrad_step_ms(a.bench, threads, configs).items():
                     times.setdefault((name, "tapegrad LSTM (composed)", threads), []).append(ms)
+                    if a.json:
+                        print(json.dumps({"config": name, "impl": "tapegrad", "threads": threads,
+                                          "ms_per_step": ms}), flush=True)
         print(f"repeat {r + 1}/{a.repeats} done", file=sys.stderr)
+    if a.json:
+        return
     print(f"| config | implementation | threads | ms/step (median of {a.repeats}) | all runs |")
     print("|---|---|---|---|---|")
     for (name, impl, threads), v in sorted(times.items()):

@@ -1,29 +1,57 @@
 #!/usr/bin/python3
-"""tapegrad's `char_gru train` against the same model in PyTorch, side by side on this machine.
+"""tapegrad against PyTorch on this machine, side by side, and the engine's own micro-benchmarks.
 
-For each config S, M, L (V, H, B, T below) both tools train the same model (one-hot inputs,
-GRU(V -> H) + Linear(H -> V), mean cross-entropy, Adam, clip_grad_norm 5, truncated BPTT) on the
-same synthetic text (V distinct characters, uniform random, fixed seed), float32:
-  tapegrad  examples/char_gru train ... --json          (the fused GRU, char_gru's default)
-  PyTorch   tools/torch_char_gru.py ... --json           with torch.set_num_threads(1) and (2),
-            the latter with OMP_WAIT_POLICY=PASSIVE (torch's OpenMP threads otherwise spin
-            against OpenBLAS's own threads: 10-20x slower here); the better median is reported.
-            --active-t2 also runs set_num_threads(2) with the default (spinning) wait policy.
-Runs alternate (tapegrad, then the torch variants, rotated each round), --runs rounds; the
-medians are compared. chars/s excludes start-up and the held-out evaluation (both
-tools time only their training loop); peak RSS is each process's ru_maxrss.
+Sections (--sections, comma-separated; default: all of them, in this order):
+  fused      char_gru train (the fused GRU, char_gru's default) vs tools/torch_char_gru.py (nn.GRU),
+             configs S, M, L below: one-hot inputs, GRU(V -> H) + Linear(H -> V), mean
+             cross-entropy, Adam, clip_grad_norm 5, truncated BPTT, float32, on the same synthetic
+             text (V distinct characters, uniform random, fixed seed). Metric: chars/s of the
+             training loop (both tools time only that) and peak RSS (each tool's ru_maxrss).
+  composed   the same with `char_gru train --composed` (every gate op on the tape). With `fused`
+             also selected both tapegrad variants run in the same alternated rounds as the same
+             PyTorch runs (one set of PyTorch runs serves both comparisons).
+  lstm       one training step of the LSTM layer: bench/bench_lstm.cpp (BM_LstmTrainStep/<i>,
+             OpenBLAS on 1 and on 2 threads) vs tools/bench_lstm.py's PyTorch step (nn.LSTM):
+             adding (LSTM(2 -> 64), B 32, T 50), char-lm (LSTM(65 -> 128), B 32, T 32) and
+             char-lm-512 (LSTM(65 -> 512), B 32, T 32). Metric: ms per step; tapegrad's better
+             OpenBLAS setting against PyTorch's better thread setting.
+  mlp        a user-written MLP: examples/mlp_spirals --json vs tools/torch_mlp_spirals.py
+             (same data recipe, sizes, Adam + cosine schedule, batches of 64). Metric: seconds
+             of the training loop for --steps mlp=EPOCHS epochs; test accuracy is recorded.
+  attention  examples/date_translation --json (bidirectional GRU encoder, attention, LSTMCell
+             decoder) vs tools/torch_date_translation.py. Metrics: seconds of the training loop
+             and peak RSS of the child process (ru_maxrss from wait4, the same for both tools).
+  ad         bench/ad_suite: gradient time / function time per case (no PyTorch side).
+  ops        bench/bench_ops with OPENBLAS_NUM_THREADS=1: tape overhead per recorded small op
+             (BM_TapeAdd64 minus BM_RawAdd64, ns per op) and a 128x128 matmul forward + backward
+             through the tape against the same three raw sgemm calls (BM_TapeMatmul128 /
+             BM_RawSgemm128x3, real time). Each benchmark is its own process, rotated per round.
+  gradcheck  the float64 gradcheck of a GRU LM (V=10, H=16, B=2, T=8, 1,546 inputs):
+             bench/gradcheck_gru_lm (fused and composed GRU) vs tools/torch_gradcheck_gru_lm.py.
+  ceiling    bench/sgemm_ceiling.cpp (OpenBLAS sgemm 1024^3, 2 and 1 threads, best batch), before
+             and after the other sections (the larger is kept); with `fused` L, tapegrad's
+             GFLOP/s as a share of it (flops/char = 3 * (2*(3HV + 3HH) + 2HV)).
 
-Also measured in the same environment:
-  * the sgemm ceiling: bench/sgemm_ceiling.cpp (OpenBLAS sgemm 1024^3, 2 threads, best
-    batch), before and after the training runs (the larger is kept), and tapegrad's achieved
-    GFLOP/s for L with the usual formula: flops/char = 3 * (2*(3HV + 3HH) + 2HV);
-  * the float64 gradcheck of a GRU LM (V=10, H=16, B=2, T=8, 1,546 inputs): bench/gradcheck_gru_lm
-    (fused and composed GRU) against tools/torch_gradcheck_gru_lm.py (torch.autograd.gradcheck).
+PyTorch runs with torch.set_num_threads(1) ("t1") and (2) with OMP_WAIT_POLICY=PASSIVE
+("t2-passive": with the default active wait, torch's OpenMP threads spin against OpenBLAS's own
+and ran 10-20x slower here); --active-t2 adds set_num_threads(2) with the default policy. The
+better PyTorch median is the one compared. Every comparison runs in alternated rounds (--runs),
+the order of the tools rotated by one each round; each round is printed as it finishes; medians
+per tool are compared. Ratios are tapegrad's speed / PyTorch's speed (> 1: tapegrad is faster)
+and tapegrad's RSS / PyTorch's RSS.
 
-  /usr/bin/python3 tools/bench_vs_torch.py --build build [--runs 3] [--unset-blas-env] [--json out.json]
+Programs: examples from --build (default build/), Google Benchmark programs from --bench-build
+(default: --build if it has bench/bench_ops, else build-bench/, configured with
+-DTAPEGRAD_BUILD_BENCH=ON). All inputs are generated here or by the programs themselves (the
+corpora of fused/composed are written to a scratch directory inside --build, removed at exit).
+
+  /usr/bin/python3 tools/bench_vs_torch.py [--build build] [--bench-build build-bench] [--runs 3]
+      [--sections fused,composed,lstm,mlp,attention,ad,ops,gradcheck,ceiling] [--configs S,M,L]
+      [--steps S=2000,M=60,L=15,adding=100,char-lm=40,char-lm-512=8,mlp=200,attention=150]
+      [--min-time 0.5] [--ad-repeats 7] [--unset-blas-env] [--active-t2] [--json out.json]
 
 --unset-blas-env removes OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE from the environment of every
-process this command starts (both tools, sgemm_ceiling, the gradchecks) and nowhere else.
+process this command starts and nowhere else.
 """
 import argparse
 import json
@@ -35,6 +63,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -43,11 +72,23 @@ CONFIGS = {  # name: (V, H, B, T, default steps)
     "M": (65, 128, 32, 64, 60),
     "L": (65, 512, 64, 64, 15),
 }
-TARGETS = {"S": 5.0, "M": 2.0, "L": 1.3}
+TARGETS = {"S": 5.0, "M": 2.0, "L": 1.3}  # fused: tapegrad chars/s / PyTorch chars/s, at least
+COMPOSED_TARGETS = {"S": 8.0, "M": 2.0, "L": 1.0}
+LSTM_CONFIGS = ("adding", "char-lm", "char-lm-512")  # BM_LstmTrainStep/<index>, tools/bench_lstm.py
+LSTM_TARGET = 1.5
+ATTENTION_TARGETS = {"speed": 1.5, "rss_ratio": 0.5}  # at least / at most
+OPS_TARGETS = {"tape_overhead_ns_per_op": 150.0, "matmul_ratio": 1.15}  # at most
+DEFAULT_STEPS = {**{k: v[4] for k, v in CONFIGS.items()},
+                 "adding": 100, "char-lm": 40, "char-lm-512": 8,  # PyTorch LSTM steps per run
+                 "mlp": 200,  # epochs
+                 "attention": 150}
+SECTIONS = ("fused", "composed", "lstm", "mlp", "attention", "ad", "ops", "gradcheck", "ceiling")
+OPS_BENCHMARKS = ("BM_TapeAdd64", "BM_RawAdd64", "BM_TapeMatmul128", "BM_RawSgemm128x3")
 ALPHABET = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.,;:!?-'\"()[]{}<>/"
 TORCH_VARIANTS = [("t1", 1, {}), ("t2-passive", 2, {"OMP_WAIT_POLICY": "PASSIVE"})]
 ACTIVE_T2 = ("t2", 2, {})
 BLAS_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+PY = "/usr/bin/python3"
 
 
 def flops_per_char(V, H):
@@ -70,6 +111,43 @@ def run_json(cmd, env, timeout=900):
     if p.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed ({p.returncode}):\n{p.stderr[-2000:]}")
     lines = [l for l in p.stdout.splitlines() if l.strip().startswith("{")]
+    return json.loads(lines[-1])
+
+
+def run_child(cmd, env, timeout=1800):
+    """Runs cmd; returns (stdout, stderr, peak RSS of the child in MB (its own ru_maxrss, from
+    wait4), wall seconds). Raises RuntimeError if it fails or outlives timeout."""
+    t0 = time.perf_counter()
+    p = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    chunks = {"out": "", "err": ""}
+
+    def drain(stream, key):
+        chunks[key] = stream.read()
+    readers = [threading.Thread(target=drain, args=(p.stdout, "out")),
+               threading.Thread(target=drain, args=(p.stderr, "err"))]
+    for t in readers:
+        t.start()
+    killer = threading.Timer(timeout, p.kill)
+    killer.start()
+    try:
+        _, status, usage = os.wait4(p.pid, 0)
+    finally:
+        killer.cancel()
+    wall = time.perf_counter() - t0
+    p.returncode = os.waitstatus_to_exitcode(status)
+    for t in readers:
+        t.join()
+    p.stdout.close()
+    p.stderr.close()
+    if p.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({p.returncode}):\n{chunks['err'][-2000:]}")
+    return chunks["out"], chunks["err"], usage.ru_maxrss / 1024.0, wall
+
+
+def last_json(text):
+    lines = [l for l in text.splitlines() if l.strip().startswith("{")]
+    if not lines:
+        raise RuntimeError(f"no JSON object in the output:\n{text[-2000:]}")
     return json.loads(lines[-1])
 
 
@@ -98,134 +176,454 @@ def sgemm_ceiling(env, workdir):
     return out
 
 
+class Job:
+    """One program of an alternated comparison: label, command, environment, and how to turn its
+    output into a measurement dict (which always gets "peak_rss_mb_child" and "wall_s")."""
+
+    def __init__(self, label, cmd, env, parse):
+        self.label, self.cmd, self.env, self.parse = label, cmd, env, parse
+
+    def run(self):
+        out, err, rss, wall = run_child(self.cmd, self.env)
+        res = self.parse(out, err)
+        res["peak_rss_mb_child"] = rss
+        res["wall_s"] = wall
+        return res
+
+
+def alternate(section, cfg, jobs, runs, show):
+    """Runs the jobs in `runs` rounds, the order rotated by one each round; prints every run.
+    Returns ({label: [measurement, ...]}, [[labels in the order run], ...])."""
+    results = {j.label: [] for j in jobs}
+    orders = []
+    for r in range(runs):
+        order = jobs[r % len(jobs):] + jobs[:r % len(jobs)]
+        orders.append([j.label for j in order])
+        for j in order:
+            res = j.run()
+            results[j.label].append(res)
+            print(f"  {section:9s} {cfg:11s} round {r + 1} {j.label:20s} {show(res)}", flush=True)
+    return results, orders
+
+
+def compare(results, metric, higher_is_better, tapegrad_labels, torch_labels):
+    """Medians per label; the better tapegrad and PyTorch variants; speed ratio (> 1: tapegrad
+    faster) of their medians."""
+    med = {k: statistics.median(o[metric] for o in results[k]) for k in tapegrad_labels + torch_labels}
+    pick = max if higher_is_better else min
+    best_tg = pick(tapegrad_labels, key=lambda k: med[k])
+    best_torch = pick(torch_labels, key=lambda k: med[k])
+    ratio = med[best_tg] / med[best_torch] if higher_is_better else med[best_torch] / med[best_tg]
+    return {"metric": metric, "higher_is_better": higher_is_better, "median": med,
+            "best_tapegrad": best_tg, "best_torch": best_torch, "ratio": ratio}
+
+
+def torch_variants(env, active_t2):
+    return [(f"torch-{label}", threads, dict(env, **extra))
+            for label, threads, extra in TORCH_VARIANTS + ([ACTIVE_T2] if active_t2 else [])]
+
+
+def mark(ok):
+    return "meets" if ok else "MISSES"
+
+
+# ---- sections ------------------------------------------------------------------------------------
+
+def section_char_gru(a, env, tmp, paths, steps, report):
+    """fused and/or composed: one set of alternated rounds per config."""
+    variants = [v for v in ("fused", "composed") if v in a.sections]
+    for name in a.configs:
+        V, H, B, T, _ = CONFIGS[name]
+        corpus = os.path.join(tmp, f"synthetic_V{V}.txt")
+        if not os.path.exists(corpus):
+            write_corpus(corpus, V)
+        common = ["--corpus", corpus, "--hidden", str(H), "--batch", str(B), "--seq-len", str(T),
+                  "--steps", str(steps[name]), "--json"]
+
+        def parse(out, err, V=V):
+            o = last_json(out)
+            if o.get("vocab_size") != V:
+                raise RuntimeError(f"vocab_size {o.get('vocab_size')} != {V}")
+            return o
+        jobs = [Job(f"tapegrad-{v}", [paths["char_gru"], "train", *common, "--checkpoint", ""]
+                    + (["--composed"] if v == "composed" else []), env, parse) for v in variants]
+        torch_labels = []
+        for label, threads, e in torch_variants(env, a.active_t2):
+            jobs.append(Job(label, [PY, paths["torch_char_gru"], *common, "--threads", str(threads)], e, parse))
+            torch_labels.append(label)
+        results, orders = alternate("/".join(variants), name, jobs, a.runs,
+                                    lambda o: f"{o['chars_per_s']:12.0f} chars/s {o['peak_rss_mb']:7.1f} MB")
+        for v in variants:
+            tg = f"tapegrad-{v}"
+            c = compare(results, "chars_per_s", True, [tg], torch_labels)
+            rss = {k: max(o["peak_rss_mb"] for o in results[k]) for k in [tg] + torch_labels}
+            target = (TARGETS if v == "fused" else COMPOSED_TARGETS)[name]
+            entry = {"V": V, "H": H, "B": B, "T": T, "steps": steps[name],
+                     "median_chars_per_s": {("tapegrad" if k == tg else k): x for k, x in c["median"].items()},
+                     "peak_rss_mb": {("tapegrad" if k == tg else k): x for k, x in rss.items()},
+                     "best_torch": c["best_torch"], "ratio": c["ratio"], "target_ratio": target,
+                     "meets_target": c["ratio"] >= target,
+                     "rss_ratio": rss[tg] / rss[c["best_torch"]],
+                     "tapegrad_gflops": flops_per_char(V, H) * c["median"][tg] * 1e-9,
+                     "torch_gflops": flops_per_char(V, H) * c["median"][c["best_torch"]] * 1e-9,
+                     "round_order": orders,
+                     "runs": {("tapegrad" if k == tg else k): results[k] for k in [tg] + torch_labels}}
+            report.setdefault(v, {})[name] = entry
+            print(f"  -> {v} {name}: tapegrad {c['median'][tg]:.0f} chars/s, torch {c['median'][c['best_torch']]:.0f} "
+                  f"({c['best_torch'][6:]}): {c['ratio']:.2f}x (target >= {target}x: {mark(entry['meets_target'])}); "
+                  f"RSS ratio {entry['rss_ratio']:.3f}", flush=True)
+
+
+def section_lstm(a, env, paths, steps, report):
+    out = {}
+    for i, name in enumerate(LSTM_CONFIGS):
+        def parse_gbench(o, err):
+            b = json.loads(o)["benchmarks"][0]
+            scale = {"ns": 1e-6, "us": 1e-3, "ms": 1.0, "s": 1e3}[b["time_unit"]]
+            return {"ms_per_step": b["real_time"] * scale, "iterations": b["iterations"], "label": b.get("label", "")}
+
+        def parse_torch(o, err):
+            return last_json(o)
+        jobs, tg_labels, torch_labels = [], [], []
+        for blas in (1, 2):
+            label = f"tapegrad-blas{blas}"
+            jobs.append(Job(label, [paths["bench_lstm"], f"--benchmark_filter=^BM_LstmTrainStep/{i}/",
+                                    "--benchmark_format=json", f"--benchmark_min_time={a.min_time}"],
+                            dict(env, OPENBLAS_NUM_THREADS=str(blas)), parse_gbench))
+            tg_labels.append(label)
+        for label, threads, e in torch_variants(env, a.active_t2):
+            jobs.append(Job(label, [PY, paths["bench_lstm_py"], "--configs", name, "--threads", str(threads),
+                                    "--steps", str(steps[name]), "--repeats", "1", "--json"], e, parse_torch))
+            torch_labels.append(label)
+        results, orders = alternate("lstm", name, jobs, a.runs, lambda o: f"{o['ms_per_step']:10.2f} ms/step")
+        c = compare(results, "ms_per_step", False, tg_labels, torch_labels)
+        c.update(target_ratio=LSTM_TARGET, meets_target=c["ratio"] >= LSTM_TARGET, torch_steps=steps[name],
+                 tapegrad_min_time_s=a.min_time, round_order=orders, runs=results)
+        out[name] = c
+        print(f"  -> lstm {name}: tapegrad {c['median'][c['best_tapegrad']]:.2f} ms ({c['best_tapegrad'][9:]}), torch "
+              f"{c['median'][c['best_torch']]:.2f} ms ({c['best_torch'][6:]}): {c['ratio']:.2f}x "
+              f"(target >= {LSTM_TARGET}x: {mark(c['meets_target'])})", flush=True)
+    report["lstm"] = out
+
+
+def section_mlp(a, env, paths, steps, report):
+    n = steps["mlp"]
+    jobs = [Job("tapegrad", [paths["mlp_spirals"], "--epochs", str(n), "--json"], env, lambda o, e: last_json(o))]
+    torch_labels = []
+    for label, threads, e in torch_variants(env, a.active_t2):
+        jobs.append(Job(label, [PY, paths["torch_mlp_spirals"], "--epochs", str(n), "--threads", str(threads)], e,
+                        lambda o, e: last_json(o)))
+        torch_labels.append(label)
+    results, orders = alternate("mlp", "spirals", jobs, a.runs,
+                                lambda o: f"{o['seconds']:8.3f} s  test acc {o['test_accuracy']:.3f} "
+                                          f"{o['peak_rss_mb_child']:7.1f} MB")
+    c = compare(results, "seconds", False, ["tapegrad"], torch_labels)
+    c.update(epochs=n, round_order=orders, runs=results,
+             median_test_accuracy={k: statistics.median(o["test_accuracy"] for o in v) for k, v in results.items()})
+    report["mlp"] = c
+    print(f"  -> mlp: tapegrad {c['median']['tapegrad']:.3f} s, torch {c['median'][c['best_torch']]:.3f} s "
+          f"({c['best_torch'][6:]}): {c['ratio']:.2f}x", flush=True)
+
+
+def section_attention(a, env, paths, steps, report):
+    n = steps["attention"]
+    jobs = [Job("tapegrad", [paths["date_translation"], "--steps", str(n), "--json"], env, lambda o, e: last_json(o))]
+    torch_labels = []
+    for label, threads, e in torch_variants(env, a.active_t2):
+        jobs.append(Job(label, [PY, paths["torch_date_translation"], "--steps", str(n), "--threads", str(threads)], e,
+                        lambda o, e: last_json(o)))
+        torch_labels.append(label)
+    results, orders = alternate("attention", "dates", jobs, a.runs,
+                                lambda o: f"{o['seconds']:8.3f} s  accuracy {o['accuracy']:.3f} "
+                                          f"{o['peak_rss_mb_child']:7.1f} MB")
+    c = compare(results, "seconds", False, ["tapegrad"], torch_labels)
+    rss = {k: max(o["peak_rss_mb_child"] for o in v) for k, v in results.items()}
+    c.update(steps=n, peak_rss_mb=rss, rss_ratio=rss["tapegrad"] / rss[c["best_torch"]],
+             rss_ratio_vs_smallest_torch=rss["tapegrad"] / min(rss[k] for k in torch_labels),
+             target_ratio=ATTENTION_TARGETS["speed"], target_rss_ratio=ATTENTION_TARGETS["rss_ratio"],
+             median_accuracy={k: statistics.median(o["accuracy"] for o in v) for k, v in results.items()},
+             round_order=orders, runs=results)
+    c["meets_target"] = c["ratio"] >= ATTENTION_TARGETS["speed"]
+    c["meets_rss_target"] = c["rss_ratio"] <= ATTENTION_TARGETS["rss_ratio"]
+    report["attention"] = c
+    print(f"  -> attention: tapegrad {c['median']['tapegrad']:.3f} s, torch {c['median'][c['best_torch']]:.3f} s "
+          f"({c['best_torch'][6:]}): {c['ratio']:.2f}x (target >= {ATTENTION_TARGETS['speed']}x: "
+          f"{mark(c['meets_target'])}); RSS {rss['tapegrad']:.1f} / {rss[c['best_torch']]:.1f} MB = "
+          f"{c['rss_ratio']:.3f} (target <= {ATTENTION_TARGETS['rss_ratio']}: {mark(c['meets_rss_target'])})", flush=True)
+
+
+def section_ad(a, env, paths, report):
+    rounds = []
+    for r in range(a.runs):
+        _, err, _, _ = run_child([paths["ad_suite"], "--repeats", str(a.ad_repeats)], env)
+        cases = {}
+        for line in err.splitlines():
+            if line.strip().startswith("{"):
+                o = json.loads(line)
+                cases[o["case"]] = {k: o[k] for k in ("function_us", "gradient_us", "ratio")}
+        rounds.append(cases)
+        print(f"  ad        round {r + 1} " + "  ".join(f"{k} {v['ratio']:.2f}" for k, v in cases.items()), flush=True)
+    med = {k: {f: statistics.median(rd[k][f] for rd in rounds) for f in ("function_us", "gradient_us", "ratio")}
+           for k in rounds[0]}
+    report["ad"] = {"repeats": a.ad_repeats, "median": med, "rounds": rounds}
+    print("  -> ad (gradient time / function time, medians): "
+          + ", ".join(f"{k} {v['ratio']:.2f}" for k, v in med.items()), flush=True)
+
+
+def section_ops(a, env, paths, report):
+    e1 = dict(env, OPENBLAS_NUM_THREADS="1")
+
+    def parse(o, err):
+        b = json.loads(o)["benchmarks"][0]
+        scale = {"ns": 1.0, "us": 1e3, "ms": 1e6, "s": 1e9}[b["time_unit"]]
+        res = {"name": b["name"], "real_time_ns": b["real_time"] * scale, "cpu_time_ns": b["cpu_time"] * scale,
+               "iterations": b["iterations"]}
+        for k in ("ns_per_op", "GFLOP/s"):
+            if k in b:
+                res[k] = b[k]
+        return res
+
+    def show(o):
+        extra = f"  ns_per_op {o['ns_per_op']:.1f}" if "ns_per_op" in o else f"  {o.get('GFLOP/s', 0):.1f} GFLOP/s"
+        return f"{o['real_time_ns']:12.0f} ns real{extra}"
+    jobs = [Job(b, [paths["bench_ops"], f"--benchmark_filter=^{b}(/real_time)?$", "--benchmark_format=json",
+                    f"--benchmark_min_time={a.min_time}"], e1, parse) for b in OPS_BENCHMARKS]
+    results, orders = alternate("ops", "1 blas thr", jobs, a.runs, show)
+    med = {b: {k: statistics.median(o[k] for o in results[b]) for k in results[b][0] if isinstance(results[b][0][k], float)}
+           for b in OPS_BENCHMARKS}
+    tape, raw = med["BM_TapeAdd64"]["ns_per_op"], med["BM_RawAdd64"]["ns_per_op"]
+    mm = med["BM_TapeMatmul128"]["real_time_ns"] / med["BM_RawSgemm128x3"]["real_time_ns"]
+    r = {"openblas_num_threads": 1, "min_time_s": a.min_time, "median": med,
+         "tape_add_ns_per_op": tape, "raw_add_ns_per_op": raw, "tape_overhead_ns_per_op": tape - raw,
+         "matmul_ratio": mm, "targets": OPS_TARGETS,
+         "meets_overhead_target": tape - raw <= OPS_TARGETS["tape_overhead_ns_per_op"],
+         "meets_matmul_target": mm <= OPS_TARGETS["matmul_ratio"], "round_order": orders, "runs": results}
+    report["ops"] = r
+    print(f"  -> ops: tape add {tape:.1f} ns/op, raw {raw:.1f} ns/op: overhead {tape - raw:.1f} ns/op (target <= "
+          f"{OPS_TARGETS['tape_overhead_ns_per_op']:.0f}: {mark(r['meets_overhead_target'])}); matmul 128 tape / raw "
+          f"sgemm x3 = {mm:.3f} (target <= {OPS_TARGETS['matmul_ratio']}: {mark(r['meets_matmul_target'])})", flush=True)
+
+
+def section_gradcheck(a, env, paths, report):
+    gc = {"tapegrad_fused": [], "tapegrad_composed": [], "torch": []}
+    for r in range(a.runs):
+        steps = [("tapegrad", [paths["gradcheck_gru_lm"], "--repeat", "1"]),
+                 ("torch", [PY, paths["torch_gradcheck_gru_lm"], "--threads", "1"])]
+        for who, cmd in (steps if r % 2 == 0 else steps[::-1]):
+            out, _, _, _ = run_child(cmd, env)
+            for line in out.splitlines():
+                if not line.strip().startswith("{"):
+                    continue
+                o = json.loads(line)
+                if who == "tapegrad":
+                    gc[f"tapegrad_{o['path']}"].append(o)
+                elif o.get("n_inputs") == 1546:
+                    gc["torch"].append(o)
+        print(f"  gradcheck round {r + 1} tapegrad fused {gc['tapegrad_fused'][-1]['seconds']:.4f} s, composed "
+              f"{gc['tapegrad_composed'][-1]['seconds']:.4f} s, torch {gc['torch'][-1]['gradcheck_s']:.3f} s", flush=True)
+    gc["median_s"] = {
+        "tapegrad_fused": statistics.median(o["seconds"] for o in gc["tapegrad_fused"]),
+        "tapegrad_composed": statistics.median(o["seconds"] for o in gc["tapegrad_composed"]),
+        "torch": statistics.median(o["gradcheck_s"] for o in gc["torch"]),
+    }
+    gc["ratio_fused"] = gc["median_s"]["torch"] / gc["median_s"]["tapegrad_fused"]
+    gc["ratio_composed"] = gc["median_s"]["torch"] / gc["median_s"]["tapegrad_composed"]
+    report["gradcheck"] = gc
+
+
+# ---- driver --------------------------------------------------------------------------------------
+
+def parse_steps(text):
+    steps = dict(DEFAULT_STEPS)
+    for kv in filter(None, text.split(",")):
+        k, _, v = kv.partition("=")
+        if k not in steps or not v.isdigit() or int(v) < 1:
+            sys.exit(f"error: --steps {kv!r}: expected KEY=N with N >= 1, KEY one of {', '.join(steps)}")
+        steps[k] = int(v)
+    return steps
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--build", default=os.path.join(REPO, "build"), help="tapegrad build directory")
-    ap.add_argument("--configs", default="S,M,L")
+    ap.add_argument("--build", default=os.path.join(REPO, "build"), help="tapegrad build directory (examples)")
+    ap.add_argument("--bench-build", default=None,
+                    help="build directory with the benchmark programs (default: --build if it has bench/bench_ops, "
+                         "else build-bench)")
+    ap.add_argument("--sections", default=",".join(SECTIONS), help="comma-separated subset of " + ",".join(SECTIONS))
+    ap.add_argument("--configs", default="S,M,L", help="char-GRU configs for fused/composed")
     ap.add_argument("--runs", type=int, default=3, help="alternated rounds (>= 3 for a median)")
-    ap.add_argument("--steps", default="", help="override steps, e.g. S=1000,L=10")
+    ap.add_argument("--steps", default="",
+                    help="override steps, e.g. S=1000,L=10,adding=50,mlp=100,attention=50 (defaults: "
+                         + ",".join(f"{k}={v}" for k, v in DEFAULT_STEPS.items()) + ")")
+    ap.add_argument("--min-time", type=float, default=0.5,
+                    help="--benchmark_min_time (s) for bench_lstm and bench_ops")
+    ap.add_argument("--ad-repeats", type=int, default=7, help="ad_suite --repeats")
     ap.add_argument("--unset-blas-env", action="store_true",
                     help="unset OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE for every process started here")
     ap.add_argument("--active-t2", action="store_true",
                     help="also run torch with 2 threads and the default OpenMP wait policy")
-    ap.add_argument("--no-gradcheck", action="store_true")
+    ap.add_argument("--no-gradcheck", action="store_true", help="leave out the gradcheck section")
     ap.add_argument("--json", default=None, help="write all measurements to this file")
     a = ap.parse_args()
+
+    a.sections = [s for s in filter(None, a.sections.split(","))]
+    for s in a.sections:
+        if s not in SECTIONS:
+            sys.exit(f"error: unknown section {s!r} (known: {', '.join(SECTIONS)})")
+    if a.no_gradcheck and "gradcheck" in a.sections:
+        a.sections.remove("gradcheck")
+    a.configs = [c for c in filter(None, a.configs.split(","))]
+    for c in a.configs:
+        if c not in CONFIGS:
+            sys.exit(f"error: unknown config {c!r} (known: {', '.join(CONFIGS)})")
+    if a.runs < 1:
+        sys.exit("error: --runs must be at least 1")
+    steps = parse_steps(a.steps)
+
+    build = os.path.abspath(a.build)
+    bench_build = a.bench_build
+    if bench_build is None:
+        bench_build = build if os.path.exists(os.path.join(build, "bench", "bench_ops")) else os.path.join(REPO, "build-bench")
+    bench_build = os.path.abspath(bench_build)
+    paths = {
+        "char_gru": os.path.join(build, "examples", "char_gru"),
+        "mlp_spirals": os.path.join(build, "examples", "mlp_spirals"),
+        "date_translation": os.path.join(build, "examples", "date_translation"),
+        "bench_lstm": os.path.join(bench_build, "bench", "bench_lstm"),
+        "bench_ops": os.path.join(bench_build, "bench", "bench_ops"),
+        "ad_suite": os.path.join(bench_build, "bench", "ad_suite"),
+        "gradcheck_gru_lm": os.path.join(bench_build, "bench", "gradcheck_gru_lm"),
+        "torch_char_gru": os.path.join(REPO, "tools", "torch_char_gru.py"),
+        "bench_lstm_py": os.path.join(REPO, "tools", "bench_lstm.py"),
+        "torch_mlp_spirals": os.path.join(REPO, "tools", "torch_mlp_spirals.py"),
+        "torch_date_translation": os.path.join(REPO, "tools", "torch_date_translation.py"),
+        "torch_gradcheck_gru_lm": os.path.join(REPO, "tools", "torch_gradcheck_gru_lm.py"),
+    }
+    needs = {"fused": ["char_gru"], "composed": ["char_gru"], "lstm": ["bench_lstm"], "mlp": ["mlp_spirals"],
+             "attention": ["date_translation"], "ad": ["ad_suite"], "ops": ["bench_ops"],
+             "gradcheck": ["gradcheck_gru_lm"], "ceiling": []}
+    missing = sorted({paths[p] for s in a.sections for p in needs[s] if not os.path.exists(paths[p])})
+    if missing:
+        sys.exit("error: not built: " + ", ".join(missing) + "\n(examples: cmake --build " + build
+                 + " --target char_gru mlp_spirals date_translation; benchmarks: cmake -S . -B build-bench "
+                 "-DTAPEGRAD_BUILD_BENCH=ON && cmake --build build-bench --target bench_lstm bench_ops ad_suite "
+                 "gradcheck_gru_lm; or leave the section out with --sections)")
 
     env = dict(os.environ)
     if a.unset_blas_env:
         for k in BLAS_VARS:
             env.pop(k, None)
-    char_gru = os.path.join(a.build, "examples", "char_gru")
-    gradcheck_bin = os.path.join(a.build, "bench", "gradcheck_gru_lm")
-    torch_script = os.path.join(REPO, "tools", "torch_char_gru.py")
-    torch_bench = os.path.join(REPO, "tools", "torch_gradcheck_gru_lm.py")
-    if not os.path.exists(char_gru):
-        sys.exit(f"error: {char_gru} not found (build tapegrad first, --build DIR)")
-    steps = {k: v[4] for k, v in CONFIGS.items()}
-    for kv in filter(None, a.steps.split(",")):
-        k, v = kv.split("=")
-        steps[k] = int(v)
-
+    t_start = time.perf_counter()
     report = {
         "machine": {"cpu": platform.processor() or platform.machine(), "nproc": os.cpu_count(),
                     "load_start": load_average(),
                     "blas_env": {k: env.get(k) for k in BLAS_VARS + ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")}},
-        "unset_blas_env": a.unset_blas_env, "configs": {},
+        "unset_blas_env": a.unset_blas_env, "sections": a.sections, "runs": a.runs, "steps": steps,
+        "min_time_s": a.min_time, "build": build, "bench_build": bench_build,
     }
-    try:
-        with open("/proc/cpuinfo") as f:
-            report["machine"]["cpu"] = next(l.split(":", 1)[1].strip() for l in f if l.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
     print(f"environment: {'OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE unset' if a.unset_blas_env else 'as inherited'} "
           f"{report['machine']['blas_env']}; load average {report['machine']['load_start']}", flush=True)
+    print(f"sections: {','.join(a.sections)}; {a.runs} rounds; examples from {build}, benchmarks from {bench_build}",
+          flush=True)
 
-    with tempfile.TemporaryDirectory(prefix="bench_vs_torch.") as tmp:
-        ceiling_before = sgemm_ceiling(env, tmp)
-        for name in a.configs.split(","):
-            V, H, B, T, _ = CONFIGS[name]
-            corpus = os.path.join(tmp, f"synthetic_V{V}.txt")
-            write_corpus(corpus, V)
-            common = ["--corpus", corpus, "--hidden", str(H), "--batch", str(B), "--seq-len", str(T),
-                      "--steps", str(steps[name]), "--json"]
-            jobs = [("tapegrad", [char_gru, "train", *common, "--checkpoint", ""], env)]
-            for label, threads, extra in TORCH_VARIANTS + ([ACTIVE_T2] if a.active_t2 else []):
-                jobs.append((f"torch-{label}", ["/usr/bin/python3", torch_script, *common, "--threads", str(threads)],
-                             dict(env, **extra)))
-            results = {label: [] for label, _, _ in jobs}
-            for r in range(a.runs):
-                order = jobs[r % len(jobs):] + jobs[:r % len(jobs)]
-                for label, cmd, e in order:
-                    out = run_json(cmd, e)
-                    if out.get("vocab_size") != V:
-                        raise RuntimeError(f"{label}: vocab_size {out.get('vocab_size')} != {V}")
-                    results[label].append(out)
-                    print(f"  {name} round {r + 1} {label:18s} {out['chars_per_s']:12.0f} chars/s "
-                          f"{out['peak_rss_mb']:7.1f} MB", flush=True)
-            med = {k: statistics.median(o["chars_per_s"] for o in v) for k, v in results.items()}
-            rss = {k: max(o["peak_rss_mb"] for o in v) for k, v in results.items()}
-            best_torch = max((k for k in med if k.startswith("torch")), key=lambda k: med[k])
-            c = {"V": V, "H": H, "B": B, "T": T, "steps": steps[name], "median_chars_per_s": med,
-                 "peak_rss_mb": rss, "best_torch": best_torch,
-                 "ratio": med["tapegrad"] / med[best_torch],
-                 "rss_ratio": rss["tapegrad"] / rss[best_torch], "runs": results}
-            c["tapegrad_gflops"] = flops_per_char(V, H) * med["tapegrad"] * 1e-9
-            c["torch_gflops"] = flops_per_char(V, H) * med[best_torch] * 1e-9
-            report["configs"][name] = c
-        ceiling_after = sgemm_ceiling(env, tmp)
+    timings = {}
+    with tempfile.TemporaryDirectory(prefix=".bench_vs_torch.", dir=build) as tmp:
+        if "ceiling" in a.sections:
+            ceiling_before = sgemm_ceiling(env, tmp)
+        if "fused" in a.sections or "composed" in a.sections:
+            t0 = time.perf_counter()
+            section_char_gru(a, env, tmp, paths, steps, report)
+            timings["fused+composed"] = time.perf_counter() - t0
+        for name, fn in (("lstm", lambda: section_lstm(a, env, paths, steps, report)),
+                         ("mlp", lambda: section_mlp(a, env, paths, steps, report)),
+                         ("attention", lambda: section_attention(a, env, paths, steps, report)),
+                         ("ad", lambda: section_ad(a, env, paths, report)),
+                         ("ops", lambda: section_ops(a, env, paths, report)),
+                         ("gradcheck", lambda: section_gradcheck(a, env, paths, report))):
+            if name in a.sections:
+                t0 = time.perf_counter()
+                fn()
+                timings[name] = time.perf_counter() - t0
+        if "ceiling" in a.sections:
+            ceiling_after = sgemm_ceiling(env, tmp)
 
-        gc = None
-        if not a.no_gradcheck and os.path.exists(gradcheck_bin):
-            gc = {"tapegrad_fused": [], "tapegrad_composed": [], "torch": []}
-            for r in range(a.runs):
-                p = subprocess.run([gradcheck_bin, "--repeat", "1"], env=env, capture_output=True, text=True, check=True)
-                for line in p.stdout.splitlines():
-                    o = json.loads(line)
-                    gc[f"tapegrad_{o['path']}"].append(o)
-                p = subprocess.run(["/usr/bin/python3", torch_bench, "--threads", "1"], env=env,
-                                   capture_output=True, text=True, check=True)
-                for line in p.stdout.splitlines():
-                    o = json.loads(line)
-                    if o["n_inputs"] == 1546:
-                        gc["torch"].append(o)
-            gc["median_s"] = {
-                "tapegrad_fused": statistics.median(o["seconds"] for o in gc["tapegrad_fused"]),
-                "tapegrad_composed": statistics.median(o["seconds"] for o in gc["tapegrad_composed"]),
-                "torch": statistics.median(o["gradcheck_s"] for o in gc["torch"]),
-            }
-            report["gradcheck"] = gc
-
-    ceiling = {t: max(ceiling_before[t]["best"], ceiling_after[t]["best"]) for t in (1, 2)}
-    report["sgemm_ceiling_gflops"] = {"2_threads": ceiling[2], "1_thread": ceiling[1],
-                                      "before": ceiling_before, "after": ceiling_after}
-    report["machine"]["openblas_core"] = ceiling_before[2]["corename"]
+    if "ceiling" in a.sections:
+        ceiling = {t: max(ceiling_before[t]["best"], ceiling_after[t]["best"]) for t in (1, 2)}
+        report["sgemm_ceiling_gflops"] = {"2_threads": ceiling[2], "1_thread": ceiling[1],
+                                          "before": ceiling_before, "after": ceiling_after}
+        report["machine"]["openblas_core"] = ceiling_before[2]["corename"]
+        if "L" in report.get("fused", {}):
+            report["fused"]["L"]["share_of_2_thread_ceiling"] = report["fused"]["L"]["tapegrad_gflops"] / ceiling[2]
     report["machine"]["load_end"] = load_average()
+    report["section_seconds"] = timings
+    report["elapsed_s"] = time.perf_counter() - t_start
 
-    print(f"\nmachine: {report['machine']['cpu']}, {report['machine']['nproc']} CPUs, OpenBLAS core "
-          f"{report['machine']['openblas_core']}; load average start {report['machine']['load_start']} "
-          f"end {report['machine']['load_end']}")
-    print(f"{'cfg':3s} {'tapegrad c/s':>13s} {'torch c/s':>11s} {'(best)':12s} {'ratio':>6s} {'target':>6s} "
-          f"{'tg RSS':>7s} {'torch RSS':>9s} {'RSS ratio':>9s}")
-    for name, c in report["configs"].items():
-        m = c["median_chars_per_s"]
-        print(f"{name:3s} {m['tapegrad']:13.0f} {m[c['best_torch']]:11.0f} {c['best_torch'][6:]:12s} "
-              f"{c['ratio']:6.2f} {TARGETS[name]:6.1f} {c['peak_rss_mb']['tapegrad']:7.1f} "
-              f"{c['peak_rss_mb'][c['best_torch']]:9.1f} {c['rss_ratio']:9.3f}")
-    for name, c in report["configs"].items():
-        others = ", ".join(f"{k[6:]} {v:.0f}" for k, v in c["median_chars_per_s"].items() if k.startswith("torch"))
-        print(f"  {name}: torch medians by thread setting: {others}")
-    print(f"sgemm ceiling (1024^3, best batch): 2 threads {ceiling[2]:.1f} GFLOP/s, 1 thread {ceiling[1]:.1f}")
-    if "L" in report["configs"]:
-        c = report["configs"]["L"]
-        print(f"L: tapegrad {c['tapegrad_gflops']:.1f} GFLOP/s = {100 * c['tapegrad_gflops'] / ceiling[2]:.0f}% "
-              f"of the 2-thread ceiling (torch {c['torch_gflops']:.1f} GFLOP/s); flops/char = "
-              f"{flops_per_char(c['V'], c['H'])}")
-    if report.get("gradcheck"):
+    # ---- summary ----
+    m = report["machine"]
+    print(f"\nmachine: {m['cpu']}, {m['nproc']} CPUs, OpenBLAS core {m.get('openblas_core', '?')}; load average "
+          f"start {m['load_start']} end {m['load_end']}; {report['elapsed_s']:.0f} s in all")
+    for v in ("fused", "composed"):
+        if v not in report:
+            continue
+        print(f"\nchar-GRU, {v} GRU (chars/s, medians of {a.runs}):")
+        print(f"{'cfg':3s} {'tapegrad c/s':>13s} {'torch c/s':>11s} {'(best)':12s} {'ratio':>6s} {'target':>7s} "
+              f"{'':7s} {'tg RSS':>7s} {'torch RSS':>9s} {'RSS ratio':>9s}")
+        for name, c in report[v].items():
+            md = c["median_chars_per_s"]
+            print(f"{name:3s} {md['tapegrad']:13.0f} {md[c['best_torch']]:11.0f} {c['best_torch'][6:]:12s} "
+                  f"{c['ratio']:6.2f} {'>= ' + str(c['target_ratio']):>7s} {mark(c['meets_target']):7s} "
+                  f"{c['peak_rss_mb']['tapegrad']:7.1f} {c['peak_rss_mb'][c['best_torch']]:9.1f} {c['rss_ratio']:9.3f}")
+        for name, c in report[v].items():
+            others = ", ".join(f"{k[6:]} {x:.0f}" for k, x in c["median_chars_per_s"].items() if k.startswith("torch"))
+            print(f"  {name}: torch medians by thread setting: {others}")
+    if "sgemm_ceiling_gflops" in report:
+        cg = report["sgemm_ceiling_gflops"]
+        print(f"sgemm ceiling (1024^3, best batch): 2 threads {cg['2_threads']:.1f} GFLOP/s, 1 thread {cg['1_thread']:.1f}")
+        if "L" in report.get("fused", {}):
+            c = report["fused"]["L"]
+            print(f"L (fused): tapegrad {c['tapegrad_gflops']:.1f} GFLOP/s = {100 * c['share_of_2_thread_ceiling']:.0f}% "
+                  f"of the 2-thread ceiling (torch {c['torch_gflops']:.1f} GFLOP/s); flops/char = "
+                  f"{flops_per_char(c['V'], c['H'])}")
+    if "lstm" in report:
+        print(f"\nLSTM layer, one training step (ms, medians of {a.runs}; tapegrad's and torch's better setting):")
+        for name, c in report["lstm"].items():
+            md = c["median"]
+            print(f"  {name:11s} tapegrad {md[c['best_tapegrad']]:9.2f} ({c['best_tapegrad'][9:]})  torch "
+                  f"{md[c['best_torch']]:9.2f} ({c['best_torch'][6:]})  ratio {c['ratio']:5.2f} (target >= "
+                  f"{c['target_ratio']}: {mark(c['meets_target'])});  all: "
+                  + ", ".join(f"{k} {x:.2f}" for k, x in md.items()))
+    if "mlp" in report:
+        c = report["mlp"]
+        print(f"\nMLP spirals, {c['epochs']} epochs: tapegrad {c['median']['tapegrad']:.3f} s, torch "
+              f"{c['median'][c['best_torch']]:.3f} s ({c['best_torch'][6:]}): ratio {c['ratio']:.2f}; test accuracy "
+              + ", ".join(f"{k} {x:.3f}" for k, x in c["median_test_accuracy"].items()))
+    if "attention" in report:
+        c = report["attention"]
+        print(f"\ndate translation (attention), {c['steps']} steps: tapegrad {c['median']['tapegrad']:.3f} s, torch "
+              f"{c['median'][c['best_torch']]:.3f} s ({c['best_torch'][6:]}): ratio {c['ratio']:.2f} (target >= "
+              f"{c['target_ratio']}: {mark(c['meets_target'])}); peak RSS tapegrad {c['peak_rss_mb']['tapegrad']:.1f} MB, "
+              f"torch {c['peak_rss_mb'][c['best_torch']]:.1f} MB: ratio {c['rss_ratio']:.3f} (target <= "
+              f"{c['target_rss_ratio']}: {mark(c['meets_rss_target'])})")
+    if "ad" in report:
+        print(f"\nAD suite (medians of {a.runs} runs of ad_suite --repeats {a.ad_repeats}):")
+        print(f"  {'case':14s} {'function us':>12s} {'gradient us':>12s} {'ratio':>7s}")
+        for k, v in report["ad"]["median"].items():
+            print(f"  {k:14s} {v['function_us']:12.2f} {v['gradient_us']:12.2f} {v['ratio']:7.2f}")
+    if "ops" in report:
+        c = report["ops"]
+        print(f"\nengine micro-benchmarks (OPENBLAS_NUM_THREADS=1, medians of {a.runs}):")
+        print(f"  tape overhead per recorded add: {c['tape_add_ns_per_op']:.1f} - {c['raw_add_ns_per_op']:.1f} = "
+              f"{c['tape_overhead_ns_per_op']:.1f} ns (target <= {OPS_TARGETS['tape_overhead_ns_per_op']:.0f}: "
+              f"{mark(c['meets_overhead_target'])})")
+        print(f"  128x128 matmul fwd+bwd: tape {c['median']['BM_TapeMatmul128']['real_time_ns'] / 1e3:.1f} us, raw "
+              f"3 x sgemm {c['median']['BM_RawSgemm128x3']['real_time_ns'] / 1e3:.1f} us: {c['matmul_ratio']:.3f}x "
+              f"(target <= {OPS_TARGETS['matmul_ratio']}: {mark(c['meets_matmul_target'])})")
+    if "gradcheck" in report:
         g = report["gradcheck"]["median_s"]
-        print(f"gradcheck GRU LM (1,546 inputs, float64): tapegrad fused {g['tapegrad_fused']:.3f} s, composed "
-              f"{g['tapegrad_composed']:.3f} s, torch {g['torch']:.3f} s -> {g['torch'] / g['tapegrad_fused']:.1f}x "
-              f"(composed {g['torch'] / g['tapegrad_composed']:.1f}x)")
+        print(f"\ngradcheck GRU LM (1,546 inputs, float64): tapegrad fused {g['tapegrad_fused']:.3f} s, composed "
+              f"{g['tapegrad_composed']:.3f} s, torch {g['torch']:.3f} s -> {report['gradcheck']['ratio_fused']:.1f}x "
+              f"(composed {report['gradcheck']['ratio_composed']:.1f}x)")
+    print("\nseconds per section: " + ", ".join(f"{k} {v:.0f}" for k, v in timings.items()))
     if a.json:
         with open(a.json, "w") as f:
             json.dump(report, f, indent=1)
