@@ -20,6 +20,7 @@
 //   auto out = rnn(x, h0);      // out.output (B, T, 16), out.h_n (2, B, 16)
 #pragma once
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -71,6 +72,27 @@ Tensor sequence_batch_first(const char* layer, const Tensor& x, std::size_t inpu
 void check_initial_state(const char* layer, const char* name, const Tensor& s,
                          std::size_t num_states, std::size_t batch, std::size_t hidden,
                          const Tensor& x);
+
+/// One step of layer-direction j: from gi_t = x_t W_ihᵀ + b_ih + b_hh (B, gates·H), updates the
+/// state in place (state[0] is h, the step's output; LSTM adds state[1] = c).
+using RecurrentStep =
+    std::function<void(std::size_t j, const Tensor& gi_t, std::vector<Tensor>& state)>;
+
+/// The loop RNN and LSTM share: layer k reads the previous layer's output (directions
+/// concatenated); direction d = 1 reads x_T first; for every layer-direction j = k·D + d the
+/// input projection of all T steps is one GEMM, both biases folded in.
+///   x        (B, T, in), batch first
+///   initial  one (num_layers · D, B, H) tensor per state, each may be undefined (zeros)
+/// Returns output (B, T, D·H), or (T, B, D·H) unless batch_first, and per state its final
+/// values (num_layers · D, B, H).
+struct StackedOutput {
+  Tensor output;
+  std::vector<Tensor> last;
+};
+StackedOutput run_stacked(const Tensor& x, std::size_t num_layers, bool bidirectional,
+                          std::size_t hidden, bool batch_first, const std::vector<Tensor>& weight_ih,
+                          const std::vector<Tensor>& bias_ih, const std::vector<Tensor>& bias_hh,
+                          const std::vector<Tensor>& initial, const RecurrentStep& step);
 
 }  // namespace detail
 
