@@ -7,8 +7,8 @@
 // AVX2, 64 for AVX-512). xt::xarray<T> is then a different type in a library built with
 // -march=native and in a program built with default flags, and functions taking or returning
 // xarrays (Tensor::data<T>(), gather, ...) no longer link ("undefined reference to
-// tapegrad::Tensor::data<float>()"). Fixing the alignment at 64 -- enough for every x86-64
-// instruction set, AVX-512 included -- makes the public types the same whatever the flags.
+// tapegrad::Tensor::data<float>()"). tapegrad's own allocator, 64-byte aligned -- enough for every
+// x86-64 instruction set, AVX-512 included -- makes the public types the same whatever the flags.
 //
 // A program that includes an xtensor header before any tapegrad header gets xtensor's default
 // instead; the static_assert below then stops the build with a message rather than a link error.
@@ -19,12 +19,48 @@
 #define XTENSOR_USE_XSIMD
 #endif
 
+#include <cstddef>
 #include <type_traits>
 
 #include <xsimd/xsimd.hpp>
 
+namespace tapegrad::detail {
+// Every tensor's storage comes from here (framework/memory_pool.cpp): 64-byte aligned blocks,
+// recycled through a small per-thread cache of freed blocks by size class, so that a training
+// step's many same-sized temporaries do not go to malloc and free every time (allocation was
+// ~half of the tape's per-op cost). Defined in the library, so the type is the same for every
+// compiler flag and every program shares the library's one implementation.
+void* pool_allocate(std::size_t bytes);                 // throws std::bad_alloc
+void pool_deallocate(void* p, std::size_t bytes) noexcept;
+
+/// The allocator of every xt::xarray in tapegrad (XTENSOR_DEFAULT_ALLOCATOR below).
+template <class T>
+struct pool_allocator {
+  using value_type = T;
+  using size_type = std::size_t;
+  using difference_type = std::ptrdiff_t;
+  using pointer = T*;
+  using const_pointer = const T*;
+  using reference = T&;
+  using const_reference = const T&;
+  template <class U>
+  struct rebind {
+    using other = pool_allocator<U>;
+  };
+  pool_allocator() noexcept = default;
+  template <class U>
+  pool_allocator(const pool_allocator<U>&) noexcept {}
+  T* allocate(std::size_t n) { return static_cast<T*>(pool_allocate(n * sizeof(T))); }
+  void deallocate(T* p, std::size_t n) noexcept { pool_deallocate(p, n * sizeof(T)); }
+  template <class U>
+  bool operator==(const pool_allocator<U>&) const noexcept { return true; }
+  template <class U>
+  bool operator!=(const pool_allocator<U>&) const noexcept { return false; }
+};
+}  // namespace tapegrad::detail
+
 #ifndef XTENSOR_DEFAULT_ALLOCATOR
-#define XTENSOR_DEFAULT_ALLOCATOR(T) xsimd::aligned_allocator<T, 64>
+#define XTENSOR_DEFAULT_ALLOCATOR(T) tapegrad::detail::pool_allocator<T>
 #endif
 #ifndef XTENSOR_DEFAULT_ALIGNMENT
 #define XTENSOR_DEFAULT_ALIGNMENT 64
@@ -34,10 +70,10 @@
 
 namespace tapegrad::detail {
 // The ABI check: tapegrad's library was compiled with exactly this allocator.
-static_assert(std::is_same_v<xt::xarray<float>::allocator_type, xsimd::aligned_allocator<float, 64>>,
-              "tapegrad: include tapegrad headers before any xtensor header, or define "
-              "XTENSOR_DEFAULT_ALLOCATOR(T) as xsimd::aligned_allocator<T, 64>");
+static_assert(std::is_same_v<xt::xarray<float>::allocator_type, pool_allocator<float>>,
+              "tapegrad: include tapegrad headers (or framework/xtensor_config.hpp) before any "
+              "xtensor header");
 static_assert(XTENSOR_DEFAULT_ALIGNMENT == 64,
-              "tapegrad: include tapegrad headers before any xtensor header, or define "
-              "XTENSOR_DEFAULT_ALIGNMENT as 64");
+              "tapegrad: include tapegrad headers (or framework/xtensor_config.hpp) before any "
+              "xtensor header");
 }  // namespace tapegrad::detail
