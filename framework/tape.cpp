@@ -192,7 +192,8 @@ void push_node(const char* op, std::vector<Tensor> inputs, const Tensor& output,
       check_history(inputs[i], t.owner_, true, [&] {
         return std::pair(std::string(op), fmt::format("input {}", i));
       });
-  auto node = std::make_shared<Node>(op, std::move(inputs), std::move(backward));
+  // Nodes and TensorImpls come from the tensor pool too (framework/memory_pool.cpp): one per op.
+  auto node = std::allocate_shared<Node>(detail::pool_allocator<Node>(), op, std::move(inputs), std::move(backward));
   node->seq = t.next_seq_++;
   node->tape = t.owner_;
   TensorImpl& out = *output.impl();

@@ -38,14 +38,14 @@ std::string shape_str(const Shape& shape) {
 // ---- Tensor -----------------------------------------------------------------------------------
 
 Tensor::Tensor(xt::xarray<float> value, bool requires_grad)
-    : impl_(std::make_shared<TensorImpl>()) {
+    : impl_(std::allocate_shared<TensorImpl>(detail::pool_allocator<TensorImpl>())) {
   detail::checked_numel("tensor", value.shape());  // every tensor keeps within the size limit
   impl_->value = std::move(value);
   impl_->requires_grad = requires_grad;
 }
 
 Tensor::Tensor(xt::xarray<double> value, bool requires_grad)
-    : impl_(std::make_shared<TensorImpl>()) {
+    : impl_(std::allocate_shared<TensorImpl>(detail::pool_allocator<TensorImpl>())) {
   detail::checked_numel("tensor", value.shape());
   impl_->value = std::move(value);
   impl_->requires_grad = requires_grad;
