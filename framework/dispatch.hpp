@@ -104,4 +104,10 @@ void require_rank(const Tensor& t, std::size_t rank, const char* op, const char*
 /// Product of the dims in [begin, end).
 std::size_t prod(const Shape& s, std::size_t begin, std::size_t end);
 
+/// The values of `a` summed over `axes` (sorted, distinct) and laid out as `shape` (the remaining
+/// dims, possibly with 1s): a new tensor, not recorded; zeros when `a` is empty. The forward
+/// kernel of sum and sum_to (ops_reduce.cpp); `op` names the op in MemoryError.
+Tensor sum_values(const char* op, const Tensor& a, const std::vector<std::size_t>& axes,
+                  const Shape& shape);
+
 }  // namespace tapegrad::detail

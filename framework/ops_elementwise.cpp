@@ -10,7 +10,6 @@
 #include <xtensor/xbroadcast.hpp>
 #include <xtensor/xmath.hpp>
 #include <xtensor/xoperation.hpp>
-#include <xtensor/xreducer.hpp>
 
 #include "framework/dispatch.hpp"
 #include "framework/ops.hpp"
@@ -75,19 +74,7 @@ Tensor sum_to(const Tensor& g, const Shape& shape) {
   std::size_t lead = gs.size() - shape.size();
   for (std::size_t i = 0; i < gs.size(); ++i)
     if (i < lead || (shape[i - lead] == 1 && gs[i] != 1)) axes.push_back(i);
-  Tensor out = dispatch(g.dtype(), [&](auto tag) {
-    using T = decltype(tag);
-    if (g.numel() == 0) {  // xtensor's reducers must not see an empty array (null data)
-      xt::xarray<T> r = detail::new_array<T>("sum_to", shape);
-      r.fill(T(0));
-      return Tensor(std::move(r));
-    }
-    return detail::guard_alloc<T>("sum_to", shape, [&] {
-      xt::xarray<T> r = xt::sum(g.data<T>(), axes, xt::evaluation_strategy::immediate);
-      r.reshape(shape);
-      return Tensor(std::move(r));
-    });
-  });
+  Tensor out = detail::sum_values("sum_to", g, axes, shape);
   return record("sum_to", out, {g}, [gshape = gs](const Tensor& gg, GradSink& s) {
     s.add(0, broadcast_to(gg, gshape));
   });

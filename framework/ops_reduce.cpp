@@ -53,23 +53,32 @@ Shape reduced_shape(const Shape& s, const std::vector<std::size_t>& axes, bool k
 
 // ---- sum / mean ---------------------------------------------------------------------------------
 
+namespace detail {
+
+Tensor sum_values(const char* op, const Tensor& a, const std::vector<std::size_t>& axes,
+                  const Shape& shape) {
+  return dispatch(a.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    if (a.numel() == 0) {  // xtensor's reducers must not see an empty array (null data)
+      xt::xarray<T> r = new_array<T>(op, shape);
+      r.fill(T(0));
+      return Tensor(std::move(r));
+    }
+    return guard_alloc<T>(op, shape, [&] {
+      xt::xarray<T> r = xt::sum(a.data<T>(), axes, xt::evaluation_strategy::immediate);
+      r.reshape(shape);
+      return Tensor(std::move(r));
+    });
+  });
+}
+
+}  // namespace detail
+
 Tensor sum(const Tensor& a, const Axes& axes_in, bool keepdims) {
   detail::require_defined(a, "sum", "a");
   auto axes = resolve_axes(axes_in, a.dim(), "sum");
   Shape out_shape = reduced_shape(a.shape(), axes, keepdims);
-  Tensor out = dispatch(a.dtype(), [&](auto tag) {
-    using T = decltype(tag);
-    if (a.numel() == 0) {  // xtensor's reducers must not see an empty array (null data)
-      xt::xarray<T> r = detail::new_array<T>("sum", out_shape);
-      r.fill(T(0));
-      return Tensor(std::move(r));
-    }
-    return detail::guard_alloc<T>("sum", out_shape, [&] {
-      xt::xarray<T> r = xt::sum(a.data<T>(), axes, xt::evaluation_strategy::immediate);
-      r.reshape(out_shape);
-      return Tensor(std::move(r));
-    });
-  });
+  Tensor out = detail::sum_values("sum", a, axes, out_shape);
   return record("sum", out, {a},
                 [ashape = a.shape(), kshape = keepdims_shape(a.shape(), axes)](const Tensor& g, GradSink& s) {
                   s.add(0, broadcast_to(reshape(g, kshape), ashape));
