@@ -103,8 +103,7 @@ const CLI::Validator UInt64(
       for (char c : v) digits = digits && c >= '0' && c <= '9';
       errno = 0;
       if (digits) std::strtoull(v.c_str(), nullptr, 10);
-      if (!digits || errno == ERANGE)
-        return fmt::format("'{}' is not a whole number in 0..18446744073709551615", v);
+      if (!digits || errno == ERANGE) return fmt::format("'{}' is not a whole number in 0..2^64-1", v);
       return {};
     },
     "UINT64");

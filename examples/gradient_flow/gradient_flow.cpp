@@ -36,7 +36,6 @@
 // --plot FILE (.png or .svg) draws log10 ‖dL/dh_t‖ against t, one curve per run, with gnuplot.
 // Exit codes: 0 ok, 1 runtime error (e.g. gnuplot failed, an unreadable checkpoint), 2 usage error
 // (a bad or conflicting flag, found before any work).
-#include <cerrno>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -251,17 +250,6 @@ void plot(const std::vector<Run>& runs, const Experiment& e, const std::string& 
   cli::plot::render(tmp, script, file);
 }
 
-/// Any unsigned 64-bit integer, digits only (no sign, no 1e3, nothing past 2^64 − 1).
-const CLI::Validator kSeed(
-    [](std::string& v) -> std::string {
-      bool digits = !v.empty() && v.size() <= 20;
-      for (char c : v) digits = digits && c >= '0' && c <= '9';
-      errno = 0;
-      if (digits) std::strtoull(v.c_str(), nullptr, 10);
-      return digits && errno != ERANGE ? std::string() : "'" + v + "' is not a whole number in 0..2^64-1";
-    },
-    "UINT64");
-
 /// Largest checkpoint read by --checkpoint.
 constexpr std::uint64_t kMaxCheckpointBytes = 1ull << 30;
 
@@ -336,7 +324,7 @@ int main(int argc, char** argv) {
   app.add_option("--weight-scale", e.weight_scale, "multiply every initial parameter by S (default 1: PyTorch init)")
       ->type_name("S")->check(cli::PositiveFinite);
   app.add_option("--seed", e.seed, "seed: parameters from Generator(seed), h_0 and inputs from Generator(seed + 1)")
-      ->type_name("S")->capture_default_str()->check(kSeed);
+      ->type_name("S")->capture_default_str()->check(cli::UInt64);
   app.add_option("--checkpoint", checkpoint,
                  "a char_gru checkpoint (.npz, at most 1 GiB): measure the gradient flow of its loss on "
                  "--text instead (L = mean -log p(TEXT[t]), t = 1..N, N = len(TEXT) - 1; JSON: loss, "
