@@ -11,16 +11,10 @@
 //                  input x_s (the one-hot vector as floats, or the embedded vector)
 #include <gtest/gtest.h>
 
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmath>
 #include <cstdlib>
-#include <filesystem>
-#include <fstream>
-#include <sstream>
 #include <string>
 #include <vector>
 
@@ -28,6 +22,7 @@
 #include <nlohmann/json.hpp>
 
 #include "char_model.hpp"
+#include "process_support.hpp"
 
 using namespace tapegrad;
 
@@ -35,56 +30,12 @@ namespace {
 
 const std::string kProgram = std::string(TAPEGRAD_EXAMPLES_BIN_DIR) + "/gradient_flow";
 
-/// A private temporary directory (mkdtemp), removed with its contents.
-struct ScratchDir {
-  ScratchDir() {
-    std::string tmpl = (std::filesystem::temp_directory_path() / "tapegrad_flow_test_XXXXXX").string();
-    if (::mkdtemp(tmpl.data())) path = tmpl;
-  }
-  ~ScratchDir() {
-    std::error_code ec;
-    if (!path.empty()) std::filesystem::remove_all(path, ec);
-  }
-  std::string path;
-};
-
-struct Proc {
-  int code = -1;
-  std::string out, err;
-};
-
-std::string slurp(const std::string& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+using process::Proc;
+using process::ScratchDir;
+using process::slurp;
 
 /// Runs the program with exactly these arguments (no shell), stdout and stderr captured.
-Proc run(const std::vector<std::string>& args) {
-  ScratchDir io;
-  const std::string out = io.path + "/out", err = io.path + "/err";
-  pid_t pid = ::fork();
-  if (pid == 0) {
-    int o = ::open(out.c_str(), O_WRONLY | O_CREAT | O_EXCL, 0600);
-    int e = ::open(err.c_str(), O_WRONLY | O_CREAT | O_EXCL, 0600);
-    if (o < 0 || e < 0) ::_exit(127);
-    ::dup2(o, 1);
-    ::dup2(e, 2);
-    std::vector<char*> argv = {const_cast<char*>(kProgram.c_str())};
-    for (const std::string& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-    argv.push_back(nullptr);
-    ::execv(kProgram.c_str(), argv.data());
-    ::_exit(127);
-  }
-  int status = 0;
-  ::waitpid(pid, &status, 0);
-  Proc p;
-  p.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  p.out = slurp(out);
-  p.err = slurp(err);
-  return p;
-}
+Proc run(const std::vector<std::string>& args) { return process::run(kProgram, args); }
 
 bool built() { return ::access(kProgram.c_str(), X_OK) == 0; }
 

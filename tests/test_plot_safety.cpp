@@ -9,25 +9,20 @@
 // temporary directory is gone. Planted symlinks are never followed.
 #include <gtest/gtest.h>
 
-#include <fcntl.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdlib>
-#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <set>
-#include <sstream>
 #include <string>
 #include <vector>
 
 #include "char_model.hpp"
 #include "cli/cli.hpp"
 #include "cli/plot.hpp"
-
-extern char** environ;
+#include "process_support.hpp"
 
 namespace fs = std::filesystem;
 using namespace tapegrad;
@@ -36,62 +31,14 @@ namespace {
 
 const std::string kBin = TAPEGRAD_EXAMPLES_BIN_DIR;
 
-struct ScratchDir {
-  ScratchDir() {
-    std::string tmpl = (fs::temp_directory_path() / "tapegrad_plot_safety_XXXXXX").string();
-    if (::mkdtemp(tmpl.data())) path = tmpl;
-  }
-  ~ScratchDir() {
-    std::error_code ec;
-    if (!path.empty()) fs::remove_all(path, ec);
-  }
-  std::string path;
-};
+using process::Proc;
+using process::ScratchDir;
+using process::slurp;
 
-std::string slurp(const std::string& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-struct Proc {
-  int code = -1;
-  std::string out, err;
-};
-
-/// Runs `program args` without a shell, in `cwd`, with TMPDIR=`tmpdir`; output captured in `io`.
+/// Runs `program args` without a shell, in `cwd`, with TMPDIR=`tmpdir`; output captured.
 Proc run(const std::string& program, const std::vector<std::string>& args, const std::string& cwd,
          const std::string& tmpdir) {
-  ScratchDir io;
-  const std::string exe = kBin + "/" + program, out = io.path + "/out", err = io.path + "/err";
-  std::vector<std::string> env_strings;
-  for (char** e = environ; *e; ++e)
-    if (std::strncmp(*e, "TMPDIR=", 7) != 0) env_strings.emplace_back(*e);
-  env_strings.push_back("TMPDIR=" + tmpdir);
-  std::vector<char*> env;
-  for (std::string& s : env_strings) env.push_back(s.data());
-  env.push_back(nullptr);
-  std::vector<char*> argv = {const_cast<char*>(exe.c_str())};
-  for (const std::string& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-  argv.push_back(nullptr);
-  pid_t pid = ::fork();
-  if (pid == 0) {
-    int o = ::open(out.c_str(), O_WRONLY | O_CREAT | O_EXCL, 0600);
-    int e = ::open(err.c_str(), O_WRONLY | O_CREAT | O_EXCL, 0600);
-    if (o < 0 || e < 0 || ::chdir(cwd.c_str()) != 0) ::_exit(127);
-    ::dup2(o, 1);
-    ::dup2(e, 2);
-    ::execve(exe.c_str(), argv.data(), env.data());
-    ::_exit(127);
-  }
-  int status = 0;
-  ::waitpid(pid, &status, 0);
-  Proc p;
-  p.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  p.out = slurp(out);
-  p.err = slurp(err);
-  return p;
+  return process::run(kBin + "/" + program, args, cwd, tmpdir);
 }
 
 bool built(const std::string& program) { return ::access((kBin + "/" + program).c_str(), X_OK) == 0; }
