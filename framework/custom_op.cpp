@@ -12,27 +12,60 @@
 namespace tapegrad {
 
 namespace {
+
 /// "input #0 'x'" (the tensor's name when it has one), or "input #0".
 std::string input_label(const std::vector<Tensor>& inputs, std::size_t i) {
   const std::string& n = inputs[i].name();
   return n.empty() ? fmt::format("input #{}", i) : fmt::format("input #{} '{}'", i, n);
 }
+
+/// What each input's gradient must look like, and how messages name the input.
+struct InputSpec {
+  std::vector<Shape> shapes;
+  std::vector<DType> dtypes;
+  std::vector<std::string> labels;  // "input #0 'x'"
+};
+
+/// The inputs' spec; ValueError for an undefined input.
+InputSpec describe_inputs(const std::string& name, const std::vector<Tensor>& inputs) {
+  InputSpec spec;
+  for (std::size_t i = 0; i < inputs.size(); ++i) {
+    spec.labels.push_back(input_label(inputs, i));
+    if (!inputs[i].defined())
+      throw ValueError(fmt::format("custom op '{}': {} is undefined", name, spec.labels[i]));
+    spec.shapes.push_back(inputs[i].shape());
+    spec.dtypes.push_back(inputs[i].dtype());
+  }
+  return spec;
+}
+
+/// Checks what the user's backward returned against the inputs (AutogradError naming the op)
+/// and adds each needed gradient through the one accumulation point; an undefined gradient is
+/// no gradient (zero).
+void add_checked(const std::string& name, const InputSpec& spec, const std::vector<Tensor>& grads,
+                 GradSink& s) {
+  const std::size_t n = spec.shapes.size();
+  if (grads.size() != n)
+    throw AutogradError(fmt::format(
+        "custom op '{}': backward returned {} gradient(s) for {} input(s)", name, grads.size(), n));
+  for (std::size_t i = 0; i < n; ++i) {
+    if (!grads[i].defined() || !s.needs(i)) continue;
+    if (grads[i].shape() != spec.shapes[i] || grads[i].dtype() != spec.dtypes[i])
+      throw AutogradError(fmt::format(
+          "custom op '{}': backward returned a {} {} gradient for {}, which is {} {}", name,
+          dtype_name(grads[i].dtype()), shape_str(grads[i].shape()), spec.labels[i],
+          dtype_name(spec.dtypes[i]), shape_str(spec.shapes[i])));
+    s.add(i, grads[i]);
+  }
+}
+
 }  // namespace
 
 Tensor apply_custom(const std::string& name, const std::vector<Tensor>& inputs,
                     const CustomForward& forward, CustomBackward backward) {
   if (!forward || !backward)
     throw ValueError(fmt::format("custom op '{}': forward and backward must both be given", name));
-  std::vector<Shape> shapes;  // what each input's gradient must look like
-  std::vector<DType> dtypes;
-  std::vector<std::string> labels;  // "input #0 'x'", for messages
-  for (std::size_t i = 0; i < inputs.size(); ++i) {
-    labels.push_back(input_label(inputs, i));
-    if (!inputs[i].defined())
-      throw ValueError(fmt::format("custom op '{}': {} is undefined", name, input_label(inputs, i)));
-    shapes.push_back(inputs[i].shape());
-    dtypes.push_back(inputs[i].dtype());
-  }
+  const InputSpec spec = describe_inputs(name, inputs);
   auto ctx = std::make_shared<CustomContext>();  // shared by the node's backward
   ctx->name_ = name;
 
@@ -69,9 +102,9 @@ Tensor apply_custom(const std::string& name, const std::vector<Tensor>& inputs,
   const char* op = intern_op_name(name);
   return record(
       op, out, inputs,
-      [ctx, backward = std::move(backward), shapes, dtypes, labels, output_slots,
+      [ctx, backward = std::move(backward), spec, output_slots,
        self = WeakTensor(out)](const Tensor& g, GradSink& s) {
-        const std::size_t n = shapes.size();
+        const std::size_t n = spec.shapes.size();
         ctx->needs_.assign(n, false);
         for (std::size_t i = 0; i < n; ++i) ctx->needs_[i] = s.needs(i);
         struct SavedOutput {  // the output in its slots for the duration of the user's backward
@@ -85,20 +118,7 @@ Tensor apply_custom(const std::string& name, const std::vector<Tensor>& inputs,
           const Tensor output = self.lock();  // alive: the backward pass holds it
           for (std::size_t i : output_slots) ctx->saved_[i] = output;
         }
-        std::vector<Tensor> grads = backward(*ctx, g);
-        if (grads.size() != n)
-          throw AutogradError(
-              fmt::format("custom op '{}': backward returned {} gradient(s) for {} input(s)",
-                          ctx->name(), grads.size(), n));
-        for (std::size_t i = 0; i < n; ++i) {
-          if (!grads[i].defined() || !s.needs(i)) continue;  // undefined = no gradient (zero)
-          if (grads[i].shape() != shapes[i] || grads[i].dtype() != dtypes[i])
-            throw AutogradError(fmt::format(
-                "custom op '{}': backward returned a {} {} gradient for {}, which is {} {}",
-                ctx->name(), dtype_name(grads[i].dtype()), shape_str(grads[i].shape()), labels[i],
-                dtype_name(dtypes[i]), shape_str(shapes[i])));
-          s.add(i, grads[i]);
-        }
+        add_checked(ctx->name(), spec, backward(*ctx, g), s);
       });
 }
 
@@ -110,16 +130,7 @@ std::vector<Tensor> apply_custom(const std::string& name, const std::vector<Tens
                                  const CustomForwardMulti& forward, CustomBackwardMulti backward) {
   if (!forward || !backward)
     throw ValueError(fmt::format("custom op '{}': forward and backward must both be given", name));
-  std::vector<Shape> shapes;
-  std::vector<DType> dtypes;
-  std::vector<std::string> labels;
-  for (std::size_t i = 0; i < inputs.size(); ++i) {
-    labels.push_back(input_label(inputs, i));
-    if (!inputs[i].defined())
-      throw ValueError(fmt::format("custom op '{}': {} is undefined", name, labels[i]));
-    shapes.push_back(inputs[i].shape());
-    dtypes.push_back(inputs[i].dtype());
-  }
+  const InputSpec spec = describe_inputs(name, inputs);
   auto ctx = std::make_shared<CustomContext>();
   ctx->name_ = name;
 
@@ -153,9 +164,9 @@ std::vector<Tensor> apply_custom(const std::string& name, const std::vector<Tens
   const char* op = intern_op_name(name);
   packed = record(
       op, packed, inputs,
-      [ctx, backward = std::move(backward), shapes, dtypes, labels, out_shapes,
+      [ctx, backward = std::move(backward), spec, out_shapes,
        offsets](const Tensor& g, GradSink& s) {
-        const std::size_t n = shapes.size();
+        const std::size_t n = spec.shapes.size();
         ctx->needs_.assign(n, false);
         for (std::size_t i = 0; i < n; ++i) ctx->needs_[i] = s.needs(i);
         std::vector<Tensor> gouts;
@@ -164,20 +175,7 @@ std::vector<Tensor> apply_custom(const std::string& name, const std::vector<Tens
           for (std::size_t d : out_shapes[k]) numel *= d;
           gouts.push_back(reshape(narrow(g, 0, offsets[k], numel), out_shapes[k]));
         }
-        std::vector<Tensor> grads = backward(*ctx, gouts);
-        if (grads.size() != n)
-          throw AutogradError(
-              fmt::format("custom op '{}': backward returned {} gradient(s) for {} input(s)",
-                          ctx->name(), grads.size(), n));
-        for (std::size_t i = 0; i < n; ++i) {
-          if (!grads[i].defined() || !s.needs(i)) continue;
-          if (grads[i].shape() != shapes[i] || grads[i].dtype() != dtypes[i])
-            throw AutogradError(fmt::format(
-                "custom op '{}': backward returned a {} {} gradient for {}, which is {} {}",
-                ctx->name(), dtype_name(grads[i].dtype()), shape_str(grads[i].shape()), labels[i],
-                dtype_name(dtypes[i]), shape_str(shapes[i])));
-          s.add(i, grads[i]);
-        }
+        add_checked(ctx->name(), spec, backward(*ctx, gouts), s);
       });
   std::vector<Tensor> result;
   for (std::size_t k = 0; k < out_shapes.size(); ++k)
