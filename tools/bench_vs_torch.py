@@ -306,18 +306,25 @@ def section_lstm(a, env, paths, steps, report):
     report["lstm"] = out
 
 
-def section_mlp(a, env, paths, steps, report):
-    n = steps["mlp"]
-    jobs = [Job("tapegrad", [paths["mlp_spirals"], "--epochs", str(n), "--json"], env, lambda o, e: last_json(o))]
+def program_vs_twin(a, env, paths, section, cfg, program, count_flag, n, show):
+    """The example `program` (its --json) and its PyTorch twin tools/torch_<program>.py, each with
+    `count_flag n`, alternated; returns (the comparison of their seconds, results, round order,
+    the torch labels)."""
+    jobs = [Job("tapegrad", [paths[program], count_flag, str(n), "--json"], env, lambda o, e: last_json(o))]
     torch_labels = []
     for label, threads, e in torch_variants(env, a.active_t2):
-        jobs.append(Job(label, [PY, paths["torch_mlp_spirals"], "--epochs", str(n), "--threads", str(threads)], e,
+        jobs.append(Job(label, [PY, paths["torch_" + program], count_flag, str(n), "--threads", str(threads)], e,
                         lambda o, e: last_json(o)))
         torch_labels.append(label)
-    results, orders = alternate("mlp", "spirals", jobs, a.runs,
-                                lambda o: f"{o['seconds']:8.3f} s  test acc {o['test_accuracy']:.3f} "
-                                          f"{o['peak_rss_mb_child']:7.1f} MB")
-    c = compare(results, "seconds", False, ["tapegrad"], torch_labels)
+    results, orders = alternate(section, cfg, jobs, a.runs, show)
+    return compare(results, "seconds", False, ["tapegrad"], torch_labels), results, orders, torch_labels
+
+
+def section_mlp(a, env, paths, steps, report):
+    n = steps["mlp"]
+    c, results, orders, _ = program_vs_twin(
+        a, env, paths, "mlp", "spirals", "mlp_spirals", "--epochs", n,
+        lambda o: f"{o['seconds']:8.3f} s  test acc {o['test_accuracy']:.3f} {o['peak_rss_mb_child']:7.1f} MB")
     c.update(epochs=n, round_order=orders, runs=results,
              median_test_accuracy={k: statistics.median(o["test_accuracy"] for o in v) for k, v in results.items()})
     report["mlp"] = c
@@ -327,16 +334,9 @@ def section_mlp(a, env, paths, steps, report):
 
 def section_attention(a, env, paths, steps, report):
     n = steps["attention"]
-    jobs = [Job("tapegrad", [paths["date_translation"], "--steps", str(n), "--json"], env, lambda o, e: last_json(o))]
-    torch_labels = []
-    for label, threads, e in torch_variants(env, a.active_t2):
-        jobs.append(Job(label, [PY, paths["torch_date_translation"], "--steps", str(n), "--threads", str(threads)], e,
-                        lambda o, e: last_json(o)))
-        torch_labels.append(label)
-    results, orders = alternate("attention", "dates", jobs, a.runs,
-                                lambda o: f"{o['seconds']:8.3f} s  accuracy {o['accuracy']:.3f} "
-                                          f"{o['peak_rss_mb_child']:7.1f} MB")
-    c = compare(results, "seconds", False, ["tapegrad"], torch_labels)
+    c, results, orders, torch_labels = program_vs_twin(
+        a, env, paths, "attention", "dates", "date_translation", "--steps", n,
+        lambda o: f"{o['seconds']:8.3f} s  accuracy {o['accuracy']:.3f} {o['peak_rss_mb_child']:7.1f} MB")
     rss = {k: max(o["peak_rss_mb_child"] for o in v) for k, v in results.items()}
     c.update(steps=n, peak_rss_mb=rss, rss_ratio=rss["tapegrad"] / rss[c["best_torch"]],
              rss_ratio_vs_smallest_torch=rss["tapegrad"] / min(rss[k] for k in torch_labels),
