@@ -57,6 +57,18 @@ def leaf(a):
     return torch.tensor(a, dtype=torch.float64, requires_grad=True)
 
 
+def add_seeded(out, rng, name, y, params, leaves):
+    """Adds params, name = y, seed_<name> ~ U(±1) and grad_<k> of L = sum(y * seed) for every
+    k in params (leaves[k] is its leaf tensor) to out."""
+    seed = U(rng, tuple(y.shape), 1.0)
+    (y * torch.tensor(seed)).sum().backward()
+    out.update(params)
+    out[name] = y.detach().numpy()
+    out["seed_" + name] = seed
+    for k in params:
+        out["grad_" + k] = leaves[k].grad.numpy()
+
+
 def fx_gru_forms():
     rng = np.random.default_rng(1515)
     B, I, H = 3, 5, 4
@@ -73,13 +85,7 @@ def fx_gru_forms():
     h_new = torch._VF.gru_cell(t["x"], t["h"], t["weight_ih"], t["weight_hh"], t["bias_ih"], t["bias_hh"])
     with torch.no_grad():
         assert torch.allclose(h_new, cell(t["x"], t["h"]), atol=1e-15, rtol=0)
-    seed = U(rng, (B, H), 1.0)
-    (h_new * torch.tensor(seed)).sum().backward()
-    out.update(p1)
-    out["h_new"] = h_new.detach().numpy()
-    out["seed_h_new"] = seed
-    for k in p1:
-        out["grad_" + k] = t[k].grad.numpy()
+    add_seeded(out, rng, "h_new", h_new, p1, t)
     # ---- part 2: the course's cell, explicit ops ---------------------------------------------
     p2 = {"c_prev": U(rng, (B, H)), "W_u": U(rng, (H, H + I)), "b_u": U(rng, (H,)),
           "W_r": U(rng, (H, H + I)), "b_r": U(rng, (H,)), "W_c": U(rng, (H, H + I)), "b_c": U(rng, (H,))}
@@ -90,13 +96,7 @@ def fx_gru_forms():
     gr = torch.sigmoid(cx @ c["W_r"].T + c["b_r"])
     ct = torch.tanh(torch.cat([gr * c["c_prev"], xc], 1) @ c["W_c"].T + c["b_c"])
     c_new = gu * ct + (1 - gu) * c["c_prev"]
-    seed2 = U(rng, (B, H), 1.0)
-    (c_new * torch.tensor(seed2)).sum().backward()
-    out.update(p2)
-    out["c_new"] = c_new.detach().numpy()
-    out["seed_c_new"] = seed2
-    for k in p2:
-        out["grad_" + k] = c[k].grad.numpy()
+    add_seeded(out, rng, "c_new", c_new, p2, c)
     out["grad_x_course"] = xc.grad.numpy()
     # ---- part 3: r ≡ 1 ------------------------------------------------------------------------
     r1 = {k: p1[k].copy() for k in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")}
