@@ -147,18 +147,31 @@ TEST(GRUFused, NoGradForwardGivesTheSameValues) {
   EXPECT_TRUE(b.steps.empty());
 }
 
-TEST(GRUFused, GradcheckOfTheLayer) {
-  Generator gen(5);
+namespace {
+
+/// gru_layer_fused's inputs {x (B, T, I), w_ih (3H, I), w_hh (3H, H), b_ih, b_hh (3H), h0 (B, H)},
+/// float64, all requiring grad (weights 0.5·N(0, 1), the rest N(0, 1)), drawn in that order.
+std::vector<Tensor> fused_layer_inputs(std::uint64_t seed, std::size_t B, std::size_t T,
+                                       std::size_t I, std::size_t H) {
+  Generator gen(seed);
   const DType f64 = DType::Float64;
-  Tensor x = randn({2, 4, 3}, gen, f64).requires_grad_();
-  Tensor w_ih = mul(randn({12, 3}, gen, f64), 0.5).detach().requires_grad_();
-  Tensor w_hh = mul(randn({12, 4}, gen, f64), 0.5).detach().requires_grad_();
-  Tensor b_ih = randn({12}, gen, f64).requires_grad_();
-  Tensor b_hh = randn({12}, gen, f64).requires_grad_();
-  Tensor h0 = randn({2, 4}, gen, f64).requires_grad_();
-  auto r = gradcheck(
-      [](const std::vector<Tensor>& in) { return gru_layer_fused(in[0], in[1], in[2], in[3], in[4], in[5]); },
-      {x, w_ih, w_hh, b_ih, b_hh, h0});
+  Tensor x = randn({B, T, I}, gen, f64).requires_grad_();
+  Tensor w_ih = mul(randn({3 * H, I}, gen, f64), 0.5).detach().requires_grad_();
+  Tensor w_hh = mul(randn({3 * H, H}, gen, f64), 0.5).detach().requires_grad_();
+  Tensor b_ih = randn({3 * H}, gen, f64).requires_grad_();
+  Tensor b_hh = randn({3 * H}, gen, f64).requires_grad_();
+  Tensor h0 = randn({B, H}, gen, f64).requires_grad_();
+  return {x, w_ih, w_hh, b_ih, b_hh, h0};
+}
+
+Tensor fused_layer(const std::vector<Tensor>& in) {
+  return gru_layer_fused(in[0], in[1], in[2], in[3], in[4], in[5]);
+}
+
+}  // namespace
+
+TEST(GRUFused, GradcheckOfTheLayer) {
+  auto r = gradcheck(fused_layer, fused_layer_inputs(5, 2, 4, 3, 4));
   EXPECT_TRUE(r.passed) << r.report();
 }
 
@@ -219,17 +232,7 @@ TEST(GRUFused, DoubleBackwardRecomputesWithOpsAndEqualsComposed) {
 }
 
 TEST(GRUFused, GradgradcheckThroughTheFusedNode) {
-  Generator gen(13);
-  const DType f64 = DType::Float64;
-  Tensor x = randn({2, 3, 2}, gen, f64).requires_grad_();
-  Tensor w_ih = mul(randn({9, 2}, gen, f64), 0.5).detach().requires_grad_();
-  Tensor w_hh = mul(randn({9, 3}, gen, f64), 0.5).detach().requires_grad_();
-  Tensor b_ih = randn({9}, gen, f64).requires_grad_();
-  Tensor b_hh = randn({9}, gen, f64).requires_grad_();
-  Tensor h0 = randn({2, 3}, gen, f64).requires_grad_();
-  auto r = gradgradcheck(
-      [](const std::vector<Tensor>& in) { return gru_layer_fused(in[0], in[1], in[2], in[3], in[4], in[5]); },
-      {x, w_ih, w_hh, b_ih, b_hh, h0});
+  auto r = gradgradcheck(fused_layer, fused_layer_inputs(13, 2, 3, 2, 3));
   EXPECT_TRUE(r.passed) << r.report();
 }
 
