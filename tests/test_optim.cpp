@@ -107,6 +107,19 @@ struct OptFixture {
   }
 };
 
+/// Adam's or AdamW's options (the same names; AdamW only decouples the weight decay) from the
+/// fixture.
+template <bool Decoupled>
+AdamOptionsT<Decoupled> adam_options(const OptFixture& f) {
+  AdamOptionsT<Decoupled> o;
+  o.lr(f.hyper("lr"))
+      .betas(f.hyper("beta1"), f.hyper("beta2"))
+      .eps(f.hyper("eps"))
+      .weight_decay(f.hyper("weight_decay"))
+      .amsgrad(f.flag("amsgrad"));
+  return o;
+}
+
 /// The optimizer of `config` with the hyper-parameters saved in its fixture (so the options'
 /// names are checked against torch's too).
 std::unique_ptr<Optimizer> make_optimizer(const std::string& config, const OptFixture& f,
@@ -117,20 +130,9 @@ std::unique_ptr<Optimizer> make_optimizer(const std::string& config, const OptFi
                                                         .dampening(f.hyper("dampening"))
                                                         .weight_decay(f.hyper("weight_decay"))
                                                         .nesterov(f.flag("nesterov")));
-  if (config == "adamw")
-    return std::make_unique<AdamW>(std::move(params), AdamWOptions()
-                                                          .lr(f.hyper("lr"))
-                                                          .betas(f.hyper("beta1"), f.hyper("beta2"))
-                                                          .eps(f.hyper("eps"))
-                                                          .weight_decay(f.hyper("weight_decay"))
-                                                          .amsgrad(f.flag("amsgrad")));
+  if (config == "adamw") return std::make_unique<AdamW>(std::move(params), adam_options<true>(f));
   if (config.rfind("adam", 0) == 0)
-    return std::make_unique<Adam>(std::move(params), AdamOptions()
-                                                         .lr(f.hyper("lr"))
-                                                         .betas(f.hyper("beta1"), f.hyper("beta2"))
-                                                         .eps(f.hyper("eps"))
-                                                         .weight_decay(f.hyper("weight_decay"))
-                                                         .amsgrad(f.flag("amsgrad")));
+    return std::make_unique<Adam>(std::move(params), adam_options<false>(f));
   if (config.rfind("rmsprop", 0) == 0)
     return std::make_unique<RMSprop>(std::move(params), RMSpropOptions()
                                                             .lr(f.hyper("lr"))
