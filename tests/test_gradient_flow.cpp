@@ -505,8 +505,8 @@ TEST(GradientFlow, WorkedStepTakesTheCandidateWhereZIsZeroAndKeepsTheStateWhereZ
   // Unit 0 (z = 0): h_t = n_t exactly, 0.251904, whatever h_{t−1} = 0.5 was.
   EXPECT_EQ(st.h_new.at(0), st.n.at(0));
   EXPECT_NEAR(st.h_new.at(0), 0.251904, 1e-6);
-  // Unit 1 (z = 1): h_t = h_{t−1} = −0.3 (computed as n + 1·(h − n): within a rounding of −0.3).
-  EXPECT_DOUBLE_EQ(st.h_new.at(1), -0.3);
+  // Unit 1 (z = 1): h_t = h_{t−1} = −0.3 exactly ((1 − 1)·n + 1·h: the equation as written).
+  EXPECT_EQ(st.h_new.at(1), -0.3);
   // Unit 2 (z = 0.589): h_t = 0.411 · 0.286039 + 0.589 · 0.8 = 0.588783, in between.
   const double z2 = sig(0.36);
   EXPECT_NEAR(st.h_new.at(2), (1 - z2) * st.n.at(2) + z2 * 0.8, 1e-15);

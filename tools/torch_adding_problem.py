@@ -2,7 +2,7 @@
 """PyTorch twin of examples/adding_problem: the same data recipe, sizes, init scheme, optimizer,
 schedule and clipping (its own random numbers: compare MSEs and speed, not digits).
 
-    /usr/bin/python3 tools/torch_adding_problem.py [--steps 2000] [--seed 0] [--threads 1] [--models gru,lstm,rnn]
+    /usr/bin/python3 tools/torch_adding_problem.py [--steps 3000] [--seed 0] [--threads 1] [--models gru,lstm,rnn]
 
 Prints {"gru": {"test_mse", "seconds"}, "lstm": {...}, "rnn": {...}, "baseline_mse"} as JSON
 (only the models asked for).
@@ -43,7 +43,7 @@ class Regressor(nn.Module):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--steps", type=int, default=2000)
+    ap.add_argument("--steps", type=int, default=3000)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--models", default="gru,lstm,rnn")

@@ -3,7 +3,7 @@
 // two marked values. Its PyTorch twin is tools/torch_adding_problem.py (same data, sizes, init
 // scheme, optimizer and schedule).
 //
-//   adding_problem [--steps 2000] [--seed 0] [--json]
+//   adding_problem [--steps 3000] [--seed 0] [--models gru,lstm,rnn] [--json]
 //
 // Data: value ~ U(0, 1) at every step, marker 1 at two distinct random steps (0 elsewhere);
 // target = the sum of the two marked values. Fresh batches of 64 every step; a fixed test set of
@@ -14,6 +14,7 @@
 #include <chrono>
 #include <iostream>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -65,11 +66,16 @@ class Regressor : public Module {
 
 int main(int argc, char** argv) {
   CLI::App app{"adding_problem: GRU vs LSTM vs tanh RNN on the adding problem (T = 50)"};
-  std::size_t steps = 2000;
+  std::size_t steps = 3000;  // at 2000 the LSTM missed on 2 of 5 seeds (1: 11 %, 3: 29 % of the baseline)
   std::uint64_t seed = 0;
   bool json_out = false;
+  std::vector<std::string> models{"gru", "lstm", "rnn"};
   app.add_option("--steps", steps, "training steps per model (batches of 64)")->capture_default_str()->check(cli::IntRange(1, 1000000));
   app.add_option("--seed", seed, "seed of the data and the initial weights")->capture_default_str()->check(cli::UInt64);
+  app.add_option("--models", models, "which models to train, comma-separated")
+      ->delimiter(',')
+      ->check(CLI::IsMember({"gru", "lstm", "rnn"}))
+      ->capture_default_str();
   app.add_flag("--json", json_out, R"(print {"gru": {"test_mse", "seconds"}, "lstm": ..., "rnn": ..., "baseline_mse"})");
   return cli::run(app, argc, argv, [&]() -> int {
     Generator test_gen(seed + 1000003);
@@ -78,7 +84,7 @@ int main(int argc, char** argv) {
     nlohmann::json result{{"baseline_mse", baseline}};
     if (!json_out) fmt::print("baseline (always 1.0): test MSE {:.4f}\n", baseline);
 
-    for (std::string kind : {"gru", "lstm", "rnn"}) {
+    for (const std::string& kind : models) {
       Generator gen(seed);  // every model sees the same batches
       Regressor model(kind, gen);
       Adam opt(model.parameters(), AdamOptions().lr(3e-3));
