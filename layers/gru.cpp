@@ -3,13 +3,12 @@
 
 #include <fmt/format.h>
 
-#include <cmath>
 #include <string>
 
 #include "framework/dispatch.hpp"
-#include "framework/init.hpp"
 #include "framework/ops.hpp"
 #include "layers/fast/gru_fused.hpp"
+#include "layers/init_params.hpp"
 #include "layers/rnn_cell.hpp"
 
 namespace tapegrad {
@@ -63,27 +62,14 @@ class Recurrent {
   Tensor w_hn_, b_hn_;  // reset-before only
 };
 
-/// Every parameter of a recurrent layer ~ U(±1/√H), in order.
-void init_recurrent(const std::vector<Tensor>& params, std::size_t H, Generator& gen) {
-  const double k = 1.0 / std::sqrt(static_cast<double>(H));
-  for (Tensor p : params) init::uniform_(p, -k, k, gen);
-}
-
 }  // namespace
 
 // ---- GRUCell ------------------------------------------------------------------------------------
 
 GRUCell::GRUCell(const GRUCellOptions& opts, Generator& gen) : options(opts) {
-  const std::size_t in = opts.input_size(), H = opts.hidden_size();
-  detail::require_positive("GRUCell", "input_size", in);
-  detail::require_positive("GRUCell", "hidden_size", H);
-  const std::size_t G = detail::checked_mul("GRUCell", 3, H, Shape{H, in});  // gate rows r|z|n
-  const DType dt = default_dtype();
-  weight_ih = register_parameter("weight_ih", detail::zeros_for("GRUCell", {G, in}, dt));
-  weight_hh = register_parameter("weight_hh", detail::zeros_for("GRUCell", {G, H}, dt));
-  bias_ih = register_parameter("bias_ih", zeros({G}));
-  bias_hh = register_parameter("bias_hh", zeros({G}));
-  init_recurrent(parameters(), H, gen);
+  // gate rows r | z | n; every parameter ~ U(±1/√H) (layers/init_params.hpp)
+  auto p = detail::register_cell(*this, "GRUCell", opts.input_size(), opts.hidden_size(), 3, gen);
+  weight_ih = p.weight_ih, weight_hh = p.weight_hh, bias_ih = p.bias_ih, bias_hh = p.bias_hh;
 }
 
 GRUCell::Step GRUCell::forward_with_gates(const Tensor& x, const Tensor& h_in) const {
@@ -99,32 +85,11 @@ Tensor GRUCell::forward(const Tensor& x, const Tensor& h) const {
 // ---- GRU ----------------------------------------------------------------------------------------
 
 GRU::GRU(const GRUOptions& opts, Generator& gen) : options(opts) {
-  if (opts.num_layers() < 1) throw ValueError("GRU: num_layers must be at least 1, got 0");
-  detail::require_positive("GRU", "input_size", opts.input_size());
-  detail::require_positive("GRU", "hidden_size", opts.hidden_size());
-  const std::size_t H = opts.hidden_size(), L = opts.num_layers(), D = opts.bidirectional() ? 2 : 1;
-  const std::size_t G = detail::checked_mul("GRU", 3, H, Shape{L, H});  // gate rows r|z|n
-  const std::size_t in_rest = D * H;  // layer k > 0 reads every direction's state
-  {
-    // The total parameter count, checked before anything is allocated (a huge num_layers of
-    // small layers would otherwise allocate until memory runs out).
-    const std::size_t first = detail::checked_numel(
-        "GRU", {D, G, detail::checked_add("GRU", opts.input_size(), H + 2, Shape{L, H})});
-    const std::size_t rest = detail::checked_numel("GRU", {D, G, in_rest + H + 2});
-    detail::checked_add("GRU", first, detail::checked_mul("GRU", L - 1, rest, Shape{L, G, H}),
-                        Shape{L, G, H});
-  }
-  const DType dt = default_dtype();
-  for (std::size_t k = 0; k < L; ++k)
-    for (std::size_t d = 0; d < D; ++d) {
-      const std::size_t in = k == 0 ? opts.input_size() : in_rest;
-      const std::string l = "_l" + std::to_string(k) + (d == 1 ? "_reverse" : "");
-      weight_ih.push_back(register_parameter("weight_ih" + l, detail::zeros_for("GRU", {G, in}, dt)));
-      weight_hh.push_back(register_parameter("weight_hh" + l, detail::zeros_for("GRU", {G, H}, dt)));
-      bias_ih.push_back(register_parameter("bias_ih" + l, zeros({G})));
-      bias_hh.push_back(register_parameter("bias_hh" + l, zeros({G})));
-    }
-  init_recurrent(parameters(), H, gen);
+  // Per layer k and direction d at index k·D + d, PyTorch's names (weight_ih_l{k}[_reverse], ...),
+  // gate rows r | z | n, every parameter ~ U(±1/√H) (layers/init_params.hpp).
+  auto p = detail::register_recurrent(*this, "GRU", opts.input_size(), opts.hidden_size(),
+                                      opts.num_layers(), opts.bidirectional(), 3, gen);
+  weight_ih = p.weight_ih, weight_hh = p.weight_hh, bias_ih = p.bias_ih, bias_hh = p.bias_hh;
 }
 
 // ---- the argument checks, shared with the fused path ----------------------------------------------
@@ -173,13 +138,12 @@ const std::vector<Tensor>& GRU::Steps::at(std::size_t j) const {
 }
 
 bool GRU::uses_fused() const {
-  const bool applies = options.reset_after() && !options.bidirectional() && !record_gates_;
+  const bool applies = options.reset_after() && !record_gates_;
   if (path_ == Path::Fused && !applies)
     throw ValueError(fmt::format(
         "GRU: Path::Fused does not apply here ({}): use Path::Auto or Path::Composed",
         !options.reset_after() ? "the fused kernel is reset-after only"
-        : options.bidirectional() ? "the fused kernel is unidirectional"
-                                  : "gate recording needs the composed path"));
+                               : "gate recording needs the composed path"));
   return path_ != Path::Composed && applies;
 }
 

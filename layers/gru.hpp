@@ -90,14 +90,14 @@ class GRU : public Module {
   /// (tests/test_gru_fused.cpp proves it, float64 to ~1e-12).
   enum class Path {
     /// The default: the fused kernel (layers/fast/gru_fused.hpp, one tape node per layer, 2–20×
-    /// faster) whenever nothing needs the per-step graph, i.e. gate recording is off, reset_after
-    /// is true and the GRU is unidirectional; the composed path otherwise.
+    /// faster) whenever nothing needs the per-step graph, i.e. gate recording is off and
+    /// reset_after is true; the composed path otherwise.
     Auto,
     /// Every step built from sigmoid, tanh, matmul, mul and add on the tape: Output::steps holds
     /// each h_t as a tape tensor (register_hook, retain_grad), and the tape listing shows the gates.
     Composed,
-    /// Always the fused kernel (ValueError where it does not apply: reset_after = false,
-    /// bidirectional).
+    /// Always the fused kernel (ValueError where it does not apply: reset_after = false, gate
+    /// recording).
     Fused,
   };
 

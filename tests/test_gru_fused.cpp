@@ -25,10 +25,12 @@ struct Case {
   std::size_t layers, B, T, V, H;
   bool ids, h0;
   DType dtype;
+  bool bidirectional = false;
   std::string name() const {
-    return fmt::format("L={} B={} T={} V={} H={} {} {} {}", layers, B, T, V, H, ids ? "ids" : "dense",
-                       h0 ? "h0" : "no-h0", dtype_name(dtype));
+    return fmt::format("L={} B={} T={} V={} H={} {} {} {}{}", layers, B, T, V, H, ids ? "ids" : "dense",
+                       h0 ? "h0" : "no-h0", dtype_name(dtype), bidirectional ? " bidirectional" : "");
   }
+  std::size_t D() const { return bidirectional ? 2 : 1; }
 };
 
 /// Everything one forward + backward produces, as float64 arrays.
@@ -75,7 +77,7 @@ void expect_close(const xt::xarray<double>& a, const xt::xarray<double>& b, doub
 void check_case(const Case& c) {
   SCOPED_TRACE(c.name());
   Generator gen(42);
-  GRU gru(GRUOptions(c.V, c.H).num_layers(c.layers), gen);
+  GRU gru(GRUOptions(c.V, c.H).num_layers(c.layers).bidirectional(c.bidirectional), gen);
   gru.to(c.dtype);
   std::vector<std::int64_t> ids;
   Tensor x, h0;
@@ -83,9 +85,9 @@ void check_case(const Case& c) {
     for (std::size_t i = 0; i < c.B * c.T; ++i) ids.push_back(std::int64_t(gen.integer(c.V)));
   else
     x = randn({c.B, c.T, c.V}, gen, c.dtype).requires_grad_();
-  if (c.h0) h0 = mul(randn({c.layers, c.B, c.H}, gen, c.dtype), 0.5).detach().requires_grad_();
-  Tensor w_out = randn({c.B, c.T, c.H}, gen, c.dtype);
-  Tensor w_hn = randn({c.layers, c.B, c.H}, gen, c.dtype);
+  if (c.h0) h0 = mul(randn({c.layers * c.D(), c.B, c.H}, gen, c.dtype), 0.5).detach().requires_grad_();
+  Tensor w_out = randn({c.B, c.T, c.D() * c.H}, gen, c.dtype);
+  Tensor w_hn = randn({c.layers * c.D(), c.B, c.H}, gen, c.dtype);
 
   Result composed = run(gru, c, Via::Composed, ids, x, h0, w_out, w_hn);
   Result fused = run(gru, c, Via::FusedFunction, ids, x, h0, w_out, w_hn);
@@ -113,7 +115,8 @@ TEST(GRUFused, EqualsComposedInValuesAndGradients) {
       for (bool ids : {true, false})
         for (bool h0 : {false, true})
           for (auto [B, H] : {std::pair<std::size_t, std::size_t>{3, 6}, {1, 20}})
-            check_case({layers, B, 5, 7, H, ids, h0, dtype});
+            for (bool bidirectional : {false, true})
+              check_case({layers, B, 5, 7, H, ids, h0, dtype, bidirectional});
 }
 
 TEST(GRUFused, LongerSequenceAndWideHidden) {
@@ -191,15 +194,16 @@ TEST(GRUFused, DoubleBackwardRecomputesWithOpsAndEqualsComposed) {
   // A create_graph backward through the fused node runs the BPTT written with tapegrad ops:
   // first and second derivatives equal the composed GRU's, for dense x with an (L, B, H) h0
   // (2 layers: layer 1 reads layer 0's fused output) and for one-hot ids.
-  for (bool ids_input : {false, true}) {
-    SCOPED_TRACE(ids_input ? "ids" : "dense");
+  for (bool ids_input : {false, true})
+  for (std::size_t D : {1, 2}) {
+    SCOPED_TRACE(fmt::format("{}, {} direction(s)", ids_input ? "ids" : "dense", D));
     Generator gen(11);
-    GRU gru(GRUOptions(3, 4).num_layers(2), gen);
+    GRU gru(GRUOptions(3, 4).num_layers(2).bidirectional(D == 2), gen);
     gru.to(DType::Float64);
     Tensor x = randn({2, 3, 3}, gen, DType::Float64).requires_grad_();
-    Tensor h0 = randn({2, 2, 4}, gen, DType::Float64).requires_grad_();
+    Tensor h0 = randn({2 * D, 2, 4}, gen, DType::Float64).requires_grad_();
     const std::vector<std::int64_t> ids{0, 2, 1, 1, 0, 2};
-    Tensor w = randn({2, 3, 4}, gen, DType::Float64);
+    Tensor w = randn({2, 3, 4 * D}, gen, DType::Float64);
     // g = ∂L/∂θ (create_graph), then ∂(Σ g ⊙ v)/∂θ: a Hessian-vector product.
     auto second_order = [&](GRU::Path path) {
       gru.set_path(path);
@@ -263,10 +267,12 @@ TEST(GRUFused, AutoPathChoosesAndStepsExplainThemselves) {
   // Where the fused kernel does not apply, Auto falls back and Fused says why.
   GRU before(GRUOptions(3, 4).reset_after(false), gen);
   EXPECT_FALSE(before.forward(x).fused);
-  GRU both(GRUOptions(3, 4).bidirectional(true), gen);
+  GRU both(GRUOptions(3, 4).bidirectional(true), gen);  // the reverse direction: fused too
+  EXPECT_TRUE(both.forward(x).fused);
+  both.set_record_gates(true);
   EXPECT_FALSE(both.forward(x).fused);
   both.set_path(GRU::Path::Fused);
-  EXPECT_THROW(both.forward(x), ValueError);
+  EXPECT_THROW(both.forward(x), ValueError);  // recording needs the composed path
   before.set_path(GRU::Path::Fused);
   EXPECT_THROW(before.forward(x), ValueError);
   // The same argument checks (and messages) on both paths.

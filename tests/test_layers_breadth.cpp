@@ -110,6 +110,13 @@ TEST(BreadthParity, BidirectionalGRU) {
     GRU gru(GRUOptions(5, 4).num_layers(2).bidirectional(true));
     f.load_into(gru);
     Tensor x = f.get("x", true), h0 = f.get("h0", true);
+    GRU::Output fast = gru(x, h0);  // the default path: the fused kernel, both directions
+    EXPECT_TRUE(fast.fused);
+    check_outputs_and_grads(f, gru, {{"output", fast.output}, {"h_n", fast.h_n}}, {{"x", x}, {"h0", h0}});
+    gru.zero_grad();
+    x.zero_grad();
+    h0.zero_grad();
+    gru.set_path(GRU::Path::Composed);
     GRU::Output out = gru(x, h0);
     ASSERT_EQ(out.steps.size(), 4u);  // layer · 2 + direction
     check_outputs_and_grads(f, gru, {{"output", out.output}, {"h_n", out.h_n}}, {{"x", x}, {"h0", h0}});
@@ -234,7 +241,8 @@ TEST(BreadthSemantics, ReverseDirectionIsTheCellOverTheReversedSequence) {
   {
     Generator g(4);
     GRU bi(GRUOptions(I, H).bidirectional(true), g), one(GRUOptions(I, H), g);
-    one.set_path(GRU::Path::Composed);  // the same summation order as bi's, and its steps
+    bi.set_path(GRU::Path::Composed);   // both composed: the same summation order (1e-15),
+    one.set_path(GRU::Path::Composed);  // and the per-step states
     bi.to(f64), one.to(f64);
     one.load_state_dict(reverse_params(bi));
     auto a = bi(x), b = one(x_rev);

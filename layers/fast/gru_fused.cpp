@@ -549,39 +549,54 @@ std::size_t check_layer(const Tensor& w_ih, const Tensor& w_hh, const Tensor& b_
 Tensor fused_layer(const LayerInput& in, std::size_t B, std::size_t Tn, const Tensor& w_ih,
                    const Tensor& w_hh, const Tensor& b_ih, const Tensor& b_hh, const InitialState& init);
 
-/// Runs the layers of `gru` (layer 0 through `first(init)`) and assembles Output like GRU.
-template <class First>
+/// Runs the layers of `gru` (layer 0 reads `input0`) and assembles Output like GRU. A reverse
+/// direction is the same kernel run over the time-reversed sequence, its states reversed back
+/// (index_select along time: ordinary tape ops, so gradients flow as in the composed GRU).
 GRU::Output run_layers(const GRU& gru, std::size_t B, std::size_t Tn, DType dtype, const Tensor& h0,
-                       First&& first) {
-  const std::size_t L = gru.options.num_layers(), H = gru.options.hidden_size();
+                       const LayerInput& input0) {
+  const std::size_t L = gru.options.num_layers(), H = gru.options.hidden_size(),
+                    D = gru.options.bidirectional() ? 2 : 1;
   if (!gru.options.reset_after())
     throw ValueError("gru_fused: only the reset-after GRU (PyTorch's, reset_after = true) is fused; "
                      "use the composed GRU for reset_after = false");
-  if (gru.options.bidirectional())
-    throw ValueError("gru_fused: the fused kernel is unidirectional; use the composed GRU for "
-                     "bidirectional = true");
   detail::check_gru_h0(gru.options, h0, B);
   if (gru.weight_ih[0].dtype() != dtype)
     throw DTypeError(fmt::format("GRU: input is {} but the weights are {}", dtype_name(dtype),
                                  dtype_name(gru.weight_ih[0].dtype())));
+  std::vector<std::int64_t> reversed(Tn);  // time positions T−1 … 0
+  for (std::size_t t = 0; t < Tn; ++t) reversed[t] = std::int64_t(Tn - 1 - t);
   GRU::Output out;
   out.fused = true;
   out.steps.set_fused();  // per-step tensors: composed path only
-  std::vector<Tensor> last;  // h_T of each layer (B, H)
+  std::vector<Tensor> last;  // h_T of each layer and direction (1, B, H)
   for (std::size_t k = 0; k < L; ++k) {
-    const InitialState init{h0, k};  // layer k reads h0[k] in place
-    if (k == 0) {
-      out.output = first(init);
-    } else {
-      LayerInput in;
-      in.x = &out.output;
-      out.output = fused_layer(in, B, Tn, gru.weight_ih[k], gru.weight_hh[k], gru.bias_ih[k],
-                               gru.bias_hh[k], init);
+    std::vector<Tensor> directions;  // each (B, T, H) in time order
+    for (std::size_t d = 0; d < D; ++d) {
+      const std::size_t j = k * D + d;
+      const InitialState init{h0, j};  // reads h0[j] in place
+      LayerInput in = input0;
+      Tensor x_reversed;
+      if (k > 0) in = LayerInput{&out.output, nullptr};  // the layer below, (B, T, D·H)
+      if (d == 1) {  // the reverse direction reads x_T first
+        if (in.ids) {
+          auto ids = std::make_shared<std::vector<std::int64_t>>(B * Tn);
+          for (std::size_t b = 0; b < B; ++b)
+            for (std::size_t t = 0; t < Tn; ++t) (*ids)[b * Tn + t] = (*in.ids)[b * Tn + Tn - 1 - t];
+          in.ids = std::move(ids);
+        } else {
+          x_reversed = index_select(*in.x, 1, reversed);
+          in.x = &x_reversed;
+        }
+      }
+      Tensor states = fused_layer(in, B, Tn, gru.weight_ih[j], gru.weight_hh[j], gru.bias_ih[j],
+                                  gru.bias_hh[j], init);  // in the direction's reading order
+      // h_T = states[:, T−1] as (1, B, H): (B, 1, H) and (1, B, H) share their element order.
+      last.push_back(reshape(narrow(states, 1, Tn - 1, 1), Shape{1, B, H}));
+      directions.push_back(d == 1 ? index_select(states, 1, reversed) : states);
     }
-    // h_T = out[:, T−1] as (1, B, H): (B, 1, H) and (1, B, H) share their element order.
-    last.push_back(reshape(narrow(out.output, 1, Tn - 1, 1), Shape{1, B, H}));
+    out.output = D == 1 ? directions[0] : concat(directions, -1);  // the next layer's input
   }
-  out.h_n = L == 1 ? last[0] : concat(last, 0);  // (L, B, H)
+  out.h_n = last.size() == 1 ? last[0] : concat(last, 0);  // (L·D, B, H)
   return out;
 }
 
@@ -637,23 +652,14 @@ Tensor gru_layer_fused_ids(const std::vector<std::int64_t>& ids, std::size_t B, 
 
 GRU::Output gru_forward_fused(const GRU& gru, const Tensor& x, const Tensor& h0) {
   detail::check_gru_input(gru.options, x);
-  return run_layers(gru, x.size(0), x.size(1), x.dtype(), h0, [&](const InitialState& init) {
-    LayerInput in;
-    in.x = &x;
-    return fused_layer(in, x.size(0), x.size(1), gru.weight_ih[0], gru.weight_hh[0], gru.bias_ih[0],
-                       gru.bias_hh[0], init);
-  });
+  return run_layers(gru, x.size(0), x.size(1), x.dtype(), h0, LayerInput{&x, nullptr});
 }
 
 GRU::Output gru_forward_ids_fused(const GRU& gru, const std::vector<std::int64_t>& ids, std::size_t B,
                                   std::size_t Tn, std::size_t V, const Tensor& h0) {
   detail::check_gru_ids(gru.options, ids, B, Tn, V);
-  return run_layers(gru, B, Tn, gru.weight_ih[0].dtype(), h0, [&](const InitialState& init) {
-    LayerInput in;
-    in.ids = std::make_shared<const std::vector<std::int64_t>>(ids);
-    return fused_layer(in, B, Tn, gru.weight_ih[0], gru.weight_hh[0], gru.bias_ih[0],
-                       gru.bias_hh[0], init);
-  });
+  return run_layers(gru, B, Tn, gru.weight_ih[0].dtype(), h0,
+                    LayerInput{nullptr, std::make_shared<const std::vector<std::int64_t>>(ids)});
 }
 
 }  // namespace tapegrad

@@ -52,8 +52,9 @@
 // composed GRU).
 //
 // GRU::forward calls these on its own (GRU::Path::Auto) whenever nothing needs the per-step graph.
-// Limits: reset_after = true and unidirectional only (ValueError otherwise; Auto then runs the
-// composed GRU).
+// Bidirectional: the reverse direction is the same kernel over the time-reversed sequence, its
+// states reversed back (index_select along time). Limits: reset_after = true only (ValueError
+// otherwise; Auto then runs the composed GRU).
 #pragma once
 
 #include <cstdint>
