@@ -49,6 +49,39 @@ void gemm_call(bool ta, bool tb, std::size_t m, std::size_t n, std::size_t k, co
               int(ldb), beta, c, int(ldc));
 }
 
+/// C = op(A)·op(B) + beta·C for a product of at most kTinyProduct multiply-adds, with the loops
+/// ordered so that the innermost one walks contiguous memory (the compiler vectorises it): rows
+/// of B are added into a row of C when B is not transposed, dot products of contiguous rows
+/// otherwise. (One loop with the transposes tested inside it ran ~3× slower: it took a third of
+/// the date-translation example's time.)
+template <class T>
+void tiny_gemm(bool ta, bool tb, std::size_t m, std::size_t n, std::size_t k, const T* a,
+               std::size_t lda, const T* b, std::size_t ldb, T beta, T* c, std::size_t ldc) {
+  for (std::size_t i = 0; i < m; ++i) {
+    T* c_row = c + i * ldc;
+    if (!tb) {  // c_row = beta·c_row + Σ_p op(A)[i, p] · B[p, :]
+      for (std::size_t j = 0; j < n; ++j) c_row[j] = beta == T(0) ? T(0) : beta * c_row[j];
+      for (std::size_t p = 0; p < k; ++p) {
+        const T a_ip = ta ? a[p * lda + i] : a[i * lda + p];
+        const T* b_row = b + p * ldb;
+        for (std::size_t j = 0; j < n; ++j) c_row[j] += a_ip * b_row[j];
+      }
+    } else {  // c_row[j] = op(A)[i, :] · B[j, :] (+ beta·c_row[j])
+      for (std::size_t j = 0; j < n; ++j) {
+        const T* b_row = b + j * ldb;
+        T acc = 0;
+        if (!ta) {
+          const T* a_row = a + i * lda;
+          for (std::size_t p = 0; p < k; ++p) acc += a_row[p] * b_row[p];
+        } else {
+          for (std::size_t p = 0; p < k; ++p) acc += a[p * lda + i] * b_row[p];
+        }
+        c_row[j] = beta == T(0) ? acc : acc + beta * c_row[j];
+      }
+    }
+  }
+}
+
 template <class T>
 void gemm_impl(bool ta, bool tb, std::size_t m, std::size_t n, std::size_t k, const T* a,
                std::size_t lda, const T* b, std::size_t ldb, T beta, T* c, std::size_t ldc) {
@@ -63,13 +96,7 @@ void gemm_impl(bool ta, bool tb, std::size_t m, std::size_t n, std::size_t k, co
   const std::size_t mn = m * n;
   const std::size_t work = mn > SIZE_MAX / k ? SIZE_MAX : mn * k;
   if (work <= kTinyProduct) {  // a plain loop: cheaper than BLAS's call and packing
-    for (std::size_t i = 0; i < m; ++i)
-      for (std::size_t j = 0; j < n; ++j) {
-        T acc = 0;
-        for (std::size_t p = 0; p < k; ++p)
-          acc += (ta ? a[p * lda + i] : a[i * lda + p]) * (tb ? b[j * ldb + p] : b[p * ldb + j]);
-        c[i * ldc + j] = beta == T(0) ? acc : acc + beta * c[i * ldc + j];
-      }
+    tiny_gemm(ta, tb, m, n, k, a, lda, b, ldb, beta, c, ldc);
     return;
   }
   SmallProductThreads threads(work);
