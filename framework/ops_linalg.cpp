@@ -97,7 +97,10 @@ Tensor matmul(const Tensor& a, const Tensor& b, bool ta, bool tb) {
   Tensor out = matmul_forward(a, b, ta, tb);
   return record("matmul", out, {a, b}, [a, b, ta, tb](const Tensor& g, GradSink& s) {
     if (s.needs(0)) {
-      s.add(0, ta ? matmul(b, g, tb, true) : matmul(g, b, false, !tb));
+      if (a.dim() == 2 && b.dim() == 2)  // added in place into a gradient already there
+        ta ? s.add_matmul(0, b, tb, g, true) : s.add_matmul(0, g, false, b, !tb);
+      else
+        s.add(0, ta ? matmul(b, g, tb, true) : matmul(g, b, false, !tb));
     }
     if (s.needs(1)) {
       if (a.dim() == 3 && b.dim() == 2 && !s.create_graph()) {
@@ -107,6 +110,8 @@ Tensor matmul(const Tensor& a, const Tensor& b, bool ta, bool tb) {
         Tensor a2 = reshape(a, std::vector<std::ptrdiff_t>{-1, std::ptrdiff_t(a.shape()[2])});
         Tensor g2 = reshape(g, std::vector<std::ptrdiff_t>{-1, std::ptrdiff_t(g.shape()[2])});
         s.add(1, tb ? matmul(g2, a2, true, false) : matmul(a2, g2, true, false));
+      } else if (a.dim() == 2) {  // a weight used at every step: its gradients added in place
+        tb ? s.add_matmul(1, g, true, a, ta) : s.add_matmul(1, a, !ta, g, false);
       } else {
         s.add(1, tb ? matmul(g, a, true, ta) : matmul(a, g, !ta, false));
       }

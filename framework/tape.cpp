@@ -1,6 +1,8 @@
 // tapegrad — the tape and the backward pass. Printing the tape (listing, DOT) is in print.cpp.
 #include "framework/tape.hpp"
 
+#include "framework/blas.hpp"
+
 #include <algorithm>
 #include <atomic>
 #include <cmath>
@@ -300,6 +302,34 @@ void GradSink::add(std::size_t i, const Tensor& g) {
         g.defined() ? shape_str(g.shape()) : "", dtype_name(input.dtype()),
         shape_str(input.shape())));
   add_to(i, g, nullptr);
+}
+
+void GradSink::add_matmul(std::size_t i, const Tensor& a, bool ta, const Tensor& b, bool tb) {
+  const Tensor& input = node_->inputs.at(i);
+  TensorImpl& target = *input.impl();
+  if (!target.requires_grad) return;
+  const bool plain = !create_graph_ && !anomaly_enabled() && a.dim() == 2 && b.dim() == 2 &&
+                     a.dtype() == input.dtype() && b.dtype() == input.dtype();
+  const std::size_t m = plain ? a.size(ta ? 1 : 0) : 0, k = plain ? a.size(ta ? 0 : 1) : 0,
+                    n = plain ? b.size(tb ? 0 : 1) : 0;
+  if (!plain || input.shape() != Shape{m, n} || k != b.size(tb ? 1 : 0) ||
+      !target.pending.defined() || !target.pending_owned) {
+    Tensor product = matmul(a, b, ta, tb);
+    const bool fresh = !target.pending.defined() && !create_graph_;
+    add(i, product);
+    // The pass's own new buffer: the next product can be added into it in place.
+    if (fresh && target.pending.is_same(product)) target.pending_owned = true;
+    return;
+  }
+  check_history(input, tape_, false, [&] {
+    return std::pair(fmt::format("backward of {}", node_label(*node_, *output_)),
+                     fmt::format("input {}", i));
+  });
+  detail::dispatch(input.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    detail::gemm(ta, tb, m, n, k, a.data<T>().data(), a.size(1), b.data<T>().data(), b.size(1),
+                 T(1), target.pending.data<T>().data(), n);
+  });
 }
 
 void GradSink::add_narrow(std::size_t i, std::size_t axis, std::size_t start, const Tensor& g) {

@@ -170,6 +170,11 @@ class GradSink {
   /// Adds g into the slice [start, start + g.size(axis)) of input i along `axis`, in place:
   /// no full-size temporary per slice.
   void add_narrow(std::size_t i, std::size_t axis, std::size_t start, const Tensor& g);
+  /// Adds matmul(a, b, ta, tb) (2-D) to dL/d(input_i). When input i's gradient of this pass is
+  /// already a buffer of the pass's own, BLAS adds the product straight into it (beta = 1): a
+  /// weight used at every step of a recurrence gets its T gradients with no temporary and no
+  /// separate add (an optimisation, set apart: the result equals add(i, matmul(...))).
+  void add_matmul(std::size_t i, const Tensor& a, bool ta, const Tensor& b, bool tb);
   /// True while a create_graph backward runs: VJPs must then use only differentiable ops.
   bool create_graph() const { return create_graph_; }
   /// True when the tape is kept for another backward: a VJP must then leave what it saved intact.
