@@ -48,6 +48,28 @@ export PKG_CONFIG_PATH="$(dirname "$pc")${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}"
 g++ "$src/tests/consumer/main.cpp" $(pkg-config --cflags --libs tapegrad) -o "$tmp/app-pc"
 "$tmp/app-pc" "$tmp"
 
+# README's "A taste of the API", as written: its #include and using lines first, the rest as the body
+# of main(); compiled with the pkg-config line against the installed package, and run.
+echo "check_install: README's API tour, compiled against the installed package and run"
+python3 - "$src/README.md" "$tmp/readme_tour.cpp" <<'PY'
+import re, sys
+text = open(sys.argv[1], encoding="utf-8").read()
+m = re.search(r"## A taste of the API.*?```cpp\n(.*?)```", text, re.S)
+if not m:
+    sys.exit("check_install: README.md has no 'A taste of the API' C++ block")
+lines = m.group(1).splitlines()
+head = [l for l in lines if l.startswith("#include") or l.startswith("using namespace")]
+body = [l for l in lines if l not in head]
+with open(sys.argv[2], "w", encoding="utf-8") as f:
+    f.write("\n".join(head + ["#include <iostream>", "int main() {"] + ["  " + l for l in body]
+                      + ["  return 0;", "}"]) + "\n")
+PY
+# shellcheck disable=SC2046
+g++ "$tmp/readme_tour.cpp" $(pkg-config --cflags --libs tapegrad) -o "$tmp/readme_tour"
+"$tmp/readme_tour" > "$tmp/readme_tour.out"
+grep -q "gradcheck .*PASSED" "$tmp/readme_tour.out"
+grep -q "^%0 *matmul" "$tmp/readme_tour.out"
+
 # tapegrad.pc is relocatable: moved elsewhere, the prefix moves with it.
 mv "$prefix" "$tmp/moved"
 export PKG_CONFIG_PATH="$(dirname "${pc/$prefix/$tmp/moved}")"
