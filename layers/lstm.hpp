@@ -13,8 +13,8 @@
 //               (num_layers · D, B, H) ordered layer-major, direction-minor;
 //               output (T, B, D·H) or (B, T, D·H).
 //
-// No fused kernel yet (unlike GRU, layers/fast/): this composed layer trains 2.3× PyTorch's
-// nn.LSTM at the adding problem's size but only ~1× at H = 128 and 0.76× at H = 512
+// No fused kernel yet (unlike GRU, layers/fast/): this composed layer trains 2.1–2.3× PyTorch's
+// nn.LSTM at the adding problem's size but only 1.0–1.3× at H = 128 and 0.76–0.86× at H = 512
 // (docs/performance.md): a fused LSTM is an open item.
 //
 //   LSTM lstm(LSTMOptions(2, 64).batch_first(true));
