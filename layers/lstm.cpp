@@ -2,6 +2,7 @@
 #include "layers/lstm.hpp"
 
 #include "framework/ops.hpp"
+#include "layers/fast/lstm_fused.hpp"
 #include "layers/init_params.hpp"
 #include "layers/rnn.hpp"
 
@@ -27,6 +28,7 @@ LSTM::LSTM(const LSTMOptions& opts, Generator& gen) : options(opts) {
 }
 
 LSTM::Output LSTM::forward(const Tensor& x_in, const Tensor& h0, const Tensor& c0) const {
+  if (uses_fused()) return lstm_forward_fused(*this, x_in, h0, c0);
   const std::size_t L = options.num_layers(), D = options.bidirectional() ? 2 : 1,
                     H = options.hidden_size();
   Tensor x = detail::sequence_batch_first("LSTM", x_in, options.input_size(),

@@ -13,9 +13,11 @@
 //               (num_layers · D, B, H) ordered layer-major, direction-minor;
 //               output (T, B, D·H) or (B, T, D·H).
 //
-// No fused kernel yet (unlike GRU, layers/fast/): this composed layer trains 2.1–2.3× PyTorch's
-// nn.LSTM at the adding problem's size but only 1.0–1.3× at H = 128 and 0.76–0.86× at H = 512
-// (docs/performance.md): a fused LSTM is an open item.
+// Two implementations of the same function (LSTM::Path): by default forward runs the fused kernel
+// (layers/fast/lstm_fused.hpp: one tape node per layer and direction, hand-written BPTT, both
+// cores); set_path(LSTM::Path::Composed) runs the steps above as tape ops, one node per op — the
+// version to read, print with the tape listing and step through. Values and gradients agree
+// (tests/test_lstm_fused.cpp); docs/performance.md has the speed of both against nn.LSTM.
 //
 //   LSTM lstm(LSTMOptions(2, 64).batch_first(true));
 //   auto out = lstm(x);         // out.output (B, T, 64), out.h_n, out.c_n (1, B, 64)
@@ -40,10 +42,21 @@ struct LSTMOptions {
 
 class LSTM : public Module {
  public:
+  /// Which implementation forward runs; both compute the same values and gradients.
+  enum class Path {
+    /// The default: the fused kernel (nothing an LSTM returns needs the per-step graph).
+    Auto,
+    /// Every step built from matmul, sigmoid, tanh, mul and add on the tape (the readable one).
+    Composed,
+    /// The fused kernel (the same as Auto today).
+    Fused,
+  };
+
   struct Output {
     Tensor output;  // (T, B, D·H) or (B, T, D·H) with batch_first
     Tensor h_n;     // (num_layers · D, B, H)
     Tensor c_n;     // (num_layers · D, B, H)
+    bool fused = false;  // whether this forward ran the fused kernel
   };
 
   explicit LSTM(const LSTMOptions& options, Generator& gen = default_generator());
@@ -55,12 +68,21 @@ class LSTM : public Module {
     return forward(x, h0, c0);
   }
 
+  /// Chooses the implementation (Path::Auto by default).
+  void set_path(Path path) { path_ = path; }
+  Path path() const { return path_; }
+  /// Whether forward runs the fused kernel.
+  bool uses_fused() const { return path_ != Path::Composed; }
+
   LSTMOptions options;
   // Index k·D + d: layer k, direction d (0 forward, 1 reverse).
   std::vector<Tensor> weight_ih;  // (4H, in_k), rows i|f|g|o
   std::vector<Tensor> weight_hh;  // (4H, H)
   std::vector<Tensor> bias_ih;    // (4H)
   std::vector<Tensor> bias_hh;    // (4H)
+
+ private:
+  Path path_ = Path::Auto;
 };
 
 }  // namespace tapegrad

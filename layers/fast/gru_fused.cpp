@@ -3,15 +3,9 @@
 #include "layers/fast/gru_fused.hpp"
 
 #include <algorithm>
-#include <cmath>
-#include <cstdlib>
 #include <cstring>
 #include <memory>
-#include <condition_variable>
-#include <mutex>
-#include <optional>
 #include <thread>
-#include <type_traits>
 #include <utility>
 
 #include <fmt/format.h>
@@ -19,60 +13,20 @@
 // into xsimd's exp/tanh: a false positive (_mm512_undefined_* on purpose).
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #pragma GCC diagnostic ignored "-Wuninitialized"
-#include <xsimd/xsimd.hpp>
 #include <xtensor/xbuilder.hpp>
 
 #include "framework/blas.hpp"
 #include "framework/dispatch.hpp"
 #include "framework/ops.hpp"
 #include "framework/tape.hpp"
+#include "layers/fast/fused_kernels.hpp"
 
 namespace tapegrad {
 
 namespace {
 
 using detail::gemm;  // framework/blas.hpp: transpose flags, gemv for one row, 1 thread when small
-using detail::OneBlasThread;
-
-// ---- the gate math, for one SIMD batch or one scalar --------------------------------------------
-// Each kernel is written once over V = xsimd::batch<T> (the main loop) or V = T (the tail).
-
-template <class V>
-struct scalar_of { using type = V; };
-template <class T, class A>
-struct scalar_of<xsimd::batch<T, A>> { using type = T; };
-
-template <class T>
-T vexp(T x) { return std::exp(x); }
-template <class T, class A>
-xsimd::batch<T, A> vexp(const xsimd::batch<T, A>& x) { return xsimd::exp(x); }
-/// σ(x) = 1 / (1 + e^−x): one exp and one division, no branch. Where e^−x overflows to +inf
-/// (x < −88 in float32) the quotient is exactly 0 instead of a value below 1e-38; elsewhere it
-/// agrees with sigmoid()'s two-sided form to rounding.
-template <class V>
-V sigm(V x) {
-  const V one(typename scalar_of<V>::type(1));
-  return one / (one + vexp(-x));
-}
-
-/// tanh(x) = 1 − 2 / (e^{2x} + 1): one exp and one division (±1 at the overflow ends); absolute
-/// error within a few ulp of 1, like tanh's own.
-template <class V>
-V tanh_fast(V x) {
-  const V one(typename scalar_of<V>::type(1));
-  return one - (one + one) / (vexp(x + x) + one);
-}
-
-template <class T, class V>
-V load_from(const T* p) {
-  if constexpr (std::is_same_v<V, T>) return *p;
-  else return V::load_unaligned(p);
-}
-template <class T, class V>
-void store_to(T* p, const V& v) {
-  if constexpr (std::is_same_v<V, T>) *p = v;
-  else v.store_unaligned(p);
-}
+using namespace fused;  // fused_kernels.hpp: sigm, tanh_fast, over_columns, Buffer, over_batch
 
 /// Pointers of one batch row of one step (each H long, disjoint).
 template <class T>
@@ -130,88 +84,6 @@ void gates_backward(const RowPtrs<T>& p, std::size_t H, std::size_t j) {
   if (p.dwt) add_to(p.dwt + j, da_r), add_to(p.dwt + H + j, da_z), add_to(p.dwt + 2 * H + j, da_n);
 }
 
-/// Runs kernel<V> over [0, H): SIMD batches, then a scalar tail.
-template <class T, class Kernel>
-void over_columns(std::size_t H, Kernel&& kernel) {
-  using V = xsimd::batch<T>;
-  std::size_t j = 0;
-  for (; j + V::size <= H; j += V::size) kernel(V{}, j);
-  for (; j < H; ++j) kernel(T{}, j);
-}
-
-// ---- an arena for the big buffers -------------------------------------------------------------
-// A training step of L (B = 64, T = 64, H = 512) saves ~40 MB per layer. Allocations that large
-// are fresh mmaps, page-faulted in at every step; keeping the few blocks a step needs and handing
-// them out again makes the steady state allocation-free (and the peak RSS stable).
-
-class BlockPool {
- public:
-  static BlockPool& get() {
-    static BlockPool pool;
-    return pool;
-  }
-  /// False once the pool has been destroyed at exit: later releases free their block directly.
-  static bool& alive() {
-    static bool flag = true;  // trivially destructible: still readable during exit
-    return flag;
-  }
-  ~BlockPool() {  // give the kept blocks back (leak checkers and valgrind see no leak)
-    std::lock_guard<std::mutex> lock(mu_);
-    for (auto& block : free_) std::free(block.second);
-    free_.clear();
-    alive() = false;
-  }
-  void* acquire(std::size_t bytes) {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      for (std::size_t i = 0; i < free_.size(); ++i)
-        if (free_[i].first == bytes) {
-          void* p = free_[i].second;
-          free_.erase(free_.begin() + std::ptrdiff_t(i));
-          return p;
-        }
-    }
-    void* p = std::aligned_alloc(64, (bytes + 63) / 64 * 64);
-    if (!p) throw std::bad_alloc();
-    return p;
-  }
-  void release(void* p, std::size_t bytes) {
-    std::lock_guard<std::mutex> lock(mu_);
-    free_.emplace_back(bytes, p);
-    if (free_.size() > kKeep) {  // keep the most recent blocks
-      std::free(free_.front().second);
-      free_.erase(free_.begin());
-    }
-  }
-
- private:
-  static constexpr std::size_t kKeep = 16;
-  std::mutex mu_;
-  std::vector<std::pair<std::size_t, void*>> free_;
-};
-
-/// An uninitialised array of n T from the pool, returned to it on destruction.
-template <class T>
-class Buffer {
- public:
-  explicit Buffer(std::size_t n) : n_(n), p_(static_cast<T*>(BlockPool::get().acquire(bytes()))) {}
-  ~Buffer() {
-    if (BlockPool::alive())
-      BlockPool::get().release(p_, bytes());
-    else
-      std::free(p_);
-  }
-  Buffer(const Buffer&) = delete;
-  Buffer& operator=(const Buffer&) = delete;
-  T* data() { return p_; }
-  const T* data() const { return p_; }
-
- private:
-  std::size_t bytes() const { return std::max<std::size_t>(n_, 1) * sizeof(T); }
-  std::size_t n_;
-  T* p_;
-};
-
 // ---- the layer ---------------------------------------------------------------------------------
 
 /// What the backward needs besides the output (see the header): h0 (B, H) and G (B, T, 4H).
@@ -244,28 +116,6 @@ const T* previous_states(const T* out, const T* h0, std::size_t t, std::size_t T
                          std::size_t* ld) {
   *ld = t == 0 ? H : Tn * H;
   return t == 0 ? h0 : out + (t - 1) * H;
-}
-
-/// The recurrences of different sequences are independent, so with two cores the batch is split
-/// in two halves that run on two threads with no synchronisation inside the T-step loops (both
-/// threads then call single-threaded BLAS: OneBlasThread). Worth it when the layer's recurrent
-/// work 3H·H·B·T is large; the threads are started per forward / backward call.
-bool split_batch(std::size_t B, std::size_t Tn, std::size_t H) {
-  static const bool two_cores = std::thread::hardware_concurrency() >= 2;
-  return two_cores && B >= 2 && 3 * H * H * B * Tn >= (std::size_t(1) << 23);
-}
-
-/// Runs f(b0, b1) on [0, B): as two halves on two threads when split, else once here.
-template <class F>
-void over_batch(std::size_t B, bool split, F&& f) {
-  if (!split) {
-    f(std::size_t(0), B);
-    return;
-  }
-  OneBlasThread one_blas_thread;
-  std::thread second([&] { f(B / 2, B); });
-  f(std::size_t(0), B / 2);
-  second.join();
 }
 
 /// The layer's backward written with framework ops, for a create_graph (double) backward: the
@@ -362,7 +212,7 @@ Tensor layer_forward(const LayerInput& input, std::size_t B, std::size_t Tn, con
   // The recurrence of sequences [b0, b1): one GEMM and one pass over the gates per step.
   Buffer<T> gh_buf(B * H3);  // h_{t−1} W_hhᵀ (B, 3H)
   T* gh = gh_buf.data();
-  over_batch(B, split_batch(B, Tn, H), [&](std::size_t b0, std::size_t b1) {
+  over_batch(B, split_batch(3, B, Tn, H), [&](std::size_t b0, std::size_t b1) {
     for (std::size_t t = 0; t < Tn; ++t) {
       std::size_t ld;
       const T* hprev = previous_states<T>(out, hinit, t, Tn, H, &ld);
@@ -429,7 +279,7 @@ Tensor layer_forward(const LayerInput& input, std::size_t B, std::size_t Tn, con
     const bool need_bias = sink.needs(iw + 2) || sink.needs(iw + 3);
     const bool need_whh = sink.needs(iw + 1);
     const bool scatter = !dense && sink.needs(iw);  // dW_ihᵀ (V, 3H) for one-hot ids
-    const bool split = split_batch(B, Tn, H);
+    const bool split = split_batch(3, B, Tn, H);
     Buffer<T> dh_buf(B * H), dhn_buf(B * H), s_buf(B * H3);
     // Per half of the batch: column sums of G (4H), dW_ihᵀ (V, 3H), dW_hh (3H, H); added up below.
     struct Partial {

@@ -1,0 +1,174 @@
+// tapegrad — what the fused recurrent kernels (gru_fused.cpp, lstm_fused.cpp) share: the gate
+// nonlinearities written once for a SIMD batch or a scalar, a pool for their big buffers, and the
+// split of a batch over two cores. Internal to layers/fast/ (not part of the public API).
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <cstddef>
+#include <mutex>
+#include <new>
+#include <thread>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+// GCC 12 warns "'__Y' may be used uninitialized" inside its own AVX-512 intrinsics as inlined
+// into xsimd's exp/tanh: a false positive (_mm512_undefined_* on purpose).
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#include <xsimd/xsimd.hpp>
+#pragma GCC diagnostic pop
+
+#include "framework/blas.hpp"
+
+namespace tapegrad::fused {
+
+// ---- the gate math, for one SIMD batch or one scalar --------------------------------------------
+// Each kernel is written once over V = xsimd::batch<T> (the main loop) or V = T (the tail).
+
+template <class V>
+struct scalar_of { using type = V; };
+template <class T, class A>
+struct scalar_of<xsimd::batch<T, A>> { using type = T; };
+
+template <class T>
+inline T vexp(T x) { return std::exp(x); }
+template <class T, class A>
+xsimd::batch<T, A> vexp(const xsimd::batch<T, A>& x) { return xsimd::exp(x); }
+/// σ(x) = 1 / (1 + e^−x): one exp and one division, no branch. Where e^−x overflows to +inf
+/// (x < −88 in float32) the quotient is exactly 0 instead of a value below 1e-38; elsewhere it
+/// agrees with sigmoid()'s two-sided form to rounding.
+template <class V>
+V sigm(V x) {
+  const V one(typename scalar_of<V>::type(1));
+  return one / (one + vexp(-x));
+}
+
+/// tanh(x) = 1 − 2 / (e^{2x} + 1): one exp and one division (±1 at the overflow ends); absolute
+/// error within a few ulp of 1, like tanh's own.
+template <class V>
+V tanh_fast(V x) {
+  const V one(typename scalar_of<V>::type(1));
+  return one - (one + one) / (vexp(x + x) + one);
+}
+
+template <class T, class V>
+V load_from(const T* p) {
+  if constexpr (std::is_same_v<V, T>) return *p;
+  else return V::load_unaligned(p);
+}
+template <class T, class V>
+void store_to(T* p, const V& v) {
+  if constexpr (std::is_same_v<V, T>) *p = v;
+  else v.store_unaligned(p);
+}
+
+/// Runs kernel<V> over [0, H): SIMD batches, then a scalar tail.
+template <class T, class Kernel>
+void over_columns(std::size_t H, Kernel&& kernel) {
+  using V = xsimd::batch<T>;
+  std::size_t j = 0;
+  for (; j + V::size <= H; j += V::size) kernel(V{}, j);
+  for (; j < H; ++j) kernel(T{}, j);
+}
+
+// ---- an arena for the big buffers -------------------------------------------------------------
+// A training step of L (B = 64, T = 64, H = 512) saves ~40 MB per layer. Allocations that large
+// are fresh mmaps, page-faulted in at every step; keeping the few blocks a step needs and handing
+// them out again makes the steady state allocation-free (and the peak RSS stable).
+
+class BlockPool {
+ public:
+  static BlockPool& get() {
+    static BlockPool pool;
+    return pool;
+  }
+  /// False once the pool has been destroyed at exit: later releases free their block directly.
+  static bool& alive() {
+    static bool flag = true;  // trivially destructible: still readable during exit
+    return flag;
+  }
+  ~BlockPool() {  // give the kept blocks back (leak checkers and valgrind see no leak)
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto& block : free_) std::free(block.second);
+    free_.clear();
+    alive() = false;
+  }
+  void* acquire(std::size_t bytes) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      for (std::size_t i = 0; i < free_.size(); ++i)
+        if (free_[i].first == bytes) {
+          void* p = free_[i].second;
+          free_.erase(free_.begin() + std::ptrdiff_t(i));
+          return p;
+        }
+    }
+    void* p = std::aligned_alloc(64, (bytes + 63) / 64 * 64);
+    if (!p) throw std::bad_alloc();
+    return p;
+  }
+  void release(void* p, std::size_t bytes) {
+    std::lock_guard<std::mutex> lock(mu_);
+    free_.emplace_back(bytes, p);
+    if (free_.size() > kKeep) {  // keep the most recent blocks
+      std::free(free_.front().second);
+      free_.erase(free_.begin());
+    }
+  }
+
+ private:
+  static constexpr std::size_t kKeep = 16;
+  std::mutex mu_;
+  std::vector<std::pair<std::size_t, void*>> free_;
+};
+
+/// An uninitialised array of n T from the pool, returned to it on destruction.
+template <class T>
+class Buffer {
+ public:
+  explicit Buffer(std::size_t n) : n_(n), p_(static_cast<T*>(BlockPool::get().acquire(bytes()))) {}
+  ~Buffer() {
+    if (BlockPool::alive())
+      BlockPool::get().release(p_, bytes());
+    else
+      std::free(p_);
+  }
+  Buffer(const Buffer&) = delete;
+  Buffer& operator=(const Buffer&) = delete;
+  T* data() { return p_; }
+  const T* data() const { return p_; }
+
+ private:
+  std::size_t bytes() const { return std::max<std::size_t>(n_, 1) * sizeof(T); }
+  std::size_t n_;
+  T* p_;
+};
+
+/// The recurrences of different sequences are independent, so with two cores the batch is split
+/// in two halves that run on two threads with no synchronisation inside the T-step loops (both
+/// threads then call single-threaded BLAS: OneBlasThread). Worth it when the layer's recurrent
+/// work gates·H·H·B·T (3 gates for the GRU, 4 for the LSTM) is large; the threads are started
+/// per forward / backward call.
+inline bool split_batch(std::size_t gates, std::size_t B, std::size_t Tn, std::size_t H) {
+  static const bool two_cores = std::thread::hardware_concurrency() >= 2;
+  return two_cores && B >= 2 && gates * H * H * B * Tn >= (std::size_t(1) << 23);
+}
+
+/// Runs f(b0, b1) on [0, B): as two halves on two threads when split, else once here.
+template <class F>
+void over_batch(std::size_t B, bool split, F&& f) {
+  if (!split) {
+    f(std::size_t(0), B);
+    return;
+  }
+  detail::OneBlasThread one_blas_thread;
+  std::thread second([&] { f(B / 2, B); });
+  f(std::size_t(0), B / 2);
+  second.join();
+}
+
+}  // namespace tapegrad::fused

@@ -1,0 +1,324 @@
+// tapegrad — the fused LSTM (see lstm_fused.hpp for the equations, the buffers and the limits).
+// Shapes: B batch, T time (Tn in code, T is the scalar type), H hidden, in input size.
+#include "layers/fast/lstm_fused.hpp"
+
+#include <algorithm>
+#include <cstring>
+#include <memory>
+#include <utility>
+
+#include <fmt/format.h>
+// GCC 12 warns "'__Y' may be used uninitialized" inside its own AVX-512 intrinsics as inlined
+// into xsimd's exp: a false positive (_mm512_undefined_* on purpose).
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+
+#include "framework/blas.hpp"
+#include "framework/dispatch.hpp"
+#include "framework/ops.hpp"
+#include "framework/tape.hpp"
+#include "layers/fast/fused_kernels.hpp"
+#include "layers/rnn.hpp"
+
+namespace tapegrad {
+
+namespace {
+
+using detail::gemm;     // framework/blas.hpp: transpose flags, gemv for one row, 1 thread when small
+using namespace fused;  // fused_kernels.hpp: sigm, tanh_fast, over_columns, Buffer, over_batch
+
+/// Pointers of one batch row of one step.
+template <class T>
+struct RowPtrs {
+  T* g;         // G row (5H): a → [i | f | g | o | tanh(c_t)] → [da_i | da_f | da_g | da_o | ·]
+  const T* cp;  // c_{t−1} (H)
+  T* y;         // forward: Y row [h_t | c_t] (2H)
+  const T* gy;  // backward: dL/dY row (2H)
+  const T* dh;  // backward: dL/dh_t carried from step t+1 (H)
+  T* dc;        // backward: dL/dc_t carried from step t+1 in, dL/dc_{t−1} out (H)
+  T* sums;      // backward: column sums of da (4H) (→ db_ih = db_hh), or null
+};
+
+/// Forward of the gates at columns [j, j + width of V); bias = b_ih + b_hh (4H).
+template <class T, class V>
+void gates_forward(const RowPtrs<T>& p, const T* bias, std::size_t H, std::size_t j) {
+  T* g = p.g;
+  const V i = sigm(load_from<T, V>(g + j) + load_from<T, V>(bias + j));
+  const V f = sigm(load_from<T, V>(g + H + j) + load_from<T, V>(bias + H + j));
+  const V n = tanh_fast(load_from<T, V>(g + 2 * H + j) + load_from<T, V>(bias + 2 * H + j));
+  const V o = sigm(load_from<T, V>(g + 3 * H + j) + load_from<T, V>(bias + 3 * H + j));
+  const V c = f * load_from<T, V>(p.cp + j) + i * n;
+  const V tc = tanh_fast(c);
+  store_to(g + j, i), store_to(g + H + j, f), store_to(g + 2 * H + j, n), store_to(g + 3 * H + j, o);
+  store_to(g + 4 * H + j, tc);
+  store_to(p.y + j, o * tc), store_to(p.y + H + j, c);
+}
+
+/// BPTT through the gates at columns [j, j + width of V).
+template <class T, class V>
+void gates_backward(const RowPtrs<T>& p, std::size_t H, std::size_t j) {
+  const V one(T(1));
+  T* g = p.g;
+  const V i = load_from<T, V>(g + j), f = load_from<T, V>(g + H + j), n = load_from<T, V>(g + 2 * H + j);
+  const V o = load_from<T, V>(g + 3 * H + j), tc = load_from<T, V>(g + 4 * H + j);
+  const V dh = load_from<T, V>(p.dh + j) + load_from<T, V>(p.gy + j);                 // dL/dh_t
+  const V dc = load_from<T, V>(p.dc + j) + load_from<T, V>(p.gy + H + j) + dh * o * (one - tc * tc);  // dL/dc_t
+  const V da_i = dc * n * i * (one - i);
+  const V da_f = dc * load_from<T, V>(p.cp + j) * f * (one - f);
+  const V da_g = dc * i * (one - n * n);
+  const V da_o = dh * tc * o * (one - o);
+  store_to(g + j, da_i), store_to(g + H + j, da_f), store_to(g + 2 * H + j, da_g), store_to(g + 3 * H + j, da_o);
+  store_to(p.dc + j, dc * f);  // dL/dc_{t−1}
+  if (p.sums) {
+    auto add_to = [&](T* q, const V& v) { store_to(q, load_from<T, V>(q) + v); };
+    add_to(p.sums + j, da_i), add_to(p.sums + H + j, da_f);
+    add_to(p.sums + 2 * H + j, da_g), add_to(p.sums + 3 * H + j, da_o);
+  }
+}
+
+/// A layer's initial state: undefined (zeros) or slice j of an (L·D, B, H) tensor, read in place;
+/// its gradient is added in place into that slice (GradSink::add_narrow).
+struct InitialState {
+  Tensor s;
+  std::size_t j = 0;
+};
+
+/// The initial state as a (B, H) tape tensor, for the differentiable backward.
+Tensor initial_tensor(const InitialState& init, std::size_t B, std::size_t H, DType dtype) {
+  return init.s.defined() ? select(init.s, 0, std::ptrdiff_t(init.j)) : zeros({B, H}, dtype);
+}
+
+/// The layer's backward written with framework ops, for a create_graph (double) backward: the
+/// gates are recomputed from the saved inputs and the states in Y (the node's own output), and
+/// BPTT runs step by step on the tape, so every gradient it returns is differentiable again.
+/// The same equations as the BLAS backward below; tests/test_lstm_fused.cpp checks it with
+/// gradgradcheck. Slow, and only used there.
+struct DifferentiableBackward {
+  Tensor x, w_ih, w_hh, b_ih, b_hh;
+  InitialState h0, c0;
+  std::size_t B, Tn, H;
+
+  /// dL/dx, dw_ih, dw_hh, db_ih, db_hh, dh0, dc0 for dL/dY = gy.
+  std::vector<Tensor> operator()(const Tensor& y, const Tensor& gy) const {
+    const auto sB = std::ptrdiff_t(B), sT = std::ptrdiff_t(Tn), sH = std::ptrdiff_t(H);
+    const std::ptrdiff_t rows = sB * sT, in = std::ptrdiff_t(w_ih.size(1));
+    Tensor gi = matmul(x, w_ih, false, true) + (b_ih + b_hh);  // (B, T, 4H)
+    const Tensor h_first = initial_tensor(h0, B, H, w_ih.dtype());
+    const Tensor c_first = initial_tensor(c0, B, H, w_ih.dtype());
+    Tensor hs = narrow(y, 2, 0, H), cs = narrow(y, 2, H, H);  // (B, T, H) each
+    std::vector<Tensor> da(Tn);  // per step (B, 4H)
+    Tensor dh_next, dc_next;     // dL/dh_t, dL/dc_t through step t+1
+    for (std::size_t t = Tn; t-- > 0;) {
+      const auto st = std::ptrdiff_t(t);
+      Tensor h_prev = t == 0 ? h_first : select(hs, 1, st - 1);
+      Tensor c_prev = t == 0 ? c_first : select(cs, 1, st - 1);
+      auto a = chunk(select(gi, 1, st) + matmul(h_prev, w_hh, false, true), 4, -1);
+      Tensor i = sigmoid(a[0]), f = sigmoid(a[1]), n = tanh(a[2]), o = sigmoid(a[3]);
+      Tensor tc = tanh(f * c_prev + i * n);
+      Tensor gy_t = select(gy, 1, st);
+      Tensor dh = narrow(gy_t, 1, 0, H), dc = narrow(gy_t, 1, H, H);
+      if (dh_next.defined()) dh = dh + dh_next, dc = dc + dc_next;
+      dc = dc + dh * o * (1.0 - tc * tc);
+      da[t] = concat({dc * n * i * (1.0 - i), dc * c_prev * f * (1.0 - f), dc * i * (1.0 - n * n),
+                      dh * tc * o * (1.0 - o)},
+                     -1);
+      dh_next = matmul(da[t], w_hh);  // dL/dh_{t−1}
+      dc_next = dc * f;               // dL/dc_{t−1}
+    }
+    Tensor d = reshape(stack(da, 1), {rows, 4 * sH});  // (B·T, 4H)
+    std::vector<Tensor> h_prevs{unsqueeze(h_first, 1)};
+    if (Tn > 1) h_prevs.push_back(narrow(hs, 1, 0, Tn - 1));
+    Tensor h_prev_all = reshape(concat(h_prevs, 1), {rows, sH});
+    Tensor db = sum(d, Axes{0});
+    return {reshape(matmul(d, w_ih), {sB, sT, in}), matmul(d, reshape(x, {rows, in}), true, false),
+            matmul(d, h_prev_all, true, false), db, db, dh_next, dc_next};
+  }
+};
+
+/// Adds the gradient d (B, H) of an initial state given as slice j of an (L·D, B, H) tensor.
+void add_initial_grad(GradSink& sink, std::size_t input, const InitialState& init, const Tensor& d) {
+  sink.add_narrow(input, 0, init.j, unsqueeze(d, 0));
+}
+
+/// One layer and direction over x (B, T, in): the node "lstm_fused" with output Y (B, T, 2H).
+template <class T>
+Tensor layer_forward(const Tensor& x, const Tensor& w_ih, const Tensor& w_hh, const Tensor& b_ih,
+                     const Tensor& b_hh, const InitialState& h0, const InitialState& c0) {
+  const std::size_t B = x.size(0), Tn = x.size(1), in = x.size(2), H = w_hh.size(1);
+  const std::size_t H4 = 4 * H, H5 = 5 * H, rows = B * Tn;
+  const T* Wih = w_ih.data<T>().data();  // (4H, in)
+  const T* Whh = w_hh.data<T>().data();  // (4H, H)
+
+  struct Saved {
+    Saved(std::size_t B, std::size_t Tn, std::size_t H) : h0(B * H), c0(B * H), G(B * Tn * 5 * H) {}
+    Buffer<T> h0, c0, G;
+  };
+  auto saved = std::make_shared<Saved>(B, Tn, H);
+  for (auto [init, dst] : {std::pair{&h0, saved->h0.data()}, std::pair{&c0, saved->c0.data()}}) {
+    if (init->s.defined())
+      std::memcpy(dst, init->s.template data<T>().data() + init->j * B * H, B * H * sizeof(T));
+    else
+      std::fill(dst, dst + B * H, T(0));
+  }
+  Buffer<T> bias_buf(H4);  // b_ih + b_hh
+  T* bias = bias_buf.data();
+  for (std::size_t k = 0; k < H4; ++k) bias[k] = b_ih.data<T>().data()[k] + b_hh.data<T>().data()[k];
+
+  T* G = saved->G.data();
+  xt::xarray<T> y_arr = xt::xarray<T>::from_shape({B, Tn, 2 * H});  // rows [h_t | c_t]
+  T* Y = y_arr.data();
+  // x W_ihᵀ for all B·T rows: one GEMM into G[:, :, 0:4H].
+  gemm(false, true, rows, H4, in, x.data<T>().data(), in, Wih, in, T(0), G, H5);
+  over_batch(B, split_batch(4, B, Tn, H), [&](std::size_t b0, std::size_t b1) {
+    for (std::size_t t = 0; t < Tn; ++t) {
+      // h_{t−1} of rows b0.. as a matrix: h0's rows, or Y's h columns of step t − 1.
+      const T* hp = t == 0 ? saved->h0.data() + b0 * H : Y + (b0 * Tn + t - 1) * 2 * H;
+      const std::size_t ldh = t == 0 ? H : Tn * 2 * H;
+      gemm(false, true, b1 - b0, H4, H, hp, ldh, Whh, H, T(1), G + (b0 * Tn + t) * H5, Tn * H5);
+      for (std::size_t b = b0; b < b1; ++b) {
+        const std::size_t r = b * Tn + t;
+        RowPtrs<T> p{G + r * H5, t == 0 ? saved->c0.data() + b * H : Y + (r - 1) * 2 * H + H,
+                     Y + r * 2 * H, nullptr, nullptr, nullptr, nullptr};
+        over_columns<T>(H, [&](auto v, std::size_t j) { gates_forward<T, decltype(v)>(p, bias, H, j); });
+      }
+    }
+  });
+
+  // Inputs on the tape: x w_ih w_hh b_ih b_hh [h0] [c0].
+  std::vector<Tensor> inputs{x, w_ih, w_hh, b_ih, b_hh};
+  const std::size_t ih0 = h0.s.defined() ? inputs.size() : 0;
+  if (h0.s.defined()) inputs.push_back(h0.s);
+  const std::size_t ic0 = c0.s.defined() ? inputs.size() : 0;
+  if (c0.s.defined()) inputs.push_back(c0.s);
+  Tensor result(std::move(y_arr));
+  DifferentiableBackward differentiable{x, w_ih, w_hh, b_ih, b_hh, h0, c0, B, Tn, H};
+  // The backward reads Y through a weak handle: Y owns this node, so a Tensor captured here would
+  // keep both alive in a cycle (framework/tape.hpp).
+  return record("lstm_fused", result, inputs,
+                [saved, x, w_ih, w_hh, ih0, ic0, h0, c0, result_ref = WeakTensor(result),
+                 differentiable](const Tensor& gy, GradSink& sink) {
+    if (sink.create_graph()) {  // a double backward: the same BPTT, written with tapegrad ops
+      const std::vector<Tensor> g = differentiable(result_ref.lock(), gy);
+      for (std::size_t i = 0; i < 5; ++i)
+        if (sink.needs(i)) sink.add(i, g[i]);
+      if (ih0 && sink.needs(ih0)) add_initial_grad(sink, ih0, h0, g[5]);
+      if (ic0 && sink.needs(ic0)) add_initial_grad(sink, ic0, c0, g[6]);
+      return;
+    }
+    const std::size_t B = x.size(0), Tn = x.size(1), in = x.size(2), H = w_hh.size(1);
+    const std::size_t H4 = 4 * H, H5 = 5 * H, rows = B * Tn;
+    const Tensor result = result_ref.lock();  // alive: the backward pass holds it
+    const T* Y = result.data<T>().data();
+    const T* GY = gy.data<T>().data();  // dL/dY (B, T, 2H)
+    const T* Whh = w_hh.data<T>().data();
+    // G is turned into da in place, unless the graph is kept for another backward (then a copy is).
+    std::unique_ptr<Buffer<T>> copy;
+    T* G = saved->G.data();
+    if (sink.retain_graph()) {
+      copy = std::make_unique<Buffer<T>>(rows * H5);
+      std::memcpy(copy->data(), G, rows * H5 * sizeof(T));
+      G = copy->data();
+    }
+    const bool need_bias = sink.needs(3) || sink.needs(4);
+    const bool need_h0 = ih0 && sink.needs(ih0);
+    const bool split = split_batch(4, B, Tn, H);
+    Buffer<T> dh_buf(B * H), dc_buf(B * H);  // the carried dL/dh, dL/dc
+    T* dh = dh_buf.data();
+    T* dc = dc_buf.data();
+    xt::xarray<T> sums[2];  // per half of the batch: column sums of da (4H)
+    over_batch(B, split, [&](std::size_t b0, std::size_t b1) {
+      xt::xarray<T>& mine = sums[b0 == 0 ? 0 : 1];
+      mine = xt::zeros<T>({H4});
+      std::fill(dh + b0 * H, dh + b1 * H, T(0));
+      std::fill(dc + b0 * H, dc + b1 * H, T(0));
+      for (std::size_t t = Tn; t-- > 0;) {
+        for (std::size_t b = b0; b < b1; ++b) {
+          const std::size_t r = b * Tn + t;
+          RowPtrs<T> p{G + r * H5, t == 0 ? saved->c0.data() + b * H : Y + (r - 1) * 2 * H + H, nullptr,
+                       GY + r * 2 * H, dh + b * H, dc + b * H, need_bias ? mine.data() : nullptr};
+          over_columns<T>(H, [&](auto v, std::size_t j) { gates_backward<T, decltype(v)>(p, H, j); });
+        }
+        if (t > 0 || need_h0)  // dL/dh_{t−1} = da_t W_hh
+          gemm(false, false, b1 - b0, H, H4, G + (b0 * Tn + t) * H5, Tn * H5, Whh, H, T(0), dh + b0 * H, H);
+      }
+    });
+    if (split) sums[0] += sums[1];
+
+    auto new_grad = [](const Shape& shape) { return xt::xarray<T>::from_shape(shape); };
+    if (sink.needs(2)) {  // dW_hh = daᵀ · h_{t−1}: one GEMM over all B·T rows of h_{t−1}
+      Buffer<T> hprev(rows * H);
+      for (std::size_t b = 0; b < B; ++b) {
+        std::memcpy(hprev.data() + b * Tn * H, saved->h0.data() + b * H, H * sizeof(T));
+        for (std::size_t t = 1; t < Tn; ++t)
+          std::memcpy(hprev.data() + (b * Tn + t) * H, Y + (b * Tn + t - 1) * 2 * H, H * sizeof(T));
+      }
+      xt::xarray<T> dw = new_grad({H4, H});
+      gemm(true, false, H4, H, rows, G, H5, hprev.data(), H, T(0), dw.data(), H);
+      sink.add(2, Tensor(std::move(dw)));
+    }
+    if (need_bias) {
+      if (sink.needs(3)) sink.add(3, Tensor(xt::xarray<T>(sums[0])));
+      if (sink.needs(4)) sink.add(4, Tensor(std::move(sums[0])));
+    }
+    if (sink.needs(1)) {  // dW_ih = daᵀ · x
+      xt::xarray<T> dw = new_grad({H4, in});
+      gemm(true, false, H4, in, rows, G, H5, x.data<T>().data(), in, T(0), dw.data(), in);
+      sink.add(1, Tensor(std::move(dw)));
+    }
+    if (sink.needs(0)) {  // dx = da · W_ih
+      xt::xarray<T> dx = new_grad({B, Tn, in});
+      gemm(false, false, rows, in, H4, G, H5, w_ih.data<T>().data(), in, T(0), dx.data(), in);
+      sink.add(0, Tensor(std::move(dx)));
+    }
+    for (auto [input, init, carried] : {std::tuple{ih0, &h0, dh}, std::tuple{ic0, &c0, dc}}) {
+      if (!input || !sink.needs(input)) continue;
+      xt::xarray<T> d = new_grad({1, B, H});
+      std::memcpy(d.data(), carried, B * H * sizeof(T));
+      sink.add_narrow(input, 0, init->j, Tensor(std::move(d)));
+    }
+  });
+}
+
+}  // namespace
+
+LSTM::Output lstm_forward_fused(const LSTM& lstm, const Tensor& x_in, const Tensor& h0, const Tensor& c0) {
+  const LSTMOptions& o = lstm.options;
+  const std::size_t L = o.num_layers(), D = o.bidirectional() ? 2 : 1, H = o.hidden_size();
+  // The same checks (and messages) as the composed LSTM.
+  Tensor x = detail::sequence_batch_first("LSTM", x_in, o.input_size(), o.batch_first(),
+                                          lstm.weight_ih[0]);  // (B, T, in)
+  const std::size_t B = x.size(0), Tn = x.size(1);
+  detail::check_initial_state("LSTM", "h0", h0, L * D, B, H, x);
+  detail::check_initial_state("LSTM", "c0", c0, L * D, B, H, x);
+  std::vector<std::int64_t> reversed(Tn);  // time positions T−1 … 0
+  for (std::size_t t = 0; t < Tn; ++t) reversed[t] = std::int64_t(Tn - 1 - t);
+
+  LSTM::Output out;
+  out.fused = true;
+  Tensor input = x;                   // this layer's input (B, T, in_k)
+  std::vector<Tensor> last_h, last_c;  // each (1, B, H)
+  for (std::size_t k = 0; k < L; ++k) {
+    std::vector<Tensor> directions;  // each (B, T, H) in time order
+    for (std::size_t d = 0; d < D; ++d) {
+      const std::size_t j = k * D + d;
+      // The reverse direction is the same kernel over the time-reversed sequence.
+      Tensor in = d == 1 ? index_select(input, 1, reversed) : input;
+      Tensor y = detail::dispatch(x.dtype(), [&](auto tag) {
+        return layer_forward<decltype(tag)>(in, lstm.weight_ih[j], lstm.weight_hh[j], lstm.bias_ih[j],
+                                            lstm.bias_hh[j], {h0, j}, {c0, j});
+      });  // (B, T, 2H), rows [h_t | c_t] in the direction's reading order
+      Tensor y_last = narrow(y, 1, Tn - 1, 1);  // (B, 1, 2H): (B, 1, H) and (1, B, H) share an order
+      last_h.push_back(reshape(narrow(y_last, 2, 0, H), Shape{1, B, H}));
+      last_c.push_back(reshape(narrow(y_last, 2, H, H), Shape{1, B, H}));
+      Tensor states = narrow(y, 2, 0, H);
+      directions.push_back(d == 1 ? index_select(states, 1, reversed) : states);
+    }
+    input = D == 1 ? directions[0] : concat(directions, -1);  // (B, T, D·H)
+  }
+  out.output = o.batch_first() ? input : transpose(input, 0, 1);
+  out.h_n = last_h.size() == 1 ? last_h[0] : concat(last_h, 0);
+  out.c_n = last_c.size() == 1 ? last_c[0] : concat(last_c, 0);
+  return out;
+}
+
+}  // namespace tapegrad
