@@ -147,7 +147,11 @@ Tensor layer_forward(const Tensor& x, const Tensor& w_ih, const Tensor& w_hh, co
   const std::size_t B = x.size(0), Tn = x.size(1), in = x.size(2), H = w_hh.size(1);
   const std::size_t H4 = 4 * H, H5 = 5 * H, rows = B * Tn;
   const T* Wih = w_ih.data<T>().data();  // (4H, in)
-  const T* Whh = w_hh.data<T>().data();  // (4H, H)
+  // W_hhᵀ (H, 4H), copied once: OpenBLAS repacks the weight at every per-step GEMM, and packing
+  // it from this layout (a GEMM without transposes) costs about half as much as from W_hh's.
+  Buffer<T> whh_t(H * H4);
+  for (std::size_t g = 0; g < H4; ++g)
+    for (std::size_t k = 0; k < H; ++k) whh_t.data()[k * H4 + g] = w_hh.data<T>().data()[g * H + k];
 
   struct Saved {
     Saved(std::size_t B, std::size_t Tn, std::size_t H) : h0(B * H), c0(B * H), G(B * Tn * 5 * H) {}
@@ -167,14 +171,15 @@ Tensor layer_forward(const Tensor& x, const Tensor& w_ih, const Tensor& w_hh, co
   T* G = saved->G.data();
   xt::xarray<T> y_arr = xt::xarray<T>::from_shape({B, Tn, 2 * H});  // rows [h_t | c_t]
   T* Y = y_arr.data();
-  // x W_ihᵀ for all B·T rows: one GEMM into G[:, :, 0:4H].
-  gemm(false, true, rows, H4, in, x.data<T>().data(), in, Wih, in, T(0), G, H5);
   over_batch(B, split_batch(4, B, Tn, H), [&](std::size_t b0, std::size_t b1) {
+    // x W_ihᵀ for all T steps of sequences b0..: one GEMM into G[b0:b1, :, 0:4H].
+    gemm(false, true, (b1 - b0) * Tn, H4, in, x.data<T>().data() + b0 * Tn * in, in, Wih, in, T(0),
+         G + b0 * Tn * H5, H5);
     for (std::size_t t = 0; t < Tn; ++t) {
       // h_{t−1} of rows b0.. as a matrix: h0's rows, or Y's h columns of step t − 1.
       const T* hp = t == 0 ? saved->h0.data() + b0 * H : Y + (b0 * Tn + t - 1) * 2 * H;
       const std::size_t ldh = t == 0 ? H : Tn * 2 * H;
-      gemm(false, true, b1 - b0, H4, H, hp, ldh, Whh, H, T(1), G + (b0 * Tn + t) * H5, Tn * H5);
+      gemm(false, false, b1 - b0, H4, H, hp, ldh, whh_t.data(), H4, T(1), G + (b0 * Tn + t) * H5, Tn * H5);
       for (std::size_t b = b0; b < b1; ++b) {
         const std::size_t r = b * Tn + t;
         RowPtrs<T> p{G + r * H5, t == 0 ? saved->c0.data() + b * H : Y + (r - 1) * 2 * H + H,
@@ -244,32 +249,39 @@ Tensor layer_forward(const Tensor& x, const Tensor& w_ih, const Tensor& w_hh, co
     });
     if (split) sums[0] += sums[1];
 
-    auto new_grad = [](const Shape& shape) { return xt::xarray<T>::from_shape(shape); };
-    if (sink.needs(2)) {  // dW_hh = daᵀ · h_{t−1}: one GEMM over all B·T rows of h_{t−1}
-      Buffer<T> hprev(rows * H);
+    // The weight gradients, each one GEMM over all B·T rows; on two threads, each computes half
+    // of the gate rows (i|f of dW_hh and dW_ih, or g|o) and half of dx's rows.
+    const bool need_whh = sink.needs(2), need_wih = sink.needs(1), need_x = sink.needs(0);
+    Buffer<T> hprev(need_whh ? rows * H : 1);  // h_{t−1} of every row (b, t)
+    if (need_whh)
       for (std::size_t b = 0; b < B; ++b) {
         std::memcpy(hprev.data() + b * Tn * H, saved->h0.data() + b * H, H * sizeof(T));
         for (std::size_t t = 1; t < Tn; ++t)
           std::memcpy(hprev.data() + (b * Tn + t) * H, Y + (b * Tn + t - 1) * 2 * H, H * sizeof(T));
       }
-      xt::xarray<T> dw = new_grad({H4, H});
-      gemm(true, false, H4, H, rows, G, H5, hprev.data(), H, T(0), dw.data(), H);
-      sink.add(2, Tensor(std::move(dw)));
-    }
+    auto new_grad = [](const Shape& shape) { return xt::xarray<T>::from_shape(shape); };
+    xt::xarray<T> dw_hh = new_grad(need_whh ? Shape{H4, H} : Shape{0});
+    xt::xarray<T> dw_ih = new_grad(need_wih ? Shape{H4, in} : Shape{0});
+    xt::xarray<T> dx = new_grad(need_x ? Shape{B, Tn, in} : Shape{0});
+    over_batch(2, split, [&](std::size_t p0, std::size_t p1) {
+      const std::size_t g0 = p0 * H4 / 2, g1 = p1 * H4 / 2;  // gate rows [g0, g1)
+      const std::size_t r0 = p0 * rows / 2, r1 = p1 * rows / 2;  // rows of dx
+      if (need_whh)  // dW_hh = daᵀ · h_{t−1}
+        gemm(true, false, g1 - g0, H, rows, G + g0, H5, hprev.data(), H, T(0), dw_hh.data() + g0 * H, H);
+      if (need_wih)  // dW_ih = daᵀ · x
+        gemm(true, false, g1 - g0, in, rows, G + g0, H5, x.data<T>().data(), in, T(0),
+             dw_ih.data() + g0 * in, in);
+      if (need_x)  // dx = da · W_ih
+        gemm(false, false, r1 - r0, in, H4, G + r0 * H5, H5, w_ih.data<T>().data(), in, T(0),
+             dx.data() + r0 * in, in);
+    });
+    if (need_whh) sink.add(2, Tensor(std::move(dw_hh)));
     if (need_bias) {
       if (sink.needs(3)) sink.add(3, Tensor(xt::xarray<T>(sums[0])));
       if (sink.needs(4)) sink.add(4, Tensor(std::move(sums[0])));
     }
-    if (sink.needs(1)) {  // dW_ih = daᵀ · x
-      xt::xarray<T> dw = new_grad({H4, in});
-      gemm(true, false, H4, in, rows, G, H5, x.data<T>().data(), in, T(0), dw.data(), in);
-      sink.add(1, Tensor(std::move(dw)));
-    }
-    if (sink.needs(0)) {  // dx = da · W_ih
-      xt::xarray<T> dx = new_grad({B, Tn, in});
-      gemm(false, false, rows, in, H4, G, H5, w_ih.data<T>().data(), in, T(0), dx.data(), in);
-      sink.add(0, Tensor(std::move(dx)));
-    }
+    if (need_wih) sink.add(1, Tensor(std::move(dw_ih)));
+    if (need_x) sink.add(0, Tensor(std::move(dx)));
     for (auto [input, init, carried] : {std::tuple{ih0, &h0, dh}, std::tuple{ic0, &c0, dc}}) {
       if (!input || !sink.needs(input)) continue;
       xt::xarray<T> d = new_grad({1, B, H});
