@@ -129,9 +129,12 @@ TEST(LSTMFused, LongerSequenceAndWideHidden) {
 }
 
 TEST(LSTMFused, LargeEnoughForTheSecondThread) {
-  // 4H·H·B·T ≥ 2^23 on two cores: the batch runs as two halves on two threads.
+  // 4H·H·B·T ≥ 2^23 on two cores: the hidden units are shared by two threads (H = 72: 48 + 24,
+  // SIMD tails in the second part; B = 1: the gemv path on both).
   check_case({2, 16, 40, 10, 64, true, true, false, true, DType::Float64});
   check_case({1, 17, 40, 10, 64, false, false, true, true, DType::Float32});
+  check_case({1, 8, 60, 5, 72, true, true, false, false, DType::Float64});
+  check_case({1, 1, 300, 5, 96, true, true, false, true, DType::Float64});
 }
 
 TEST(LSTMFused, SingleStep) {

@@ -150,8 +150,12 @@ Tensor layer_forward(const Tensor& x, const Tensor& w_ih, const Tensor& w_hh, co
   // W_hhᵀ (H, 4H), copied once: OpenBLAS repacks the weight at every per-step GEMM, and packing
   // it from this layout (a GEMM without transposes) costs about half as much as from W_hh's.
   Buffer<T> whh_t(H * H4);
-  for (std::size_t g = 0; g < H4; ++g)
-    for (std::size_t k = 0; k < H; ++k) whh_t.data()[k * H4 + g] = w_hh.data<T>().data()[g * H + k];
+  const T* Whh = w_hh.data<T>().data();  // (4H, H)
+  constexpr std::size_t tile = 32;       // transposed in tiles that stay in cache
+  for (std::size_t g0 = 0; g0 < H4; g0 += tile)
+    for (std::size_t k0 = 0; k0 < H; k0 += tile)
+      for (std::size_t g = g0; g < std::min(g0 + tile, H4); ++g)
+        for (std::size_t k = k0; k < std::min(k0 + tile, H); ++k) whh_t.data()[k * H4 + g] = Whh[g * H + k];
 
   struct Saved {
     Saved(std::size_t B, std::size_t Tn, std::size_t H) : h0(B * H), c0(B * H), G(B * Tn * 5 * H) {}
