@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstring>
 #include <memory>
+#include <optional>
 #include <utility>
 
 #include <fmt/format.h>
@@ -18,6 +19,7 @@
 #include "framework/ops.hpp"
 #include "framework/tape.hpp"
 #include "layers/fast/fused_kernels.hpp"
+#include "layers/fast/packed_gemm.hpp"
 #include "layers/rnn.hpp"
 
 namespace tapegrad {
@@ -147,15 +149,15 @@ Tensor layer_forward(const Tensor& x, const Tensor& w_ih, const Tensor& w_hh, co
   const std::size_t B = x.size(0), Tn = x.size(1), in = x.size(2), H = w_hh.size(1);
   const std::size_t H4 = 4 * H, H5 = 5 * H, rows = B * Tn;
   const T* Wih = w_ih.data<T>().data();  // (4H, in)
-  // W_hhᵀ (H, 4H), copied once: OpenBLAS repacks the weight at every per-step GEMM, and packing
-  // it from this layout (a GEMM without transposes) costs about half as much as from W_hh's.
-  Buffer<T> whh_t(H * H4);
   const T* Whh = w_hh.data<T>().data();  // (4H, H)
-  constexpr std::size_t tile = 32;       // transposed in tiles that stay in cache
-  for (std::size_t g0 = 0; g0 < H4; g0 += tile)
-    for (std::size_t k0 = 0; k0 < H; k0 += tile)
-      for (std::size_t g = g0; g < std::min(g0 + tile, H4); ++g)
-        for (std::size_t k = k0; k < std::min(k0 + tile, H); ++k) whh_t.data()[k * H4 + g] = Whh[g * H + k];
+  // h_{t−1} W_hhᵀ of rows [b0, b1) added into G, at every step: W_hh packed once for the small
+  // per-step products (packed_gemm.hpp), or BLAS where vectors are narrow.
+  std::optional<PackedGemm<T>> whh_packed;
+  if constexpr (PackedGemm<T>::available()) whh_packed.emplace(Whh, H, /*transpose_b=*/true, H, H4);
+  auto recurrent = [&](std::size_t m, const T* hp, std::size_t ldh, T* g, std::size_t ldg) {
+    if (whh_packed) whh_packed->multiply(m, hp, ldh, T(1), g, ldg);
+    else gemm(false, true, m, H4, H, hp, ldh, Whh, H, T(1), g, ldg);
+  };
 
   struct Saved {
     Saved(std::size_t B, std::size_t Tn, std::size_t H) : h0(B * H), c0(B * H), G(B * Tn * 5 * H) {}
@@ -183,7 +185,7 @@ Tensor layer_forward(const Tensor& x, const Tensor& w_ih, const Tensor& w_hh, co
       // h_{t−1} of rows b0.. as a matrix: h0's rows, or Y's h columns of step t − 1.
       const T* hp = t == 0 ? saved->h0.data() + b0 * H : Y + (b0 * Tn + t - 1) * 2 * H;
       const std::size_t ldh = t == 0 ? H : Tn * 2 * H;
-      gemm(false, false, b1 - b0, H4, H, hp, ldh, whh_t.data(), H4, T(1), G + (b0 * Tn + t) * H5, Tn * H5);
+      recurrent(b1 - b0, hp, ldh, G + (b0 * Tn + t) * H5, Tn * H5);
       for (std::size_t b = b0; b < b1; ++b) {
         const std::size_t r = b * Tn + t;
         RowPtrs<T> p{G + r * H5, t == 0 ? saved->c0.data() + b * H : Y + (r - 1) * 2 * H + H,
@@ -220,6 +222,13 @@ Tensor layer_forward(const Tensor& x, const Tensor& w_ih, const Tensor& w_hh, co
     const T* Y = result.data<T>().data();
     const T* GY = gy.data<T>().data();  // dL/dY (B, T, 2H)
     const T* Whh = w_hh.data<T>().data();
+    // dL/dh_{t−1} = da_t W_hh for rows [b0, b1), at every step (W_hh packed once, as in forward).
+    std::optional<PackedGemm<T>> whh_packed;
+    if constexpr (PackedGemm<T>::available()) whh_packed.emplace(Whh, H, /*transpose_b=*/false, H4, H);
+    auto recurrent = [&](std::size_t m, const T* da, std::size_t ld, T* d) {
+      if (whh_packed) whh_packed->multiply(m, da, ld, T(0), d, H);
+      else gemm(false, false, m, H, H4, da, ld, Whh, H, T(0), d, H);
+    };
     // G is turned into da in place, unless the graph is kept for another backward (then a copy is).
     std::unique_ptr<Buffer<T>> copy;
     T* G = saved->G.data();
@@ -248,7 +257,7 @@ Tensor layer_forward(const Tensor& x, const Tensor& w_ih, const Tensor& w_hh, co
           over_columns<T>(H, [&](auto v, std::size_t j) { gates_backward<T, decltype(v)>(p, H, j); });
         }
         if (t > 0 || need_h0)  // dL/dh_{t−1} = da_t W_hh
-          gemm(false, false, b1 - b0, H, H4, G + (b0 * Tn + t) * H5, Tn * H5, Whh, H, T(0), dh + b0 * H, H);
+          recurrent(b1 - b0, G + (b0 * Tn + t) * H5, Tn * H5, dh + b0 * H);
       }
     });
     if (split) sums[0] += sums[1];
