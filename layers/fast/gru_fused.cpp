@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstring>
 #include <memory>
+#include <optional>
 #include <thread>
 #include <utility>
 
@@ -20,6 +21,7 @@
 #include "framework/ops.hpp"
 #include "framework/tape.hpp"
 #include "layers/fast/fused_kernels.hpp"
+#include "layers/fast/packed_gemm.hpp"
 
 namespace tapegrad {
 
@@ -212,11 +214,15 @@ Tensor layer_forward(const LayerInput& input, std::size_t B, std::size_t Tn, con
   // The recurrence of sequences [b0, b1): one GEMM and one pass over the gates per step.
   Buffer<T> gh_buf(B * H3);  // h_{t−1} W_hhᵀ (B, 3H)
   T* gh = gh_buf.data();
+  // W_hh packed once for the per-step products (packed_gemm.hpp), or BLAS where vectors are narrow.
+  std::optional<PackedGemm<T>> whh_packed;
+  if constexpr (PackedGemm<T>::available()) whh_packed.emplace(Whh, H, /*transpose_b=*/true, H, H3);
   over_batch(B, split_batch(3, B, Tn, H), [&](std::size_t b0, std::size_t b1) {
     for (std::size_t t = 0; t < Tn; ++t) {
       std::size_t ld;
       const T* hprev = previous_states<T>(out, hinit, t, Tn, H, &ld);
-      gemm(false, true, b1 - b0, H3, H, hprev + b0 * ld, ld, Whh, H, T(0), gh + b0 * H3, H3);
+      if (whh_packed) whh_packed->multiply(b1 - b0, hprev + b0 * ld, ld, T(0), gh + b0 * H3, H3);
+      else gemm(false, true, b1 - b0, H3, H, hprev + b0 * ld, ld, Whh, H, T(0), gh + b0 * H3, H3);
       for (std::size_t b = b0; b < b1; ++b) {
         T* row = G + (b * Tn + t) * H4;  // [gi_r gi_z gi_n ·] or [· · · ·] → [r z n gh_n]
         RowPtrs<T> p{row, row + H, row + 2 * H, row + 3 * H, gh + b * H3, hprev + b * ld,
@@ -280,6 +286,9 @@ Tensor layer_forward(const LayerInput& input, std::size_t B, std::size_t Tn, con
     const bool need_whh = sink.needs(iw + 1);
     const bool scatter = !dense && sink.needs(iw);  // dW_ihᵀ (V, 3H) for one-hot ids
     const bool split = split_batch(3, B, Tn, H);
+    // dL/dh_{t−1} += S W_hh at every step: W_hh packed once (packed_gemm.hpp), or BLAS.
+    std::optional<PackedGemm<T>> whh_packed;
+    if constexpr (PackedGemm<T>::available()) whh_packed.emplace(Whh, H, /*transpose_b=*/false, H3, H);
     Buffer<T> dh_buf(B * H), dhn_buf(B * H), s_buf(B * H3);
     // Per half of the batch: column sums of G (4H), dW_ihᵀ (V, 3H), dW_hh (3H, H); added up below.
     struct Partial {
@@ -306,8 +315,10 @@ Tensor layer_forward(const LayerInput& input, std::size_t B, std::size_t Tn, con
                        scatter ? mine.dwt.data() + std::size_t((*ids)[b * Tn + t]) * H3 : nullptr};
           over_columns<T>(H, [&](auto v, std::size_t j) { gates_backward<T, decltype(v)>(p, H, j); });
         }
-        if (t > 0 || need_h0)
-          gemm(false, false, b1 - b0, H, H3, S + b0 * H3, H3, Whh, H, T(1), dhn + b0 * H, H);
+        if (t > 0 || need_h0) {
+          if (whh_packed) whh_packed->multiply(b1 - b0, S + b0 * H3, H3, T(1), dhn + b0 * H, H);
+          else gemm(false, false, b1 - b0, H, H3, S + b0 * H3, H3, Whh, H, T(1), dhn + b0 * H, H);
+        }
         std::swap(dh, dhn);
       }
       if (b0 == 0) dh_final = dh;  // both halves end on the same buffer
