@@ -95,11 +95,17 @@ TEST(BreadthParity, LSTMAndBidirectionalLSTM) {
       const bool bi = f.integer("bidirectional"), bf = f.integer("batch_first");
       LSTM lstm(LSTMOptions(5, 4).num_layers(2).batch_first(bf).bidirectional(bi));
       f.load_into(lstm);
-      Tensor x = f.get("x", true), h0 = f.get("h0", true), c0 = f.get("c0", true);
-      LSTM::Output out = lstm(x, h0, c0);
-      check_outputs_and_grads(f, lstm,
-                              {{"output", out.output}, {"h_n", out.h_n}, {"c_n", out.c_n}},
-                              {{"x", x}, {"h0", h0}, {"c0", c0}});
+      for (LSTM::Path path : {LSTM::Path::Auto, LSTM::Path::Composed}) {  // fused, then composed
+        SCOPED_TRACE(path == LSTM::Path::Auto ? "fused (the default)" : "composed");
+        lstm.set_path(path);
+        lstm.zero_grad();
+        Tensor x = f.get("x", true), h0 = f.get("h0", true), c0 = f.get("c0", true);
+        LSTM::Output out = lstm(x, h0, c0);
+        EXPECT_EQ(out.fused, path == LSTM::Path::Auto);
+        check_outputs_and_grads(f, lstm,
+                                {{"output", out.output}, {"h_n", out.h_n}, {"c_n", out.c_n}},
+                                {{"x", x}, {"h0", h0}, {"c0", c0}});
+      }
     }
 }
 
