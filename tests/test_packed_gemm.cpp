@@ -1,4 +1,4 @@
-// The fused recurrences' per-step product (layers/fast/packed_gemm.hpp) against BLAS
+// The fused recurrences' per-step product (framework/packed_gemm.hpp) against BLAS
 // (framework/blas.hpp) and a plain triple loop: every row count up to two register blocks and
 // beyond, column counts around the panel width (full panels, a partial last panel, fewer columns
 // than one panel), B given directly and transposed, beta 0 (C not read: NaN there stays out) and
@@ -13,7 +13,7 @@
 
 #include "framework/blas.hpp"
 #include "framework/random.hpp"
-#include "layers/fast/packed_gemm.hpp"
+#include "framework/packed_gemm.hpp"
 
 using namespace tapegrad;
 
@@ -42,7 +42,8 @@ void check(std::size_t m, std::size_t n, std::size_t k, bool transpose_b, T beta
       expected[i * ldc + j] = T(acc);
     }
   detail::gemm(false, transpose_b, m, n, k, a.data(), lda, b.data(), ldb, beta, blas.data(), ldc);
-  fused::PackedGemm<T> packed(b.data(), ldb, transpose_b, k, n);
+  std::vector<T, xsimd::aligned_allocator<T, 64>> storage(detail::PackedGemm<T>::storage_size(k, n));
+  detail::PackedGemm<T> packed(storage.data(), b.data(), ldb, transpose_b, k, n);
   packed.multiply(m, a.data(), lda, beta, packed_c.data(), ldc);
   const double tol = (sizeof(T) == 4 ? 1e-6 : 1e-15) * double(k);
   double worst = 0;
@@ -60,7 +61,7 @@ void check(std::size_t m, std::size_t n, std::size_t k, bool transpose_b, T beta
 
 template <class T>
 void check_all() {
-  using P = fused::PackedGemm<T>;
+  using P = detail::PackedGemm<T>;
   for (std::size_t m : {std::size_t(1), std::size_t(3), P::MR - 1, P::MR, P::MR + 1, 2 * P::MR + 3})
     for (std::size_t n : {std::size_t(1), P::NR - 1, P::NR, P::NR + 1, 3 * P::NR + 5})
       for (std::size_t k : {1, 7, 64})

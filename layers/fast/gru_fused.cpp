@@ -17,17 +17,18 @@
 #include <xtensor/xbuilder.hpp>
 
 #include "framework/blas.hpp"
+#include "framework/packed_gemm.hpp"
 #include "framework/dispatch.hpp"
 #include "framework/ops.hpp"
 #include "framework/tape.hpp"
 #include "layers/fast/fused_kernels.hpp"
-#include "layers/fast/packed_gemm.hpp"
 
 namespace tapegrad {
 
 namespace {
 
 using detail::gemm;  // framework/blas.hpp: transpose flags, gemv for one row, 1 thread when small
+using detail::PackedGemm;  // framework/packed_gemm.hpp: the per-step products
 using namespace fused;  // fused_kernels.hpp: sigm, tanh_fast, over_columns, Buffer, over_batch
 
 /// Pointers of one batch row of one step (each H long, disjoint).
@@ -216,7 +217,9 @@ Tensor layer_forward(const LayerInput& input, std::size_t B, std::size_t Tn, con
   T* gh = gh_buf.data();
   // W_hh packed once for the per-step products (packed_gemm.hpp), or BLAS where vectors are narrow.
   std::optional<PackedGemm<T>> whh_packed;
-  if constexpr (PackedGemm<T>::available()) whh_packed.emplace(Whh, H, /*transpose_b=*/true, H, H3);
+  Buffer<T> whh_storage(PackedGemm<T>::available() ? PackedGemm<T>::storage_size(H, H3) : 1);
+  if constexpr (PackedGemm<T>::available())
+    whh_packed.emplace(whh_storage.data(), Whh, H, /*transpose_b=*/true, H, H3);
   over_batch(B, split_batch(3, B, Tn, H), [&](std::size_t b0, std::size_t b1) {
     for (std::size_t t = 0; t < Tn; ++t) {
       std::size_t ld;
@@ -288,7 +291,9 @@ Tensor layer_forward(const LayerInput& input, std::size_t B, std::size_t Tn, con
     const bool split = split_batch(3, B, Tn, H);
     // dL/dh_{t−1} += S W_hh at every step: W_hh packed once (packed_gemm.hpp), or BLAS.
     std::optional<PackedGemm<T>> whh_packed;
-    if constexpr (PackedGemm<T>::available()) whh_packed.emplace(Whh, H, /*transpose_b=*/false, H3, H);
+    Buffer<T> whh_storage(PackedGemm<T>::available() ? PackedGemm<T>::storage_size(H3, H) : 1);
+    if constexpr (PackedGemm<T>::available())
+      whh_packed.emplace(whh_storage.data(), Whh, H, /*transpose_b=*/false, H3, H);
     Buffer<T> dh_buf(B * H), dhn_buf(B * H), s_buf(B * H3);
     // Per half of the batch: column sums of G (4H), dW_ihᵀ (V, 3H), dW_hh (3H, H); added up below.
     struct Partial {

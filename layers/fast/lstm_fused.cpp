@@ -15,11 +15,11 @@
 #pragma GCC diagnostic ignored "-Wuninitialized"
 
 #include "framework/blas.hpp"
+#include "framework/packed_gemm.hpp"
 #include "framework/dispatch.hpp"
 #include "framework/ops.hpp"
 #include "framework/tape.hpp"
 #include "layers/fast/fused_kernels.hpp"
-#include "layers/fast/packed_gemm.hpp"
 #include "layers/rnn.hpp"
 
 namespace tapegrad {
@@ -27,6 +27,7 @@ namespace tapegrad {
 namespace {
 
 using detail::gemm;     // framework/blas.hpp: transpose flags, gemv for one row, 1 thread when small
+using detail::PackedGemm;  // framework/packed_gemm.hpp: the per-step products
 using namespace fused;  // fused_kernels.hpp: sigm, tanh_fast, over_columns, Buffer, over_batch
 
 /// Pointers of one batch row of one step.
@@ -147,13 +148,15 @@ template <class T>
 Tensor layer_forward(const Tensor& x, const Tensor& w_ih, const Tensor& w_hh, const Tensor& b_ih,
                      const Tensor& b_hh, const InitialState& h0, const InitialState& c0) {
   const std::size_t B = x.size(0), Tn = x.size(1), in = x.size(2), H = w_hh.size(1);
-  const std::size_t H4 = 4 * H, H5 = 5 * H, rows = B * Tn;
+  const std::size_t H4 = 4 * H, H5 = 5 * H;
   const T* Wih = w_ih.data<T>().data();  // (4H, in)
   const T* Whh = w_hh.data<T>().data();  // (4H, H)
   // h_{t−1} W_hhᵀ of rows [b0, b1) added into G, at every step: W_hh packed once for the small
   // per-step products (packed_gemm.hpp), or BLAS where vectors are narrow.
   std::optional<PackedGemm<T>> whh_packed;
-  if constexpr (PackedGemm<T>::available()) whh_packed.emplace(Whh, H, /*transpose_b=*/true, H, H4);
+  Buffer<T> whh_storage(PackedGemm<T>::available() ? PackedGemm<T>::storage_size(H, H4) : 1);
+  if constexpr (PackedGemm<T>::available())
+    whh_packed.emplace(whh_storage.data(), Whh, H, /*transpose_b=*/true, H, H4);
   auto recurrent = [&](std::size_t m, const T* hp, std::size_t ldh, T* g, std::size_t ldg) {
     if (whh_packed) whh_packed->multiply(m, hp, ldh, T(1), g, ldg);
     else gemm(false, true, m, H4, H, hp, ldh, Whh, H, T(1), g, ldg);
@@ -224,7 +227,9 @@ Tensor layer_forward(const Tensor& x, const Tensor& w_ih, const Tensor& w_hh, co
     const T* Whh = w_hh.data<T>().data();
     // dL/dh_{t−1} = da_t W_hh for rows [b0, b1), at every step (W_hh packed once, as in forward).
     std::optional<PackedGemm<T>> whh_packed;
-    if constexpr (PackedGemm<T>::available()) whh_packed.emplace(Whh, H, /*transpose_b=*/false, H4, H);
+    Buffer<T> whh_storage(PackedGemm<T>::available() ? PackedGemm<T>::storage_size(H4, H) : 1);
+    if constexpr (PackedGemm<T>::available())
+      whh_packed.emplace(whh_storage.data(), Whh, H, /*transpose_b=*/false, H4, H);
     auto recurrent = [&](std::size_t m, const T* da, std::size_t ld, T* d) {
       if (whh_packed) whh_packed->multiply(m, da, ld, T(0), d, H);
       else gemm(false, false, m, H, H4, da, ld, Whh, H, T(0), d, H);
