@@ -267,5 +267,6 @@ TEST(LSTMFused, PathsAndBadInput) {
     EXPECT_THROW(lstm.forward(x, Tensor(), zeros({2, 2, 4})), ShapeError);
     EXPECT_THROW(lstm.forward(zeros({2, 0, 3})), ShapeError);
     EXPECT_THROW(lstm.forward(randn({2, 5, 3}, gen, DType::Float64)), DTypeError);
+    EXPECT_THROW(lstm.forward(zeros({0, 5, 3})), ShapeError);  // an empty batch, named as such
   }
 }
