@@ -231,13 +231,18 @@ namespace {
 
 // -- optimisations, set apart: copy-on-write, adding a slice in place, a plain loop for sum += g --
 
+/// True when `t` is held by this handle alone and is no recorded op's output (the tape and VJPs
+/// see those through weak handles): changing its values in place is then seen by no one.
+bool sole_handle(const Tensor& t) { return t.impl_ptr().use_count() == 1 && !t.impl()->grad_fn; }
+
 /// Makes `sum` safe to add into in place (copy-on-write): the first gradient a tensor receives
-/// is shared with whoever made it, and copied only if a second one arrives. A slice target
-/// starts as zeros of the full shape.
+/// is shared with whoever made it, and copied only if a second one arrives while someone else
+/// still holds it (a VJP's fresh result, now held by `sum` alone, is simply taken over). A slice
+/// target starts as zeros of the full shape.
 void make_private(Tensor& sum, bool& owned, const Shape& shape, DType dtype) {
   if (!sum.defined()) {
     sum = detail::zeros_for("backward", shape, dtype);
-  } else if (!owned) {
+  } else if (!owned && !sole_handle(sum)) {
     sum = detail::dispatch(dtype, [&](auto tag) {
       using T = decltype(tag);
       return detail::guard_alloc<T>("backward", shape, [&] { return Tensor(sum.data<T>()); });

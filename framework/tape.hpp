@@ -116,7 +116,8 @@ struct VjpNode final : Node {
   template <class Range, class G>
   VjpNode(const char* op, const Range& inputs, G&& vjp)
       : Node(op, inputs), vjp_(std::forward<G>(vjp)) {}
-  /// Released here, while the VJP is still reachable: a deep graph is torn down by a loop.
+  /// Released here rather than in ~Node, where drop_backward() could no longer reach the VJP.
+  /// (release() takes a deep graph apart by a loop, not by nested destructors.)
   ~VjpNode() override { release(); }
   void backward(const Tensor& grad_output, GradSink& sink) override { (*vjp_)(grad_output, sink); }
 
@@ -235,6 +236,9 @@ class GradSink {
  public:
   /// Whether input i of the current node wants a gradient.
   bool needs(std::size_t i) const;
+  /// Input i of the current node (the node keeps its inputs: a VJP that only needs, say, their
+  /// shapes can read them here instead of capturing copies).
+  const Tensor& input(std::size_t i) const { return node_->inputs.at(i); }
   /// Adds dL/d(input_i). g must have input i's shape and dtype (broadcast gradients must be
   /// reduced with sum_to first).
   void add(std::size_t i, const Tensor& g);
