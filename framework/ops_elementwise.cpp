@@ -48,7 +48,7 @@ Tensor unary_forward(const char* op, const Tensor& a, F&& f) {
 }  // namespace
 
 Shape broadcast_shapes(const Shape& a, const Shape& b, const char* op) {
-  if (a == b) return a;
+  if (detail::same_shape(a, b)) return a;
   std::size_t n = std::max(a.size(), b.size());
   Shape out(n);
   for (std::size_t i = 0; i < n; ++i) {
@@ -65,7 +65,7 @@ Shape broadcast_shapes(const Shape& a, const Shape& b, const char* op) {
 // ---- the broadcast reducer and its adjoint ------------------------------------------------------
 
 Tensor sum_to(const Tensor& g, const Shape& shape) {
-  if (g.shape() == shape) return g;
+  if (detail::same_shape(g.shape(), shape)) return g;
   const Shape& gs = g.shape();
   if (shape.size() > gs.size() || broadcast_shapes(gs, shape, "sum_to") != gs)
     throw ShapeError(fmt::format("sum_to: cannot reduce {} to {}", shape_str(gs), shape_str(shape)));
@@ -82,7 +82,7 @@ Tensor sum_to(const Tensor& g, const Shape& shape) {
 
 Tensor broadcast_to(const Tensor& a, const Shape& shape) {
   detail::require_defined(a, "broadcast_to", "a");
-  if (a.shape() == shape) return a;
+  if (detail::same_shape(a.shape(), shape)) return a;
   if (broadcast_shapes(a.shape(), shape, "broadcast_to") != shape)
     throw ShapeError(fmt::format("broadcast_to: cannot broadcast {} to {}", shape_str(a.shape()),
                                  shape_str(shape)));

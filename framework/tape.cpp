@@ -287,18 +287,18 @@ void add_into(Tensor& sum, const Tensor& g) {
 /// sum += g (into `slice` of sum when given). Every gradient the engine adds up goes through
 /// here: the pending gradients of a pass, .grad, and the results of grad(). `owned` says whether
 /// sum's storage is private (see make_private). With create_graph the sum is a recorded add, so
-/// it can be differentiated again.
-void accumulate(Tensor& sum, bool& owned, const Tensor& g, bool create_graph,
+/// it can be differentiated again. (g is taken by value: a VJP's fresh gradient moves in.)
+void accumulate(Tensor& sum, bool& owned, Tensor g, bool create_graph,
                 const Slice* slice = nullptr) {
   if (create_graph) {
     Tensor d = slice ? pad_narrow(g, static_cast<std::ptrdiff_t>(slice->axis), slice->start,
                                   slice->full[slice->axis])
-                     : g;
+                     : std::move(g);
     sum = sum.defined() ? add(sum, d) : d;
     return;
   }
   if (!sum.defined() && !slice) {
-    sum = g;
+    sum = std::move(g);
     owned = false;
     return;
   }
@@ -313,16 +313,16 @@ bool GradSink::needs(std::size_t i) const {
   return i < node_->inputs.size() && node_->inputs[i].impl()->requires_grad;
 }
 
-void GradSink::add(std::size_t i, const Tensor& g) {
+void GradSink::add(std::size_t i, Tensor g) {
   const Tensor& input = node_->inputs.at(i);
   if (!input.impl()->requires_grad) return;
-  if (!g.defined() || g.dtype() != input.dtype() || g.shape() != input.shape())
+  if (!g.defined() || g.dtype() != input.dtype() || !detail::same_shape(g.shape(), input.shape()))
     throw AutogradError(fmt::format(
         "backward of {}: gradient for input {} is {} {}, but the input is {} {}",
         node_label(*node_, *output_), i, g.defined() ? dtype_name(g.dtype()) : "undefined",
         g.defined() ? shape_str(g.shape()) : "", dtype_name(input.dtype()),
         shape_str(input.shape())));
-  add_to(i, g, nullptr);
+  add_to(i, std::move(g), nullptr);
 }
 
 void GradSink::add_matmul(std::size_t i, const Tensor& a, bool ta, const Tensor& b, bool tb) {
@@ -360,7 +360,7 @@ void GradSink::add_narrow(std::size_t i, std::size_t axis, std::size_t start, co
   add_to(i, g, &slice);
 }
 
-void GradSink::add_to(std::size_t i, const Tensor& g, const Slice* slice) {
+void GradSink::add_to(std::size_t i, Tensor g, const Slice* slice) {
   const Tensor& input = node_->inputs[i];
   TensorImpl& target = *input.impl();
   check_history(input, tape_, false, [&] {
@@ -372,7 +372,7 @@ void GradSink::add_to(std::size_t i, const Tensor& g, const Slice* slice) {
         "anomaly: backward of {} produced NaN or Inf in the gradient of input {}; inputs ({})",
         node_label(*node_, *output_), i, input_shapes(node_->inputs)));
   if (!target.pending.defined() && !target.grad_fn) leaves_.push_back(input);
-  accumulate(target.pending, target.pending_owned, g, create_graph_, slice);
+  accumulate(target.pending, target.pending_owned, std::move(g), create_graph_, slice);
 }
 
 void GradSink::run(const Tensor& output, const Tensor& grad_output) {

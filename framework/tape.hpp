@@ -240,8 +240,8 @@ class GradSink {
   /// shapes can read them here instead of capturing copies).
   const Tensor& input(std::size_t i) const { return node_->inputs.at(i); }
   /// Adds dL/d(input_i). g must have input i's shape and dtype (broadcast gradients must be
-  /// reduced with sum_to first).
-  void add(std::size_t i, const Tensor& g);
+  /// reduced with sum_to first). Taken by value: a fresh gradient moves in, uncounted.
+  void add(std::size_t i, Tensor g);
   /// Adds g into the slice [start, start + g.size(axis)) of input i along `axis`, in place:
   /// no full-size temporary per slice.
   void add_narrow(std::size_t i, std::size_t axis, std::size_t start, const Tensor& g);
@@ -260,7 +260,7 @@ class GradSink {
   GradSink(bool create_graph, bool retain_graph)
       : create_graph_(create_graph), retain_graph_(retain_graph) {}
   void run(const Tensor& output, const Tensor& grad_output);  // calls output's node's VJP
-  void add_to(std::size_t i, const Tensor& g, const Slice* slice);
+  void add_to(std::size_t i, Tensor g, const Slice* slice);
   const Node* node_ = nullptr;
   const Tensor* output_ = nullptr;  // the node's output
   std::uint64_t tape_ = 0;          // the tape this pass runs on
