@@ -25,8 +25,11 @@ namespace {
 template <class F>
 Tensor binary_forward(const char* op, const Tensor& a, const Tensor& b, F&& f) {
   detail::require_same_dtype(a, b, op);
-  const Shape out_shape = broadcast_shapes(a.shape(), b.shape(), op);
-  detail::checked_numel(op, out_shape);
+  // Equal shapes (the common case) are the result's shape as they are, already size-checked.
+  const bool same = detail::same_shape(a.shape(), b.shape());
+  const Shape broadcast = same ? Shape() : broadcast_shapes(a.shape(), b.shape(), op);
+  const Shape& out_shape = same ? a.shape() : broadcast;
+  if (!same) detail::checked_numel(op, out_shape);
   return dispatch(a.dtype(), [&](auto tag) {
     using T = decltype(tag);
     return detail::guard_alloc<T>(op, out_shape, [&] {
