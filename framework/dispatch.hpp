@@ -101,6 +101,15 @@ void require_same_dtype(const Tensor& a, const Tensor& b, const char* op);
 /// Throws ShapeError unless a.dim() == rank: "matmul: expected a 2-D tensor, got (2, 3, 4)".
 void require_rank(const Tensor& t, std::size_t rank, const char* op, const char* arg);
 
+/// a == b, inline: every op compares shapes several times, and xtensor's operator== calls memcmp
+/// for what is a handful of numbers.
+inline bool same_shape(const Shape& a, const Shape& b) {
+  if (a.size() != b.size()) return false;
+  for (std::size_t i = 0; i < a.size(); ++i)
+    if (a[i] != b[i]) return false;
+  return true;
+}
+
 /// Product of the dims in [begin, end).
 std::size_t prod(const Shape& s, std::size_t begin, std::size_t end);
 

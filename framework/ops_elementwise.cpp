@@ -25,8 +25,11 @@ namespace {
 template <class F>
 Tensor binary_forward(const char* op, const Tensor& a, const Tensor& b, F&& f) {
   detail::require_same_dtype(a, b, op);
-  const Shape out_shape = broadcast_shapes(a.shape(), b.shape(), op);
-  detail::checked_numel(op, out_shape);
+  // Equal shapes (the common case) are the result's shape as they are, already size-checked.
+  const bool same = detail::same_shape(a.shape(), b.shape());
+  const Shape broadcast = same ? Shape() : broadcast_shapes(a.shape(), b.shape(), op);
+  const Shape& out_shape = same ? a.shape() : broadcast;
+  if (!same) detail::checked_numel(op, out_shape);
   return dispatch(a.dtype(), [&](auto tag) {
     using T = decltype(tag);
     return detail::guard_alloc<T>(op, out_shape, [&] {
@@ -48,7 +51,7 @@ Tensor unary_forward(const char* op, const Tensor& a, F&& f) {
 }  // namespace
 
 Shape broadcast_shapes(const Shape& a, const Shape& b, const char* op) {
-  if (a == b) return a;
+  if (detail::same_shape(a, b)) return a;
   std::size_t n = std::max(a.size(), b.size());
   Shape out(n);
   for (std::size_t i = 0; i < n; ++i) {
@@ -65,7 +68,7 @@ Shape broadcast_shapes(const Shape& a, const Shape& b, const char* op) {
 // ---- the broadcast reducer and its adjoint ------------------------------------------------------
 
 Tensor sum_to(const Tensor& g, const Shape& shape) {
-  if (g.shape() == shape) return g;
+  if (detail::same_shape(g.shape(), shape)) return g;
   const Shape& gs = g.shape();
   if (shape.size() > gs.size() || broadcast_shapes(gs, shape, "sum_to") != gs)
     throw ShapeError(fmt::format("sum_to: cannot reduce {} to {}", shape_str(gs), shape_str(shape)));
@@ -75,14 +78,14 @@ Tensor sum_to(const Tensor& g, const Shape& shape) {
   for (std::size_t i = 0; i < gs.size(); ++i)
     if (i < lead || (shape[i - lead] == 1 && gs[i] != 1)) axes.push_back(i);
   Tensor out = detail::sum_values("sum_to", g, axes, shape);
-  return record("sum_to", out, {g}, [gshape = gs](const Tensor& gg, GradSink& s) {
-    s.add(0, broadcast_to(gg, gshape));
+  return record("sum_to", out, {g}, [](const Tensor& gg, GradSink& s) {
+    s.add(0, broadcast_to(gg, s.input(0).shape()));
   });
 }
 
 Tensor broadcast_to(const Tensor& a, const Shape& shape) {
   detail::require_defined(a, "broadcast_to", "a");
-  if (a.shape() == shape) return a;
+  if (detail::same_shape(a.shape(), shape)) return a;
   if (broadcast_shapes(a.shape(), shape, "broadcast_to") != shape)
     throw ShapeError(fmt::format("broadcast_to: cannot broadcast {} to {}", shape_str(a.shape()),
                                  shape_str(shape)));
@@ -93,8 +96,8 @@ Tensor broadcast_to(const Tensor& a, const Shape& shape) {
       return Tensor(xt::xarray<T>(xt::broadcast(a.data<T>(), shape)));
     });
   });
-  return record("broadcast_to", out, {a}, [ashape = a.shape()](const Tensor& g, GradSink& s) {
-    s.add(0, sum_to(g, ashape));
+  return record("broadcast_to", out, {a}, [](const Tensor& g, GradSink& s) {
+    s.add(0, sum_to(g, s.input(0).shape()));
   });
 }
 
@@ -102,23 +105,25 @@ Tensor broadcast_to(const Tensor& a, const Shape& shape) {
 
 Tensor add(const Tensor& a, const Tensor& b) {
   Tensor out = binary_forward("add", a, b, [](const auto& x, const auto& y) { return x + y; });
-  return record("add", out, {a, b}, [sa = a.shape(), sb = b.shape()](const Tensor& g, GradSink& s) {
-    if (s.needs(0)) s.add(0, sum_to(g, sa));
-    if (s.needs(1)) s.add(1, sum_to(g, sb));
+  // The VJP reads the inputs from its node (s.input(i)) instead of capturing copies.
+  return record("add", out, {a, b}, [](const Tensor& g, GradSink& s) {
+    if (s.needs(0)) s.add(0, sum_to(g, s.input(0).shape()));
+    if (s.needs(1)) s.add(1, sum_to(g, s.input(1).shape()));
   });
 }
 
 Tensor sub(const Tensor& a, const Tensor& b) {
   Tensor out = binary_forward("sub", a, b, [](const auto& x, const auto& y) { return x - y; });
-  return record("sub", out, {a, b}, [sa = a.shape(), sb = b.shape()](const Tensor& g, GradSink& s) {
-    if (s.needs(0)) s.add(0, sum_to(g, sa));
-    if (s.needs(1)) s.add(1, sum_to(neg(g), sb));
+  return record("sub", out, {a, b}, [](const Tensor& g, GradSink& s) {
+    if (s.needs(0)) s.add(0, sum_to(g, s.input(0).shape()));
+    if (s.needs(1)) s.add(1, sum_to(neg(g), s.input(1).shape()));
   });
 }
 
 Tensor mul(const Tensor& a, const Tensor& b) {
   Tensor out = binary_forward("mul", a, b, [](const auto& x, const auto& y) { return x * y; });
-  return record("mul", out, {a, b}, [a, b](const Tensor& g, GradSink& s) {
+  return record("mul", out, {a, b}, [](const Tensor& g, GradSink& s) {
+    const Tensor &a = s.input(0), &b = s.input(1);
     if (s.needs(0)) s.add(0, sum_to(mul(g, b), a.shape()));
     if (s.needs(1)) s.add(1, sum_to(mul(g, a), b.shape()));
   });
@@ -126,7 +131,8 @@ Tensor mul(const Tensor& a, const Tensor& b) {
 
 Tensor div(const Tensor& a, const Tensor& b) {
   Tensor out = binary_forward("div", a, b, [](const auto& x, const auto& y) { return x / y; });
-  return record("div", out, {a, b}, [a, b](const Tensor& g, GradSink& s) {
+  return record("div", out, {a, b}, [](const Tensor& g, GradSink& s) {
+    const Tensor &a = s.input(0), &b = s.input(1);
     Tensor ga = div(g, b);  // d(a/b)/da = 1/b
     if (s.needs(0)) s.add(0, sum_to(ga, a.shape()));
     if (s.needs(1)) s.add(1, sum_to(neg(mul(ga, div(a, b))), b.shape()));  // −g·a/b²
@@ -167,14 +173,15 @@ Tensor pow(const Tensor& a, double p) {
     using T = typename std::decay_t<decltype(x)>::value_type;
     return xt::pow(x, static_cast<T>(p));
   });
-  return record("pow", out, {a}, [a, p](const Tensor& g, GradSink& s) {
-    s.add(0, mul(mul(g, pow(a, p - 1.0)), p));  // p·a^(p−1)
+  return record("pow", out, {a}, [p](const Tensor& g, GradSink& s) {
+    s.add(0, mul(mul(g, pow(s.input(0), p - 1.0)), p));  // p·a^(p−1)
   });
 }
 
 Tensor pow(const Tensor& a, const Tensor& b) {
   Tensor out = binary_forward("pow", a, b, [](const auto& x, const auto& y) { return xt::pow(x, y); });
-  return record("pow", out, {a, b}, [a, b, y = WeakTensor(out)](const Tensor& g, GradSink& s) {
+  return record("pow", out, {a, b}, [y = WeakTensor(out)](const Tensor& g, GradSink& s) {
+    const Tensor &a = s.input(0), &b = s.input(1);
     if (s.needs(0)) s.add(0, sum_to(mul(mul(g, b), pow(a, add(b, -1.0))), a.shape()));  // b·a^(b−1)
     if (s.needs(1)) s.add(1, sum_to(mul(mul(g, y.lock()), log(a)), b.shape()));       // a^b·ln a
   });
@@ -192,7 +199,7 @@ Tensor exp(const Tensor& a) {
 
 Tensor log(const Tensor& a) {
   Tensor out = unary_forward("log", a, [](const auto& x) { return xt::log(x); });
-  return record("log", out, {a}, [a](const Tensor& g, GradSink& s) { s.add(0, div(g, a)); });
+  return record("log", out, {a}, [](const Tensor& g, GradSink& s) { s.add(0, div(g, s.input(0))); });
 }
 
 Tensor sqrt(const Tensor& a) {
@@ -204,8 +211,8 @@ Tensor sqrt(const Tensor& a) {
 
 Tensor abs(const Tensor& a) {
   Tensor out = unary_forward("abs", a, [](const auto& x) { return xt::abs(x); });
-  return record("abs", out, {a}, [a](const Tensor& g, GradSink& s) {
-    Tensor sign = unary_forward("sign", a, [](const auto& x) { return xt::sign(x); });
+  return record("abs", out, {a}, [](const Tensor& g, GradSink& s) {
+    Tensor sign = unary_forward("sign", s.input(0), [](const auto& x) { return xt::sign(x); });
     s.add(0, mul(g, sign));
   });
 }
@@ -218,7 +225,8 @@ Tensor tanh_backward(const Tensor& g, const Tensor& y) {
     using T = typename std::decay_t<decltype(yd)>::value_type;
     return gd * (T(1) - yd * yd);
   });
-  return record("tanh_backward", out, {g, y}, [g, y](const Tensor& gg, GradSink& s) {
+  return record("tanh_backward", out, {g, y}, [](const Tensor& gg, GradSink& s) {
+    const Tensor &g = s.input(0), &y = s.input(1);
     if (s.needs(0)) s.add(0, tanh_backward(gg, y));
     if (s.needs(1)) s.add(1, mul(mul(mul(gg, g), y), -2.0));
   });
@@ -230,7 +238,8 @@ Tensor sigmoid_backward(const Tensor& g, const Tensor& y) {
     using T = typename std::decay_t<decltype(yd)>::value_type;
     return gd * yd * (T(1) - yd);
   });
-  return record("sigmoid_backward", out, {g, y}, [g, y](const Tensor& gg, GradSink& s) {
+  return record("sigmoid_backward", out, {g, y}, [](const Tensor& gg, GradSink& s) {
+    const Tensor &g = s.input(0), &y = s.input(1);
     if (s.needs(0)) s.add(0, sigmoid_backward(gg, y));
     if (s.needs(1)) s.add(1, mul(mul(gg, g), rsub(mul(y, 2.0), 1.0)));  // g·(1 − 2y)
   });
@@ -278,7 +287,9 @@ Tensor relu(const Tensor& a) {
     using T = typename std::decay_t<decltype(x)>::value_type;
     return xt::maximum(x, T(0));
   });
-  return record("relu", out, {a}, [a](const Tensor& g, GradSink& s) { s.add(0, mul(g, gt(a, 0.0))); });
+  return record("relu", out, {a}, [](const Tensor& g, GradSink& s) {
+    s.add(0, mul(g, gt(s.input(0), 0.0)));
+  });
 }
 
 Tensor clamp(const Tensor& a, double lo, double hi) {
@@ -287,8 +298,8 @@ Tensor clamp(const Tensor& a, double lo, double hi) {
     using T = typename std::decay_t<decltype(x)>::value_type;
     return xt::clip(x, static_cast<T>(lo), static_cast<T>(hi));
   });
-  return record("clamp", out, {a}, [a, lo, hi](const Tensor& g, GradSink& s) {
-    Tensor inside = unary_forward("clamp_mask", a, [lo, hi](const auto& x) {
+  return record("clamp", out, {a}, [lo, hi](const Tensor& g, GradSink& s) {
+    Tensor inside = unary_forward("clamp_mask", s.input(0), [lo, hi](const auto& x) {
       using T = typename std::decay_t<decltype(x)>::value_type;
       return xt::cast<T>(x >= static_cast<T>(lo) && x <= static_cast<T>(hi));
     });
@@ -309,10 +320,10 @@ Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
           xt::where(xt::not_equal(cond.data<T>(), T(0)), a.data<T>(), b.data<T>())));
     });
   });
-  return record("where", out, {a, b}, [cond, sa = a.shape(), sb = b.shape()](const Tensor& g, GradSink& s) {
+  return record("where", out, {a, b}, [cond](const Tensor& g, GradSink& s) {
     Tensor zero = zeros_like(g);
-    if (s.needs(0)) s.add(0, sum_to(where(cond, g, zero), sa));
-    if (s.needs(1)) s.add(1, sum_to(where(cond, zero, g), sb));
+    if (s.needs(0)) s.add(0, sum_to(where(cond, g, zero), s.input(0).shape()));
+    if (s.needs(1)) s.add(1, sum_to(where(cond, zero, g), s.input(1).shape()));
   });
 }
 

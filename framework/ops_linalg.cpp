@@ -95,7 +95,8 @@ Tensor matmul(const Tensor& a, const Tensor& b, bool ta, bool tb) {
     detail::checked_numel("matmul", out_shape);
   }
   Tensor out = matmul_forward(a, b, ta, tb);
-  return record("matmul", out, {a, b}, [a, b, ta, tb](const Tensor& g, GradSink& s) {
+  return record("matmul", out, {a, b}, [ta, tb](const Tensor& g, GradSink& s) {
+    const Tensor &a = s.input(0), &b = s.input(1);
     if (s.needs(0)) {
       if (a.dim() == 2 && b.dim() == 2)  // added in place into a gradient already there
         ta ? s.add_matmul(0, b, tb, g, true) : s.add_matmul(0, g, false, b, !tb);

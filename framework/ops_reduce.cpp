@@ -79,10 +79,9 @@ Tensor sum(const Tensor& a, const Axes& axes_in, bool keepdims) {
   auto axes = resolve_axes(axes_in, a.dim(), "sum");
   Shape out_shape = reduced_shape(a.shape(), axes, keepdims);
   Tensor out = detail::sum_values("sum", a, axes, out_shape);
-  return record("sum", out, {a},
-                [ashape = a.shape(), kshape = keepdims_shape(a.shape(), axes)](const Tensor& g, GradSink& s) {
-                  s.add(0, broadcast_to(reshape(g, kshape), ashape));
-                });
+  return record("sum", out, {a}, [kshape = keepdims_shape(a.shape(), axes)](const Tensor& g, GradSink& s) {
+    s.add(0, broadcast_to(reshape(g, kshape), s.input(0).shape()));
+  });
 }
 
 Tensor sum(const Tensor& a) { return sum(a, Axes{}, false); }

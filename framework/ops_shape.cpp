@@ -55,8 +55,8 @@ Tensor reshape(const Tensor& a, const Shape& shape) {
     r.reshape(shape);
     return Tensor(std::move(r));
   });
-  return record("reshape", out, {a}, [ashape = a.shape()](const Tensor& g, GradSink& s) {
-    s.add(0, reshape(g, ashape));
+  return record("reshape", out, {a}, [](const Tensor& g, GradSink& s) {
+    s.add(0, reshape(g, s.input(0).shape()));
   });
 }
 

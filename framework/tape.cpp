@@ -8,9 +8,9 @@
 #include <cmath>
 #include <mutex>
 #include <set>
+#include <stdexcept>
 
 #include <fmt/format.h>
-#include <xtensor/xnoalias.hpp>
 
 #include "framework/dispatch.hpp"
 #include "framework/ops.hpp"
@@ -26,7 +26,7 @@ thread_local bool t_anomaly = false;
 thread_local const Node* t_backward_node = nullptr;
 thread_local const Tensor* t_backward_output = nullptr;
 
-std::string input_shapes(const std::vector<Tensor>& inputs) {
+std::string input_shapes(const NodeInputs& inputs) {
   std::string s;
   for (std::size_t i = 0; i < inputs.size(); ++i) {
     if (i) s += ", ";
@@ -79,10 +79,22 @@ void check_history(const Tensor& t, std::uint64_t tape_owner, bool released_ok, 
 
 // ---- Node: owned by its output tensor; torn down without recursion -----------------------------
 
+const Tensor& NodeInputs::at(std::size_t i) const {
+  if (i >= size_)
+    throw std::out_of_range(fmt::format("node input {} of {}", i, size_));
+  return begin()[i];
+}
+
+void NodeInputs::clear() {
+  for (Tensor& t : *this) t = Tensor();
+  more_.clear();
+  size_ = 0;
+}
+
 namespace {
 /// Drops `inputs`, first moving out every node that would die with them (we hold its output's
 /// only handle): dropping a chain of 10⁶ nodes is then a loop instead of 10⁶ nested destructors.
-void drop_inputs(std::vector<Tensor>& inputs, std::vector<std::shared_ptr<Node>>& orphans) {
+void drop_inputs(NodeInputs& inputs, std::vector<std::shared_ptr<Node>>& orphans) {
   for (Tensor& t : inputs) {
     TensorImpl* p = t.impl();
     if (p && p->grad_fn && !p->grad_fn->released && t.impl_ptr().use_count() == 1 &&
@@ -95,19 +107,15 @@ void drop_inputs(std::vector<Tensor>& inputs, std::vector<std::shared_ptr<Node>>
 
 void Node::release() {
   released = true;
-  backward = nullptr;  // first: the VJP may hold a second handle on an input
+  drop_backward();  // first: the VJP may hold a second handle on an input
   std::vector<std::shared_ptr<Node>> orphans;
   drop_inputs(inputs, orphans);
   while (!orphans.empty()) {
     std::shared_ptr<Node> n = std::move(orphans.back());
     orphans.pop_back();
-    n->backward = nullptr;
+    n->drop_backward();
     drop_inputs(n->inputs, orphans);
   }  // each orphan is destroyed here, with nothing left to destroy recursively
-}
-
-Node::~Node() {
-  if (!inputs.empty() || backward) release();
 }
 
 // ---- Tape: the live nodes in execution order ------------------------------------------------------
@@ -173,7 +181,7 @@ AnomalyGuard::~AnomalyGuard() { t_anomaly = previous_; }
 
 // ---- recording ----------------------------------------------------------------------------------
 
-void detail::check_forward(const char* op, const Tensor& out, const std::vector<Tensor>& inputs) {
+void detail::check_forward(const char* op, const Tensor& out, const NodeInputs& inputs) {
   if (all_finite(out)) return;
   if (t_backward_node)
     throw AnomalyError(fmt::format(
@@ -186,16 +194,15 @@ void detail::check_forward(const char* op, const Tensor& out, const std::vector<
       op, tape().size(), shape_str(out.shape()), input_shapes(inputs)));
 }
 
-void push_node(const char* op, std::vector<Tensor> inputs, const Tensor& output,
-               BackwardFn backward) {
+void push_node(std::shared_ptr<Node> node, const Tensor& output) {
   Tape& t = tape();
-  for (std::size_t i = 0; i < inputs.size(); ++i)
-    if (inputs[i].defined() && inputs[i].impl()->requires_grad)
-      check_history(inputs[i], t.owner_, true, [&] {
-        return std::pair(std::string(op), fmt::format("input {}", i));
+  for (std::size_t i = 0; i < node->inputs.size(); ++i) {
+    const Tensor& input = node->inputs[i];
+    if (input.defined() && input.impl()->requires_grad)
+      check_history(input, t.owner_, true, [&] {
+        return std::pair(std::string(node->op), fmt::format("input {}", i));
       });
-  // Nodes and TensorImpls come from the tensor pool too (framework/memory_pool.cpp): one per op.
-  auto node = std::allocate_shared<Node>(detail::pool_allocator<Node>(), op, std::move(inputs), std::move(backward));
+  }
   node->seq = t.next_seq_++;
   node->tape = t.owner_;
   TensorImpl& out = *output.impl();
@@ -222,15 +229,20 @@ struct Slice {
 
 namespace {
 
-// -- optimisations, set apart: copy-on-write, and adding a slice in place --
+// -- optimisations, set apart: copy-on-write, adding a slice in place, a plain loop for sum += g --
+
+/// True when `t` is held by this handle alone and is no recorded op's output (the tape and VJPs
+/// see those through weak handles): changing its values in place is then seen by no one.
+bool sole_handle(const Tensor& t) { return t.impl_ptr().use_count() == 1 && !t.impl()->grad_fn; }
 
 /// Makes `sum` safe to add into in place (copy-on-write): the first gradient a tensor receives
-/// is shared with whoever made it, and copied only if a second one arrives. A slice target
-/// starts as zeros of the full shape.
+/// is shared with whoever made it, and copied only if a second one arrives while someone else
+/// still holds it (a VJP's fresh result, now held by `sum` alone, is simply taken over). A slice
+/// target starts as zeros of the full shape.
 void make_private(Tensor& sum, bool& owned, const Shape& shape, DType dtype) {
   if (!sum.defined()) {
     sum = detail::zeros_for("backward", shape, dtype);
-  } else if (!owned) {
+  } else if (!owned && !sole_handle(sum)) {
     sum = detail::dispatch(dtype, [&](auto tag) {
       using T = decltype(tag);
       return detail::guard_alloc<T>("backward", shape, [&] { return Tensor(sum.data<T>()); });
@@ -258,32 +270,41 @@ void add_into_slice(Tensor& sum, const Tensor& g, const Slice& s) {
   });
 }
 
+/// sum += g, element by element over the contiguous arrays (same shape): the same additions as
+/// xtensor's `sum += g`, without its per-call broadcasting and stepping set-up.
+void add_into(Tensor& sum, const Tensor& g) {
+  detail::dispatch(g.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    T* dst = sum.data<T>().data();
+    const T* src = g.data<T>().data();
+    const std::size_t n = g.numel();
+    for (std::size_t k = 0; k < n; ++k) dst[k] += src[k];
+  });
+}
+
 }  // namespace
 
 /// sum += g (into `slice` of sum when given). Every gradient the engine adds up goes through
 /// here: the pending gradients of a pass, .grad, and the results of grad(). `owned` says whether
 /// sum's storage is private (see make_private). With create_graph the sum is a recorded add, so
-/// it can be differentiated again.
-void accumulate(Tensor& sum, bool& owned, const Tensor& g, bool create_graph,
+/// it can be differentiated again. (g is taken by value: a VJP's fresh gradient moves in.)
+void accumulate(Tensor& sum, bool& owned, Tensor g, bool create_graph,
                 const Slice* slice = nullptr) {
   if (create_graph) {
     Tensor d = slice ? pad_narrow(g, static_cast<std::ptrdiff_t>(slice->axis), slice->start,
                                   slice->full[slice->axis])
-                     : g;
+                     : std::move(g);
     sum = sum.defined() ? add(sum, d) : d;
     return;
   }
   if (!sum.defined() && !slice) {
-    sum = g;
+    sum = std::move(g);
     owned = false;
     return;
   }
   make_private(sum, owned, slice ? slice->full : g.shape(), g.dtype());
   if (slice) return add_into_slice(sum, g, *slice);
-  detail::dispatch(g.dtype(), [&](auto tag) {
-    using T = decltype(tag);
-    xt::noalias(sum.data<T>()) += g.data<T>();
-  });
+  add_into(sum, g);
 }
 
 // ---- GradSink: what a VJP sees ------------------------------------------------------------------
@@ -292,16 +313,16 @@ bool GradSink::needs(std::size_t i) const {
   return i < node_->inputs.size() && node_->inputs[i].impl()->requires_grad;
 }
 
-void GradSink::add(std::size_t i, const Tensor& g) {
+void GradSink::add(std::size_t i, Tensor g) {
   const Tensor& input = node_->inputs.at(i);
   if (!input.impl()->requires_grad) return;
-  if (!g.defined() || g.dtype() != input.dtype() || g.shape() != input.shape())
+  if (!g.defined() || g.dtype() != input.dtype() || !detail::same_shape(g.shape(), input.shape()))
     throw AutogradError(fmt::format(
         "backward of {}: gradient for input {} is {} {}, but the input is {} {}",
         node_label(*node_, *output_), i, g.defined() ? dtype_name(g.dtype()) : "undefined",
         g.defined() ? shape_str(g.shape()) : "", dtype_name(input.dtype()),
         shape_str(input.shape())));
-  add_to(i, g, nullptr);
+  add_to(i, std::move(g), nullptr);
 }
 
 void GradSink::add_matmul(std::size_t i, const Tensor& a, bool ta, const Tensor& b, bool tb) {
@@ -339,7 +360,7 @@ void GradSink::add_narrow(std::size_t i, std::size_t axis, std::size_t start, co
   add_to(i, g, &slice);
 }
 
-void GradSink::add_to(std::size_t i, const Tensor& g, const Slice* slice) {
+void GradSink::add_to(std::size_t i, Tensor g, const Slice* slice) {
   const Tensor& input = node_->inputs[i];
   TensorImpl& target = *input.impl();
   check_history(input, tape_, false, [&] {
@@ -351,15 +372,16 @@ void GradSink::add_to(std::size_t i, const Tensor& g, const Slice* slice) {
         "anomaly: backward of {} produced NaN or Inf in the gradient of input {}; inputs ({})",
         node_label(*node_, *output_), i, input_shapes(node_->inputs)));
   if (!target.pending.defined() && !target.grad_fn) leaves_.push_back(input);
-  accumulate(target.pending, target.pending_owned, g, create_graph_, slice);
+  accumulate(target.pending, target.pending_owned, std::move(g), create_graph_, slice);
 }
 
 void GradSink::run(const Tensor& output, const Tensor& grad_output) {
-  node_ = output.impl()->grad_fn.get();
+  Node& node = *output.impl()->grad_fn;
+  node_ = &node;
   output_ = &output;
   t_backward_node = node_;
   t_backward_output = output_;
-  node_->backward(grad_output, *this);
+  node.backward(grad_output, *this);
   t_backward_node = nullptr;
 }
 

@@ -23,8 +23,12 @@
 
 #include <cstdint>
 #include <initializer_list>
-#include <functional>
+#include <iterator>
+#include <memory>
+#include <optional>
 #include <string>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "framework/tensor.hpp"
@@ -35,25 +39,93 @@ class GradSink;
 struct BackwardPass;
 struct Slice;  // where a slice's gradient goes (GradSink::add_narrow)
 
-/// A vector-Jacobian product: given dL/d(output), add dL/d(input_i) into the sink.
-using BackwardFn = std::function<void(const Tensor& grad_output, GradSink& sink)>;
+/// One element of the braced list of inputs an op passes to record() ({a, b}): a reference to the
+/// caller's tensor, so that each input is copied once, into the node (a list of Tensors would
+/// copy every input a second time, and every copy of a handle is an atomic reference count).
+struct InputRef {
+  InputRef(const Tensor& t) : tensor(t) {}  // implicit: {a, b} just works
+  operator const Tensor&() const { return tensor; }
+  const Tensor& tensor;
+};
+
+/// A node's inputs. Most ops have one or two: those are kept inside the node itself, so that
+/// recording an op needs no separate allocation for them; a node with more inputs (concat, a
+/// custom op, the fused GRU) keeps them in a std::vector. Reads like a const std::vector<Tensor>.
+class NodeInputs {
+ public:
+  /// From a range of Tensors or InputRefs.
+  template <class It>
+  NodeInputs(It first, It last) : size_(static_cast<std::size_t>(std::distance(first, last))) {
+    if (size_ > kInline) more_.reserve(size_);
+    for (std::size_t i = 0; first != last; ++first, ++i) {
+      const Tensor& t = *first;
+      if (size_ > kInline)
+        more_.push_back(t);
+      else
+        inline_[i] = t;
+    }
+  }
+  std::size_t size() const { return size_; }
+  bool empty() const { return size_ == 0; }
+  const Tensor& operator[](std::size_t i) const { return begin()[i]; }
+  /// Input i, or std::out_of_range (like std::vector::at).
+  const Tensor& at(std::size_t i) const;
+  const Tensor* begin() const { return size_ > kInline ? more_.data() : inline_; }
+  const Tensor* end() const { return begin() + size_; }
+  Tensor* begin() { return size_ > kInline ? more_.data() : inline_; }
+  Tensor* end() { return begin() + size_; }
+  /// Drops every input.
+  void clear();
+
+ private:
+  static constexpr std::size_t kInline = 2;
+  Tensor inline_[kInline];
+  std::vector<Tensor> more_;
+  std::size_t size_;
+};
 
 /// One recorded op. Owned by its output tensor (TensorImpl::grad_fn); owns its inputs.
+/// The VJP itself lives in the derived VjpNode<F> below, in the same allocation as the node.
 struct Node {
   const char* op;
-  std::vector<Tensor> inputs;
-  BackwardFn backward;
+  NodeInputs inputs;
   std::uint64_t seq = 0;    // position in execution order (increases along the tape)
   std::uint64_t tape = 0;   // which thread's tape recorded it
   bool released = false;    // a backward without retain_graph (or tape().clear()) freed it
 
-  Node(const char* op, std::vector<Tensor> inputs, BackwardFn backward)
-      : op(op), inputs(std::move(inputs)), backward(std::move(backward)) {}
+  template <class Range>
+  Node(const char* op, const Range& inputs) : op(op), inputs(inputs.begin(), inputs.end()) {}
   Node(const Node&) = delete;
   Node& operator=(const Node&) = delete;
+  virtual ~Node() = default;
+  /// The vector-Jacobian product: given dL/d(output), adds dL/d(input_i) into the sink.
+  /// Only called on a node that is not released.
+  virtual void backward(const Tensor& grad_output, GradSink& sink) = 0;
   /// Drops the VJP (and the tensors it saved) and the inputs, without recursion.
   void release();
-  ~Node();
+
+ protected:
+  /// Destroys the VJP and what it captured (the node stays, knowing its op and inputs).
+  virtual void drop_backward() = 0;
+};
+
+/// The node of an op whose VJP is the callable F (the lambda an op passes to record()): the VJP
+/// is stored inline, not in a std::function, so recording an op is a single allocation.
+template <class F>
+struct VjpNode final : Node {
+  template <class Range, class G>
+  VjpNode(const char* op, const Range& inputs, G&& vjp)
+      : Node(op, inputs), vjp_(std::forward<G>(vjp)) {}
+  /// Released here rather than in ~Node, where drop_backward() could no longer reach the VJP.
+  /// (release() takes a deep graph apart by a loop, not by nested destructors.)
+  ~VjpNode() override { release(); }
+  void backward(const Tensor& grad_output, GradSink& sink) override { (*vjp_)(grad_output, sink); }
+
+ protected:
+  void drop_backward() override { vjp_.reset(); }
+
+ private:
+  std::optional<F> vjp_;
 };
 
 class Tape {
@@ -81,7 +153,7 @@ class Tape {
   Tape& operator=(const Tape&) = delete;
 
  private:
-  friend void push_node(const char*, std::vector<Tensor>, const Tensor&, BackwardFn);
+  friend void push_node(std::shared_ptr<Node>, const Tensor&);
   friend struct BackwardPass;
   struct Entry {
     WeakTensor output;  // does not keep the graph alive
@@ -164,9 +236,12 @@ class GradSink {
  public:
   /// Whether input i of the current node wants a gradient.
   bool needs(std::size_t i) const;
+  /// Input i of the current node (the node keeps its inputs: a VJP that only needs, say, their
+  /// shapes can read them here instead of capturing copies).
+  const Tensor& input(std::size_t i) const { return node_->inputs.at(i); }
   /// Adds dL/d(input_i). g must have input i's shape and dtype (broadcast gradients must be
-  /// reduced with sum_to first).
-  void add(std::size_t i, const Tensor& g);
+  /// reduced with sum_to first). Taken by value: a fresh gradient moves in, uncounted.
+  void add(std::size_t i, Tensor g);
   /// Adds g into the slice [start, start + g.size(axis)) of input i along `axis`, in place:
   /// no full-size temporary per slice.
   void add_narrow(std::size_t i, std::size_t axis, std::size_t start, const Tensor& g);
@@ -185,7 +260,7 @@ class GradSink {
   GradSink(bool create_graph, bool retain_graph)
       : create_graph_(create_graph), retain_graph_(retain_graph) {}
   void run(const Tensor& output, const Tensor& grad_output);  // calls output's node's VJP
-  void add_to(std::size_t i, const Tensor& g, const Slice* slice);
+  void add_to(std::size_t i, Tensor g, const Slice* slice);
   const Node* node_ = nullptr;
   const Tensor* output_ = nullptr;  // the node's output
   std::uint64_t tape_ = 0;          // the tape this pass runs on
@@ -205,26 +280,29 @@ bool should_record(const Range& inputs) {
   return false;
 }
 /// Anomaly check of a forward result (no-op when anomaly mode is off).
-void check_forward(const char* op, const Tensor& out, const std::vector<Tensor>& inputs);
+void check_forward(const char* op, const Tensor& out, const NodeInputs& inputs);
 }  // namespace detail
 
-/// Creates the node of `output` (its grad_fn; output becomes requires_grad) and lists it on
+/// Makes `node` the node of `output` (its grad_fn; output becomes requires_grad) and lists it on
 /// this thread's tape.
-void push_node(const char* op, std::vector<Tensor> inputs, const Tensor& output,
-               BackwardFn backward);
+void push_node(std::shared_ptr<Node> node, const Tensor& output);
 
 /// The pattern every op ends with: name the output's op, check anomalies, and record the node
-/// when needed. `fn` is only wrapped into a std::function when the node is actually recorded.
+/// when needed. The node (with `fn` inside it, a VjpNode) is only created when it is recorded.
 /// `fn` must not capture `out` itself (capture WeakTensor(out)): see the top of this file.
 /// `inputs` is a braced list ({a, b}) or a std::vector<Tensor>.
-template <class Inputs = std::initializer_list<Tensor>, class F>
+template <class Inputs = std::initializer_list<InputRef>, class F>
 Tensor record(const char* op, Tensor out, const Inputs& inputs, F&& fn) {
   out.impl()->op = op;
   if (anomaly_enabled())
-    detail::check_forward(op, out, std::vector<Tensor>(inputs.begin(), inputs.end()));
-  if (detail::should_record(inputs))
-    push_node(op, std::vector<Tensor>(inputs.begin(), inputs.end()), out,
-              BackwardFn(std::forward<F>(fn)));
+    detail::check_forward(op, out, NodeInputs(inputs.begin(), inputs.end()));
+  if (detail::should_record(inputs)) {
+    // Nodes come from the tensor pool too (framework/memory_pool.cpp): one block per op.
+    using NodeType = VjpNode<std::decay_t<F>>;
+    push_node(std::allocate_shared<NodeType>(detail::pool_allocator<NodeType>(), op, inputs,
+                                             std::forward<F>(fn)),
+              out);
+  }
   return out;
 }
 

@@ -37,32 +37,19 @@ std::string shape_str(const Shape& shape) {
 
 // ---- Tensor -----------------------------------------------------------------------------------
 
-Tensor::Tensor(xt::xarray<float> value, bool requires_grad)
-    : impl_(std::allocate_shared<TensorImpl>(detail::pool_allocator<TensorImpl>())) {
+Tensor::Tensor(xt::xarray<float> value, bool requires_grad) {
   detail::checked_numel("tensor", value.shape());  // every tensor keeps within the size limit
-  impl_->value = std::move(value);
-  impl_->requires_grad = requires_grad;
+  impl_ = std::allocate_shared<TensorImpl>(detail::pool_allocator<TensorImpl>(), std::move(value),
+                                           requires_grad);
 }
 
-Tensor::Tensor(xt::xarray<double> value, bool requires_grad)
-    : impl_(std::allocate_shared<TensorImpl>(detail::pool_allocator<TensorImpl>())) {
+Tensor::Tensor(xt::xarray<double> value, bool requires_grad) {
   detail::checked_numel("tensor", value.shape());
-  impl_->value = std::move(value);
-  impl_->requires_grad = requires_grad;
+  impl_ = std::allocate_shared<TensorImpl>(detail::pool_allocator<TensorImpl>(), std::move(value),
+                                           requires_grad);
 }
 
-TensorImpl& Tensor::checked() const {
-  if (!impl_) throw ValueError("tensor: operation on an undefined Tensor");
-  return *impl_;
-}
-
-DType Tensor::dtype() const {
-  return checked().value.index() == 0 ? DType::Float32 : DType::Float64;
-}
-
-const Shape& Tensor::shape() const {
-  return std::visit([](const auto& a) -> const Shape& { return a.shape(); }, checked().value);
-}
+void Tensor::throw_undefined() { throw ValueError("tensor: operation on an undefined Tensor"); }
 
 std::size_t Tensor::size(std::ptrdiff_t axis) const {
   return shape()[normalize_axis(axis, dim(), "size")];
@@ -298,10 +285,12 @@ std::size_t prod(const Shape& s, std::size_t begin, std::size_t end) {
 
 std::size_t checked_numel(const char* op, const Shape& shape) {
   // The product with every 0 counted as 1 bounds every partial product (outer, inner, runs) as
-  // well as the element count, so nothing downstream can overflow.
+  // well as the element count, so nothing downstream can overflow. capacity and d are both at
+  // most kMaxNumel < 2^31 when they are multiplied, so capacity · d cannot overflow 64 bits
+  // (and needs no division, which this check, run by every op, would otherwise pay per dimension).
   std::size_t capacity = 1, numel = 1;
   for (std::size_t d : shape) {
-    if (d > kMaxNumel || (d > 1 && capacity > kMaxNumel / d))
+    if (d > kMaxNumel || (d > 1 && capacity * d > kMaxNumel))
       throw ShapeError(fmt::format(
           "{}: shape {} is too large: the product of its dimensions exceeds the limit of {} "
           "elements",

@@ -62,7 +62,7 @@ class Tensor {
   bool defined() const { return impl_ != nullptr; }
 
   // ---- metadata -------------------------------------------------------------------------
-  DType dtype() const;
+  DType dtype() const;  // (these two are inline, at the end of this file)
   const Shape& shape() const;
   std::size_t dim() const { return shape().size(); }
   /// Size along `axis` (negative counts from the end).
@@ -138,7 +138,8 @@ class Tensor {
  private:
   friend class WeakTensor;
   std::shared_ptr<TensorImpl> impl_;
-  TensorImpl& checked() const;
+  TensorImpl& checked() const;  // *impl_, or ValueError for an undefined Tensor
+  [[noreturn]] static void throw_undefined();
 };
 
 /// A non-owning handle (std::weak_ptr): what the tape lists, and what a VJP captures when it
@@ -161,6 +162,11 @@ class WeakTensor {
 
 /// What a Tensor handle points to. Fields below `autograd bookkeeping` belong to the tape.
 struct TensorImpl {
+  /// Holds `value` (moved in: a default xt::xarray would allocate an element of its own first).
+  template <class T>
+  TensorImpl(xt::xarray<T>&& value, bool requires_grad)
+      : value(std::move(value)), requires_grad(requires_grad) {}
+
   std::variant<xt::xarray<float>, xt::xarray<double>> value;
   bool requires_grad = false;
   bool retains_grad = false;
@@ -174,6 +180,22 @@ struct TensorImpl {
   Tensor pending;              // gradient gathered during the current backward pass
   bool pending_owned = false;  // pending's storage is private to us (safe to add in place)
 };
+
+// Inline: every op asks for shapes and dtypes several times.
+inline TensorImpl& Tensor::checked() const {
+  if (!impl_) throw_undefined();
+  return *impl_;
+}
+
+inline DType Tensor::dtype() const {
+  return checked().value.index() == 0 ? DType::Float32 : DType::Float64;
+}
+
+inline const Shape& Tensor::shape() const {
+  const auto& value = checked().value;
+  if (const auto* f = std::get_if<xt::xarray<float>>(&value)) return f->shape();
+  return std::get<xt::xarray<double>>(value).shape();
+}
 
 // ---- creation ---------------------------------------------------------------------------------
 Tensor zeros(const Shape& shape, DType dtype = default_dtype());
