@@ -21,7 +21,8 @@
 // Layer equations (B batch, T time, H hidden, in input size; rows of W and b in order r|z|n):
 //   gi_t = x_t W_ihᵀ + b_ih                  all T steps at once; for one-hot ids, the rows
 //                                            of W_ihᵀ are gathered instead (no GEMM)
-//   gh_t = h_{t−1} W_hhᵀ + b_hh              one GEMM (B×H · H×3H) per step
+//   gh_t = h_{t−1} W_hhᵀ + b_hh              one product (B×H · H×3H) per step, W_hh packed
+//                                            once per pass (framework/packed_gemm.hpp)
 //   r = σ(gi_r + gh_r),  z = σ(gi_z + gh_z),  n = tanh(gi_n + r ⊙ gh_n),  h_t = n + z ⊙ (h_{t−1} − n)
 //
 // Saved for backward: the output itself (h_1 … h_T, batch-first (B, T, H): h_{t−1} of every

@@ -9,12 +9,15 @@
 // Why it is faster than the composed LSTM (docs/performance.md has the numbers): the composed
 // layer records ~15 tape nodes per step and computes the weight gradient dW_hh as T thin GEMMs
 // (4H × H × B each); here the T steps share one work array, the gates are one vectorised pass per
-// step, and the weight gradients are one GEMM over all B·T rows (dW_ih) or per sequence (dW_hh).
-// With two cores and enough work, the batch runs as two halves on two threads (fused_kernels.hpp).
+// step, the per-step products read a weight packed once per pass instead of repacked by BLAS at
+// every step, and the weight gradients are one GEMM each over all B·T rows. With two cores and
+// enough work, the batch runs as two halves on two threads (fused_kernels.hpp), and the weight
+// gradients as two halves of the gate rows.
 //
 // Layer equations (B batch, T time, H hidden, in input size; rows of W and b in order i|f|g|o):
 //   a_t = x_t W_ihᵀ + b_ih + h_{t−1} W_hhᵀ + b_hh     x W_ihᵀ for all T steps is one GEMM, then
-//                                                    one GEMM (B×H · H×4H, beta = 1) per step
+//                                                    one product (B×H · H×4H) per step, W_hh
+//                                                    packed once per pass (framework/packed_gemm.hpp)
 //   i, f, o = σ(a_i, a_f, a_o),  g = tanh(a_g)
 //   c_t = f ⊙ c_{t−1} + i ⊙ g,   h_t = o ⊙ tanh(c_t)
 //
@@ -31,7 +34,7 @@
 // and the row of G becomes da = [da_i | da_f | da_g | da_o] (its column sums, db_ih = db_hh, are
 // accumulated in the same pass); afterwards
 //   dW_ih = daᵀ · x and dx = da · W_ih   (one GEMM each over all B·T rows)
-//   dW_hh = daᵀ · h_{t−1}                (per sequence: G[b, 1:T] with h[b, 0:T−1]; plus G[:, 0] · h0)
+//   dW_hh = daᵀ · h_{t−1}                (h_{t−1} of every row gathered from h0 and Y first)
 //   dh0, dc0 = the carried gradients after step 0.
 // Double backward: as the fused GRU's, a create_graph backward runs the same BPTT written with
 // tapegrad ops (slower; every gradient it returns is differentiable again).
