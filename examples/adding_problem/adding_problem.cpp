@@ -11,6 +11,7 @@
 // Model: GRU / LSTM / RNN(2 → 64), Linear(64 → 1) on the last step's output; MSE loss,
 // Adam 3e-3 with CosineAnnealingLR over the steps, gradient norm clipped at 1.
 // --json prints {"gru": {"test_mse", "seconds"}, "lstm": {...}, "rnn": {...}, "baseline_mse"}.
+#include <algorithm>
 #include <chrono>
 #include <iostream>
 #include <string>
@@ -78,6 +79,11 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_flag("--json", json_out, R"(print {"gru": {"test_mse", "seconds"}, "lstm": ..., "rnn": ..., "baseline_mse"})");
   return cli::run(app, argc, argv, [&]() -> int {
+    // Each model once, in the order given (--models gru,gru trains the GRU once).
+    std::vector<std::string> unique;
+    for (const std::string& m : models)
+      if (std::find(unique.begin(), unique.end(), m) == unique.end()) unique.push_back(m);
+    models = unique;
     Generator test_gen(seed + 1000003);
     Batch test = make_batch(kTest, test_gen);
     double baseline = mse(ones_like(test.y), test.y).item();  // always answering the mean, 1.0
