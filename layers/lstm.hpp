@@ -17,7 +17,7 @@
 // (layers/fast/lstm_fused.hpp: one tape node per layer and direction, hand-written BPTT, both
 // cores); set_path(LSTM::Path::Composed) runs the steps above as tape ops, one node per op — the
 // version to read, print with the tape listing and step through. Values and gradients agree
-// (tests/test_lstm_fused.cpp); docs/performance.md has the speed of both against nn.LSTM.
+// (tests/test_lstm_fused.cpp); docs/performance.md has the fused path's speed against nn.LSTM.
 //
 //   LSTM lstm(LSTMOptions(2, 64).batch_first(true));
 //   auto out = lstm(x);         // out.output (B, T, 64), out.h_n, out.c_n (1, B, 64)
