@@ -16,8 +16,11 @@
 #include "framework/tape.hpp"
 #include "layers/gru.hpp"
 #include "layers/fast/gru_fused.hpp"
+#include "fused_support.hpp"
 
 using namespace tapegrad;
+using fixture::expect_close;
+using fixture::first_and_second_derivatives;
 
 namespace {
 
@@ -60,18 +63,6 @@ Result run(GRU& gru, const Case& c, Via via, const std::vector<std::int64_t>& id
   if (x.defined()) r.grads.push_back(x.grad().to_f64());
   if (h0.defined()) r.grads.push_back(h0.grad().to_f64());
   return r;
-}
-
-/// max |a − b| ≤ tol · max(1, max |a|).
-void expect_close(const xt::xarray<double>& a, const xt::xarray<double>& b, double tol,
-                  const std::string& what) {
-  ASSERT_EQ(a.shape(), b.shape()) << what;
-  double diff = 0, scale = 1;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    diff = std::max(diff, std::abs(a.data()[i] - b.data()[i]));
-    scale = std::max(scale, std::abs(a.data()[i]));
-  }
-  EXPECT_LE(diff, tol * scale) << what;
 }
 
 void check_case(const Case& c) {
@@ -204,7 +195,7 @@ TEST(GRUFused, DoubleBackwardRecomputesWithOpsAndEqualsComposed) {
     Tensor h0 = randn({2 * D, 2, 4}, gen, DType::Float64).requires_grad_();
     const std::vector<std::int64_t> ids{0, 2, 1, 1, 0, 2};
     Tensor w = randn({2, 3, 4 * D}, gen, DType::Float64);
-    // g = ∂L/∂θ (create_graph), then ∂(Σ g ⊙ v)/∂θ: a Hessian-vector product.
+    // First derivatives (create_graph), then a Hessian-vector product (fused_support.hpp).
     auto second_order = [&](GRU::Path path) {
       gru.set_path(path);
       GRU::Output o = ids_input ? gru.forward_ids(ids, 2, 3, 3, h0) : gru.forward(x, h0);
@@ -213,18 +204,7 @@ TEST(GRUFused, DoubleBackwardRecomputesWithOpsAndEqualsComposed) {
       std::vector<Tensor> wrt = gru.parameters();
       wrt.push_back(h0);
       if (!ids_input) wrt.push_back(x);
-      std::vector<Tensor> g = grad(loss, wrt, Tensor(), true, true);
-      Tensor gv;
-      Generator vgen(5);
-      for (const Tensor& gi : g) {
-        Tensor term = sum(gi * randn(gi.shape(), vgen, DType::Float64));
-        gv = gv.defined() ? gv + term : term;
-      }
-      std::vector<Tensor> hv = grad(gv, wrt);
-      std::vector<xt::xarray<double>> all;
-      for (const Tensor& t : g) all.push_back(t.to_f64());
-      for (const Tensor& t : hv) all.push_back(t.to_f64());
-      return all;
+      return first_and_second_derivatives(loss, wrt);
     };
     auto composed = second_order(GRU::Path::Composed);
     auto fused = second_order(GRU::Path::Auto);

@@ -18,8 +18,11 @@
 #include "framework/tape.hpp"
 #include "layers/fast/lstm_fused.hpp"
 #include "layers/lstm.hpp"
+#include "fused_support.hpp"
 
 using namespace tapegrad;
+using fixture::expect_close;
+using fixture::first_and_second_derivatives;
 
 namespace {
 
@@ -41,18 +44,6 @@ struct Result {
   std::vector<xt::xarray<double>> grads;  // parameters in order, then x, h0, c0 (when given)
   bool fused = false;
 };
-
-/// max |a − b| ≤ tol · max(1, max |a|).
-void expect_close(const xt::xarray<double>& a, const xt::xarray<double>& b, double tol,
-                  const std::string& what) {
-  ASSERT_EQ(a.shape(), b.shape()) << what;
-  double diff = 0, scale = 1;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    diff = std::max(diff, std::abs(a.data()[i] - b.data()[i]));
-    scale = std::max(scale, std::abs(a.data()[i]));
-  }
-  EXPECT_LE(diff, tol * scale) << what;
-}
 
 enum class Via { FusedFunction, Composed, Auto };
 
@@ -182,7 +173,7 @@ TEST(LSTMFused, DoubleBackwardRecomputesWithOpsAndEqualsComposed) {
     Tensor h0 = randn({2 * D, 2, 4}, gen, DType::Float64).requires_grad_();
     Tensor c0 = randn({2 * D, 2, 4}, gen, DType::Float64).requires_grad_();
     Tensor w = randn({2, 3, 4 * D}, gen, DType::Float64);
-    // g = ∂L/∂θ (create_graph), then ∂(Σ g ⊙ v)/∂θ: a Hessian-vector product.
+    // First derivatives (create_graph), then a Hessian-vector product (fused_support.hpp).
     auto second_order = [&](LSTM::Path path) {
       lstm.set_path(path);
       LSTM::Output o = lstm.forward(x, h0, c0);
@@ -190,18 +181,7 @@ TEST(LSTMFused, DoubleBackwardRecomputesWithOpsAndEqualsComposed) {
       Tensor loss = sum(tanh(o.output) * w) + sum(o.h_n * o.h_n) + sum(o.c_n * o.c_n);
       std::vector<Tensor> wrt = lstm.parameters();
       wrt.insert(wrt.end(), {x, h0, c0});
-      std::vector<Tensor> g = grad(loss, wrt, Tensor(), true, true);
-      Tensor gv;
-      Generator vgen(5);
-      for (const Tensor& gi : g) {
-        Tensor term = sum(gi * randn(gi.shape(), vgen, DType::Float64));
-        gv = gv.defined() ? gv + term : term;
-      }
-      std::vector<Tensor> hv = grad(gv, wrt);
-      std::vector<xt::xarray<double>> all;
-      for (const Tensor& t : g) all.push_back(t.to_f64());
-      for (const Tensor& t : hv) all.push_back(t.to_f64());
-      return all;
+      return first_and_second_derivatives(loss, wrt);
     };
     auto composed = second_order(LSTM::Path::Composed);
     auto fused = second_order(LSTM::Path::Auto);

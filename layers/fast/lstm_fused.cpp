@@ -6,9 +6,9 @@
 #include <cstring>
 #include <memory>
 #include <optional>
+#include <tuple>
 #include <utility>
 
-#include <fmt/format.h>
 // GCC 12 warns "'__Y' may be used uninitialized" inside its own AVX-512 intrinsics as inlined
 // into xsimd's exp: a false positive (_mm512_undefined_* on purpose).
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
@@ -199,7 +199,9 @@ Tensor layer_forward(const Tensor& x, const Tensor& w_ih, const Tensor& w_hh, co
   });
 
   // Inputs on the tape: x w_ih w_hh b_ih b_hh [h0] [c0].
-  std::vector<Tensor> inputs{x, w_ih, w_hh, b_ih, b_hh};
+  std::vector<Tensor> inputs;
+  inputs.reserve(7);
+  inputs.insert(inputs.end(), {x, w_ih, w_hh, b_ih, b_hh});
   const std::size_t ih0 = h0.s.defined() ? inputs.size() : 0;
   if (h0.s.defined()) inputs.push_back(h0.s);
   const std::size_t ic0 = c0.s.defined() ? inputs.size() : 0;

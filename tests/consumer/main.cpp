@@ -261,6 +261,15 @@ void test_modules() {
   LSTMCell::State st = lstm(x);
   st = lstm(x, st.h, st.c);
   check(same_shape(st.h, {4, 5}) && same_shape(st.c, {4, 5}), "LSTMCell");
+  LSTM lstm_layer(LSTMOptions(3, 5).num_layers(2).batch_first(true), gen);
+  Tensor lstm_in = uniform({2, 4, 3}, -1, 1, gen);
+  LSTM::Output lstm_fast = lstm_layer(lstm_in);  // the fused kernel by default (LSTM::Path::Auto)
+  lstm_layer.set_path(LSTM::Path::Composed);
+  LSTM::Output lstm_slow = lstm_layer(lstm_in);
+  check(lstm_fast.fused && !lstm_slow.fused && same_shape(lstm_fast.output, {2, 4, 5}) &&
+            same_shape(lstm_fast.c_n, {2, 2, 5}) && values(lstm_fast.output, vec(lstm_slow.output), 1e-4) &&
+            values(lstm_fast.c_n, vec(lstm_slow.c_n), 1e-4),
+        "LSTM: fused by default, equal to LSTM::Path::Composed");
   RNNCell rnn(RNNCellOptions(3, 2), gen);
   check(same_shape(rnn(x, rnn(x)), {4, 2}), "RNNCell");
 
