@@ -1,6 +1,8 @@
 // tapegrad — GEMM through OpenBLAS (see blas.hpp).
 #include "framework/blas.hpp"
 
+#include "framework/parallel.hpp"
+
 #include <cblas.h>
 
 #include <algorithm>
@@ -108,6 +110,24 @@ void gemm_impl(bool ta, bool tb, std::size_t m, std::size_t n, std::size_t k, co
       gemv(false, n, k, b, ldb, a, ta ? lda : 1, beta, c);
     else
       gemv(true, k, n, b, ldb, a, ta ? lda : 1, beta, c);
+    return;
+  }
+  if (work >= kSplitProduct && work < kSmallProduct && std::max(m, n) >= 16 && have_two_cores()) {
+    // Two halves of C on two cores (framework/parallel.hpp), each one OpenBLAS thread: split
+    // the longer side, so that each thread packs half of the larger operand and all of the
+    // smaller one. Rows m0.. of op(A) start at a + m0·lda (a + m0 when A is stored transposed);
+    // columns n0.. of op(B) at b + n0 (b + n0·ldb when B is stored transposed).
+    OneBlasThread one_blas_thread;
+    auto half = [&](int h) {
+      if (m >= n) {
+        const std::size_t m0 = h == 0 ? 0 : m / 2, rows = h == 0 ? m / 2 : m - m / 2;
+        gemm_call(ta, tb, rows, n, k, ta ? a + m0 : a + m0 * lda, lda, b, ldb, beta, c + m0 * ldc, ldc);
+      } else {
+        const std::size_t n0 = h == 0 ? 0 : n / 2, cols = h == 0 ? n / 2 : n - n / 2;
+        gemm_call(ta, tb, m, cols, k, a, lda, tb ? b + n0 * ldb : b + n0, ldb, beta, c + n0, ldc);
+      }
+    };
+    two_halves(half);
     return;
   }
   gemm_call(ta, tb, m, n, k, a, lda, b, ldb, beta, c, ldc);

@@ -3,7 +3,7 @@
 //
 //   C (m×n, ldc) = op(A) (m×k) · op(B) (k×n) + beta · C,    op(X) = Xᵀ when its flag is set
 //
-// Three rules for small products, measured on this project's 2-core machine (docs/performance.md):
+// Rules for small products, measured on this project's 2-core machine (docs/performance.md):
 // - a tiny product (at most kTinyProduct multiply-adds) is a plain loop: BLAS's call and
 //   packing overhead (~0.5–1 µs) is more than the arithmetic;
 // - a single row (m = 1, e.g. a batch of one) goes to gemv, which skips GEMM's packing;
@@ -13,6 +13,10 @@
 //   spins in sched_yield for a while, taking the second core from whatever runs next — the
 //   fused GRU's own second thread (training step M: 100–115k chars/s with OpenBLAS's pool on,
 //   134–146k with one OpenBLAS thread). OpenBLAS alone keeps to one thread below ~0.26 M.
+// - from kSplitProduct up to kSmallProduct multiply-adds, C is cut in two halves that run on the
+//   engine's own two threads (framework/parallel.hpp), one OpenBLAS thread each: the composed
+//   GRU's per-step products at H = 512 (64×512 by 512×1536) ran 1.8–1.9× faster so (session 5's
+//   machine, docs/performance.md), with nothing left spinning in OpenBLAS afterwards.
 // The thread count is OpenBLAS's global setting, lowered for the call and restored after it.
 // Not part of the public API (not included by tapegrad.hpp).
 #pragma once
@@ -23,8 +27,11 @@ namespace tapegrad::detail {
 
 /// Up to this many multiply-adds (m·n·k) a GEMM is a plain loop.
 constexpr std::size_t kTinyProduct = 4096;
-/// Below this many multiply-adds (m·n·k) a GEMM runs on one thread.
+/// Below this many multiply-adds (m·n·k) a GEMM runs on one OpenBLAS thread.
 constexpr std::size_t kSmallProduct = std::size_t(1) << 28;
+/// From this many multiply-adds up to kSmallProduct, the engine splits C in two halves that run
+/// on its own two threads (framework/parallel.hpp), each on one OpenBLAS thread.
+constexpr std::size_t kSplitProduct = std::size_t(1) << 22;
 
 /// RAII: OpenBLAS uses one thread inside this scope. For code that runs GEMMs on two threads
 /// of its own (the fused GRU's backward): the global thread count is then never changed from two

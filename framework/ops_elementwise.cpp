@@ -3,16 +3,20 @@
 // Notation: g = dL/d(out). A binary op's input gradient is reduced to the input's own shape
 // with sum_to (the one broadcast reducer), so broadcasting needs no special care elsewhere.
 // VJPs are written with tapegrad ops, so they are themselves differentiable (create_graph).
+#include <array>
 #include <cmath>
 
 #include <fmt/format.h>
 #include "framework/xtensor_config.hpp"  // before any xtensor header: fixes xt::xarray's allocator
+#include <xtensor/xadapt.hpp>
 #include <xtensor/xbroadcast.hpp>
 #include <xtensor/xmath.hpp>
+#include <xtensor/xnoalias.hpp>
 #include <xtensor/xoperation.hpp>
 
 #include "framework/dispatch.hpp"
 #include "framework/ops.hpp"
+#include "framework/parallel.hpp"
 #include "framework/tape.hpp"
 
 namespace tapegrad {
@@ -20,6 +24,29 @@ namespace tapegrad {
 using detail::dispatch;
 
 namespace {
+
+/// A result of at least this many elements is computed as two halves on two cores (the
+/// engine's helper thread, framework/parallel.hpp): a GRU step at H = 512, B = 64 has 32,768.
+/// Below it, handing half to the other core costs more than it saves.
+constexpr std::size_t kParallelElements = std::size_t(1) << 15;
+
+/// out = f(in...) for same-shape contiguous arrays, as two halves on two threads. The halves
+/// split at a multiple of 16 elements, so that every element is computed by the same SIMD (or
+/// scalar tail) code as in one pass: the result is bit-identical to xt::xarray<T>(f(in...)).
+template <class T, class F, class... In>
+Tensor two_core_elementwise(const char* op, const Shape& shape, F& f, const In&... in) {
+  xt::xarray<T> out = detail::new_array<T>(op, shape);
+  const std::size_t n = out.size(), mid = n / 2 / 16 * 16;
+  auto half = [&](int h) {
+    const std::size_t begin = h == 0 ? 0 : mid, len = h == 0 ? mid : n - mid;
+    const std::array<std::size_t, 1> flat{len};
+    auto part = [&](auto* data) { return xt::adapt(data + begin, len, xt::no_ownership(), flat); };
+    auto o = part(out.data());
+    xt::noalias(o) = f(part(in.data())...);
+  };
+  detail::two_halves(half);
+  return Tensor(std::move(out));
+}
 
 /// Forward of a broadcasting binary op: checks dtypes and shapes, evaluates f(a, b) once.
 template <class F>
@@ -32,6 +59,8 @@ Tensor binary_forward(const char* op, const Tensor& a, const Tensor& b, F&& f) {
   if (!same) detail::checked_numel(op, out_shape);
   return dispatch(a.dtype(), [&](auto tag) {
     using T = decltype(tag);
+    if (same && a.numel() >= kParallelElements && detail::have_two_cores())
+      return two_core_elementwise<T>(op, out_shape, f, a.data<T>(), b.data<T>());
     return detail::guard_alloc<T>(op, out_shape, [&] {
       return Tensor(xt::xarray<T>(f(a.data<T>(), b.data<T>())));
     });
@@ -44,6 +73,8 @@ Tensor unary_forward(const char* op, const Tensor& a, F&& f) {
   detail::require_defined(a, op, "a");
   return dispatch(a.dtype(), [&](auto tag) {
     using T = decltype(tag);
+    if (a.numel() >= kParallelElements && detail::have_two_cores())
+      return two_core_elementwise<T>(op, a.shape(), f, a.data<T>());
     return detail::guard_alloc<T>(op, a.shape(), [&] { return Tensor(xt::xarray<T>(f(a.data<T>()))); });
   });
 }

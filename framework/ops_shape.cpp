@@ -206,7 +206,23 @@ Tensor select(const Tensor& a, std::ptrdiff_t axis, std::ptrdiff_t index) {
   if (index < -n || index >= n)
     throw IndexError(fmt::format("select: index {} is out of range for axis {} of {} (valid: {}..{})", index,
                                  axis, shape_str(a.shape()), -n, n - 1));
-  return squeeze(narrow(a, axis, static_cast<std::size_t>(index < 0 ? index + n : index), 1), axis);
+  // narrow to length 1 and squeeze, in one copy; the gradient is added into the selected
+  // slice of a's gradient in place (GradSink::add_narrow with the axis dropped).
+  const std::size_t start = static_cast<std::size_t>(index < 0 ? index + n : index);
+  const Shape& s = a.shape();
+  Shape os = s;
+  os.erase(os.begin() + static_cast<std::ptrdiff_t>(ax));
+  const std::size_t inner = detail::prod(s, ax + 1, s.size());
+  Tensor out = dispatch(a.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    xt::xarray<T> r = detail::new_array<T>("select", os);
+    copy_runs(a.data<T>().data(), start * inner, s[ax] * inner, r.data(), 0, inner,
+              detail::prod(s, 0, ax), inner);
+    return Tensor(std::move(r));
+  });
+  return record("select", out, {a}, [ax, start](const Tensor& g, GradSink& sk) {
+    sk.add_narrow(0, ax, start, g);
+  });
 }
 
 Tensor slice_rows(const Tensor& a, std::size_t start, std::size_t stop) {

@@ -225,6 +225,7 @@ const char* intern_op_name(const std::string& name) {
 struct Slice {
   std::size_t axis, start;
   const Shape& full;
+  bool squeezed;  // g has no `axis` (select's gradient): a slice of length 1
 };
 
 namespace {
@@ -256,7 +257,7 @@ void make_private(Tensor& sum, bool& owned, const Shape& shape, DType dtype) {
 void add_into_slice(Tensor& sum, const Tensor& g, const Slice& s) {
   std::size_t outer = detail::prod(s.full, 0, s.axis);
   std::size_t inner = detail::prod(s.full, s.axis + 1, s.full.size());
-  std::size_t run = g.shape()[s.axis] * inner;
+  std::size_t run = (s.squeezed ? 1 : g.shape()[s.axis]) * inner;
   if (run == 0 || outer == 0) return;  // nothing to add (and an empty array's data may be null)
   detail::dispatch(g.dtype(), [&](auto tag) {
     using T = decltype(tag);
@@ -291,7 +292,8 @@ void add_into(Tensor& sum, const Tensor& g) {
 void accumulate(Tensor& sum, bool& owned, Tensor g, bool create_graph,
                 const Slice* slice = nullptr) {
   if (create_graph) {
-    Tensor d = slice ? pad_narrow(g, static_cast<std::ptrdiff_t>(slice->axis), slice->start,
+    const auto axis = slice ? static_cast<std::ptrdiff_t>(slice->axis) : 0;
+    Tensor d = slice ? pad_narrow(slice->squeezed ? unsqueeze(g, axis) : g, axis, slice->start,
                                   slice->full[slice->axis])
                      : std::move(g);
     sum = sum.defined() ? add(sum, d) : d;
@@ -356,7 +358,21 @@ void GradSink::add_matmul(std::size_t i, const Tensor& a, bool ta, const Tensor&
 void GradSink::add_narrow(std::size_t i, std::size_t axis, std::size_t start, const Tensor& g) {
   const Tensor& input = node_->inputs.at(i);
   if (!input.impl()->requires_grad) return;
-  Slice slice{axis, start, input.shape()};
+  const Shape& full = input.shape();
+  const bool squeezed = g.dim() + 1 == full.size();
+  bool fits = g.dtype() == input.dtype() && axis < full.size() &&
+              (squeezed || g.dim() == full.size());
+  for (std::size_t d = 0, e = 0; fits && d < full.size(); ++d) {
+    if (d == axis && squeezed) continue;
+    const std::size_t len = g.shape()[e++];
+    fits = d == axis ? start <= full[d] && len <= full[d] - start : len == full[d];
+  }
+  if (!fits)
+    throw AutogradError(fmt::format(
+        "backward of {}: gradient {} {} does not fit slice {} of axis {} of input {} ({} {})",
+        node_label(*node_, *output_), dtype_name(g.dtype()), shape_str(g.shape()), start, axis, i,
+        dtype_name(input.dtype()), shape_str(full)));
+  Slice slice{axis, start, full, squeezed};
   add_to(i, g, &slice);
 }
 

@@ -243,7 +243,8 @@ class GradSink {
   /// reduced with sum_to first). Taken by value: a fresh gradient moves in, uncounted.
   void add(std::size_t i, Tensor g);
   /// Adds g into the slice [start, start + g.size(axis)) of input i along `axis`, in place:
-  /// no full-size temporary per slice.
+  /// no full-size temporary per slice. g may also lack `axis` (select's gradient): it then goes
+  /// to index `start` of that axis. AutogradError when g does not fit the slice.
   void add_narrow(std::size_t i, std::size_t axis, std::size_t start, const Tensor& g);
   /// Adds matmul(a, b, ta, tb) (2-D) to dL/d(input_i). When input i's gradient of this pass is
   /// already a buffer of the pass's own, BLAS adds the product straight into it (beta = 1): a

@@ -23,6 +23,7 @@
 #pragma GCC diagnostic pop
 
 #include "framework/blas.hpp"
+#include "framework/parallel.hpp"
 
 namespace tapegrad::fused {
 
@@ -151,8 +152,9 @@ class Buffer {
 /// The recurrences of different sequences are independent, so with two cores the batch is split
 /// in two halves that run on two threads with no synchronisation inside the T-step loops (both
 /// threads then call single-threaded BLAS: OneBlasThread). Worth it when the layer's recurrent
-/// work gates·H·H·B·T (3 gates for the GRU, 4 for the LSTM) is large; the threads are started
-/// per forward / backward call.
+/// work gates·H·H·B·T (3 gates for the GRU, 4 for the LSTM) is large. The second thread is the
+/// engine's helper (framework/parallel.hpp); the engine's own GEMMs inside either half stay on
+/// one thread, since the helper is then busy.
 inline bool split_batch(std::size_t gates, std::size_t B, std::size_t Tn, std::size_t H) {
   static const bool two_cores = std::thread::hardware_concurrency() >= 2;
   return two_cores && B >= 2 && gates * H * H * B * Tn >= (std::size_t(1) << 23);
@@ -166,9 +168,8 @@ void over_batch(std::size_t B, bool split, F&& f) {
     return;
   }
   detail::OneBlasThread one_blas_thread;
-  std::thread second([&] { f(B / 2, B); });
-  f(std::size_t(0), B / 2);
-  second.join();
+  auto half = [&](int h) { h == 0 ? f(B / 2, B) : f(std::size_t(0), B / 2); };
+  detail::two_halves(half);  // the engine's helper thread (framework/parallel.hpp)
 }
 
 }  // namespace tapegrad::fused

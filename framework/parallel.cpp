@@ -1,0 +1,124 @@
+// tapegrad — the engine's helper thread (see parallel.hpp).
+#include "framework/parallel.hpp"
+
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <exception>
+#include <mutex>
+#include <thread>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define TAPEGRAD_PAUSE() _mm_pause()
+#else
+#define TAPEGRAD_PAUSE() std::this_thread::yield()
+#endif
+
+namespace tapegrad::detail {
+
+namespace {
+
+/// How long the helper polls for the next task before it sleeps. The composed GRU's per-step
+/// products come 50–300 µs apart; waking a sleeping thread costs 10–50 µs.
+constexpr auto kPoll = std::chrono::microseconds(200);
+
+class Helper {
+ public:
+  /// The process's helper, started on first use; nullptr on a one-core machine.
+  static Helper* get() {
+    static Helper* const helper = have_two_cores() ? new Helper() : nullptr;  // never destroyed:
+    return helper;  // it may be needed until exit, and a detached thread outlives statics
+  }
+
+  /// Runs f(0) on the helper and f(1) here; false (nothing run) when the helper is not free.
+  bool run(HalfFn f) {
+    if (::getpid() != pid_ || std::this_thread::get_id() == id_) return false;
+    bool expected = false;
+    if (!busy_.compare_exchange_strong(expected, true, std::memory_order_acquire)) return false;
+    task_ = &f;
+    unsigned ticket;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      ticket = posted_.load(std::memory_order_relaxed) + 1;
+      posted_.store(ticket, std::memory_order_release);
+    }
+    wake_.notify_one();
+    std::exception_ptr mine;
+    run_guarded(f, 1, mine);
+    for (unsigned spins = 0; finished_.load(std::memory_order_acquire) != ticket; ++spins) {
+      if (spins < 4096)
+        TAPEGRAD_PAUSE();
+      else
+        std::this_thread::yield();  // the helper was descheduled: give it the core
+    }
+    std::exception_ptr theirs = std::move(helper_error_);
+    helper_error_ = nullptr;
+    busy_.store(false, std::memory_order_release);
+    if (theirs) std::rethrow_exception(theirs);
+    if (mine) std::rethrow_exception(mine);
+    return true;
+  }
+
+ private:
+  Helper() : pid_(::getpid()) {
+    std::thread thread([this] { loop(); });
+    id_ = thread.get_id();
+    thread.detach();
+  }
+
+  /// f(half), keeping an exception for the caller to rethrow once both halves are done.
+  static void run_guarded(HalfFn f, int half, std::exception_ptr& error) noexcept {
+    try {
+      f(half);
+    } catch (...) {
+      error = std::current_exception();
+    }
+  }
+
+  void loop() {
+    unsigned seen = 0;
+    for (;;) {
+      const auto start = std::chrono::steady_clock::now();
+      unsigned spins = 0;
+      while (posted_.load(std::memory_order_acquire) == seen) {
+        TAPEGRAD_PAUSE();
+        if (++spins % 256 == 0 && std::chrono::steady_clock::now() - start > kPoll) {
+          std::unique_lock<std::mutex> lock(mutex_);
+          wake_.wait(lock, [&] { return posted_.load(std::memory_order_acquire) != seen; });
+          break;
+        }
+      }
+      seen = posted_.load(std::memory_order_acquire);
+      run_guarded(*task_, 0, helper_error_);
+      finished_.store(seen, std::memory_order_release);
+    }
+  }
+
+  const pid_t pid_;
+  std::thread::id id_;
+  std::atomic<bool> busy_{false};  // one caller at a time
+  const HalfFn* task_ = nullptr;   // written before posted_ is raised, read after it is seen
+  std::exception_ptr helper_error_;  // what f(0) threw, read after finished_ is seen
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  std::atomic<unsigned> posted_{0}, finished_{0};
+};
+
+}  // namespace
+
+bool have_two_cores() {
+  static const bool two = std::thread::hardware_concurrency() >= 2;
+  return two;
+}
+
+void two_halves(HalfFn f) {
+  Helper* helper = Helper::get();
+  if (helper != nullptr && helper->run(f)) return;
+  f(0);
+  f(1);
+}
+
+}  // namespace tapegrad::detail

@@ -1,0 +1,42 @@
+// tapegrad — the engine's second core: run two halves of one piece of work at once.
+//
+// A training step of the composed GRU at H = 512 is mostly per-step products of a few hundred
+// microseconds each (64×512 by 512×1536). Starting a thread per product costs tens of
+// microseconds; OpenBLAS's own pool measured no faster than one thread on some machines and
+// leaves its threads spinning in sched_yield afterwards (blas.hpp). So the engine keeps one
+// helper thread of its own: `two_halves(f)` runs f(0) on the helper and f(1) on the caller and
+// returns when both are done. After a task the helper polls for the next one for a short while
+// (the next product usually follows within microseconds), then sleeps on a condition variable.
+//
+// Falls back to running f(0) then f(1) on the caller when one core is all there is, when the
+// helper is busy with another thread's work (two user threads each training a model), when
+// called from the helper itself, or in a child process after fork (the helper thread does not
+// exist there). An exception thrown by either half is rethrown by two_halves once both are done
+// (the helper's first).
+// Not part of the public API (not included by tapegrad.hpp).
+#pragma once
+
+#include <cstddef>
+#include <type_traits>
+
+namespace tapegrad::detail {
+
+/// A borrowed callable void(int half): no allocation, no ownership.
+class HalfFn {
+ public:
+  template <class F, class = std::enable_if_t<!std::is_same_v<std::decay_t<F>, HalfFn>>>
+  HalfFn(F& f) : object_(&f), call_([](void* o, int half) { (*static_cast<F*>(o))(half); }) {}
+  void operator()(int half) const { call_(object_, half); }
+
+ private:
+  void* object_;
+  void (*call_)(void*, int);
+};
+
+/// True when two_halves can use a second core (at least two hardware threads).
+bool have_two_cores();
+
+/// Runs f(0) and f(1), on two threads when it can; returns when both have run.
+void two_halves(HalfFn f);
+
+}  // namespace tapegrad::detail

@@ -1,0 +1,146 @@
+// The engine's second core (framework/parallel.hpp) and what runs on it: two_halves runs both
+// halves exactly once, on two threads when it can, serially when nested or when another thread
+// holds the helper, and rethrows what a half throws; the elementwise ops and GEMMs it splits give
+// bit-identical results to the same op computed in one piece.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <stdexcept>
+#include <thread>
+#include <vector>
+
+#include "framework/blas.hpp"
+#include "framework/ops.hpp"
+#include "framework/parallel.hpp"
+#include "framework/random.hpp"
+
+using namespace tapegrad;
+
+namespace {
+
+TEST(TwoHalves, RunsEachHalfOnceOnTwoThreads) {
+  for (int round = 0; round < 200; ++round) {
+    std::atomic<int> count[2] = {0, 0};
+    std::thread::id who[2];
+    auto f = [&](int h) {
+      ++count[h];
+      who[h] = std::this_thread::get_id();
+    };
+    detail::two_halves(f);
+    ASSERT_EQ(count[0].load(), 1);
+    ASSERT_EQ(count[1].load(), 1);
+    EXPECT_EQ(who[1], std::this_thread::get_id());  // the caller runs half 1
+    if (detail::have_two_cores()) EXPECT_NE(who[0], who[1]);
+  }
+}
+
+TEST(TwoHalves, NestedCallsRunSerially) {
+  std::atomic<int> inner{0};
+  auto outer = [&](int) {
+    auto f = [&](int) { ++inner; };
+    detail::two_halves(f);  // the helper is busy (or this is the helper): both halves here
+  };
+  detail::two_halves(outer);
+  EXPECT_EQ(inner.load(), 4);
+}
+
+TEST(TwoHalves, ManyCallersAtOnce) {
+  std::atomic<long> total{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t)
+    threads.emplace_back([&] {
+      for (int i = 0; i < 2000; ++i) {
+        auto f = [&](int h) { total += h + 1; };
+        detail::two_halves(f);
+      }
+    });
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(total.load(), 4L * 2000 * 3);
+}
+
+TEST(TwoHalves, RethrowsWhatAHalfThrowsAndStaysUsable) {
+  for (int thrower = 0; thrower < 2; ++thrower) {
+    std::atomic<int> ran{0};
+    auto f = [&](int h) {
+      ++ran;
+      if (h == thrower) throw std::runtime_error("half " + std::to_string(h));
+    };
+    try {
+      detail::two_halves(f);
+      ADD_FAILURE() << "no exception";
+    } catch (const std::runtime_error& e) {
+      EXPECT_EQ(std::string(e.what()), "half " + std::to_string(thrower));
+    }
+    EXPECT_EQ(ran.load(), 2);  // the other half still ran to the end
+  }
+  std::atomic<int> ok{0};
+  auto g = [&](int) { ++ok; };
+  detail::two_halves(g);
+  EXPECT_EQ(ok.load(), 2);
+}
+
+/// Runs op split over two cores and, while the helper is busy (NestedCallsRunSerially), in one
+/// piece: the results must be bit-identical (the split falls on a multiple of 16 elements, so
+/// every element goes through the same SIMD lane or scalar tail code in both).
+template <class Op>
+void expect_split_equals_one_piece(const Tensor& x, const Tensor& y, Op op) {
+  const Tensor split = op(x, y);
+  Tensor whole;
+  auto one_piece = [&](int h) {
+    if (h == 1) whole = op(x, y);
+  };
+  detail::two_halves(one_piece);
+  ASSERT_EQ(split.shape(), whole.shape());
+  for (std::size_t i = 0; i < split.numel(); ++i)
+    ASSERT_EQ(split.at(i), whole.at(i)) << split.op() << " element " << i;
+}
+
+TEST(TwoCoreElementwise, BitIdenticalToOnePiece) {
+  for (DType dtype : {DType::Float32, DType::Float64})
+    for (std::size_t cols : {6554u, 13001u}) {  // 32,770 and 65,005 elements: split, odd sizes
+      Generator gen(7);
+      const Tensor x = mul(randn({5, cols}, gen, dtype), 3.0), y = randn({5, cols}, gen, dtype);
+      expect_split_equals_one_piece(x, y, [](const Tensor& a, const Tensor& b) { return mul(a, b); });
+      expect_split_equals_one_piece(x, y, [](const Tensor& a, const Tensor& b) { return add(a, b); });
+      expect_split_equals_one_piece(x, y, [](const Tensor& a, const Tensor& b) { return div(a, b); });
+      expect_split_equals_one_piece(x, y, [](const Tensor& a, const Tensor&) { return sigmoid(a); });
+      expect_split_equals_one_piece(x, y, [](const Tensor& a, const Tensor&) { return tanh(a); });
+      expect_split_equals_one_piece(x, y, [](const Tensor& a, const Tensor&) { return exp(a); });
+      expect_split_equals_one_piece(x, y, [](const Tensor& a, const Tensor&) { return rsub(a, 1.0); });
+    }
+}
+
+template <class T>
+void expect_gemm_split_bit_identical(bool ta, bool tb, std::size_t m, std::size_t n, std::size_t k) {
+  SCOPED_TRACE(testing::Message() << "ta=" << ta << " tb=" << tb << " m=" << m << " n=" << n
+                                  << " k=" << k << " " << sizeof(T) * 8 << "-bit");
+  Generator gen(m + n + k);
+  const DType dtype = sizeof(T) == 4 ? DType::Float32 : DType::Float64;
+  const Tensor a = randn({m * k}, gen, dtype), b = randn({k * n}, gen, dtype),
+               c0 = randn({m * n}, gen, dtype);
+  const T* pa = a.data<T>().data();
+  const T* pb = b.data<T>().data();
+  for (T beta : {T(0), T(1)}) {
+    std::vector<T> split(c0.data<T>().begin(), c0.data<T>().end()), whole = split;
+    detail::gemm(ta, tb, m, n, k, pa, ta ? m : k, pb, tb ? k : n, beta, split.data(), n);
+    // The same call made while the helper is busy runs in one piece (NestedCallsRunSerially).
+    auto one_piece = [&](int h) {
+      if (h == 1) detail::gemm(ta, tb, m, n, k, pa, ta ? m : k, pb, tb ? k : n, beta, whole.data(), n);
+    };
+    detail::two_halves(one_piece);
+    for (std::size_t i = 0; i < split.size(); ++i) ASSERT_EQ(split[i], whole[i]) << "element " << i;
+  }
+}
+
+TEST(TwoCoreGemm, BitIdenticalToOnePiece) {
+  // The composed GRU's per-step products at H = 512, B = 64 (split along n, along m), odd sizes.
+  for (bool ta : {false, true})
+    for (bool tb : {false, true}) {
+      expect_gemm_split_bit_identical<float>(ta, tb, 64, 1536, 512);
+      expect_gemm_split_bit_identical<float>(ta, tb, 1536, 512, 64);
+      expect_gemm_split_bit_identical<float>(ta, tb, 67, 301, 211);
+      expect_gemm_split_bit_identical<double>(ta, tb, 301, 67, 211);
+    }
+}
+
+}  // namespace
