@@ -14,9 +14,10 @@
 //   fused GRU's own second thread (training step M: 100–115k chars/s with OpenBLAS's pool on,
 //   134–146k with one OpenBLAS thread). OpenBLAS alone keeps to one thread below ~0.26 M.
 // - from kSplitProduct up to kSmallProduct multiply-adds, C is cut in two halves that run on the
-//   engine's own two threads (framework/parallel.hpp), one OpenBLAS thread each: the composed
-//   GRU's per-step products at H = 512 (64×512 by 512×1536) ran 1.8–1.9× faster so (session 5's
-//   machine, docs/performance.md), with nothing left spinning in OpenBLAS afterwards.
+//   engine's own two threads (framework/parallel.hpp), one OpenBLAS thread each. The composed
+//   GRU's per-step products ran 1.8–1.9× faster so at H = 512, B = 64 (64×512 by 512×1536),
+//   and its training step at H = 128, B = 32 (1.6 M multiply-adds per product) 14.2 → 12.6 ms
+//   (session 5's machine, docs/performance.md); nothing is left spinning in OpenBLAS afterwards.
 // The thread count is OpenBLAS's global setting, lowered for the call and restored after it.
 // Not part of the public API (not included by tapegrad.hpp).
 #pragma once
@@ -31,7 +32,7 @@ constexpr std::size_t kTinyProduct = 4096;
 constexpr std::size_t kSmallProduct = std::size_t(1) << 28;
 /// From this many multiply-adds up to kSmallProduct, the engine splits C in two halves that run
 /// on its own two threads (framework/parallel.hpp), each on one OpenBLAS thread.
-constexpr std::size_t kSplitProduct = std::size_t(1) << 22;
+constexpr std::size_t kSplitProduct = std::size_t(1) << 20;
 
 /// RAII: OpenBLAS uses one thread inside this scope. For code that runs GEMMs on two threads
 /// of its own (the fused GRU's backward): the global thread count is then never changed from two
