@@ -112,11 +112,15 @@ void gemm_impl(bool ta, bool tb, std::size_t m, std::size_t n, std::size_t k, co
       gemv(true, k, n, b, ldb, a, ta ? lda : 1, beta, c);
     return;
   }
-  if (work >= kSplitProduct && work < kSmallProduct && std::max(m, n) >= 16 && have_two_cores()) {
+  if (work >= kSplitProduct && work < kSmallProduct && std::max(m, n) >= 16) {
     // Two halves of C on two cores (framework/parallel.hpp), each one OpenBLAS thread: split
     // the longer side, so that each thread packs half of the larger operand and all of the
     // smaller one. Rows m0.. of op(A) start at a + m0·lda (a + m0 when A is stored transposed);
     // columns n0.. of op(B) at b + n0 (b + n0·ldb when B is stored transposed).
+    // The split depends on the shape alone: when the helper is busy (or there is one core) the
+    // same two halves run one after the other, so the result never depends on what else runs.
+    // (Two halves are not always bit-identical to one call: OpenBLAS's rounding can differ in
+    // the last bit for some values, so the split is kept even where it does not pay.)
     OneBlasThread one_blas_thread;
     auto half = [&](int h) {
       if (m >= n) {

@@ -14,10 +14,14 @@
 //   fused GRU's own second thread (training step M: 100–115k chars/s with OpenBLAS's pool on,
 //   134–146k with one OpenBLAS thread). OpenBLAS alone keeps to one thread below ~0.26 M.
 // - from kSplitProduct up to kSmallProduct multiply-adds, C is cut in two halves that run on the
-//   engine's own two threads (framework/parallel.hpp), one OpenBLAS thread each. The composed
-//   GRU's per-step products ran 1.8–1.9× faster so at H = 512, B = 64 (64×512 by 512×1536),
-//   and its training step at H = 128, B = 32 (1.6 M multiply-adds per product) 14.2 → 12.6 ms
-//   (session 5's machine, docs/performance.md); nothing is left spinning in OpenBLAS afterwards.
+//   engine's own two threads (framework/parallel.hpp), one OpenBLAS thread each (the same
+//   halves one after the other when the helper is busy: the split depends on the shape alone).
+//   The composed GRU's per-step products ran 1.8–1.9× faster so at H = 512, B = 64 (64×512 by
+//   512×1536: 50 M multiply-adds), with nothing left spinning in OpenBLAS afterwards. Two halves
+//   are not always bit-identical to one call (OpenBLAS's rounding differs in the last bit for
+//   some values), so the threshold also decides which results move: at 2^20 the H = 128, B = 32
+//   training step ran 14.2 → 12.6 ms, but the documented H = 128 models (output layer 1024×128
+//   by 128×70: 9.2 M) trained to different digits; 2^24 splits the large products only.
 // The thread count is OpenBLAS's global setting, lowered for the call and restored after it.
 // Not part of the public API (not included by tapegrad.hpp).
 #pragma once
@@ -31,8 +35,9 @@ constexpr std::size_t kTinyProduct = 4096;
 /// Below this many multiply-adds (m·n·k) a GEMM runs on one OpenBLAS thread.
 constexpr std::size_t kSmallProduct = std::size_t(1) << 28;
 /// From this many multiply-adds up to kSmallProduct, the engine splits C in two halves that run
-/// on its own two threads (framework/parallel.hpp), each on one OpenBLAS thread.
-constexpr std::size_t kSplitProduct = std::size_t(1) << 20;
+/// on its own two threads (framework/parallel.hpp), each on one OpenBLAS thread (16.8 M: the
+/// GRU's per-step products at H = 512, B = 64 are 50 M).
+constexpr std::size_t kSplitProduct = std::size_t(1) << 24;
 
 /// RAII: OpenBLAS uses one thread inside this scope. For code that runs GEMMs on two threads
 /// of its own (the fused GRU's backward): the global thread count is then never changed from two

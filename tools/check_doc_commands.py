@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Every command block of README.md and docs/*.md, run as written (issue 11, item 5).
 
-    /usr/bin/python3 tools/check_doc_commands.py BUILD_DIR [--only FILE[:LINE]] [--list] [--keep]
+    /usr/bin/python3 tools/check_doc_commands.py BUILD_DIR [--only FILE[:LINE]] [--list] [--keep] [--update]
 
 BUILD_DIR is the configured, built tapegrad build under test (CI: `build`). Standard library only.
 
@@ -108,6 +108,7 @@ class Block:
 class Command:
     def __init__(self, src, line, expected):
         self.src, self.line, self.expected = src, line, expected
+        self.expected_line = None  # the doc's line number of the first expected-output line
 
 
 def parse(relpath):
@@ -185,6 +186,8 @@ def commands(blk):
             elif not out:
                 raise ValueError(f"line {lineno}: output before the first `$ ` command")
             else:
+                if not out[-1].expected:
+                    out[-1].expected_line = lineno
                 out[-1].expected.append(line)
                 i += 1
         else:
@@ -351,6 +354,7 @@ class Session:
         base = subprocess.run(["bash", "--noprofile", "--norc", "-c", "compgen -v"], env=env,
                               capture_output=True, text=True).stdout.split()
         self.env["TG_DOC_BASE"] = " " + " ".join(base + ["TG_DOC_BASE"]) + " "
+        self.updates = None  # --update: (first line, number of lines, new lines) to write into the doc
 
     def substitute(self, src):
         notes = []
@@ -442,6 +446,16 @@ def run_block_commands(blk, sess):
                 ok = False
                 detail += [f"    line {c.line}: `{short(c.src)}`: its output differs from the doc's:"]
                 detail += explain(exp, act)
+                if sess.updates is not None:
+                    if any(l.strip() == "..." for l in exp):
+                        detail += ["    not updated: the expected output elides lines (`...`): edit it by hand"]
+                    else:
+                        # stdout, or stdout + stderr when that is what the doc showed (`wrote FILE`)
+                        both = trim((out + err).split("\n"))
+                        new = both if abs(len(both) - len(exp)) < abs(len(act) - len(exp)) else act
+                        blank = len(c.expected) - len(trim(c.expected))
+                        sess.updates.append((c.expected_line, len(c.expected), new + [""] * blank))
+                        detail += [f"    updated: lines {c.expected_line}..{c.expected_line + len(c.expected) - 1}"]
     if blk.output is not None:
         exp, act = trim(blk.output), trim("".join(outputs).split("\n"))
         if not matches(exp, act):
@@ -476,6 +490,9 @@ def main():
                     help="run only these files or blocks (repeatable)")
     ap.add_argument("--list", action="store_true", help="list the blocks and what happens to each; run nothing")
     ap.add_argument("--keep", action="store_true", help="keep the scratch copies (their path is printed)")
+    ap.add_argument("--update", action="store_true",
+                    help="write each differing console output into the doc (outputs with `...` excepted): "
+                         "after a change that moves numbers, review the diff with git diff")
     args = ap.parse_args()
     build = os.path.abspath(args.build)
     if not args.list and not os.path.isfile(os.path.join(build, "CMakeCache.txt")):
@@ -546,6 +563,7 @@ def main():
                     continue
                 if sess is None:
                     sess = Session(tmp, path, build)
+                    sess.updates = [] if args.update else None
                 t0 = time.monotonic()
                 ok, detail = run_block(blk, sess)
                 dt = time.monotonic() - t0
@@ -556,6 +574,14 @@ def main():
                 print(f"{status}  {blk.where:28s} {dt:7.1f} s  {what}", flush=True)
                 for d in detail:
                     print(d, flush=True)
+            if sess is not None and sess.updates:
+                doc = os.path.join(ROOT, path)
+                lines = open(doc, encoding="utf-8").read().split("\n")
+                for first, count, new in sorted(sess.updates, reverse=True):  # bottom up: line numbers hold
+                    lines[first - 1:first - 1 + count] = new
+                with open(doc, "w", encoding="utf-8") as f:
+                    f.write("\n".join(lines))
+                print(f"      updated {path}: {len(sess.updates)} output{'s' * (len(sess.updates) != 1)}", flush=True)
     finally:
         if args.keep:
             print(f"scratch copies kept in {tmp}")
