@@ -18,7 +18,10 @@
 //   alignment      64 bytes (posix_memalign)
 //
 // A block freed on another thread than the one that allocated it joins that other thread's
-// cache (it is only memory). A thread's cache is freed when the thread ends. Under
+// cache (it is only memory). A thread's cache is freed when the thread ends. A thread that asked
+// for no cache (the engine's helper thread) frees every block at once: it lives as long as the
+// process and mostly frees blocks the caller allocated, which would otherwise pile up in its
+// cache (20,000 demo steps: RSS +9 MB and still growing). Under
 // AddressSanitizer nothing is cached, so that a use after free is still caught.
 #include "framework/xtensor_config.hpp"
 
@@ -72,6 +75,7 @@ struct Cache {
 };
 
 thread_local bool t_cache_gone = false;  // trivially destructible: readable after ~Cache
+thread_local bool t_no_cache = false;    // pool_no_cache_on_this_thread()
 
 Cache::~Cache() {
   for (auto& list : blocks)
@@ -103,9 +107,11 @@ void* pool_allocate(std::size_t bytes) {
   return system_allocate(rounded);
 }
 
+void pool_no_cache_on_this_thread() noexcept { t_no_cache = true; }
+
 void pool_deallocate(void* p, std::size_t bytes) noexcept {
   if (p == nullptr) return;
-  if (!kCaching || bytes > kMaxCachedBlock || t_cache_gone) {
+  if (!kCaching || bytes > kMaxCachedBlock || t_cache_gone || t_no_cache) {
     std::free(p);
     return;
   }

@@ -1,6 +1,8 @@
 // tapegrad — the engine's helper thread (see parallel.hpp).
 #include "framework/parallel.hpp"
 
+#include "framework/xtensor_config.hpp"
+
 #include <unistd.h>
 
 #include <atomic>
@@ -79,6 +81,7 @@ class Helper {
   }
 
   void loop() {
+    pool_no_cache_on_this_thread();  // framework/memory_pool.cpp: it frees what callers allocated
     unsigned seen = 0;
     for (;;) {
       const auto start = std::chrono::steady_clock::now();

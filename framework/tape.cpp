@@ -361,7 +361,7 @@ void GradSink::add_narrow(std::size_t i, std::size_t axis, std::size_t start, co
   const Shape& full = input.shape();
   const bool squeezed = g.dim() + 1 == full.size();
   bool fits = g.dtype() == input.dtype() && axis < full.size() &&
-              (squeezed || g.dim() == full.size());
+              (squeezed ? start < full[axis] : g.dim() == full.size());
   for (std::size_t d = 0, e = 0; fits && d < full.size(); ++d) {
     if (d == axis && squeezed) continue;
     const std::size_t len = g.shape()[e++];

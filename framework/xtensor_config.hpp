@@ -32,6 +32,10 @@ namespace tapegrad::detail {
 // compiler flag and every program shares the library's one implementation.
 void* pool_allocate(std::size_t bytes);                 // throws std::bad_alloc
 void pool_deallocate(void* p, std::size_t bytes) noexcept;
+/// This thread keeps no cache: what it frees goes straight back to malloc. For a long-lived
+/// worker (the engine's helper thread, framework/parallel.cpp) that mostly frees blocks other
+/// threads allocated: cached, they would pile up where no allocation takes them back.
+void pool_no_cache_on_this_thread() noexcept;
 
 /// The allocator of every xt::xarray in tapegrad (XTENSOR_DEFAULT_ALLOCATOR below).
 template <class T>

@@ -4,6 +4,7 @@
 
 #include <fstream>
 #include <thread>
+#include <tuple>
 
 #include "framework/tapegrad.hpp"
 
@@ -243,4 +244,29 @@ TEST(Tape, TwoThreadsTrainIndependently) {
   t2.join();
   EXPECT_NEAR(a, 1.5, 1e-9);
   EXPECT_NEAR(b, -2.0, 1e-9);
+}
+
+// GradSink::add_narrow (narrow's and select's VJP, open to custom ops) checks that the gradient
+// fits the slice it names, instead of writing outside the input's gradient.
+TEST(Tape, AddNarrowRejectsAGradientThatDoesNotFit) {
+  Tensor a = ones({4, 3}).requires_grad_();
+  auto op = [&](std::size_t axis, std::size_t start, Shape g_shape) {
+    Tensor out = record("slice_test", zeros(g_shape), {a},
+                        [=](const Tensor& g, GradSink& s) { s.add_narrow(0, axis, start, g); });
+    out.sum().backward();
+  };
+  op(0, 1, {2, 3});  // rows 1..2: fits
+  EXPECT_EQ(a.grad().at(3), 1.0);
+  EXPECT_EQ(a.grad().at(0), 0.0);
+  op(0, 3, {3});     // row 3 without the axis (select's form): fits
+  EXPECT_EQ(a.grad().at(9), 1.0);
+  for (auto [axis, start, shape] : {std::tuple<std::size_t, std::size_t, Shape>{0, 3, {2, 3}},
+                                    {0, 4, {3}}, {1, 0, {4, 4}}, {2, 0, {4, 3}}, {0, 0, {2, 2}},
+                                    {0, 0, {1, 1, 3}}})
+    try {
+      op(axis, start, shape);
+      ADD_FAILURE() << "no error for axis " << axis << " start " << start;
+    } catch (const AutogradError& e) {
+      EXPECT_NE(std::string(e.what()).find("does not fit slice"), std::string::npos) << e.what();
+    }
 }
