@@ -10,8 +10,8 @@
 //   not cached     blocks above 256 MiB (malloc serves those with mmap anyway), and any block
 //                  that would take the thread's cache above its limit: freed at once
 //   limit          64 MiB, or the most this thread has had allocated from the pool at once
-//                  (its high-water mark) if that is more, up to 1 GiB. A training step of the composed GRU
-//                  at H = 512 keeps ~400 MiB of tape values alive until its backward; with a
+//                  (its high-water mark) if that is more, up to 1 GiB. A training step of the
+//                  composed GRU at H = 512 keeps ~400 MiB of tape values alive until its backward; with a
 //                  fixed 64 MiB most of them went back to malloc, and the next step page-faulted
 //                  them in again (a tenth of its time). Cached blocks never take the thread
 //                  above a size it has already reached once: the peak RSS does not grow.

@@ -3,7 +3,7 @@
 
 #include "framework/xtensor_config.hpp"
 
-#include <unistd.h>
+#include <pthread.h>
 
 #include <atomic>
 #include <chrono>
@@ -37,7 +37,7 @@ class Helper {
 
   /// Runs f(0) on the helper and f(1) here; false (nothing run) when the helper is not free.
   bool run(HalfFn f) {
-    if (::getpid() != pid_ || std::this_thread::get_id() == id_) return false;
+    if (forked_child() || std::this_thread::get_id() == id_) return false;
     bool expected = false;
     if (!busy_.compare_exchange_strong(expected, true, std::memory_order_acquire)) return false;
     task_ = &f;
@@ -65,7 +65,9 @@ class Helper {
   }
 
  private:
-  Helper() : pid_(::getpid()) {
+  Helper() {
+    // A child of fork() has only the forking thread: the helper does not exist there.
+    ::pthread_atfork(nullptr, nullptr, [] { forked_child() = true; });
     std::thread thread([this] { loop(); });
     id_ = thread.get_id();
     thread.detach();
@@ -100,7 +102,11 @@ class Helper {
     }
   }
 
-  const pid_t pid_;
+  static bool& forked_child() {
+    static bool forked = false;  // set in the child by the pthread_atfork handler
+    return forked;
+  }
+
   std::thread::id id_;
   std::atomic<bool> busy_{false};  // one caller at a time
   const HalfFn* task_ = nullptr;   // written before posted_ is raised, read after it is seen

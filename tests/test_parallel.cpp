@@ -1,9 +1,12 @@
 // The engine's second core (framework/parallel.hpp) and what runs on it: two_halves runs both
 // halves exactly once, on two threads when it can, serially when nested or when another thread
 // holds the helper, and rethrows what a half throws; the elementwise ops it splits give
-// bit-identical results to the same op computed in one piece, and a split GEMM the same bits
+// bit-identical results to xtensor's one pass over the whole array, and a split GEMM the same bits
 // whether or not the helper was free.
 #include <gtest/gtest.h>
+
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <cmath>
@@ -15,6 +18,8 @@
 #include "framework/ops.hpp"
 #include "framework/parallel.hpp"
 #include "framework/random.hpp"
+
+#include <xtensor/xmath.hpp>
 
 using namespace tapegrad;
 
@@ -81,34 +86,72 @@ TEST(TwoHalves, RethrowsWhatAHalfThrowsAndStaysUsable) {
   EXPECT_EQ(ok.load(), 2);
 }
 
-/// Runs op split over two cores and, while the helper is busy (NestedCallsRunSerially), in one
-/// piece: the results must be bit-identical (the split falls on a multiple of 16 elements, so
-/// every element goes through the same SIMD lane or scalar tail code in both).
-template <class Op>
-void expect_split_equals_one_piece(const Tensor& x, const Tensor& y, Op op) {
-  const Tensor split = op(x, y);
-  Tensor whole;
-  auto one_piece = [&](int h) {
-    if (h == 1) whole = op(x, y);
-  };
-  detail::two_halves(one_piece);
-  ASSERT_EQ(split.shape(), whole.shape());
-  for (std::size_t i = 0; i < split.numel(); ++i)
-    ASSERT_EQ(split.at(i), whole.at(i)) << split.op() << " element " << i;
+TEST(TwoHalves, RunsInAForkedChild) {
+  auto warm = [](int) {};
+  detail::two_halves(warm);  // the helper exists in the parent
+  const pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {  // the child has no helper thread: both halves must run here, not hang
+    ::alarm(10);
+    int ran = 0;
+    auto f = [&](int) { ++ran; };
+    detail::two_halves(f);
+    ::_exit(ran == 2 ? 0 : 1);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "child status " << status;
 }
 
-TEST(TwoCoreElementwise, BitIdenticalToOnePiece) {
+/// `op` on tapegrad tensors (split over two cores, and again while the helper is busy, when
+/// the same halves run in turn) against `ref`, the same expression evaluated by xtensor in one
+/// pass over the whole array (what the op computed before it was split): bit-identical, since
+/// the split falls on a multiple of 16 elements and every element goes through the same SIMD
+/// lane or scalar tail code.
+template <class Op, class Ref>
+void expect_split_equals_one_pass(const Tensor& x, const Tensor& y, Op op, Ref ref) {
+  const Tensor split = op(x, y);
+  Tensor serial;
+  auto busy = [&](int h) {
+    if (h == 1) serial = op(x, y);
+  };
+  detail::two_halves(busy);
+  const Tensor whole = x.dtype() == DType::Float32
+                           ? Tensor(xt::xarray<float>(ref(x.data<float>(), y.data<float>())))
+                           : Tensor(xt::xarray<double>(ref(x.data<double>(), y.data<double>())));
+  ASSERT_EQ(split.shape(), whole.shape());
+  for (std::size_t i = 0; i < split.numel(); ++i) {
+    ASSERT_EQ(split.at(i), whole.at(i)) << split.op() << " element " << i;
+    ASSERT_EQ(serial.at(i), whole.at(i)) << split.op() << " (helper busy) element " << i;
+  }
+}
+
+TEST(TwoCoreElementwise, BitIdenticalToOnePass) {
   for (DType dtype : {DType::Float32, DType::Float64})
     for (std::size_t cols : {6554u, 13001u}) {  // 32,770 and 65,005 elements: split, odd sizes
       Generator gen(7);
       const Tensor x = mul(randn({5, cols}, gen, dtype), 3.0), y = randn({5, cols}, gen, dtype);
-      expect_split_equals_one_piece(x, y, [](const Tensor& a, const Tensor& b) { return mul(a, b); });
-      expect_split_equals_one_piece(x, y, [](const Tensor& a, const Tensor& b) { return add(a, b); });
-      expect_split_equals_one_piece(x, y, [](const Tensor& a, const Tensor& b) { return div(a, b); });
-      expect_split_equals_one_piece(x, y, [](const Tensor& a, const Tensor&) { return sigmoid(a); });
-      expect_split_equals_one_piece(x, y, [](const Tensor& a, const Tensor&) { return tanh(a); });
-      expect_split_equals_one_piece(x, y, [](const Tensor& a, const Tensor&) { return exp(a); });
-      expect_split_equals_one_piece(x, y, [](const Tensor& a, const Tensor&) { return rsub(a, 1.0); });
+      expect_split_equals_one_pass(
+          x, y, [](const Tensor& a, const Tensor& b) { return mul(a, b); },
+          [](const auto& a, const auto& b) { return a * b; });
+      expect_split_equals_one_pass(
+          x, y, [](const Tensor& a, const Tensor& b) { return add(a, b); },
+          [](const auto& a, const auto& b) { return a + b; });
+      expect_split_equals_one_pass(
+          x, y, [](const Tensor& a, const Tensor& b) { return div(a, b); },
+          [](const auto& a, const auto& b) { return a / b; });
+      expect_split_equals_one_pass(
+          x, y, [](const Tensor& a, const Tensor&) { return tanh(a); },
+          [](const auto& a, const auto&) { return xt::tanh(a); });
+      expect_split_equals_one_pass(
+          x, y, [](const Tensor& a, const Tensor&) { return exp(a); },
+          [](const auto& a, const auto&) { return xt::exp(a); });
+      expect_split_equals_one_pass(
+          x, y, [](const Tensor& a, const Tensor&) { return rsub(a, 1.0); },
+          [](const auto& a, const auto&) {
+            using T = typename std::decay_t<decltype(a)>::value_type;
+            return T(1) - a;
+          });
     }
 }
 

@@ -9,7 +9,6 @@
 #include <cstddef>
 #include <mutex>
 #include <new>
-#include <thread>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -156,8 +155,7 @@ class Buffer {
 /// engine's helper (framework/parallel.hpp); the engine's own GEMMs inside either half stay on
 /// one thread, since the helper is then busy.
 inline bool split_batch(std::size_t gates, std::size_t B, std::size_t Tn, std::size_t H) {
-  static const bool two_cores = std::thread::hardware_concurrency() >= 2;
-  return two_cores && B >= 2 && gates * H * H * B * Tn >= (std::size_t(1) << 23);
+  return detail::have_two_cores() && B >= 2 && gates * H * H * B * Tn >= (std::size_t(1) << 23);
 }
 
 /// Runs f(b0, b1) on [0, B): as two halves on two threads when split, else once here.
