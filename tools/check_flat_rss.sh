@@ -1,7 +1,12 @@
 #!/usr/bin/env bash
 # Long-run memory check: 20,000 training steps of the default char_gru model, sampling the
-# process's resident set size (VmRSS) every half second. After warm-up (the first 10% of the
-# samples) the RSS must stay flat: max − min ≤ 8 MB. The tape and the buffers must not grow.
+# process's resident set size (VmRSS) every half second. The RSS must not grow: the highest
+# sample of the last quarter of the run may exceed the highest of the samples from 10% to 25% of
+# the run (after warm-up) by at most 4 MB. A leak (the tape or a buffer growing step after step)
+# raises the later peaks: 9 MB over the run, as an engine helper thread's cache once leaked, shows
+# as about 6.7 MB. A dip does not count (glibc hands a freed block back to the kernel and takes it
+# again a moment later; CI once saw one sample of 91 MB in a run that stayed at 104 MB, which the
+# earlier max − min rule failed). The samples are printed as min..max per tenth of the run.
 #   tools/check_flat_rss.sh [BUILD_DIR] [STEPS]
 set -euo pipefail
 build="${1:-build}"
@@ -21,8 +26,16 @@ wait "$pid"
 cat "$log.json"; rm -f "$log.json"
 n=${#samples[@]}
 if [ "$n" -lt 20 ]; then echo "check_flat_rss: only $n samples; run more steps"; exit 1; fi
-printf '%s\n' "${samples[@]:$((n / 10))}" | sort -n > "$log"
-lo=$(head -1 "$log"); hi=$(tail -1 "$log")
-echo "check_flat_rss: $steps steps, $n samples, RSS after warm-up ${lo}..${hi} kB (growth $(( (hi - lo) / 1024 )) MB)"
-if [ $((hi - lo)) -gt 8192 ]; then echo "check_flat_rss: RSS grew by more than 8 MB"; exit 1; fi
+tenths=""
+for d in 0 1 2 3 4 5 6 7 8 9; do
+  part=("${samples[@]:$((n * d / 10)):$((n * (d + 1) / 10 - n * d / 10))}")
+  sorted=($(printf '%s\n' "${part[@]}" | sort -n))
+  tenths+=" $(( sorted[0] / 1024 ))..$(( sorted[${#sorted[@]} - 1] / 1024 ))"
+done
+early=$(printf '%s\n' "${samples[@]:$((n / 10)):$((n / 4 - n / 10))}" | sort -n | tail -1)
+late=$(printf '%s\n' "${samples[@]:$((n * 3 / 4))}" | sort -n | tail -1)
+echo "check_flat_rss: $steps steps, $n samples; RSS in MB per tenth of the run (min..max):$tenths"
+echo "check_flat_rss: peak from 10% to 25% of the run $early kB, in the last quarter $late kB" \
+     "(growth $(( (late - early) / 1024 )) MB)"
+if [ $((late - early)) -gt 4096 ]; then echo "check_flat_rss: RSS grew by more than 4 MB"; exit 1; fi
 echo "check_flat_rss: OK"
