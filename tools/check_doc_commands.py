@@ -266,8 +266,8 @@ def trim(lines):
     return lines
 
 
-def matches(expected, actual):
-    """Line-by-line match; an expected line `...` stands for any number of actual lines."""
+def segments(expected):
+    """The runs of expected lines between the `...` lines."""
     segs, cur = [], []
     for l in expected:
         if l.strip() == "...":
@@ -276,6 +276,12 @@ def matches(expected, actual):
         else:
             cur.append(l)
     segs.append(cur)
+    return segs
+
+
+def matches(expected, actual):
+    """Line-by-line match; an expected line `...` stands for any number of actual lines."""
+    segs = segments(expected)
     if len(segs) == 1:
         return expected == actual
     first, last, middle = segs[0], segs[-1], segs[1:-1]
@@ -413,14 +419,7 @@ class Recorded:
 def as_pattern(expected, actual):
     """`actual` in the shape of `expected`: where the doc elides lines (`...`), so does the result,
     each shown segment taken from the actual lines that resemble it most (in order)."""
-    segs, cur = [], []
-    for l in expected:
-        if l.strip() == "...":
-            segs.append(cur)
-            cur = []
-        else:
-            cur.append(l)
-    segs.append(cur)
+    segs = segments(expected)
     if len(segs) == 1:
         return list(actual)
     first, last, middle = segs[0], segs[-1], segs[1:-1]
