@@ -71,10 +71,10 @@ every failure, and the total; exits 1 if any block failed, 2 on a usage error.
 """
 import argparse
 import ctypes
-import hashlib
-import json
 import difflib
 import fcntl
+import hashlib
+import json
 import os
 import re
 import shlex
@@ -360,8 +360,16 @@ class Recorded:
         self.path = os.path.join(ALT_DIR, f"{kernel}.json")
         self.entries = []
         if os.path.exists(self.path):
-            with open(self.path, encoding="utf-8") as f:
-                self.entries = json.load(f)["outputs"]
+            try:
+                with open(self.path, encoding="utf-8") as f:
+                    self.entries = json.load(f)["outputs"]
+                keys = {"file", "line", "command", "doc_output_sha256", "output"}
+                if not isinstance(self.entries, list) or not all(
+                        isinstance(e, dict) and keys <= e.keys() for e in self.entries):
+                    raise ValueError(f"every entry of \"outputs\" needs {', '.join(sorted(keys))}")
+            except (OSError, ValueError, KeyError, TypeError) as e:
+                sys.exit(f"error: {os.path.relpath(self.path, ROOT)}: not a record of outputs ({e}); "
+                         "restore it with git checkout, or record it again with --update")
         self.used = set()
         self.changed = False
 

@@ -4,9 +4,10 @@
 # sample of the last quarter of the run may exceed the highest of the samples from 10% to 25% of
 # the run (after warm-up) by at most 4 MB. A leak (the tape or a buffer growing step after step)
 # raises the later peaks: 9 MB over the run, as an engine helper thread's cache once leaked, shows
-# as about 6.7 MB. A dip does not count (glibc hands a freed block back to the kernel and takes it
-# again a moment later; CI once saw one sample of 91 MB in a run that stayed at 104 MB, which the
-# earlier max − min rule failed). The samples are printed as min..max per tenth of the run.
+# as about 6.7 MB. A low sample does not count, as it should not: one CI run read 91 MB after
+# warm-up in a run whose peak was 103 MB and which, run again twice, stayed at 104 MB from its
+# second second on (a late warm-up or a dip; not reproduced), and the earlier max − min rule
+# failed it. The samples are printed as min..max per tenth of the run.
 #   tools/check_flat_rss.sh [BUILD_DIR] [STEPS]
 set -euo pipefail
 build="${1:-build}"
