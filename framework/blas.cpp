@@ -137,7 +137,38 @@ void gemm_impl(bool ta, bool tb, std::size_t m, std::size_t n, std::size_t k, co
   gemm_call(ta, tb, m, n, k, a, lda, b, ldb, beta, c, ldc);
 }
 
+template <class T>
+void gemm_args(const GemmArgs<T>& g) {
+  gemm_impl(g.ta, g.tb, g.m, g.n, g.k, g.a, g.lda, g.b, g.ldb, g.beta, g.c, g.ldc);
+}
+
+/// m·n·k, saturated (as in gemm_impl).
+template <class T>
+std::size_t work_of(const GemmArgs<T>& g) {
+  const std::size_t mn = g.m * g.n;
+  return g.k != 0 && mn > SIZE_MAX / g.k ? SIZE_MAX : mn * g.k;
+}
+
+template <class T>
+void gemm_pair_impl(const GemmArgs<T>& p, const GemmArgs<T>& q) {
+  const auto pairs = [](std::size_t w) { return w >= kPairProduct && w < kSplitProduct; };
+  if (!have_two_cores() || !pairs(work_of(p)) || !pairs(work_of(q))) {
+    gemm_args(p);
+    gemm_args(q);
+    return;
+  }
+  // Below kSplitProduct gemm_impl makes one call on one OpenBLAS thread (or gemv): the same call
+  // on either thread gives the same bits. The thread count is lowered here, once, so that the
+  // two halves never change OpenBLAS's global setting at the same time.
+  OneBlasThread one_blas_thread;
+  auto half = [&](int h) { gemm_args(h == 0 ? p : q); };
+  two_halves(half);
+}
+
 }  // namespace
+
+void gemm_pair(const GemmArgs<float>& p, const GemmArgs<float>& q) { gemm_pair_impl(p, q); }
+void gemm_pair(const GemmArgs<double>& p, const GemmArgs<double>& q) { gemm_pair_impl(p, q); }
 
 OneBlasThread::OneBlasThread() : previous_(openblas_get_num_threads()) {
   if (previous_ > 1) openblas_set_num_threads(1);

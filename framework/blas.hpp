@@ -22,6 +22,10 @@
 //   some values), so the threshold also decides which results move: at 2^20 the H = 128, B = 32
 //   training step ran 14.2 → 12.6 ms, but the documented H = 128 models (output layer 1024×128
 //   by 128×70: 9.2 M) trained to different digits; 2^24 splits the large products only.
+// - two independent products (a matmul's two gradients in backward) of kPairProduct to
+//   kSplitProduct multiply-adds each run at once, one per thread (gemm_pair): each keeps the bits
+//   of its own call, so no result moves. The composed GRU's H = 128, B = 32 backward has two such
+//   products per step (1.6 M each); its training step ran ~10–15 % faster (bench_gru, session 7).
 // The thread count is OpenBLAS's global setting, lowered for the call and restored after it.
 // Not part of the public API (not included by tapegrad.hpp).
 #pragma once
@@ -59,5 +63,30 @@ void gemm(bool transpose_a, bool transpose_b, std::size_t m, std::size_t n, std:
 void gemm(bool transpose_a, bool transpose_b, std::size_t m, std::size_t n, std::size_t k,
           const double* a, std::size_t lda, const double* b, std::size_t ldb, double beta, double* c,
           std::size_t ldc);
+
+/// One GEMM's arguments (as gemm() takes them), for gemm_pair.
+template <class T>
+struct GemmArgs {
+  bool ta, tb;
+  std::size_t m, n, k;
+  const T* a;
+  std::size_t lda;
+  const T* b;
+  std::size_t ldb;
+  T beta;
+  T* c;
+  std::size_t ldc;
+};
+
+/// From this many multiply-adds each (and below kSplitProduct), gemm_pair runs two independent
+/// products on the engine's two threads (0.26 M: a matmul's two gradients in the composed GRU's
+/// backward at H = 128, B = 32 are 1.6 M each).
+constexpr std::size_t kPairProduct = std::size_t(1) << 18;
+
+/// gemm(p) and gemm(q), which must write to different memory: on two threads (one OpenBLAS
+/// thread each) when both are from kPairProduct to kSplitProduct multiply-adds, else one after
+/// the other. Each result is bit-identical to its own gemm() call: only where it runs changes.
+void gemm_pair(const GemmArgs<float>& p, const GemmArgs<float>& q);
+void gemm_pair(const GemmArgs<double>& p, const GemmArgs<double>& q);
 
 }  // namespace tapegrad::detail

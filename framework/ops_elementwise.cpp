@@ -48,8 +48,15 @@ Tensor two_core_elementwise(const char* op, const Shape& shape, F& f, const In&.
   return Tensor(std::move(out));
 }
 
+/// How a binary op's f may be evaluated: Expression (f on xtensor expressions only), or Scalar
+/// (f is one IEEE operation, +, -, × or ÷, also callable on two numbers: same-shape inputs then
+/// take a plain loop that the compiler vectorises, with none of xtensor's per-call shape and
+/// stepper set-up, which is most of a small op's forward. One operation per element, so there is
+/// nothing to contract into an FMA: the bits are those of xtensor's SIMD evaluation.)
+enum class Eval { Expression, Scalar };
+
 /// Forward of a broadcasting binary op: checks dtypes and shapes, evaluates f(a, b) once.
-template <class F>
+template <Eval eval = Eval::Expression, class F>
 Tensor binary_forward(const char* op, const Tensor& a, const Tensor& b, F&& f) {
   detail::require_same_dtype(a, b, op);
   // Equal shapes (the common case) are the result's shape as they are, already size-checked.
@@ -61,6 +68,17 @@ Tensor binary_forward(const char* op, const Tensor& a, const Tensor& b, F&& f) {
     using T = decltype(tag);
     if (same && a.numel() >= kParallelElements && detail::have_two_cores())
       return two_core_elementwise<T>(op, out_shape, f, a.data<T>(), b.data<T>());
+    if constexpr (eval == Eval::Scalar) {
+      if (same) {
+        xt::xarray<T> out = detail::new_array<T>(op, out_shape);
+        const T* x = a.data<T>().data();
+        const T* y = b.data<T>().data();
+        T* o = out.data();
+        const std::size_t n = out.size();
+        for (std::size_t i = 0; i < n; ++i) o[i] = f(x[i], y[i]);
+        return Tensor(std::move(out));
+      }
+    }
     return detail::guard_alloc<T>(op, out_shape, [&] {
       return Tensor(xt::xarray<T>(f(a.data<T>(), b.data<T>())));
     });
@@ -135,7 +153,8 @@ Tensor broadcast_to(const Tensor& a, const Shape& shape) {
 // ---- arithmetic ---------------------------------------------------------------------------------
 
 Tensor add(const Tensor& a, const Tensor& b) {
-  Tensor out = binary_forward("add", a, b, [](const auto& x, const auto& y) { return x + y; });
+  Tensor out = binary_forward<Eval::Scalar>(
+      "add", a, b, [](const auto& x, const auto& y) { return x + y; });
   // The VJP reads the inputs from its node (s.input(i)) instead of capturing copies.
   return record("add", out, {a, b}, [](const Tensor& g, GradSink& s) {
     if (s.needs(0)) s.add(0, sum_to(g, s.input(0).shape()));
@@ -144,7 +163,8 @@ Tensor add(const Tensor& a, const Tensor& b) {
 }
 
 Tensor sub(const Tensor& a, const Tensor& b) {
-  Tensor out = binary_forward("sub", a, b, [](const auto& x, const auto& y) { return x - y; });
+  Tensor out = binary_forward<Eval::Scalar>(
+      "sub", a, b, [](const auto& x, const auto& y) { return x - y; });
   return record("sub", out, {a, b}, [](const Tensor& g, GradSink& s) {
     if (s.needs(0)) s.add(0, sum_to(g, s.input(0).shape()));
     if (s.needs(1)) s.add(1, sum_to(neg(g), s.input(1).shape()));
@@ -152,7 +172,8 @@ Tensor sub(const Tensor& a, const Tensor& b) {
 }
 
 Tensor mul(const Tensor& a, const Tensor& b) {
-  Tensor out = binary_forward("mul", a, b, [](const auto& x, const auto& y) { return x * y; });
+  Tensor out = binary_forward<Eval::Scalar>(
+      "mul", a, b, [](const auto& x, const auto& y) { return x * y; });
   return record("mul", out, {a, b}, [](const Tensor& g, GradSink& s) {
     const Tensor &a = s.input(0), &b = s.input(1);
     if (s.needs(0)) s.add(0, sum_to(mul(g, b), a.shape()));
@@ -161,7 +182,8 @@ Tensor mul(const Tensor& a, const Tensor& b) {
 }
 
 Tensor div(const Tensor& a, const Tensor& b) {
-  Tensor out = binary_forward("div", a, b, [](const auto& x, const auto& y) { return x / y; });
+  Tensor out = binary_forward<Eval::Scalar>(
+      "div", a, b, [](const auto& x, const auto& y) { return x / y; });
   return record("div", out, {a, b}, [](const Tensor& g, GradSink& s) {
     const Tensor &a = s.input(0), &b = s.input(1);
     Tensor ga = div(g, b);  // d(a/b)/da = 1/b

@@ -97,6 +97,13 @@ Tensor matmul(const Tensor& a, const Tensor& b, bool ta, bool tb) {
   Tensor out = matmul_forward(a, b, ta, tb);
   return record("matmul", out, {a, b}, [ta, tb](const Tensor& g, GradSink& s) {
     const Tensor &a = s.input(0), &b = s.input(1);
+    if (s.needs(0) && s.needs(1) && a.dim() == 2 && b.dim() == 2) {
+      // Both gradients, added in place where they can be; independent, so they may run at once.
+      using P = GradSink::Product;
+      s.add_matmuls(ta ? P{0, b, tb, g, true} : P{0, g, false, b, !tb},
+                    tb ? P{1, g, true, a, ta} : P{1, a, !ta, g, false});
+      return;
+    }
     if (s.needs(0)) {
       if (a.dim() == 2 && b.dim() == 2)  // added in place into a gradient already there
         ta ? s.add_matmul(0, b, tb, g, true) : s.add_matmul(0, g, false, b, !tb);

@@ -14,6 +14,7 @@
 
 #include "framework/dispatch.hpp"
 #include "framework/ops.hpp"
+#include "framework/parallel.hpp"
 
 namespace tapegrad {
 
@@ -327,16 +328,27 @@ void GradSink::add(std::size_t i, Tensor g) {
   add_to(i, std::move(g), nullptr);
 }
 
+bool GradSink::in_place_product(const Product& p, bool& plain, std::size_t& m, std::size_t& n,
+                                std::size_t& k) const {
+  const Tensor& input = node_->inputs.at(p.input);
+  const Tensor &a = p.a, &b = p.b;
+  plain = !create_graph_ && !anomaly_enabled() && a.dim() == 2 && b.dim() == 2 &&
+          a.dtype() == input.dtype() && b.dtype() == input.dtype() &&
+          a.size(p.ta ? 0 : 1) == b.size(p.tb ? 1 : 0);
+  m = plain ? a.size(p.ta ? 1 : 0) : 0, k = plain ? a.size(p.ta ? 0 : 1) : 0,
+  n = plain ? b.size(p.tb ? 0 : 1) : 0;
+  plain = plain && input.shape() == Shape{m, n};
+  const TensorImpl& target = *input.impl();
+  return plain && target.pending.defined() && target.pending_owned;
+}
+
 void GradSink::add_matmul(std::size_t i, const Tensor& a, bool ta, const Tensor& b, bool tb) {
   const Tensor& input = node_->inputs.at(i);
   TensorImpl& target = *input.impl();
   if (!target.requires_grad) return;
-  const bool plain = !create_graph_ && !anomaly_enabled() && a.dim() == 2 && b.dim() == 2 &&
-                     a.dtype() == input.dtype() && b.dtype() == input.dtype();
-  const std::size_t m = plain ? a.size(ta ? 1 : 0) : 0, k = plain ? a.size(ta ? 0 : 1) : 0,
-                    n = plain ? b.size(tb ? 0 : 1) : 0;
-  if (!plain || input.shape() != Shape{m, n} || k != b.size(tb ? 1 : 0) ||
-      !target.pending.defined() || !target.pending_owned) {
+  bool plain;
+  std::size_t m, n, k;
+  if (!in_place_product({i, a, ta, b, tb}, plain, m, n, k)) {
     Tensor product = matmul(a, b, ta, tb);
     const bool fresh = !target.pending.defined() && !create_graph_;
     add(i, product);
@@ -353,6 +365,55 @@ void GradSink::add_matmul(std::size_t i, const Tensor& a, bool ta, const Tensor&
     detail::gemm(ta, tb, m, n, k, a.data<T>().data(), a.size(1), b.data<T>().data(), b.size(1),
                  T(1), target.pending.data<T>().data(), n);
   });
+}
+
+void GradSink::add_matmuls(const Product& p, const Product& q) {
+  const Tensor &ip = node_->inputs.at(p.input), &iq = node_->inputs.at(q.input);
+  bool plain[2];
+  std::size_t m[2], n[2], k[2];
+  const bool in_place[2] = {in_place_product(p, plain[0], m[0], n[0], k[0]),
+                            in_place_product(q, plain[1], m[1], n[1], k[1])};
+  if (!plain[0] || !plain[1] || !ip.impl()->requires_grad || !iq.impl()->requires_grad ||
+      ip.is_same(iq) || !detail::have_two_cores()) {
+    add_matmul(p.input, p.a, p.ta, p.b, p.tb);
+    add_matmul(q.input, q.a, q.ta, q.b, q.tb);
+    return;
+  }
+  // Each product goes into its input's pending gradient when that is the pass's own buffer (as
+  // in add_matmul), else into a new array that is added after, on this thread.
+  const Product* products[2] = {&p, &q};
+  Tensor fresh[2];
+  for (int j = 0; j < 2; ++j)
+    if (in_place[j])
+      check_history(node_->inputs[products[j]->input], tape_, false, [&] {
+        return std::pair(fmt::format("backward of {}", node_label(*node_, *output_)),
+                         fmt::format("input {}", products[j]->input));
+      });
+  detail::dispatch(ip.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    detail::GemmArgs<T> args[2];
+    for (int j = 0; j < 2; ++j) {
+      const Product& g = *products[j];
+      T* c;
+      if (in_place[j]) {
+        c = node_->inputs[g.input].impl()->pending.template data<T>().data();
+      } else {
+        xt::xarray<T> out = detail::new_array<T>("matmul", Shape{m[j], n[j]});
+        fresh[j] = Tensor(std::move(out));
+        c = fresh[j].template data<T>().data();
+      }
+      args[j] = {g.ta, g.tb, m[j], n[j], k[j], g.a.template data<T>().data(), g.a.size(1),
+                 g.b.template data<T>().data(), g.b.size(1), T(in_place[j] ? 1 : 0), c, n[j]};
+    }
+    detail::gemm_pair(args[0], args[1]);
+  });
+  for (int j = 0; j < 2; ++j) {
+    if (!fresh[j].defined()) continue;
+    TensorImpl& target = *node_->inputs[products[j]->input].impl();
+    const bool first = !target.pending.defined();
+    add(products[j]->input, fresh[j]);
+    if (first && target.pending.is_same(fresh[j])) target.pending_owned = true;
+  }
 }
 
 void GradSink::add_narrow(std::size_t i, std::size_t axis, std::size_t start, const Tensor& g) {

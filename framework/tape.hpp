@@ -251,6 +251,18 @@ class GradSink {
   /// weight used at every step of a recurrence gets its T gradients with no temporary and no
   /// separate add (an optimisation, set apart: the result equals add(i, matmul(...))).
   void add_matmul(std::size_t i, const Tensor& a, bool ta, const Tensor& b, bool tb);
+  /// One product for add_matmuls: dL/d(input) += op(a) · op(b).
+  struct Product {
+    std::size_t input;
+    const Tensor& a;
+    bool ta;
+    const Tensor& b;
+    bool tb;
+  };
+  /// add_matmul(p) and add_matmul(q) for two different inputs (a matmul's two gradients). The
+  /// two products are independent, so mid-size ones run on the engine's two threads at once
+  /// (blas.hpp, gemm_pair); each result is bit-identical to add_matmul's.
+  void add_matmuls(const Product& p, const Product& q);
   /// True while a create_graph backward runs: VJPs must then use only differentiable ops.
   bool create_graph() const { return create_graph_; }
   /// True when the tape is kept for another backward: a VJP must then leave what it saved intact.
@@ -262,6 +274,10 @@ class GradSink {
       : create_graph_(create_graph), retain_graph_(retain_graph) {}
   void run(const Tensor& output, const Tensor& grad_output);  // calls output's node's VJP
   void add_to(std::size_t i, Tensor g, const Slice* slice);
+  /// Whether add_matmul may add op(a)·op(b) (m×n, inner size k) straight into input i's pending
+  /// gradient with BLAS (2-D, same dtype, the pass's own buffer); sets m, n, k when it is plain.
+  bool in_place_product(const Product& p, bool& plain, std::size_t& m, std::size_t& n,
+                        std::size_t& k) const;
   const Node* node_ = nullptr;
   const Tensor* output_ = nullptr;  // the node's output
   std::uint64_t tape_ = 0;          // the tape this pass runs on

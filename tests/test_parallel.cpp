@@ -2,7 +2,8 @@
 // halves exactly once, on two threads when it can, serially when nested or when another thread
 // holds the helper, and rethrows what a half throws; the elementwise ops it splits give
 // bit-identical results to xtensor's one pass over the whole array, and a split GEMM the same bits
-// whether or not the helper was free.
+// whether or not the helper was free; a pair of independent GEMMs (a matmul's two gradients) the
+// bits of two separate calls; same-shape add/sub/mul/div in a plain loop the bits of xtensor's.
 #include <gtest/gtest.h>
 
 #include <sys/wait.h>
@@ -18,6 +19,7 @@
 #include "framework/ops.hpp"
 #include "framework/parallel.hpp"
 #include "framework/random.hpp"
+#include "framework/tape.hpp"
 
 #include <xtensor/xmath.hpp>
 
@@ -155,6 +157,29 @@ TEST(TwoCoreElementwise, BitIdenticalToOnePass) {
     }
 }
 
+/// Below the split, same-shape add, sub, mul and div take a plain loop (ops_elementwise.cpp,
+/// Eval::Scalar): one IEEE operation per element, so the same bits as xtensor's SIMD pass.
+TEST(SameShapeLoop, BitIdenticalToXtensor) {
+  for (DType dtype : {DType::Float32, DType::Float64})
+    for (std::size_t n : {1u, 15u, 17u, 64u, 4099u, 32767u}) {
+      SCOPED_TRACE(testing::Message() << dtype_name(dtype) << " n=" << n);
+      Generator gen(n);
+      const Tensor x = mul(randn({n}, gen, dtype), 3.0), y = randn({n}, gen, dtype);
+      expect_split_equals_one_pass(
+          x, y, [](const Tensor& a, const Tensor& b) { return add(a, b); },
+          [](const auto& a, const auto& b) { return a + b; });
+      expect_split_equals_one_pass(
+          x, y, [](const Tensor& a, const Tensor& b) { return sub(a, b); },
+          [](const auto& a, const auto& b) { return a - b; });
+      expect_split_equals_one_pass(
+          x, y, [](const Tensor& a, const Tensor& b) { return mul(a, b); },
+          [](const auto& a, const auto& b) { return a * b; });
+      expect_split_equals_one_pass(
+          x, y, [](const Tensor& a, const Tensor& b) { return div(a, b); },
+          [](const auto& a, const auto& b) { return a / b; });
+    }
+}
+
 /// A split GEMM gives the same bits whether its halves run on two threads or, the helper being
 /// busy, one after the other (the split depends on the shape alone), and it is the product:
 /// within rounding of a float64 triple loop.
@@ -205,6 +230,111 @@ TEST(TwoCoreGemm, DeterministicAndExact) {
       expect_gemm_split_deterministic<float>(ta, tb, 70, 128, 1024);
       expect_gemm_split_deterministic<float>(ta, tb, 257, 301, 223);
       expect_gemm_split_deterministic<double>(ta, tb, 301, 257, 223);
+    }
+}
+
+/// gemm_pair gives each product the bits of its own gemm() call, whether the pair ran on two
+/// threads (both in [kPairProduct, kSplitProduct)), one after the other (the helper busy), or
+/// was never paired (a product out of that range).
+template <class T>
+void expect_pair_equals_two_calls(std::size_t m, std::size_t n, std::size_t k, bool ta, bool tb) {
+  SCOPED_TRACE(testing::Message() << "m=" << m << " n=" << n << " k=" << k << " ta=" << ta
+                                  << " tb=" << tb << " " << sizeof(T) * 8 << "-bit");
+  Generator gen(m * 3 + n + k);
+  const DType dtype = sizeof(T) == 4 ? DType::Float32 : DType::Float64;
+  // p: (m×k)·(k×n); q: its transposed twin (n×k)·(k×m), as a matmul's two gradients are.
+  const Tensor a = randn({m * k}, gen, dtype), b = randn({k * n}, gen, dtype),
+               c0 = randn({m * n}, gen, dtype);
+  const T* pa = a.data<T>().data();
+  const T* pb = b.data<T>().data();
+  for (T beta : {T(0), T(1)}) {
+    std::vector<T> want_p(c0.data<T>().begin(), c0.data<T>().end()), want_q = want_p;
+    detail::gemm(ta, tb, m, n, k, pa, ta ? m : k, pb, tb ? k : n, beta, want_p.data(), n);
+    detail::gemm(!tb, !ta, n, m, k, pb, tb ? k : n, pa, ta ? m : k, beta, want_q.data(), m);
+    for (bool helper_busy : {false, true}) {
+      std::vector<T> got_p(c0.data<T>().begin(), c0.data<T>().end()), got_q = got_p;
+      const std::size_t lda = ta ? m : k, ldb = tb ? k : n;
+      const detail::GemmArgs<T> p{ta, tb, m, n, k, pa, lda, pb, ldb, beta, got_p.data(), n};
+      const detail::GemmArgs<T> q{!tb, !ta, n, m, k, pb, ldb, pa, lda, beta, got_q.data(), m};
+      auto run = [&](int h) {
+        if (h == 1) detail::gemm_pair(p, q);
+      };
+      if (helper_busy)
+        detail::two_halves(run);  // half 1 runs while the helper is busy with half 0
+      else
+        detail::gemm_pair(p, q);
+      ASSERT_EQ(got_p, want_p) << "helper busy: " << helper_busy;
+      ASSERT_EQ(got_q, want_q) << "helper busy: " << helper_busy;
+    }
+  }
+}
+
+TEST(TwoCoreGemm, PairBitIdenticalToTwoCalls) {
+  for (bool ta : {false, true})
+    for (bool tb : {false, true}) {
+      expect_pair_equals_two_calls<float>(32, 384, 128, ta, tb);   // the GRU's H = 128, B = 32 step
+      expect_pair_equals_two_calls<float>(64, 64, 64, ta, tb);     // exactly kPairProduct
+      expect_pair_equals_two_calls<double>(37, 301, 53, ta, tb);   // odd sizes, float64
+      expect_pair_equals_two_calls<float>(8, 16, 16, ta, tb);      // below: never paired
+      expect_pair_equals_two_calls<float>(64, 1536, 512, ta, tb);  // above: each split itself
+    }
+}
+
+/// A matmul whose two inputs both need a gradient gets them from GradSink::add_matmuls: with the
+/// helper free (the pair on two threads) and busy (in turn) the gradients have the same bits, and
+/// they are the products: a weight used at four steps of a recurrence (its gradient added in
+/// place, beta = 1), an input that is also the other operand (matmul(x, xᵀ): never paired).
+TEST(TwoCoreGemm, MatmulGradientsOnTwoThreads) {
+  for (DType dtype : {DType::Float32, DType::Float64}) {
+    SCOPED_TRACE(dtype_name(dtype));
+    Generator gen(11);
+    const Tensor h0 = randn({32, 128}, gen, dtype), w0 = mul(randn({384, 128}, gen, dtype), 0.05),
+                 v0 = mul(randn({384, 128}, gen, dtype), 0.05);
+    auto grads = [&] {
+      Tensor h = h0.detach().requires_grad_(), w = w0.detach().requires_grad_(),
+             v = v0.detach().requires_grad_();
+      Tensor x = h;
+      for (int t = 0; t < 4; ++t) x = tanh(matmul(matmul(x, w, false, true), v));  // (32, 128)
+      Tensor loss = add(sum(mul(x, x)), sum(matmul(h, h, false, true)));  // h also as both operands
+      backward(loss);
+      return std::vector<Tensor>{h.grad(), w.grad(), v.grad()};
+    };
+    const std::vector<Tensor> free_helper = grads();
+    std::vector<Tensor> busy_helper;
+    auto run = [&](int half) {
+      if (half == 1) busy_helper = grads();
+    };
+    detail::two_halves(run);
+    ASSERT_EQ(busy_helper.size(), 3u);
+    for (std::size_t i = 0; i < 3; ++i) {
+      ASSERT_TRUE(free_helper[i].defined() && busy_helper[i].defined()) << "gradient " << i;
+      ASSERT_EQ(free_helper[i].shape(), busy_helper[i].shape());
+      for (std::size_t e = 0; e < free_helper[i].numel(); ++e)
+        ASSERT_EQ(free_helper[i].at(e), busy_helper[i].at(e)) << "gradient " << i << ", " << e;
+    }
+  }
+}
+
+/// And they are the products: loss = Σ (x·w) ⊙ r gives dx = r·wᵀ and dw = xᵀ·r, checked against
+/// float64 loops, for a pair of 1.6 M multiply-adds each (on two threads).
+TEST(TwoCoreGemm, MatmulGradientsAreTheProducts) {
+  Generator gen(5);
+  const std::size_t m = 32, k = 128, n = 384;
+  Tensor x = randn({m, k}, gen, DType::Float64).requires_grad_(),
+         w = randn({k, n}, gen, DType::Float64).requires_grad_();
+  const Tensor r = randn({m, n}, gen, DType::Float64);
+  backward(sum(mul(matmul(x, w), r)));
+  for (std::size_t i = 0; i < m; ++i)
+    for (std::size_t p = 0; p < k; ++p) {
+      double want = 0;
+      for (std::size_t j = 0; j < n; ++j) want += r.at(i * n + j) * w.at(p * n + j);
+      ASSERT_NEAR(x.grad().at(i * k + p), want, 1e-10) << "dx[" << i << ", " << p << "]";
+    }
+  for (std::size_t p = 0; p < k; ++p)
+    for (std::size_t j = 0; j < n; ++j) {
+      double want = 0;
+      for (std::size_t i = 0; i < m; ++i) want += x.at(i * k + p) * r.at(i * n + j);
+      ASSERT_NEAR(w.grad().at(p * n + j), want, 1e-10) << "dw[" << p << ", " << j << "]";
     }
 }
 
