@@ -1,5 +1,6 @@
 // Index ops (argmax, argmin, topk, multinomial, masked_fill), select with negative indices, and
-// mse refusing a broadcast between prediction and target.
+// mse refusing a broadcast between prediction and target; transpose (permute of the last two
+// axes) equal to xtensor's.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -7,6 +8,8 @@
 
 #include "framework/gradcheck.hpp"
 #include "framework/tapegrad.hpp"
+
+#include <xtensor/xmanipulation.hpp>
 
 using namespace tapegrad;
 
@@ -108,4 +111,28 @@ TEST(GradcheckReport, FastModeNamesADirectionNotAnElement) {
   EXPECT_NE(r.report().find("direction #"), std::string::npos) << r.report();
   auto full = gradcheck([](const std::vector<Tensor>& in) { return sum(tanh(in[0])); }, {x});
   EXPECT_EQ(full.report().find("direction #"), std::string::npos) << full.report();
+}
+
+// permute's blocked copy for a swap of the last two axes (ops_shape.cpp) against xtensor's own
+// transpose: matrices smaller and larger than its 32 × 32 tiles, odd sizes, batches, empty ones.
+TEST(OpsShape, TransposeOfTheLastTwoAxesEqualsXtensor) {
+  const std::vector<Shape> shapes = {{1, 1},  {1, 7},     {7, 1},     {33, 65}, {192, 27},
+                                     {64, 64}, {3, 31, 97}, {2, 2, 5, 40}, {0, 5},   {4, 0, 3}};
+  for (DType dtype : {DType::Float32, DType::Float64})
+    for (const Shape& shape : shapes) {
+      SCOPED_TRACE(shape_str(shape) + " " + dtype_name(dtype));
+      Generator gen(shape.size() + shape.back());
+      const Tensor a = randn(shape, gen, dtype);
+      std::vector<std::size_t> dims(shape.size());
+      for (std::size_t i = 0; i < dims.size(); ++i) dims[i] = i;
+      std::swap(dims[dims.size() - 2], dims[dims.size() - 1]);
+      const Tensor t = transpose(a);
+      const Tensor want = dtype == DType::Float32
+                              ? Tensor(xt::xarray<float>(xt::transpose(a.data<float>(), dims)))
+                              : Tensor(xt::xarray<double>(xt::transpose(a.data<double>(), dims)));
+      ASSERT_EQ(t.shape(), want.shape());
+      for (std::size_t i = 0; i < t.numel(); ++i) ASSERT_EQ(t.at(i), want.at(i)) << "element " << i;
+      const Tensor back = transpose(t);  // and back again
+      for (std::size_t i = 0; i < a.numel(); ++i) ASSERT_EQ(back.at(i), a.at(i)) << "element " << i;
+    }
 }
