@@ -428,6 +428,18 @@ class NormAccumulator {
   bool nan_ = false;
 };
 
+/// Σ x² in double, as eight partial sums (one serial sum waits on each addition: it was ~6 % of
+/// char_gru's composed S training step). A NaN anywhere makes it NaN, an Inf Inf, as before.
+template <class T>
+double sum_of_squares(const T* x, std::size_t n) {
+  double part[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  std::size_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (std::size_t j = 0; j < 8; ++j) part[j] += double(x[i + j]) * double(x[i + j]);
+  for (; i < n; ++i) part[0] += double(x[i]) * double(x[i]);
+  return ((part[0] + part[1]) + (part[2] + part[3])) + ((part[4] + part[5]) + (part[6] + part[7]));
+}
+
 }  // namespace
 
 double clip_grad_norm(const std::vector<Tensor>& params, double max_norm, double norm_type) {
@@ -447,6 +459,13 @@ double clip_grad_norm(const std::vector<Tensor>& params, double max_norm, double
   // total = ‖(‖g₁‖, ‖g₂‖, …)‖, like torch.norm(torch.stack([torch.norm(g) for g in grads])).
   NormAccumulator total(norm_type);
   for (const Tensor& g : grads) {
+    if (norm_type == 2) {  // the usual case: a sum of squares in eight independent partial sums
+      total.add(dispatch(g.dtype(), [&](auto tag) {
+        using T = decltype(tag);
+        return std::sqrt(sum_of_squares(g.data<T>().data(), g.numel()));
+      }));
+      continue;
+    }
     NormAccumulator one(norm_type);
     dispatch(g.dtype(), [&](auto tag) {
       using T = decltype(tag);

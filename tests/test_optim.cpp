@@ -652,6 +652,31 @@ TEST(Clip, NormBelowMaxLeavesGradsAndSkipsParamsWithoutGrad) {
   EXPECT_FALSE(b.grad().defined());
 }
 
+// The 2-norm's partial sums (optim.cpp, sum_of_squares): every length around a multiple of 8,
+// against a float64 loop; a NaN anywhere gives NaN, an Inf gives Inf (nothing is scaled by it).
+TEST(Clip, TwoNormOfEveryLengthAndNonFiniteGradients) {
+  Generator gen(3);
+  for (std::size_t n : {1u, 7u, 8u, 9u, 15u, 16u, 17u, 1000u, 12289u}) {
+    Tensor a = param_like(zeros({n}, DType::Float32)), b = param_like(zeros({3, 5}, DType::Float64));
+    a.set_grad(randn({n}, gen, DType::Float32));
+    b.set_grad(randn({3, 5}, gen, DType::Float64));
+    double sa = 0, sb = 0;
+    for (std::size_t i = 0; i < n; ++i) sa += a.grad().at(i) * a.grad().at(i);
+    for (std::size_t i = 0; i < 15; ++i) sb += b.grad().at(i) * b.grad().at(i);
+    const double want = std::sqrt(sa + sb);
+    EXPECT_NEAR(clip_grad_norm({a, b}, 1e9), want, 1e-12 * want) << "n = " << n;
+  }
+  for (double bad : {double(NAN), double(INFINITY)}) {
+    Tensor w = param_like(zeros({11}, DType::Float32));
+    w.set_grad(tensor({0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, bad, 0.5}, DType::Float32));
+    const double total = clip_grad_norm({w}, 1.0);
+    if (std::isnan(bad))
+      EXPECT_TRUE(std::isnan(total));
+    else
+      EXPECT_EQ(total, INFINITY);
+  }
+}
+
 // The course's clip to [−5, 5]; NaN is kept (like torch.clamp).
 TEST(Clip, ClipGradValueToFive) {
   Tensor w = param_like(zeros({5}, DType::Float32));
