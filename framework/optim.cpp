@@ -428,8 +428,8 @@ class NormAccumulator {
   bool nan_ = false;
 };
 
-/// Σ x² in double, as eight partial sums (one serial sum waits on each addition: it was ~6 % of
-/// char_gru's composed S training step). A NaN anywhere makes it NaN, an Inf Inf, as before.
+/// Σ x² in double, as eight partial sums (one serial sum waits on each addition: it was 3.9 % of
+/// the samples of char_gru's composed S training step). A NaN anywhere makes it NaN, an Inf Inf.
 template <class T>
 double sum_of_squares(const T* x, std::size_t n) {
   double part[8] = {0, 0, 0, 0, 0, 0, 0, 0};
