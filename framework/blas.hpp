@@ -25,7 +25,8 @@
 // - two independent products (a matmul's two gradients in backward) of kPairProduct to
 //   kSplitProduct multiply-adds each run at once, one per thread (gemm_pair): each keeps the bits
 //   of its own call, so no result moves. The composed GRU's H = 128, B = 32 backward has two such
-//   products per step (1.6 M each); its training step ran ~10–15 % faster (bench_gru, session 7).
+//   products per step (1.6 M each); its training step ran 7–20 % faster in three alternated rounds
+//   (bench_gru, session 7: docs/performance.md).
 // The thread count is OpenBLAS's global setting, lowered for the call and restored after it.
 // Not part of the public API (not included by tapegrad.hpp).
 #pragma once
