@@ -84,6 +84,13 @@ void tiny_gemm(bool ta, bool tb, std::size_t m, std::size_t n, std::size_t k, co
   }
 }
 
+/// m·n·k saturated: each size fits an int (tensors are at most 2^31 − 1 elements), their
+/// product need not fit a size_t.
+std::size_t work_of(std::size_t m, std::size_t n, std::size_t k) {
+  const std::size_t mn = m * n;
+  return k != 0 && mn > SIZE_MAX / k ? SIZE_MAX : mn * k;
+}
+
 template <class T>
 void gemm_impl(bool ta, bool tb, std::size_t m, std::size_t n, std::size_t k, const T* a,
                std::size_t lda, const T* b, std::size_t ldb, T beta, T* c, std::size_t ldc) {
@@ -93,10 +100,7 @@ void gemm_impl(bool ta, bool tb, std::size_t m, std::size_t n, std::size_t k, co
       for (std::size_t j = 0; j < n; ++j) c[i * ldc + j] = beta == T(0) ? T(0) : beta * c[i * ldc + j];
     return;
   }
-  // m·n·k saturated: each size fits an int (tensors are at most 2^31 − 1 elements), their
-  // product need not fit a size_t.
-  const std::size_t mn = m * n;
-  const std::size_t work = mn > SIZE_MAX / k ? SIZE_MAX : mn * k;
+  const std::size_t work = work_of(m, n, k);
   if (work <= kTinyProduct) {  // a plain loop: cheaper than BLAS's call and packing
     tiny_gemm(ta, tb, m, n, k, a, lda, b, ldb, beta, c, ldc);
     return;
@@ -142,17 +146,10 @@ void gemm_args(const GemmArgs<T>& g) {
   gemm_impl(g.ta, g.tb, g.m, g.n, g.k, g.a, g.lda, g.b, g.ldb, g.beta, g.c, g.ldc);
 }
 
-/// m·n·k, saturated (as in gemm_impl).
-template <class T>
-std::size_t work_of(const GemmArgs<T>& g) {
-  const std::size_t mn = g.m * g.n;
-  return g.k != 0 && mn > SIZE_MAX / g.k ? SIZE_MAX : mn * g.k;
-}
-
 template <class T>
 void gemm_pair_impl(const GemmArgs<T>& p, const GemmArgs<T>& q) {
   const auto pairs = [](std::size_t w) { return w >= kPairProduct && w < kSplitProduct; };
-  if (!have_two_cores() || !pairs(work_of(p)) || !pairs(work_of(q))) {
+  if (!have_two_cores() || !pairs(work_of(p.m, p.n, p.k)) || !pairs(work_of(q.m, q.n, q.k))) {
     gemm_args(p);
     gemm_args(q);
     return;

@@ -145,9 +145,9 @@ Tensor permute(const Tensor& a, const std::vector<std::size_t>& dims) {
   if (!ok)
       throw ShapeError(fmt::format("permute: {} dims given for a tensor of shape {}, not a permutation",
                                    dims.size(), shape_str(a.shape())));
-  // The last two axes swapped (a matrix transpose, or one per batch): a blocked copy, ~10× faster
-  // than xtensor's stepper for the (3H, V) input weight char_gru's composed path transposes every
-  // step. Any other permutation: xtensor.
+  // The last two axes swapped (a matrix transpose, or one per batch): a blocked copy instead of
+  // xtensor's stepper. char_gru's composed path transposes the (3H, V) input weight every step:
+  // 7.5 % of the S training step's perf samples before, 2.2 % after. Other permutations: xtensor.
   const std::size_t n = a.dim();
   bool last_two = n >= 2 && dims[n - 2] == n - 1 && dims[n - 1] == n - 2;
   for (std::size_t i = 0; last_two && i + 2 < n; ++i) last_two = dims[i] == i;

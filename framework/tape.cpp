@@ -14,7 +14,6 @@
 
 #include "framework/dispatch.hpp"
 #include "framework/ops.hpp"
-#include "framework/parallel.hpp"
 
 namespace tapegrad {
 
@@ -328,27 +327,34 @@ void GradSink::add(std::size_t i, Tensor g) {
   add_to(i, std::move(g), nullptr);
 }
 
-bool GradSink::in_place_product(const Product& p, bool& plain, std::size_t& m, std::size_t& n,
-                                std::size_t& k) const {
+GradSink::ProductPlan GradSink::plan(const Product& p) const {
   const Tensor& input = node_->inputs.at(p.input);
   const Tensor &a = p.a, &b = p.b;
-  plain = !create_graph_ && !anomaly_enabled() && a.dim() == 2 && b.dim() == 2 &&
-          a.dtype() == input.dtype() && b.dtype() == input.dtype() &&
-          a.size(p.ta ? 0 : 1) == b.size(p.tb ? 1 : 0);
-  m = plain ? a.size(p.ta ? 1 : 0) : 0, k = plain ? a.size(p.ta ? 0 : 1) : 0,
-  n = plain ? b.size(p.tb ? 0 : 1) : 0;
-  plain = plain && input.shape() == Shape{m, n};
+  ProductPlan r;
+  if (create_graph_ || anomaly_enabled() || a.dim() != 2 || b.dim() != 2 ||
+      a.dtype() != input.dtype() || b.dtype() != input.dtype() ||
+      a.size(p.ta ? 0 : 1) != b.size(p.tb ? 1 : 0))
+    return r;
+  r.m = a.size(p.ta ? 1 : 0), r.k = a.size(p.ta ? 0 : 1), r.n = b.size(p.tb ? 0 : 1);
+  r.plain = input.shape() == Shape{r.m, r.n};
   const TensorImpl& target = *input.impl();
-  return plain && target.pending.defined() && target.pending_owned;
+  r.in_place = r.plain && target.pending.defined() && target.pending_owned;
+  return r;
+}
+
+void GradSink::check_input(std::size_t i) const {
+  check_history(node_->inputs[i], tape_, false, [&] {
+    return std::pair(fmt::format("backward of {}", node_label(*node_, *output_)),
+                     fmt::format("input {}", i));
+  });
 }
 
 void GradSink::add_matmul(std::size_t i, const Tensor& a, bool ta, const Tensor& b, bool tb) {
   const Tensor& input = node_->inputs.at(i);
   TensorImpl& target = *input.impl();
   if (!target.requires_grad) return;
-  bool plain;
-  std::size_t m, n, k;
-  if (!in_place_product({i, a, ta, b, tb}, plain, m, n, k)) {
+  const ProductPlan plan = this->plan({i, a, ta, b, tb});
+  if (!plan.in_place) {
     Tensor product = matmul(a, b, ta, tb);
     const bool fresh = !target.pending.defined() && !create_graph_;
     add(i, product);
@@ -356,54 +362,40 @@ void GradSink::add_matmul(std::size_t i, const Tensor& a, bool ta, const Tensor&
     if (fresh && target.pending.is_same(product)) target.pending_owned = true;
     return;
   }
-  check_history(input, tape_, false, [&] {
-    return std::pair(fmt::format("backward of {}", node_label(*node_, *output_)),
-                     fmt::format("input {}", i));
-  });
+  check_input(i);
   detail::dispatch(input.dtype(), [&](auto tag) {
     using T = decltype(tag);
-    detail::gemm(ta, tb, m, n, k, a.data<T>().data(), a.size(1), b.data<T>().data(), b.size(1),
-                 T(1), target.pending.data<T>().data(), n);
+    detail::gemm(ta, tb, plan.m, plan.n, plan.k, a.data<T>().data(), a.size(1),
+                 b.data<T>().data(), b.size(1), T(1), target.pending.data<T>().data(), plan.n);
   });
 }
 
 void GradSink::add_matmuls(const Product& p, const Product& q) {
   const Tensor &ip = node_->inputs.at(p.input), &iq = node_->inputs.at(q.input);
-  bool plain[2];
-  std::size_t m[2], n[2], k[2];
-  const bool in_place[2] = {in_place_product(p, plain[0], m[0], n[0], k[0]),
-                            in_place_product(q, plain[1], m[1], n[1], k[1])};
-  if (!plain[0] || !plain[1] || !ip.impl()->requires_grad || !iq.impl()->requires_grad ||
-      ip.is_same(iq) || !detail::have_two_cores()) {
+  const Product* products[2] = {&p, &q};
+  const ProductPlan plans[2] = {plan(p), plan(q)};
+  if (!plans[0].plain || !plans[1].plain || !ip.impl()->requires_grad ||
+      !iq.impl()->requires_grad || ip.is_same(iq)) {
     add_matmul(p.input, p.a, p.ta, p.b, p.tb);
     add_matmul(q.input, q.a, q.ta, q.b, q.tb);
     return;
   }
   // Each product goes into its input's pending gradient when that is the pass's own buffer (as
   // in add_matmul), else into a new array that is added after, on this thread.
-  const Product* products[2] = {&p, &q};
-  Tensor fresh[2];
   for (int j = 0; j < 2; ++j)
-    if (in_place[j])
-      check_history(node_->inputs[products[j]->input], tape_, false, [&] {
-        return std::pair(fmt::format("backward of {}", node_label(*node_, *output_)),
-                         fmt::format("input {}", products[j]->input));
-      });
+    if (plans[j].in_place) check_input(products[j]->input);
+  Tensor fresh[2];
   detail::dispatch(ip.dtype(), [&](auto tag) {
     using T = decltype(tag);
     detail::GemmArgs<T> args[2];
     for (int j = 0; j < 2; ++j) {
       const Product& g = *products[j];
-      T* c;
-      if (in_place[j]) {
-        c = node_->inputs[g.input].impl()->pending.template data<T>().data();
-      } else {
-        xt::xarray<T> out = detail::new_array<T>("matmul", Shape{m[j], n[j]});
-        fresh[j] = Tensor(std::move(out));
-        c = fresh[j].template data<T>().data();
-      }
-      args[j] = {g.ta, g.tb, m[j], n[j], k[j], g.a.template data<T>().data(), g.a.size(1),
-                 g.b.template data<T>().data(), g.b.size(1), T(in_place[j] ? 1 : 0), c, n[j]};
+      const ProductPlan& pl = plans[j];
+      if (!pl.in_place) fresh[j] = Tensor(detail::new_array<T>("matmul", Shape{pl.m, pl.n}));
+      Tensor& c = pl.in_place ? node_->inputs[g.input].impl()->pending : fresh[j];
+      args[j] = {g.ta, g.tb, pl.m, pl.n, pl.k, g.a.template data<T>().data(), g.a.size(1),
+                 g.b.template data<T>().data(), g.b.size(1), T(pl.in_place ? 1 : 0),
+                 c.template data<T>().data(), pl.n};
     }
     detail::gemm_pair(args[0], args[1]);
   });
@@ -440,10 +432,7 @@ void GradSink::add_narrow(std::size_t i, std::size_t axis, std::size_t start, co
 void GradSink::add_to(std::size_t i, Tensor g, const Slice* slice) {
   const Tensor& input = node_->inputs[i];
   TensorImpl& target = *input.impl();
-  check_history(input, tape_, false, [&] {
-    return std::pair(fmt::format("backward of {}", node_label(*node_, *output_)),
-                     fmt::format("input {}", i));
-  });
+  check_input(i);
   if (anomaly_enabled() && !all_finite(g))
     throw AnomalyError(fmt::format(
         "anomaly: backward of {} produced NaN or Inf in the gradient of input {}; inputs ({})",

@@ -274,10 +274,16 @@ class GradSink {
       : create_graph_(create_graph), retain_graph_(retain_graph) {}
   void run(const Tensor& output, const Tensor& grad_output);  // calls output's node's VJP
   void add_to(std::size_t i, Tensor g, const Slice* slice);
-  /// Whether add_matmul may add op(a)·op(b) (m×n, inner size k) straight into input i's pending
-  /// gradient with BLAS (2-D, same dtype, the pass's own buffer); sets m, n, k when it is plain.
-  bool in_place_product(const Product& p, bool& plain, std::size_t& m, std::size_t& n,
-                        std::size_t& k) const;
+  /// How a Product can be added: `plain` when BLAS can compute it as is (2-D, the input's dtype
+  /// and shape, no create_graph or anomaly mode), with its sizes m×n (inner k); `in_place` when it
+  /// can also go straight into the input's pending gradient (the pass's own buffer, beta = 1).
+  struct ProductPlan {
+    bool plain = false, in_place = false;
+    std::size_t m = 0, n = 0, k = 0;
+  };
+  ProductPlan plan(const Product& p) const;
+  /// check_history of input i of the current node, named as this backward's.
+  void check_input(std::size_t i) const;
   const Node* node_ = nullptr;
   const Tensor* output_ = nullptr;  // the node's output
   std::uint64_t tape_ = 0;          // the tape this pass runs on
