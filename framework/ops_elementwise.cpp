@@ -35,17 +35,18 @@ constexpr std::size_t kParallelElements = std::size_t(1) << 15;
 /// scalar tail) code as in one pass: the result is bit-identical to xt::xarray<T>(f(in...)).
 template <class T, class F, class... In>
 Tensor two_core_elementwise(const char* op, const Shape& shape, F& f, const In&... in) {
-  xt::xarray<T> out = detail::new_array<T>(op, shape);
-  const std::size_t n = out.size(), mid = n / 2 / 16 * 16;
+  Tensor out = detail::empty_for(op, shape, detail::dtype_of<T>());
+  T* const data = out.data<T>().data();
+  const std::size_t n = out.numel(), mid = n / 2 / 16 * 16;
   auto half = [&](int h) {
     const std::size_t begin = h == 0 ? 0 : mid, len = h == 0 ? mid : n - mid;
     const std::array<std::size_t, 1> flat{len};
-    auto part = [&](auto* data) { return xt::adapt(data + begin, len, xt::no_ownership(), flat); };
-    auto o = part(out.data());
+    auto part = [&](auto* p) { return xt::adapt(p + begin, len, xt::no_ownership(), flat); };
+    auto o = part(data);
     xt::noalias(o) = f(part(in.data())...);
   };
   detail::two_halves(half);
-  return Tensor(std::move(out));
+  return out;
 }
 
 /// How a binary op's f may be evaluated: Expression (f on xtensor expressions only), or Scalar
@@ -68,20 +69,21 @@ Tensor binary_forward(const char* op, const Tensor& a, const Tensor& b, F&& f) {
     using T = decltype(tag);
     if (same && a.numel() >= kParallelElements && detail::have_two_cores())
       return two_core_elementwise<T>(op, out_shape, f, a.data<T>(), b.data<T>());
+    Tensor out = detail::empty_for(op, out_shape, detail::dtype_of<T>());
     if constexpr (eval == Eval::Scalar) {
       if (same) {
-        xt::xarray<T> out = detail::new_array<T>(op, out_shape);
         const T* x = a.data<T>().data();
         const T* y = b.data<T>().data();
-        T* o = out.data();
-        const std::size_t n = out.size();
+        T* o = out.data<T>().data();
+        const std::size_t n = out.numel();
         for (std::size_t i = 0; i < n; ++i) o[i] = f(x[i], y[i]);
-        return Tensor(std::move(out));
+        return out;
       }
     }
-    return detail::guard_alloc<T>(op, out_shape, [&] {
-      return Tensor(xt::xarray<T>(f(a.data<T>(), b.data<T>())));
-    });
+    // (The result already has its shape: xtensor's assignment is the one an xarray built from
+    // the expression would run.)
+    detail::guard_alloc<T>(op, out_shape, [&] { xt::noalias(out.data<T>()) = f(a.data<T>(), b.data<T>()); });
+    return out;
   });
 }
 
@@ -93,7 +95,9 @@ Tensor unary_forward(const char* op, const Tensor& a, F&& f) {
     using T = decltype(tag);
     if (a.numel() >= kParallelElements && detail::have_two_cores())
       return two_core_elementwise<T>(op, a.shape(), f, a.data<T>());
-    return detail::guard_alloc<T>(op, a.shape(), [&] { return Tensor(xt::xarray<T>(f(a.data<T>()))); });
+    Tensor out = detail::empty_for(op, a.shape(), detail::dtype_of<T>());
+    detail::guard_alloc<T>(op, a.shape(), [&] { xt::noalias(out.data<T>()) = f(a.data<T>()); });
+    return out;
   });
 }
 
@@ -127,7 +131,7 @@ Tensor sum_to(const Tensor& g, const Shape& shape) {
   for (std::size_t i = 0; i < gs.size(); ++i)
     if (i < lead || (shape[i - lead] == 1 && gs[i] != 1)) axes.push_back(i);
   Tensor out = detail::sum_values("sum_to", g, axes, shape);
-  return record("sum_to", out, {g}, [](const Tensor& gg, GradSink& s) {
+  return record("sum_to", std::move(out), {g}, [](const Tensor& gg, GradSink& s) {
     s.add(0, broadcast_to(gg, s.input(0).shape()));
   });
 }
@@ -145,7 +149,7 @@ Tensor broadcast_to(const Tensor& a, const Shape& shape) {
       return Tensor(xt::xarray<T>(xt::broadcast(a.data<T>(), shape)));
     });
   });
-  return record("broadcast_to", out, {a}, [](const Tensor& g, GradSink& s) {
+  return record("broadcast_to", std::move(out), {a}, [](const Tensor& g, GradSink& s) {
     s.add(0, sum_to(g, s.input(0).shape()));
   });
 }
@@ -156,7 +160,7 @@ Tensor add(const Tensor& a, const Tensor& b) {
   Tensor out = binary_forward<Eval::Scalar>(
       "add", a, b, [](const auto& x, const auto& y) { return x + y; });
   // The VJP reads the inputs from its node (s.input(i)) instead of capturing copies.
-  return record("add", out, {a, b}, [](const Tensor& g, GradSink& s) {
+  return record("add", std::move(out), {a, b}, [](const Tensor& g, GradSink& s) {
     if (s.needs(0)) s.add(0, sum_to(g, s.input(0).shape()));
     if (s.needs(1)) s.add(1, sum_to(g, s.input(1).shape()));
   });
@@ -165,7 +169,7 @@ Tensor add(const Tensor& a, const Tensor& b) {
 Tensor sub(const Tensor& a, const Tensor& b) {
   Tensor out = binary_forward<Eval::Scalar>(
       "sub", a, b, [](const auto& x, const auto& y) { return x - y; });
-  return record("sub", out, {a, b}, [](const Tensor& g, GradSink& s) {
+  return record("sub", std::move(out), {a, b}, [](const Tensor& g, GradSink& s) {
     if (s.needs(0)) s.add(0, sum_to(g, s.input(0).shape()));
     if (s.needs(1)) s.add(1, sum_to(neg(g), s.input(1).shape()));
   });
@@ -174,7 +178,7 @@ Tensor sub(const Tensor& a, const Tensor& b) {
 Tensor mul(const Tensor& a, const Tensor& b) {
   Tensor out = binary_forward<Eval::Scalar>(
       "mul", a, b, [](const auto& x, const auto& y) { return x * y; });
-  return record("mul", out, {a, b}, [](const Tensor& g, GradSink& s) {
+  return record("mul", std::move(out), {a, b}, [](const Tensor& g, GradSink& s) {
     const Tensor &a = s.input(0), &b = s.input(1);
     if (s.needs(0)) s.add(0, sum_to(mul(g, b), a.shape()));
     if (s.needs(1)) s.add(1, sum_to(mul(g, a), b.shape()));
@@ -184,7 +188,7 @@ Tensor mul(const Tensor& a, const Tensor& b) {
 Tensor div(const Tensor& a, const Tensor& b) {
   Tensor out = binary_forward<Eval::Scalar>(
       "div", a, b, [](const auto& x, const auto& y) { return x / y; });
-  return record("div", out, {a, b}, [](const Tensor& g, GradSink& s) {
+  return record("div", std::move(out), {a, b}, [](const Tensor& g, GradSink& s) {
     const Tensor &a = s.input(0), &b = s.input(1);
     Tensor ga = div(g, b);  // d(a/b)/da = 1/b
     if (s.needs(0)) s.add(0, sum_to(ga, a.shape()));
@@ -197,7 +201,7 @@ Tensor add(const Tensor& a, double c) {
     using T = typename std::decay_t<decltype(x)>::value_type;
     return x + static_cast<T>(c);
   });
-  return record("add_scalar", out, {a}, [](const Tensor& g, GradSink& s) { s.add(0, g); });
+  return record("add_scalar", std::move(out), {a}, [](const Tensor& g, GradSink& s) { s.add(0, g); });
 }
 
 Tensor mul(const Tensor& a, double c) {
@@ -205,7 +209,7 @@ Tensor mul(const Tensor& a, double c) {
     using T = typename std::decay_t<decltype(x)>::value_type;
     return x * static_cast<T>(c);
   });
-  return record("mul_scalar", out, {a}, [c](const Tensor& g, GradSink& s) { s.add(0, mul(g, c)); });
+  return record("mul_scalar", std::move(out), {a}, [c](const Tensor& g, GradSink& s) { s.add(0, mul(g, c)); });
 }
 
 Tensor rsub(const Tensor& a, double c) {
@@ -213,12 +217,12 @@ Tensor rsub(const Tensor& a, double c) {
     using T = typename std::decay_t<decltype(x)>::value_type;
     return static_cast<T>(c) - x;
   });
-  return record("rsub_scalar", out, {a}, [](const Tensor& g, GradSink& s) { s.add(0, neg(g)); });
+  return record("rsub_scalar", std::move(out), {a}, [](const Tensor& g, GradSink& s) { s.add(0, neg(g)); });
 }
 
 Tensor neg(const Tensor& a) {
   Tensor out = unary_forward("neg", a, [](const auto& x) { return -x; });
-  return record("neg", out, {a}, [](const Tensor& g, GradSink& s) { s.add(0, neg(g)); });
+  return record("neg", std::move(out), {a}, [](const Tensor& g, GradSink& s) { s.add(0, neg(g)); });
 }
 
 Tensor pow(const Tensor& a, double p) {
@@ -226,14 +230,14 @@ Tensor pow(const Tensor& a, double p) {
     using T = typename std::decay_t<decltype(x)>::value_type;
     return xt::pow(x, static_cast<T>(p));
   });
-  return record("pow", out, {a}, [p](const Tensor& g, GradSink& s) {
+  return record("pow", std::move(out), {a}, [p](const Tensor& g, GradSink& s) {
     s.add(0, mul(mul(g, pow(s.input(0), p - 1.0)), p));  // p·a^(p−1)
   });
 }
 
 Tensor pow(const Tensor& a, const Tensor& b) {
   Tensor out = binary_forward("pow", a, b, [](const auto& x, const auto& y) { return xt::pow(x, y); });
-  return record("pow", out, {a, b}, [y = WeakTensor(out)](const Tensor& g, GradSink& s) {
+  return record("pow", std::move(out), {a, b}, [y = WeakTensor(out)](const Tensor& g, GradSink& s) {
     const Tensor &a = s.input(0), &b = s.input(1);
     if (s.needs(0)) s.add(0, sum_to(mul(mul(g, b), pow(a, add(b, -1.0))), a.shape()));  // b·a^(b−1)
     if (s.needs(1)) s.add(1, sum_to(mul(mul(g, y.lock()), log(a)), b.shape()));       // a^b·ln a
@@ -245,26 +249,26 @@ Tensor pow(const Tensor& a, const Tensor& b) {
 Tensor exp(const Tensor& a) {
   Tensor out = unary_forward("exp", a, [](const auto& x) { return xt::exp(x); });
   // The VJP needs the output: a WeakTensor, since the output owns this node (tape.hpp).
-  return record("exp", out, {a}, [y = WeakTensor(out)](const Tensor& g, GradSink& s) {
+  return record("exp", std::move(out), {a}, [y = WeakTensor(out)](const Tensor& g, GradSink& s) {
     s.add(0, mul(g, y.lock()));
   });
 }
 
 Tensor log(const Tensor& a) {
   Tensor out = unary_forward("log", a, [](const auto& x) { return xt::log(x); });
-  return record("log", out, {a}, [](const Tensor& g, GradSink& s) { s.add(0, div(g, s.input(0))); });
+  return record("log", std::move(out), {a}, [](const Tensor& g, GradSink& s) { s.add(0, div(g, s.input(0))); });
 }
 
 Tensor sqrt(const Tensor& a) {
   Tensor out = unary_forward("sqrt", a, [](const auto& x) { return xt::sqrt(x); });
-  return record("sqrt", out, {a}, [y = WeakTensor(out)](const Tensor& g, GradSink& s) {
+  return record("sqrt", std::move(out), {a}, [y = WeakTensor(out)](const Tensor& g, GradSink& s) {
     s.add(0, div(mul(g, 0.5), y.lock()));  // 1 / (2√a)
   });
 }
 
 Tensor abs(const Tensor& a) {
   Tensor out = unary_forward("abs", a, [](const auto& x) { return xt::abs(x); });
-  return record("abs", out, {a}, [](const Tensor& g, GradSink& s) {
+  return record("abs", std::move(out), {a}, [](const Tensor& g, GradSink& s) {
     Tensor sign = unary_forward("sign", s.input(0), [](const auto& x) { return xt::sign(x); });
     s.add(0, mul(g, sign));
   });
@@ -278,7 +282,7 @@ Tensor tanh_backward(const Tensor& g, const Tensor& y) {
     using T = typename std::decay_t<decltype(yd)>::value_type;
     return gd * (T(1) - yd * yd);
   });
-  return record("tanh_backward", out, {g, y}, [](const Tensor& gg, GradSink& s) {
+  return record("tanh_backward", std::move(out), {g, y}, [](const Tensor& gg, GradSink& s) {
     const Tensor &g = s.input(0), &y = s.input(1);
     if (s.needs(0)) s.add(0, tanh_backward(gg, y));
     if (s.needs(1)) s.add(1, mul(mul(mul(gg, g), y), -2.0));
@@ -291,7 +295,7 @@ Tensor sigmoid_backward(const Tensor& g, const Tensor& y) {
     using T = typename std::decay_t<decltype(yd)>::value_type;
     return gd * yd * (T(1) - yd);
   });
-  return record("sigmoid_backward", out, {g, y}, [](const Tensor& gg, GradSink& s) {
+  return record("sigmoid_backward", std::move(out), {g, y}, [](const Tensor& gg, GradSink& s) {
     const Tensor &g = s.input(0), &y = s.input(1);
     if (s.needs(0)) s.add(0, sigmoid_backward(gg, y));
     if (s.needs(1)) s.add(1, mul(mul(gg, g), rsub(mul(y, 2.0), 1.0)));  // g·(1 − 2y)
@@ -302,7 +306,7 @@ Tensor sigmoid_backward(const Tensor& g, const Tensor& y) {
 
 Tensor tanh(const Tensor& a) {
   Tensor out = unary_forward("tanh", a, [](const auto& x) { return xt::tanh(x); });
-  return record("tanh", out, {a}, [y = WeakTensor(out)](const Tensor& g, GradSink& s) {
+  return record("tanh", std::move(out), {a}, [y = WeakTensor(out)](const Tensor& g, GradSink& s) {
     s.add(0, tanh_backward(g, y.lock()));
   });
 }
@@ -314,7 +318,7 @@ Tensor sigmoid(const Tensor& a) {
     xt::xarray<T> e = xt::exp(-xt::abs(x));
     return xt::xarray<T>(xt::where(x >= T(0), T(1) / (T(1) + e), e / (T(1) + e)));
   });
-  return record("sigmoid", out, {a}, [y = WeakTensor(out)](const Tensor& g, GradSink& s) {
+  return record("sigmoid", std::move(out), {a}, [y = WeakTensor(out)](const Tensor& g, GradSink& s) {
     s.add(0, sigmoid_backward(g, y.lock()));
   });
 }
@@ -340,7 +344,7 @@ Tensor relu(const Tensor& a) {
     using T = typename std::decay_t<decltype(x)>::value_type;
     return xt::maximum(x, T(0));
   });
-  return record("relu", out, {a}, [](const Tensor& g, GradSink& s) {
+  return record("relu", std::move(out), {a}, [](const Tensor& g, GradSink& s) {
     s.add(0, mul(g, gt(s.input(0), 0.0)));
   });
 }
@@ -351,7 +355,7 @@ Tensor clamp(const Tensor& a, double lo, double hi) {
     using T = typename std::decay_t<decltype(x)>::value_type;
     return xt::clip(x, static_cast<T>(lo), static_cast<T>(hi));
   });
-  return record("clamp", out, {a}, [lo, hi](const Tensor& g, GradSink& s) {
+  return record("clamp", std::move(out), {a}, [lo, hi](const Tensor& g, GradSink& s) {
     Tensor inside = unary_forward("clamp_mask", s.input(0), [lo, hi](const auto& x) {
       using T = typename std::decay_t<decltype(x)>::value_type;
       return xt::cast<T>(x >= static_cast<T>(lo) && x <= static_cast<T>(hi));
@@ -373,7 +377,7 @@ Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
           xt::where(xt::not_equal(cond.data<T>(), T(0)), a.data<T>(), b.data<T>())));
     });
   });
-  return record("where", out, {a, b}, [cond](const Tensor& g, GradSink& s) {
+  return record("where", std::move(out), {a, b}, [cond](const Tensor& g, GradSink& s) {
     Tensor zero = zeros_like(g);
     if (s.needs(0)) s.add(0, sum_to(where(cond, g, zero), s.input(0).shape()));
     if (s.needs(1)) s.add(1, sum_to(where(cond, zero, g), s.input(1).shape()));
@@ -391,7 +395,7 @@ Tensor cast(const Tensor& a, DType dtype) {
                                     [&] { return Tensor(xt::xarray<T>(xt::cast<T>(a.data<F>()))); });
     });
   });
-  return record("cast", out, {a}, [from = a.dtype()](const Tensor& g, GradSink& s) {
+  return record("cast", std::move(out), {a}, [from = a.dtype()](const Tensor& g, GradSink& s) {
     s.add(0, cast(g, from));
   });
 }

@@ -79,7 +79,7 @@ Tensor sum(const Tensor& a, const Axes& axes_in, bool keepdims) {
   auto axes = resolve_axes(axes_in, a.dim(), "sum");
   Shape out_shape = reduced_shape(a.shape(), axes, keepdims);
   Tensor out = detail::sum_values("sum", a, axes, out_shape);
-  return record("sum", out, {a}, [kshape = keepdims_shape(a.shape(), axes)](const Tensor& g, GradSink& s) {
+  return record("sum", std::move(out), {a}, [kshape = keepdims_shape(a.shape(), axes)](const Tensor& g, GradSink& s) {
     s.add(0, broadcast_to(reshape(g, kshape), s.input(0).shape()));
   });
 }
@@ -132,7 +132,7 @@ Tensor max(const Tensor& a, std::ptrdiff_t axis_in, bool keepdims) {
     if (!keepdims) r.reshape(reduced_shape(s, {axis}, false));
     return Tensor(std::move(r));
   });
-  return record("max", out, {a}, [mask, kshape](const Tensor& g, GradSink& sk) {
+  return record("max", std::move(out), {a}, [mask, kshape](const Tensor& g, GradSink& sk) {
     sk.add(0, mul(reshape(g, kshape), mask));
   });
 }
@@ -153,7 +153,7 @@ Tensor softmax(const Tensor& a, std::ptrdiff_t axis_in) {
       return Tensor(xt::xarray<T>(e / z));
     });
   });
-  return record("softmax", out, {a}, [w = WeakTensor(out), axis](const Tensor& g, GradSink& s) {
+  return record("softmax", std::move(out), {a}, [w = WeakTensor(out), axis](const Tensor& g, GradSink& s) {
     // y ⊙ (g − Σ g⊙y); y is the output, held weakly (it owns this node: tape.hpp)
     Tensor y = w.lock();
     Tensor gy = mul(g, y);
@@ -176,7 +176,7 @@ Tensor log_softmax(const Tensor& a, std::ptrdiff_t axis_in) {
       return Tensor(xt::xarray<T>(shifted - lse));
     });
   });
-  return record("log_softmax", out, {a}, [y = WeakTensor(out), axis](const Tensor& g, GradSink& s) {
+  return record("log_softmax", std::move(out), {a}, [y = WeakTensor(out), axis](const Tensor& g, GradSink& s) {
     // g − softmax ⊙ Σ g
     s.add(0, sub(g, mul(exp(y.lock()), sum(g, {static_cast<std::ptrdiff_t>(axis)}, true))));
   });
@@ -229,7 +229,7 @@ Tensor cross_entropy(const Tensor& logits, const std::vector<std::int64_t>& targ
     for (auto v : logp.data<T>()) total += v;
     return Tensor(xt::xarray<T>(T(total * scale)));
   });
-  return record("cross_entropy", out, {logits},
+  return record("cross_entropy", std::move(out), {logits},
                 [logits, probs, targets, scale, reduction, c](const Tensor& g, GradSink& s) {
                   // d/dlogits = (softmax − onehot(targets)) · g · scale
                   if (s.create_graph()) {  // differentiable: built from tapegrad ops

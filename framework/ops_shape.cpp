@@ -55,7 +55,7 @@ Tensor reshape(const Tensor& a, const Shape& shape) {
     r.reshape(shape);
     return Tensor(std::move(r));
   });
-  return record("reshape", out, {a}, [](const Tensor& g, GradSink& s) {
+  return record("reshape", std::move(out), {a}, [](const Tensor& g, GradSink& s) {
     s.add(0, reshape(g, s.input(0).shape()));
   });
 }
@@ -167,7 +167,7 @@ Tensor permute(const Tensor& a, const std::vector<std::size_t>& dims) {
   });
   std::vector<std::size_t> inverse(dims.size());
   for (std::size_t i = 0; i < dims.size(); ++i) inverse[dims[i]] = i;
-  return record("permute", out, {a}, [inverse](const Tensor& g, GradSink& s) {
+  return record("permute", std::move(out), {a}, [inverse](const Tensor& g, GradSink& s) {
     s.add(0, permute(g, inverse));
   });
 }
@@ -207,7 +207,7 @@ Tensor narrow(const Tensor& a, std::ptrdiff_t axis_in, std::size_t start, std::s
               detail::prod(s, 0, axis), length * inner);
     return Tensor(std::move(r));
   });
-  return record("narrow", out, {a}, [axis, start](const Tensor& g, GradSink& sk) {
+  return record("narrow", std::move(out), {a}, [axis, start](const Tensor& g, GradSink& sk) {
     sk.add_narrow(0, axis, start, g);
   });
 }
@@ -228,7 +228,7 @@ Tensor pad_narrow(const Tensor& g, std::ptrdiff_t axis_in, std::size_t start, st
     copy_runs(g.data<T>().data(), 0, s[axis] * inner, out.data<T>().data(), start * inner,
               full_size * inner, detail::prod(s, 0, axis), s[axis] * inner);
   });
-  return record("pad_narrow", out, {g}, [axis, start, len = s[axis]](const Tensor& gg, GradSink& sk) {
+  return record("pad_narrow", std::move(out), {g}, [axis, start, len = s[axis]](const Tensor& gg, GradSink& sk) {
     sk.add(0, narrow(gg, static_cast<std::ptrdiff_t>(axis), start, len));
   });
 }
@@ -254,7 +254,7 @@ Tensor select(const Tensor& a, std::ptrdiff_t axis, std::ptrdiff_t index) {
               detail::prod(s, 0, ax), inner);
     return Tensor(std::move(r));
   });
-  return record("select", out, {a}, [ax, start](const Tensor& g, GradSink& sk) {
+  return record("select", std::move(out), {a}, [ax, start](const Tensor& g, GradSink& sk) {
     sk.add_narrow(0, ax, start, g);
   });
 }
@@ -323,7 +323,7 @@ Tensor concat(const std::vector<Tensor>& parts, std::ptrdiff_t axis_in) {
   });
   std::vector<std::size_t> lens;
   for (const Tensor& p : parts) lens.push_back(p.shape()[axis]);
-  return record("concat", out, parts, [axis, lens](const Tensor& g, GradSink& s) {
+  return record("concat", std::move(out), parts, [axis, lens](const Tensor& g, GradSink& s) {
     std::size_t offset = 0;
     for (std::size_t i = 0; i < lens.size(); offset += lens[i], ++i)
       if (s.needs(i)) s.add(i, narrow(g, static_cast<std::ptrdiff_t>(axis), offset, lens[i]));
@@ -373,7 +373,7 @@ Tensor index_select(const Tensor& a, std::ptrdiff_t axis_in, const std::vector<s
                     src + (o * s[axis] + static_cast<std::size_t>(index[j])) * inner, inner * sizeof(T));
     return Tensor(std::move(r));
   });
-  return record("index_select", out, {a}, [s, axis, index](const Tensor& g, GradSink& sk) {
+  return record("index_select", std::move(out), {a}, [s, axis, index](const Tensor& g, GradSink& sk) {
     sk.add(0, index_add(s, static_cast<std::ptrdiff_t>(axis), index, g));
   });
 }
@@ -402,7 +402,7 @@ Tensor index_add(const Shape& shape, std::ptrdiff_t axis_in, const std::vector<s
         for (std::size_t k = 0; k < inner; ++k) d[k] += sr[k];
       }
   });
-  return record("index_add", out, {g}, [axis, index](const Tensor& gg, GradSink& sk) {
+  return record("index_add", std::move(out), {g}, [axis, index](const Tensor& gg, GradSink& sk) {
     sk.add(0, index_select(gg, static_cast<std::ptrdiff_t>(axis), index));
   });
 }
@@ -448,7 +448,7 @@ Tensor gather(const Tensor& a, std::ptrdiff_t axis_in, const xt::xarray<std::int
         }
     return Tensor(std::move(r));
   });
-  return record("gather", out, {a}, [s = a.shape(), axis, index](const Tensor& g, GradSink& sk) {
+  return record("gather", std::move(out), {a}, [s = a.shape(), axis, index](const Tensor& g, GradSink& sk) {
     sk.add(0, scatter_add(s, static_cast<std::ptrdiff_t>(axis), index, g));
   });
 }
@@ -477,7 +477,7 @@ Tensor scatter_add(const Shape& shape, std::ptrdiff_t axis_in, const xt::xarray<
           dst[(o * alen + static_cast<std::size_t>(idx[p])) * inner + i] += src[p];
         }
   });
-  return record("scatter_add", out, {g}, [axis, index](const Tensor& gg, GradSink& sk) {
+  return record("scatter_add", std::move(out), {g}, [axis, index](const Tensor& gg, GradSink& sk) {
     sk.add(0, gather(gg, static_cast<std::ptrdiff_t>(axis), index));
   });
 }

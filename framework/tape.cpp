@@ -79,10 +79,8 @@ void check_history(const Tensor& t, std::uint64_t tape_owner, bool released_ok, 
 
 // ---- Node: owned by its output tensor; torn down without recursion -----------------------------
 
-const Tensor& NodeInputs::at(std::size_t i) const {
-  if (i >= size_)
-    throw std::out_of_range(fmt::format("node input {} of {}", i, size_));
-  return begin()[i];
+void NodeInputs::throw_out_of_range(std::size_t i) const {
+  throw std::out_of_range(fmt::format("node input {} of {}", i, size_));
 }
 
 void NodeInputs::clear() {
@@ -310,10 +308,6 @@ void accumulate(Tensor& sum, bool& owned, Tensor g, bool create_graph,
 }
 
 // ---- GradSink: what a VJP sees ------------------------------------------------------------------
-
-bool GradSink::needs(std::size_t i) const {
-  return i < node_->inputs.size() && node_->inputs[i].impl()->requires_grad;
-}
 
 void GradSink::add(std::size_t i, Tensor g) {
   const Tensor& input = node_->inputs.at(i);

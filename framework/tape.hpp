@@ -69,7 +69,10 @@ class NodeInputs {
   bool empty() const { return size_ == 0; }
   const Tensor& operator[](std::size_t i) const { return begin()[i]; }
   /// Input i, or std::out_of_range (like std::vector::at).
-  const Tensor& at(std::size_t i) const;
+  const Tensor& at(std::size_t i) const {
+    if (i >= size_) throw_out_of_range(i);
+    return begin()[i];
+  }
   const Tensor* begin() const { return size_ > kInline ? more_.data() : inline_; }
   const Tensor* end() const { return begin() + size_; }
   Tensor* begin() { return size_ > kInline ? more_.data() : inline_; }
@@ -78,6 +81,7 @@ class NodeInputs {
   void clear();
 
  private:
+  [[noreturn]] void throw_out_of_range(std::size_t i) const;
   static constexpr std::size_t kInline = 2;
   Tensor inline_[kInline];
   std::vector<Tensor> more_;
@@ -118,7 +122,9 @@ struct VjpNode final : Node {
       : Node(op, inputs), vjp_(std::forward<G>(vjp)) {}
   /// Released here rather than in ~Node, where drop_backward() could no longer reach the VJP.
   /// (release() takes a deep graph apart by a loop, not by nested destructors.)
-  ~VjpNode() override { release(); }
+  ~VjpNode() override {
+    if (!released) release();
+  }
   void backward(const Tensor& grad_output, GradSink& sink) override { (*vjp_)(grad_output, sink); }
 
  protected:
@@ -235,7 +241,9 @@ std::vector<Tensor> grad(const Tensor& output, const std::vector<Tensor>& inputs
 class GradSink {
  public:
   /// Whether input i of the current node wants a gradient.
-  bool needs(std::size_t i) const;
+  bool needs(std::size_t i) const {
+    return i < node_->inputs.size() && node_->inputs[i].impl()->requires_grad;
+  }
   /// Input i of the current node (the node keeps its inputs: a VJP that only needs, say, their
   /// shapes can read them here instead of capturing copies).
   const Tensor& input(std::size_t i) const { return node_->inputs.at(i); }
@@ -314,8 +322,10 @@ void push_node(std::shared_ptr<Node> node, const Tensor& output);
 /// when needed. The node (with `fn` inside it, a VjpNode) is only created when it is recorded.
 /// `fn` must not capture `out` itself (capture WeakTensor(out)): see the top of this file.
 /// `inputs` is a braced list ({a, b}) or a std::vector<Tensor>.
+/// An op passes its result as std::move(out): the handle then moves through to the caller
+/// (taken by reference, so that a VJP capturing WeakTensor(out) in the same call still sees it).
 template <class Inputs = std::initializer_list<InputRef>, class F>
-Tensor record(const char* op, Tensor out, const Inputs& inputs, F&& fn) {
+Tensor record(const char* op, Tensor&& out, const Inputs& inputs, F&& fn) {
   out.impl()->op = op;
   if (anomaly_enabled())
     detail::check_forward(op, out, NodeInputs(inputs.begin(), inputs.end()));
@@ -326,7 +336,13 @@ Tensor record(const char* op, Tensor out, const Inputs& inputs, F&& fn) {
                                              std::forward<F>(fn)),
               out);
   }
-  return out;
+  return std::move(out);
+}
+
+/// The same, for a result the caller keeps a handle to.
+template <class Inputs = std::initializer_list<InputRef>, class F>
+Tensor record(const char* op, const Tensor& out, const Inputs& inputs, F&& fn) {
+  return record<Inputs>(op, Tensor(out), inputs, std::forward<F>(fn));
 }
 
 /// Interns a dynamic op name (custom ops) so it can be stored as a `const char*`.

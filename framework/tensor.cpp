@@ -171,12 +171,12 @@ Tensor Tensor::to(DType dtype) const { return tapegrad::cast(*this, dtype); }
 namespace {
 
 Tensor full_named(const char* op, const Shape& shape, double value, DType dtype) {
-  return detail::dispatch(dtype, [&](auto tag) {
+  Tensor out = detail::empty_for(op, shape, dtype);
+  detail::dispatch(dtype, [&](auto tag) {
     using T = decltype(tag);
-    xt::xarray<T> a = detail::new_array<T>(op, shape);
-    a.fill(static_cast<T>(value));
-    return Tensor(std::move(a));
+    out.data<T>().fill(static_cast<T>(value));
   });
+  return out;
 }
 
 }  // namespace
@@ -313,6 +313,24 @@ std::size_t checked_mul(const char* op, std::size_t a, std::size_t b, const Shap
     throw ShapeError(fmt::format("{}: {} * {} is out of range for shape {} (limit {})", op, a, b,
                                  shape_str(shape), kMaxNumel));
   return a * b;
+}
+
+Tensor empty_for(const char* op, const Shape& shape, DType dtype) {
+  checked_numel(op, shape);
+  Tensor out;
+  try {
+    if (dtype == DType::Float32)
+      out.impl_ = std::allocate_shared<TensorImpl>(pool_allocator<TensorImpl>(),
+                                                   std::in_place_type<xt::xarray<float>>, shape);
+    else if (dtype == DType::Float64)
+      out.impl_ = std::allocate_shared<TensorImpl>(pool_allocator<TensorImpl>(),
+                                                   std::in_place_type<xt::xarray<double>>, shape);
+    else
+      throw_not_tensor_dtype(dtype);
+  } catch (const std::bad_alloc&) {
+    throw_out_of_memory(op, shape, dtype);
+  }
+  return out;
 }
 
 Tensor zeros_for(const char* op, const Shape& shape, DType dtype) {

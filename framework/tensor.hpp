@@ -48,6 +48,14 @@ class WeakTensor;
 struct TensorImpl;
 struct Node;
 
+namespace detail {
+/// A new tensor of `shape` whose values are not initialised, for op's result: the op writes
+/// every element through data<T>(). Its array is made in place, inside the TensorImpl (building
+/// an xt::xarray and moving it in costs a small op about as much as its arithmetic). Size-checked
+/// and out of memory reported, both naming op (framework/tensor.cpp).
+Tensor empty_for(const char* op, const Shape& shape, DType dtype);
+}  // namespace detail
+
 /// A gradient hook: sees the gradient flowing into a tensor during backward. It may return a
 /// replacement gradient (same shape and dtype) or an undefined Tensor to keep the original.
 using Hook = std::function<Tensor(const Tensor& grad)>;
@@ -137,6 +145,7 @@ class Tensor {
 
  private:
   friend class WeakTensor;
+  friend Tensor detail::empty_for(const char* op, const Shape& shape, DType dtype);
   std::shared_ptr<TensorImpl> impl_;
   TensorImpl& checked() const;  // *impl_, or ValueError for an undefined Tensor
   [[noreturn]] static void throw_undefined();
@@ -166,6 +175,9 @@ struct TensorImpl {
   template <class T>
   TensorImpl(xt::xarray<T>&& value, bool requires_grad)
       : value(std::move(value)), requires_grad(requires_grad) {}
+  /// Holds a new uninitialised xt::xarray<T> of `shape`, made in place (detail::empty_for).
+  template <class T>
+  TensorImpl(std::in_place_type_t<xt::xarray<T>> type, const Shape& shape) : value(type, shape) {}
 
   std::variant<xt::xarray<float>, xt::xarray<double>> value;
   bool requires_grad = false;
