@@ -337,6 +337,8 @@ GradSink::ProductPlan GradSink::plan(const Product& p) const {
 }
 
 void GradSink::check_input(std::size_t i) const {
+  const Node* n = node_->inputs[i].impl()->grad_fn.get();
+  if (!n || (n->tape == tape_ && !n->released)) return;  // the usual case, without a call
   check_history(node_->inputs[i], tape_, false, [&] {
     return std::pair(fmt::format("backward of {}", node_label(*node_, *output_)),
                      fmt::format("input {}", i));
@@ -431,7 +433,14 @@ void GradSink::add_to(std::size_t i, Tensor g, const Slice* slice) {
     throw AnomalyError(fmt::format(
         "anomaly: backward of {} produced NaN or Inf in the gradient of input {}; inputs ({})",
         node_label(*node_, *output_), i, input_shapes(node_->inputs)));
-  if (!target.pending.defined() && !target.grad_fn) leaves_.push_back(input);
+  if (!target.pending.defined()) {
+    if (!target.grad_fn) leaves_.push_back(input);
+    if (!create_graph_ && !slice) {  // accumulate()'s first case, without the call
+      target.pending = std::move(g);
+      target.pending_owned = false;
+      return;
+    }
+  }
   accumulate(target.pending, target.pending_owned, std::move(g), create_graph_, slice);
 }
 
