@@ -32,11 +32,12 @@ Tensor matmul_forward(const Tensor& a, const Tensor& b, bool ta, bool tb) {
   Shape out_shape = batched ? Shape{batch, m, n} : Shape{m, n};
   return dispatch(a.dtype(), [&](auto tag) {
     using T = decltype(tag);
-    xt::xarray<T> c = detail::new_array<T>("matmul", out_shape);
-    if (m == 0 || n == 0) return Tensor(std::move(c));
+    Tensor c_t = detail::empty_for("matmul", out_shape, detail::dtype_of<T>());
+    xt::xarray<T>& c = c_t.data<T>();
+    if (m == 0 || n == 0) return c_t;
     if (k == 0) {
       c.fill(T(0));
-      return Tensor(std::move(c));
+      return c_t;
     }
     const T* pa = a.data<T>().data();
     const T* pb = b.data<T>().data();
@@ -49,7 +50,7 @@ Tensor matmul_forward(const Tensor& a, const Tensor& b, bool ta, bool tb) {
       for (std::size_t i = 0; i < batch; ++i)
         detail::gemm(ta, tb, m, n, k, pa + i * sa, ac, pb + i * sb, bc, T(0), pc + i * m * n, n);
     }
-    return Tensor(std::move(c));
+    return c_t;
   });
 }
 
@@ -60,12 +61,13 @@ Tensor shared_operand_grad(const Tensor& a, const Tensor& g, bool tb) {
   const std::size_t rows = a.shape()[0] * a.shape()[1], k = a.shape()[2], n = g.shape()[2];
   return dispatch(a.dtype(), [&](auto tag) {
     using T = decltype(tag);
-    xt::xarray<T> d = detail::new_array<T>("matmul", tb ? Shape{n, k} : Shape{k, n});
+    Tensor d_t = detail::empty_for("matmul", tb ? Shape{n, k} : Shape{k, n}, detail::dtype_of<T>());
+    xt::xarray<T>& d = d_t.data<T>();
     if (tb)
       detail::gemm(true, false, n, k, rows, g.data<T>().data(), n, a.data<T>().data(), k, T(0), d.data(), k);
     else
       detail::gemm(true, false, k, n, rows, a.data<T>().data(), k, g.data<T>().data(), n, T(0), d.data(), n);
-    return Tensor(std::move(d));
+    return d_t;
   });
 }
 

@@ -60,9 +60,10 @@ Tensor sum_values(const char* op, const Tensor& a, const std::vector<std::size_t
   return dispatch(a.dtype(), [&](auto tag) {
     using T = decltype(tag);
     if (a.numel() == 0) {  // xtensor's reducers must not see an empty array (null data)
-      xt::xarray<T> r = new_array<T>(op, shape);
+      Tensor r_t = empty_for(op, shape, dtype_of<T>());
+      xt::xarray<T>& r = r_t.data<T>();
       r.fill(T(0));
-      return Tensor(std::move(r));
+      return r_t;
     }
     return guard_alloc<T>(op, shape, [&] {
       xt::xarray<T> r = xt::sum(a.data<T>(), axes, xt::evaluation_strategy::immediate);
@@ -109,15 +110,17 @@ Tensor max(const Tensor& a, std::ptrdiff_t axis_in, bool keepdims) {
   // Forward and a 0/1 mask marking the first maximum of each run (the gradient's destination).
   Tensor mask = dispatch(a.dtype(), [&](auto tag) {
     using T = decltype(tag);
-    xt::xarray<T> m = detail::new_array<T>("max", s);
+    Tensor m_t = detail::empty_for("max", s, detail::dtype_of<T>());
+    xt::xarray<T>& m = m_t.data<T>();
     m.fill(T(0));
-    return Tensor(std::move(m));
+    return m_t;
   });
   Tensor out = dispatch(a.dtype(), [&](auto tag) {
     using T = decltype(tag);
     const T* x = a.data<T>().data();
     T* m = mask.data<T>().data();
-    xt::xarray<T> r = detail::new_array<T>("max", kshape);
+    Tensor r_t = detail::empty_for("max", kshape, detail::dtype_of<T>());
+    xt::xarray<T>& r = r_t.data<T>();
     for (std::size_t o = 0; o < outer; ++o)
       for (std::size_t i = 0; i < inner; ++i) {
         std::size_t best = 0;
@@ -130,7 +133,7 @@ Tensor max(const Tensor& a, std::ptrdiff_t axis_in, bool keepdims) {
         m[(o * len + best) * inner + i] = T(1);
       }
     if (!keepdims) r.reshape(reduced_shape(s, {axis}, false));
-    return Tensor(std::move(r));
+    return r_t;
   });
   return record("max", std::move(out), {a}, [mask, kshape](const Tensor& g, GradSink& sk) {
     sk.add(0, mul(reshape(g, kshape), mask));
@@ -203,7 +206,8 @@ Tensor cross_entropy(const Tensor& logits, const std::vector<std::int64_t>& targ
   Tensor logp = dispatch(logits.dtype(), [&](auto tag) {
     using T = decltype(tag);
     const T* x = logits.data<T>().data();
-    xt::xarray<T> p = detail::new_array<T>("cross_entropy", Shape{n, c});
+    Tensor p_t = detail::empty_for("cross_entropy", Shape{n, c}, detail::dtype_of<T>());
+    xt::xarray<T>& p = p_t.data<T>();
     std::vector<T> m(n);
     for (std::size_t i = 0; i < n; ++i) {
       const T* row = x + i * c;
@@ -211,7 +215,8 @@ Tensor cross_entropy(const Tensor& logits, const std::vector<std::int64_t>& targ
       for (std::size_t k = 0; k < c; ++k) p.data()[i * c + k] = row[k] - m[i];
     }
     xt::noalias(p) = xt::exp(p);  // one vectorised pass
-    xt::xarray<T> r = detail::new_array<T>("cross_entropy", Shape{n});
+    Tensor r_t = detail::empty_for("cross_entropy", Shape{n}, detail::dtype_of<T>());
+    xt::xarray<T>& r = r_t.data<T>();
     for (std::size_t i = 0; i < n; ++i) {
       T* e = p.data() + i * c;
       T z = 0;
@@ -219,8 +224,8 @@ Tensor cross_entropy(const Tensor& logits, const std::vector<std::int64_t>& targ
       r(i) = -(x[i * c + targets[i]] - m[i] - std::log(z));
       for (std::size_t k = 0; k < c; ++k) e[k] /= z;
     }
-    probs = Tensor(std::move(p));
-    return Tensor(std::move(r));
+    probs = p_t;
+    return r_t;
   });
   double scale = reduction == Reduction::Mean ? 1.0 / static_cast<double>(n) : 1.0;
   Tensor out = reduction == Reduction::None ? logp : dispatch(logits.dtype(), [&](auto tag) {

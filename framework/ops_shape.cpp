@@ -51,9 +51,9 @@ Tensor reshape(const Tensor& a, const Shape& shape) {
   if (shape == a.shape()) return a;
   Tensor out = dispatch(a.dtype(), [&](auto tag) {
     using T = decltype(tag);
-    xt::xarray<T> r = detail::guard_alloc<T>("reshape", shape, [&] { return a.data<T>(); });
-    r.reshape(shape);
-    return Tensor(std::move(r));
+    Tensor r = detail::empty_for("reshape", shape, detail::dtype_of<T>());
+    std::copy_n(a.data<T>().data(), a.numel(), r.data<T>().data());
+    return r;
   });
   return record("reshape", std::move(out), {a}, [](const Tensor& g, GradSink& s) {
     s.add(0, reshape(g, s.input(0).shape()));
@@ -156,10 +156,11 @@ Tensor permute(const Tensor& a, const std::vector<std::size_t>& dims) {
     if (last_two) {
       Shape shape = a.shape();
       std::swap(shape[n - 2], shape[n - 1]);
-      xt::xarray<T> o = detail::new_array<T>("permute", shape);
+      Tensor o_t = detail::empty_for("permute", shape, detail::dtype_of<T>());
+      xt::xarray<T>& o = o_t.data<T>();
       transpose_last_two(a.data<T>().data(), o.data(), a.numel(), a.shape()[n - 2],
                          a.shape()[n - 1]);
-      return Tensor(std::move(o));
+      return o_t;
     }
     return detail::guard_alloc<T>("permute", a.shape(), [&] {
       return Tensor(xt::xarray<T>(xt::transpose(a.data<T>(), dims)));
@@ -202,10 +203,11 @@ Tensor narrow(const Tensor& a, std::ptrdiff_t axis_in, std::size_t start, std::s
   std::size_t inner = detail::prod(s, axis + 1, s.size());
   Tensor out = dispatch(a.dtype(), [&](auto tag) {
     using T = decltype(tag);
-    xt::xarray<T> r = detail::new_array<T>("narrow", os);
+    Tensor r_t = detail::empty_for("narrow", os, detail::dtype_of<T>());
+    xt::xarray<T>& r = r_t.data<T>();
     copy_runs(a.data<T>().data(), start * inner, s[axis] * inner, r.data(), 0, length * inner,
               detail::prod(s, 0, axis), length * inner);
-    return Tensor(std::move(r));
+    return r_t;
   });
   return record("narrow", std::move(out), {a}, [axis, start](const Tensor& g, GradSink& sk) {
     sk.add_narrow(0, axis, start, g);
@@ -249,10 +251,11 @@ Tensor select(const Tensor& a, std::ptrdiff_t axis, std::ptrdiff_t index) {
   const std::size_t inner = detail::prod(s, ax + 1, s.size());
   Tensor out = dispatch(a.dtype(), [&](auto tag) {
     using T = decltype(tag);
-    xt::xarray<T> r = detail::new_array<T>("select", os);
+    Tensor r_t = detail::empty_for("select", os, detail::dtype_of<T>());
+    xt::xarray<T>& r = r_t.data<T>();
     copy_runs(a.data<T>().data(), start * inner, s[ax] * inner, r.data(), 0, inner,
               detail::prod(s, 0, ax), inner);
-    return Tensor(std::move(r));
+    return r_t;
   });
   return record("select", std::move(out), {a}, [ax, start](const Tensor& g, GradSink& sk) {
     sk.add_narrow(0, ax, start, g);
@@ -312,14 +315,15 @@ Tensor concat(const std::vector<Tensor>& parts, std::ptrdiff_t axis_in) {
   std::size_t inner = detail::prod(os, axis + 1, os.size()), outer = detail::prod(os, 0, axis);
   Tensor out = dispatch(first.dtype(), [&](auto tag) {
     using T = decltype(tag);
-    xt::xarray<T> r = detail::new_array<T>("concat", os);
+    Tensor r_t = detail::empty_for("concat", os, detail::dtype_of<T>());
+    xt::xarray<T>& r = r_t.data<T>();
     std::size_t offset = 0;
     for (const Tensor& p : parts) {
       std::size_t run = p.shape()[axis] * inner;
       copy_runs(p.data<T>().data(), 0, run, r.data(), offset * inner, os[axis] * inner, outer, run);
       offset += p.shape()[axis];
     }
-    return Tensor(std::move(r));
+    return r_t;
   });
   std::vector<std::size_t> lens;
   for (const Tensor& p : parts) lens.push_back(p.shape()[axis]);
@@ -364,14 +368,15 @@ Tensor index_select(const Tensor& a, std::ptrdiff_t axis_in, const std::vector<s
   std::size_t outer = detail::prod(s, 0, axis), inner = detail::prod(s, axis + 1, s.size());
   Tensor out = dispatch(a.dtype(), [&](auto tag) {
     using T = decltype(tag);
-    xt::xarray<T> r = detail::new_array<T>("index_select", os);
+    Tensor r_t = detail::empty_for("index_select", os, detail::dtype_of<T>());
+    xt::xarray<T>& r = r_t.data<T>();
     const T* src = a.data<T>().data();
-    if (inner == 0) return Tensor(std::move(r));
+    if (inner == 0) return r_t;
     for (std::size_t o = 0; o < outer; ++o)
       for (std::size_t j = 0; j < index.size(); ++j)
         std::memcpy(r.data() + (o * index.size() + j) * inner,
                     src + (o * s[axis] + static_cast<std::size_t>(index[j])) * inner, inner * sizeof(T));
-    return Tensor(std::move(r));
+    return r_t;
   });
   return record("index_select", std::move(out), {a}, [s, axis, index](const Tensor& g, GradSink& sk) {
     sk.add(0, index_add(s, static_cast<std::ptrdiff_t>(axis), index, g));
@@ -437,7 +442,8 @@ Tensor gather(const Tensor& a, std::ptrdiff_t axis_in, const xt::xarray<std::int
   std::size_t alen = a.shape()[axis];
   Tensor out = dispatch(a.dtype(), [&](auto tag) {
     using T = decltype(tag);
-    xt::xarray<T> r = detail::new_array<T>("gather", Shape(index.shape().begin(), index.shape().end()));
+    Tensor r_t = detail::empty_for("gather", Shape(index.shape().begin(), index.shape().end()), detail::dtype_of<T>());
+    xt::xarray<T>& r = r_t.data<T>();
     const T* src = a.data<T>().data();
     const std::int64_t* idx = index.data();
     for (std::size_t o = 0; o < outer; ++o)
@@ -446,7 +452,7 @@ Tensor gather(const Tensor& a, std::ptrdiff_t axis_in, const xt::xarray<std::int
           std::size_t p = (o * len + j) * inner + i;
           r.data()[p] = src[(o * alen + static_cast<std::size_t>(idx[p])) * inner + i];
         }
-    return Tensor(std::move(r));
+    return r_t;
   });
   return record("gather", std::move(out), {a}, [s = a.shape(), axis, index](const Tensor& g, GradSink& sk) {
     sk.add(0, scatter_add(s, static_cast<std::ptrdiff_t>(axis), index, g));

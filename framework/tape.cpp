@@ -387,7 +387,7 @@ void GradSink::add_matmuls(const Product& p, const Product& q) {
     for (int j = 0; j < 2; ++j) {
       const Product& g = *products[j];
       const ProductPlan& pl = plans[j];
-      if (!pl.in_place) fresh[j] = Tensor(detail::new_array<T>("matmul", Shape{pl.m, pl.n}));
+      if (!pl.in_place) fresh[j] = detail::empty_for("matmul", Shape{pl.m, pl.n}, detail::dtype_of<T>());
       Tensor& c = pl.in_place ? node_->inputs[g.input].impl()->pending : fresh[j];
       args[j] = {g.ta, g.tb, pl.m, pl.n, pl.k, g.a.template data<T>().data(), g.a.size(1),
                  g.b.template data<T>().data(), g.b.size(1), T(pl.in_place ? 1 : 0),
