@@ -55,28 +55,10 @@ std::size_t Tensor::size(std::ptrdiff_t axis) const {
   return shape()[normalize_axis(axis, dim(), "size")];
 }
 
-std::size_t Tensor::numel() const {
-  return std::visit([](const auto& a) { return a.size(); }, checked().value);
+void Tensor::throw_dtype_mismatch(DType asked) const {
+  throw DTypeError(fmt::format("data: tensor{} is {}, asked for {}", shape_str(shape()),
+                               dtype_name(dtype()), dtype_name(asked)));
 }
-
-template <class T>
-xt::xarray<T>& Tensor::data() {
-  auto* p = std::get_if<xt::xarray<T>>(&checked().value);
-  if (!p)
-    throw DTypeError(fmt::format("data: tensor{} is {}, asked for {}", shape_str(shape()),
-                                 dtype_name(dtype()), dtype_name(detail::dtype_of<T>())));
-  return *p;
-}
-
-template <class T>
-const xt::xarray<T>& Tensor::data() const {
-  return const_cast<Tensor*>(this)->data<T>();
-}
-
-template xt::xarray<float>& Tensor::data<float>();
-template xt::xarray<double>& Tensor::data<double>();
-template const xt::xarray<float>& Tensor::data<float>() const;
-template const xt::xarray<double>& Tensor::data<double>() const;
 
 xt::xarray<double> Tensor::to_f64() const {
   return std::visit([](const auto& a) -> xt::xarray<double> { return xt::cast<double>(a); },

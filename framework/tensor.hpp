@@ -149,6 +149,7 @@ class Tensor {
   std::shared_ptr<TensorImpl> impl_;
   TensorImpl& checked() const;  // *impl_, or ValueError for an undefined Tensor
   [[noreturn]] static void throw_undefined();
+  [[noreturn]] void throw_dtype_mismatch(DType asked) const;  // data<T>() of the other dtype
 };
 
 /// A non-owning handle (std::weak_ptr): what the tape lists, and what a VJP captures when it
@@ -193,7 +194,7 @@ struct TensorImpl {
   bool pending_owned = false;  // pending's storage is private to us (safe to add in place)
 };
 
-// Inline: every op asks for shapes and dtypes several times.
+// Inline: every op asks for shapes, sizes, dtypes and data several times.
 inline TensorImpl& Tensor::checked() const {
   if (!impl_) throw_undefined();
   return *impl_;
@@ -201,6 +202,24 @@ inline TensorImpl& Tensor::checked() const {
 
 inline DType Tensor::dtype() const {
   return checked().value.index() == 0 ? DType::Float32 : DType::Float64;
+}
+
+inline std::size_t Tensor::numel() const {
+  const auto& value = checked().value;
+  if (const auto* f = std::get_if<xt::xarray<float>>(&value)) return f->size();
+  return std::get<xt::xarray<double>>(value).size();
+}
+
+template <class T>
+inline xt::xarray<T>& Tensor::data() {
+  auto* p = std::get_if<xt::xarray<T>>(&checked().value);
+  if (!p) throw_dtype_mismatch(std::is_same_v<T, float> ? DType::Float32 : DType::Float64);
+  return *p;
+}
+
+template <class T>
+inline const xt::xarray<T>& Tensor::data() const {
+  return const_cast<Tensor*>(this)->data<T>();
 }
 
 inline const Shape& Tensor::shape() const {
