@@ -2,15 +2,22 @@
 //   BM_TapeAdd64          a chain of 100 adds of two 64-element vectors, forward + backward;
 //                         counter ns_per_op = time per recorded op (forward, VJP, accumulation)
 //   BM_RawAdd64           the same arithmetic in a plain loop (what an op costs without the tape)
+//   BM_TapeAdd64Phase/p   BM_TapeAdd64's chain, timing one phase only: 0 the recorded forward,
+//                         1 the backward (retain_graph), 2 the release of the tape after it
 //   BM_TapeMatmul128      128×128 matmul forward + backward (3 GEMMs) through the tape
 //   BM_RawSgemm128x3      the same 3 GEMMs as raw cblas_sgemm calls
 //   BM_GruGemm/...        the GRU's GEMM shapes for S, M and L (framework/blas.hpp gemm), GFLOP/s
 //   BM_SgemmThreads/...   raw sgemm of the recurrent shapes on 1 and 2 OpenBLAS threads
+//   BM_StepWeightGrad/b   composed M's T per-step weight gradients dW_hh += dghᵀ·h as raw sgemm
+//                         calls: b = 0 T calls with k = B (what the tape does), b = 1 batched: the
+//                         T blocks copied into two (T·B)-row arrays and one call with k = T·B
 //
 //   bench_ops --benchmark_repetitions=5 --benchmark_report_aggregates_only=true
 #include <benchmark/benchmark.h>
 #include <cblas.h>
 
+#include <algorithm>
+#include <chrono>
 #include <vector>
 
 #include <fmt/format.h>
@@ -51,6 +58,32 @@ void BM_TapeAdd64(benchmark::State& state) {
   state.counters["ns_per_op"] = ns_per(kChain);
 }
 BENCHMARK(BM_TapeAdd64);
+
+void BM_TapeAdd64Phase(benchmark::State& state) {
+  using clock = std::chrono::steady_clock;
+  const int phase = int(state.range(0));
+  Generator gen(0);
+  Tensor a = randn({64}, gen).requires_grad_();
+  Tensor b = randn({64}, gen).requires_grad_();
+  Tensor seed = ones({64});
+  for (auto _ : state) {
+    auto t0 = clock::now();
+    Tensor x = a;
+    for (int i = 0; i < kChain; ++i) x = add(x, b);
+    auto t1 = clock::now();
+    backward(x, seed, /*retain_graph=*/true);
+    auto t2 = clock::now();
+    tape().clear();
+    auto t3 = clock::now();
+    a.zero_grad();
+    b.zero_grad();
+    const auto took = phase == 0 ? t1 - t0 : phase == 1 ? t2 - t1 : t3 - t2;
+    state.SetIterationTime(std::chrono::duration<double>(took).count());
+  }
+  state.SetLabel(phase == 0 ? "recorded forward" : phase == 1 ? "backward" : "release");
+  state.counters["ns_per_op"] = ns_per(kChain);
+}
+BENCHMARK(BM_TapeAdd64Phase)->DenseRange(0, 2)->UseManualTime();
 
 void BM_RawAdd64(benchmark::State& state) {
   std::vector<float> a(64, 1.0f), b(64, 2.0f), g(64, 0.0f), ga(64), gb(64);
@@ -149,6 +182,33 @@ void BM_SgemmThreads(benchmark::State& state) {
   state.counters["GFLOP/s"] = gflops(2.0 * m * n * k);
 }
 BENCHMARK(BM_SgemmThreads)->ArgsProduct({{0, 1, 2}, {1, 2}})->UseRealTime();
+
+void BM_StepWeightGrad(benchmark::State& state) {
+  const Config c = kConfigs[1];  // M
+  const bool batched = state.range(0) == 1;
+  const std::size_t G = 3 * c.H, rows = c.T * c.B;
+  std::vector<std::vector<float>> dg(c.T, std::vector<float>(c.B * G, 0.01f));
+  std::vector<std::vector<float>> h(c.T, std::vector<float>(c.B * c.H, 0.02f));
+  std::vector<float> dw(G * c.H, 0.0f), all_dg(rows * G), all_h(rows * c.H);
+  for (auto _ : state) {
+    if (!batched) {
+      for (std::size_t t = 0; t < c.T; ++t)
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, int(G), int(c.H), int(c.B), 1.0f,
+                    dg[t].data(), int(G), h[t].data(), int(c.H), 1.0f, dw.data(), int(c.H));
+    } else {
+      for (std::size_t t = 0; t < c.T; ++t) {
+        std::copy(dg[t].begin(), dg[t].end(), all_dg.begin() + std::ptrdiff_t(t * c.B * G));
+        std::copy(h[t].begin(), h[t].end(), all_h.begin() + std::ptrdiff_t(t * c.B * c.H));
+      }
+      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, int(G), int(c.H), int(rows), 1.0f,
+                  all_dg.data(), int(G), all_h.data(), int(c.H), 1.0f, dw.data(), int(c.H));
+    }
+    benchmark::DoNotOptimize(dw.data());
+  }
+  state.SetLabel(batched ? "copies + one call, k = T*B" : "T calls, k = B");
+  state.counters["GFLOP/s"] = gflops(2.0 * double(G * c.H * rows));
+}
+BENCHMARK(BM_StepWeightGrad)->DenseRange(0, 1)->UseRealTime()->Unit(benchmark::kMicrosecond);
 
 }  // namespace
 
