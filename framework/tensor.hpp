@@ -50,9 +50,10 @@ struct Node;
 
 namespace detail {
 /// A new tensor of `shape` whose values are not initialised, for op's result: the op writes
-/// every element through data<T>(). Its array is made in place, inside the TensorImpl (building
-/// an xt::xarray and moving it in costs a small op about as much as its arithmetic). Size-checked
-/// and out of memory reported, both naming op (framework/tensor.cpp).
+/// every element through data<T>(). Its array is made in place, inside the TensorImpl: building
+/// an xt::xarray and moving it in took about 45 of the 117 ns of a recorded 64-element add's
+/// forward (docs/performance.md, session 8). Size-checked and out of memory reported, both
+/// naming op (framework/tensor.cpp).
 Tensor empty_for(const char* op, const Shape& shape, DType dtype);
 }  // namespace detail
 
