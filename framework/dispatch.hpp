@@ -17,6 +17,12 @@ constexpr DType dtype_of() {
   return std::is_same_v<T, float> ? DType::Float32 : DType::Float64;
 }
 
+/// empty_for (tensor.hpp) with the dtype of T: an op's uninitialised result inside dispatch.
+template <class T>
+Tensor empty_for(const char* op, const Shape& shape) {
+  return empty_for(op, shape, dtype_of<T>());
+}
+
 /// Throws MemoryError: "<op>: out of memory allocating a float32 tensor of shape (…)".
 [[noreturn]] void throw_out_of_memory(const char* op, const Shape& shape, DType dtype);
 [[noreturn]] void throw_out_of_memory(const char* op);

@@ -35,7 +35,7 @@ constexpr std::size_t kParallelElements = std::size_t(1) << 15;
 /// scalar tail) code as in one pass: the result is bit-identical to xt::xarray<T>(f(in...)).
 template <class T, class F, class... In>
 Tensor two_core_elementwise(const char* op, const Shape& shape, F& f, const In&... in) {
-  Tensor out = detail::empty_for(op, shape, detail::dtype_of<T>());
+  Tensor out = detail::empty_for<T>(op, shape);
   T* const data = out.data<T>().data();
   const std::size_t n = out.numel(), mid = n / 2 / 16 * 16;
   auto half = [&](int h) {
@@ -69,7 +69,7 @@ Tensor binary_forward(const char* op, const Tensor& a, const Tensor& b, F&& f) {
     using T = decltype(tag);
     if (same && a.numel() >= kParallelElements && detail::have_two_cores())
       return two_core_elementwise<T>(op, out_shape, f, a.data<T>(), b.data<T>());
-    Tensor out = detail::empty_for(op, out_shape, detail::dtype_of<T>());
+    Tensor out = detail::empty_for<T>(op, out_shape);
     if constexpr (eval == Eval::Scalar) {
       if (same) {
         const T* x = a.data<T>().data();
@@ -95,7 +95,7 @@ Tensor unary_forward(const char* op, const Tensor& a, F&& f) {
     using T = decltype(tag);
     if (a.numel() >= kParallelElements && detail::have_two_cores())
       return two_core_elementwise<T>(op, a.shape(), f, a.data<T>());
-    Tensor out = detail::empty_for(op, a.shape(), detail::dtype_of<T>());
+    Tensor out = detail::empty_for<T>(op, a.shape());
     detail::guard_alloc<T>(op, a.shape(), [&] { xt::noalias(out.data<T>()) = f(a.data<T>()); });
     return out;
   });

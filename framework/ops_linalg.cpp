@@ -32,7 +32,7 @@ Tensor matmul_forward(const Tensor& a, const Tensor& b, bool ta, bool tb) {
   Shape out_shape = batched ? Shape{batch, m, n} : Shape{m, n};
   return dispatch(a.dtype(), [&](auto tag) {
     using T = decltype(tag);
-    Tensor c_t = detail::empty_for("matmul", out_shape, detail::dtype_of<T>());
+    Tensor c_t = detail::empty_for<T>("matmul", out_shape);
     xt::xarray<T>& c = c_t.data<T>();
     if (m == 0 || n == 0) return c_t;
     if (k == 0) {
@@ -61,7 +61,7 @@ Tensor shared_operand_grad(const Tensor& a, const Tensor& g, bool tb) {
   const std::size_t rows = a.shape()[0] * a.shape()[1], k = a.shape()[2], n = g.shape()[2];
   return dispatch(a.dtype(), [&](auto tag) {
     using T = decltype(tag);
-    Tensor d_t = detail::empty_for("matmul", tb ? Shape{n, k} : Shape{k, n}, detail::dtype_of<T>());
+    Tensor d_t = detail::empty_for<T>("matmul", tb ? Shape{n, k} : Shape{k, n});
     xt::xarray<T>& d = d_t.data<T>();
     if (tb)
       detail::gemm(true, false, n, k, rows, g.data<T>().data(), n, a.data<T>().data(), k, T(0), d.data(), k);

@@ -60,7 +60,7 @@ Tensor sum_values(const char* op, const Tensor& a, const std::vector<std::size_t
   return dispatch(a.dtype(), [&](auto tag) {
     using T = decltype(tag);
     if (a.numel() == 0) {  // xtensor's reducers must not see an empty array (null data)
-      Tensor r_t = empty_for(op, shape, dtype_of<T>());
+      Tensor r_t = empty_for<T>(op, shape);
       xt::xarray<T>& r = r_t.data<T>();
       r.fill(T(0));
       return r_t;
@@ -110,7 +110,7 @@ Tensor max(const Tensor& a, std::ptrdiff_t axis_in, bool keepdims) {
   // Forward and a 0/1 mask marking the first maximum of each run (the gradient's destination).
   Tensor mask = dispatch(a.dtype(), [&](auto tag) {
     using T = decltype(tag);
-    Tensor m_t = detail::empty_for("max", s, detail::dtype_of<T>());
+    Tensor m_t = detail::empty_for<T>("max", s);
     xt::xarray<T>& m = m_t.data<T>();
     m.fill(T(0));
     return m_t;
@@ -119,7 +119,7 @@ Tensor max(const Tensor& a, std::ptrdiff_t axis_in, bool keepdims) {
     using T = decltype(tag);
     const T* x = a.data<T>().data();
     T* m = mask.data<T>().data();
-    Tensor r_t = detail::empty_for("max", kshape, detail::dtype_of<T>());
+    Tensor r_t = detail::empty_for<T>("max", kshape);
     xt::xarray<T>& r = r_t.data<T>();
     for (std::size_t o = 0; o < outer; ++o)
       for (std::size_t i = 0; i < inner; ++i) {
@@ -206,7 +206,7 @@ Tensor cross_entropy(const Tensor& logits, const std::vector<std::int64_t>& targ
   Tensor logp = dispatch(logits.dtype(), [&](auto tag) {
     using T = decltype(tag);
     const T* x = logits.data<T>().data();
-    Tensor p_t = detail::empty_for("cross_entropy", Shape{n, c}, detail::dtype_of<T>());
+    Tensor p_t = detail::empty_for<T>("cross_entropy", Shape{n, c});
     xt::xarray<T>& p = p_t.data<T>();
     std::vector<T> m(n);
     for (std::size_t i = 0; i < n; ++i) {
@@ -215,7 +215,7 @@ Tensor cross_entropy(const Tensor& logits, const std::vector<std::int64_t>& targ
       for (std::size_t k = 0; k < c; ++k) p.data()[i * c + k] = row[k] - m[i];
     }
     xt::noalias(p) = xt::exp(p);  // one vectorised pass
-    Tensor r_t = detail::empty_for("cross_entropy", Shape{n}, detail::dtype_of<T>());
+    Tensor r_t = detail::empty_for<T>("cross_entropy", Shape{n});
     xt::xarray<T>& r = r_t.data<T>();
     for (std::size_t i = 0; i < n; ++i) {
       T* e = p.data() + i * c;

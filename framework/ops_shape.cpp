@@ -51,7 +51,7 @@ Tensor reshape(const Tensor& a, const Shape& shape) {
   if (shape == a.shape()) return a;
   Tensor out = dispatch(a.dtype(), [&](auto tag) {
     using T = decltype(tag);
-    Tensor r = detail::empty_for("reshape", shape, detail::dtype_of<T>());
+    Tensor r = detail::empty_for<T>("reshape", shape);
     std::copy_n(a.data<T>().data(), a.numel(), r.data<T>().data());
     return r;
   });
@@ -156,7 +156,7 @@ Tensor permute(const Tensor& a, const std::vector<std::size_t>& dims) {
     if (last_two) {
       Shape shape = a.shape();
       std::swap(shape[n - 2], shape[n - 1]);
-      Tensor o_t = detail::empty_for("permute", shape, detail::dtype_of<T>());
+      Tensor o_t = detail::empty_for<T>("permute", shape);
       xt::xarray<T>& o = o_t.data<T>();
       transpose_last_two(a.data<T>().data(), o.data(), a.numel(), a.shape()[n - 2],
                          a.shape()[n - 1]);
@@ -203,7 +203,7 @@ Tensor narrow(const Tensor& a, std::ptrdiff_t axis_in, std::size_t start, std::s
   std::size_t inner = detail::prod(s, axis + 1, s.size());
   Tensor out = dispatch(a.dtype(), [&](auto tag) {
     using T = decltype(tag);
-    Tensor r_t = detail::empty_for("narrow", os, detail::dtype_of<T>());
+    Tensor r_t = detail::empty_for<T>("narrow", os);
     xt::xarray<T>& r = r_t.data<T>();
     copy_runs(a.data<T>().data(), start * inner, s[axis] * inner, r.data(), 0, length * inner,
               detail::prod(s, 0, axis), length * inner);
@@ -251,7 +251,7 @@ Tensor select(const Tensor& a, std::ptrdiff_t axis, std::ptrdiff_t index) {
   const std::size_t inner = detail::prod(s, ax + 1, s.size());
   Tensor out = dispatch(a.dtype(), [&](auto tag) {
     using T = decltype(tag);
-    Tensor r_t = detail::empty_for("select", os, detail::dtype_of<T>());
+    Tensor r_t = detail::empty_for<T>("select", os);
     xt::xarray<T>& r = r_t.data<T>();
     copy_runs(a.data<T>().data(), start * inner, s[ax] * inner, r.data(), 0, inner,
               detail::prod(s, 0, ax), inner);
@@ -315,7 +315,7 @@ Tensor concat(const std::vector<Tensor>& parts, std::ptrdiff_t axis_in) {
   std::size_t inner = detail::prod(os, axis + 1, os.size()), outer = detail::prod(os, 0, axis);
   Tensor out = dispatch(first.dtype(), [&](auto tag) {
     using T = decltype(tag);
-    Tensor r_t = detail::empty_for("concat", os, detail::dtype_of<T>());
+    Tensor r_t = detail::empty_for<T>("concat", os);
     xt::xarray<T>& r = r_t.data<T>();
     std::size_t offset = 0;
     for (const Tensor& p : parts) {
@@ -368,7 +368,7 @@ Tensor index_select(const Tensor& a, std::ptrdiff_t axis_in, const std::vector<s
   std::size_t outer = detail::prod(s, 0, axis), inner = detail::prod(s, axis + 1, s.size());
   Tensor out = dispatch(a.dtype(), [&](auto tag) {
     using T = decltype(tag);
-    Tensor r_t = detail::empty_for("index_select", os, detail::dtype_of<T>());
+    Tensor r_t = detail::empty_for<T>("index_select", os);
     xt::xarray<T>& r = r_t.data<T>();
     const T* src = a.data<T>().data();
     if (inner == 0) return r_t;
@@ -442,7 +442,7 @@ Tensor gather(const Tensor& a, std::ptrdiff_t axis_in, const xt::xarray<std::int
   std::size_t alen = a.shape()[axis];
   Tensor out = dispatch(a.dtype(), [&](auto tag) {
     using T = decltype(tag);
-    Tensor r_t = detail::empty_for("gather", Shape(index.shape().begin(), index.shape().end()), detail::dtype_of<T>());
+    Tensor r_t = detail::empty_for<T>("gather", Shape(index.shape().begin(), index.shape().end()));
     xt::xarray<T>& r = r_t.data<T>();
     const T* src = a.data<T>().data();
     const std::int64_t* idx = index.data();

@@ -54,15 +54,13 @@ std::string node_label(const Node& n, const Tensor& output) {
   return fmt::format("'{}' (tape index %{}{})", n.op, tape().index_of(n), label(output));
 }
 
-/// The one check of a tensor's history before it is differentiated through: made on another
-/// thread's tape, or released by an earlier backward. `where()` returns {place, what} for the
-/// message, e.g. {"backward", "tensor 'h'"}; it is only called when the check fails.
+/// Throws the error of a failed check_history (out of line: the check itself runs on every input).
 template <class Where>
-void check_history(const Tensor& t, std::uint64_t tape_owner, bool released_ok, Where&& where) {
-  const Node* n = t.impl()->grad_fn.get();
-  if (!n || (n->tape == tape_owner && (released_ok || !n->released))) return;
+[[noreturn, gnu::cold, gnu::noinline]] void throw_history_error(const Tensor& t,
+                                                                 std::uint64_t tape_owner,
+                                                                 Where&& where) {
   auto [place, what] = where();
-  if (n->tape != tape_owner)
+  if (t.impl()->grad_fn->tape != tape_owner)
     throw AutogradError(fmt::format(
         "{}: {} {} was made by '{}' on another thread's tape; the tape is thread-local, so a "
         "graph must be built and differentiated on one thread (detach() the value, or use it "
@@ -73,6 +71,17 @@ void check_history(const Tensor& t, std::uint64_t tape_owner, bool released_ok, 
       "backward released; pass retain_graph=true to backward twice, or detach() values you "
       "carry across steps",
       what, shape_str(t.shape()), place, t.op()));
+}
+
+/// The one check of a tensor's history before it is differentiated through: made on another
+/// thread's tape, or released by an earlier backward. `where()` returns {place, what} for the
+/// message, e.g. {"backward", "tensor 'h'"}; it is only called when the check fails.
+template <class Where>
+inline void check_history(const Tensor& t, std::uint64_t tape_owner, bool released_ok,
+                          Where&& where) {
+  const Node* n = t.impl()->grad_fn.get();
+  if (!n || (n->tape == tape_owner && (released_ok || !n->released))) return;
+  throw_history_error(t, tape_owner, std::forward<Where>(where));
 }
 
 }  // namespace
@@ -283,23 +292,31 @@ void add_into(Tensor& sum, const Tensor& g) {
 
 }  // namespace
 
+void accumulate_more(Tensor& sum, bool& owned, Tensor g, bool create_graph, const Slice* slice);
+
 /// sum += g (into `slice` of sum when given). Every gradient the engine adds up goes through
 /// here: the pending gradients of a pass, .grad, and the results of grad(). `owned` says whether
 /// sum's storage is private (see make_private). With create_graph the sum is a recorded add, so
 /// it can be differentiated again. (g is taken by value: a VJP's fresh gradient moves in.)
-void accumulate(Tensor& sum, bool& owned, Tensor g, bool create_graph,
-                const Slice* slice = nullptr) {
+/// Inline for its usual case, a first gradient: taken over as it is.
+inline void accumulate(Tensor& sum, bool& owned, Tensor g, bool create_graph,
+                       const Slice* slice = nullptr) {
+  if (!create_graph && !slice && !sum.defined()) {
+    sum = std::move(g);
+    owned = false;
+    return;
+  }
+  accumulate_more(sum, owned, std::move(g), create_graph, slice);
+}
+
+/// accumulate() past its first case.
+void accumulate_more(Tensor& sum, bool& owned, Tensor g, bool create_graph, const Slice* slice) {
   if (create_graph) {
     const auto axis = slice ? static_cast<std::ptrdiff_t>(slice->axis) : 0;
     Tensor d = slice ? pad_narrow(slice->squeezed ? unsqueeze(g, axis) : g, axis, slice->start,
                                   slice->full[slice->axis])
                      : std::move(g);
     sum = sum.defined() ? add(sum, d) : d;
-    return;
-  }
-  if (!sum.defined() && !slice) {
-    sum = std::move(g);
-    owned = false;
     return;
   }
   make_private(sum, owned, slice ? slice->full : g.shape(), g.dtype());
@@ -337,8 +354,6 @@ GradSink::ProductPlan GradSink::plan(const Product& p) const {
 }
 
 void GradSink::check_input(std::size_t i) const {
-  const Node* n = node_->inputs[i].impl()->grad_fn.get();
-  if (!n || (n->tape == tape_ && !n->released)) return;  // the usual case, without a call
   check_history(node_->inputs[i], tape_, false, [&] {
     return std::pair(fmt::format("backward of {}", node_label(*node_, *output_)),
                      fmt::format("input {}", i));
@@ -387,7 +402,7 @@ void GradSink::add_matmuls(const Product& p, const Product& q) {
     for (int j = 0; j < 2; ++j) {
       const Product& g = *products[j];
       const ProductPlan& pl = plans[j];
-      if (!pl.in_place) fresh[j] = detail::empty_for("matmul", Shape{pl.m, pl.n}, detail::dtype_of<T>());
+      if (!pl.in_place) fresh[j] = detail::empty_for<T>("matmul", Shape{pl.m, pl.n});
       Tensor& c = pl.in_place ? node_->inputs[g.input].impl()->pending : fresh[j];
       args[j] = {g.ta, g.tb, pl.m, pl.n, pl.k, g.a.template data<T>().data(), g.a.size(1),
                  g.b.template data<T>().data(), g.b.size(1), T(pl.in_place ? 1 : 0),
@@ -433,14 +448,7 @@ void GradSink::add_to(std::size_t i, Tensor g, const Slice* slice) {
     throw AnomalyError(fmt::format(
         "anomaly: backward of {} produced NaN or Inf in the gradient of input {}; inputs ({})",
         node_label(*node_, *output_), i, input_shapes(node_->inputs)));
-  if (!target.pending.defined()) {
-    if (!target.grad_fn) leaves_.push_back(input);
-    if (!create_graph_ && !slice) {  // accumulate()'s first case, without the call
-      target.pending = std::move(g);
-      target.pending_owned = false;
-      return;
-    }
-  }
+  if (!target.pending.defined() && !target.grad_fn) leaves_.push_back(input);
   accumulate(target.pending, target.pending_owned, std::move(g), create_graph_, slice);
 }
 
