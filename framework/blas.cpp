@@ -91,6 +91,16 @@ std::size_t work_of(std::size_t m, std::size_t n, std::size_t k) {
   return k != 0 && mn > SIZE_MAX / k ? SIZE_MAX : mn * k;
 }
 
+/// Whether gemm_impl cuts C in two halves for the two cores (blas.hpp): a large product, or a
+/// recurrence's per-step product (a few rows of states against a wider weight, k ≤ n). The
+/// shape alone decides, so a result never depends on whether the helper was free. (Products
+/// with a long k, such as a weight's gradient over B·T rows, stay whole: they are not per-step
+/// products, and their rounding is the one the documented outputs were recorded with.)
+bool split_in_halves(std::size_t m, std::size_t n, std::size_t k, std::size_t work) {
+  if (work >= kSmallProduct || std::max(m, n) < 16 || m == 1) return false;
+  return work >= kSplitProduct || (work >= kSplitFewRows && m <= kFewRows && k <= n);
+}
+
 template <class T>
 void gemm_impl(bool ta, bool tb, std::size_t m, std::size_t n, std::size_t k, const T* a,
                std::size_t lda, const T* b, std::size_t ldb, T beta, T* c, std::size_t ldc) {
@@ -116,7 +126,7 @@ void gemm_impl(bool ta, bool tb, std::size_t m, std::size_t n, std::size_t k, co
       gemv(true, k, n, b, ldb, a, ta ? lda : 1, beta, c);
     return;
   }
-  if (work >= kSplitProduct && work < kSmallProduct && std::max(m, n) >= 16) {
+  if (split_in_halves(m, n, k, work)) {
     // Two halves of C on two cores (framework/parallel.hpp), each one OpenBLAS thread: split
     // the longer side, so that each thread packs half of the larger operand and all of the
     // smaller one. Rows m0.. of op(A) start at a + m0·lda (a + m0 when A is stored transposed);
@@ -148,8 +158,12 @@ void gemm_args(const GemmArgs<T>& g) {
 
 template <class T>
 void gemm_pair_impl(const GemmArgs<T>& p, const GemmArgs<T>& q) {
-  const auto pairs = [](std::size_t w) { return w >= kPairProduct && w < kSplitProduct; };
-  if (!have_two_cores() || !pairs(work_of(p.m, p.n, p.k)) || !pairs(work_of(q.m, q.n, q.k))) {
+  // A product that gemm_impl would split itself is not paired: it runs as its own gemm() call.
+  const auto pairs = [](const GemmArgs<T>& g) {
+    const std::size_t w = work_of(g.m, g.n, g.k);
+    return w >= kPairProduct && w < kSplitProduct && !split_in_halves(g.m, g.n, g.k, w);
+  };
+  if (!have_two_cores() || !pairs(p) || !pairs(q)) {
     gemm_args(p);
     gemm_args(q);
     return;

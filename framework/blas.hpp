@@ -22,6 +22,10 @@
 //   some values), so the threshold also decides which results move: at 2^20 the H = 128, B = 32
 //   training step ran 14.2 → 12.6 ms, but the documented H = 128 models (output layer 1024×128
 //   by 128×70: 9.2 M) trained to different digits; 2^24 splits the large products only.
+// - a recurrence's per-step product (at most kFewRows rows of C, k ≤ n) is split from
+//   kSplitFewRows (1 M) multiply-adds: the composed GRU's and LSTM's per-step forward products
+//   at H = 128, B = 32. These halves keep the bits of one call with OpenBLAS's Cooperlake and
+//   SkylakeX kernels, not with its Haswell kernel (docs/gru.md's composed model was re-recorded).
 // - two independent products (a matmul's two gradients in backward) of kPairProduct to
 //   kSplitProduct multiply-adds each run at once, one per thread (gemm_pair): each keeps the bits
 //   of its own call, so no result moves. The composed GRU's H = 128, B = 32 backward has two such
@@ -43,6 +47,11 @@ constexpr std::size_t kSmallProduct = std::size_t(1) << 28;
 /// on its own two threads (framework/parallel.hpp), each on one OpenBLAS thread (16.8 M: the
 /// GRU's per-step products at H = 512, B = 64 are 50 M).
 constexpr std::size_t kSplitProduct = std::size_t(1) << 24;
+/// A recurrence's per-step product, at most kFewRows rows of C (a batch of states) against a
+/// weight with k ≤ n, is split from kSplitFewRows multiply-adds (1 M: the composed GRU's
+/// h W_hhᵀ at H = 128, B = 32 is 32 × 384 by k = 128, 1.6 M; the LSTM's at H = 128 is 2.1 M).
+constexpr std::size_t kSplitFewRows = std::size_t(1) << 20;
+constexpr std::size_t kFewRows = 64;
 
 /// RAII: OpenBLAS uses one thread inside this scope. For code that runs GEMMs on two threads
 /// of its own (the fused GRU's backward): the global thread count is then never changed from two
@@ -85,8 +94,8 @@ struct GemmArgs {
 constexpr std::size_t kPairProduct = std::size_t(1) << 18;
 
 /// gemm(p) and gemm(q), which must write to different memory: on two threads (one OpenBLAS
-/// thread each) when both are from kPairProduct to kSplitProduct multiply-adds, else one after
-/// the other. Each result is bit-identical to its own gemm() call: only where it runs changes.
+/// thread each) when both are from kPairProduct to kSplitProduct multiply-adds and neither is
+/// one that gemm() splits itself, else one after the other. Each result is bit-identical to its own gemm() call: only where it runs changes.
 void gemm_pair(const GemmArgs<float>& p, const GemmArgs<float>& q);
 void gemm_pair(const GemmArgs<double>& p, const GemmArgs<double>& q);
 

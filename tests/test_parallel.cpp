@@ -218,8 +218,9 @@ void expect_gemm_split_deterministic(bool ta, bool tb, std::size_t m, std::size_
 
 TEST(TwoCoreGemm, DeterministicAndExact) {
   // The composed GRU's per-step products at H = 512, B = 64 (split along n or m); at H = 128,
-  // B = 32 and char_gru's output layer (B·T = 1024), below kSplitProduct today (one piece, the
-  // same either way); sizes above it that are odd.
+  // B = 32 (32 × 384, k = 128: split as a per-step product, blas.hpp's kSplitFewRows; its
+  // transposed twin and char_gru's output layer (B·T = 1024) stay whole); the LSTM's per-step
+  // product at H = 128 and an odd per-step shape; sizes above kSplitProduct that are odd.
   for (bool ta : {false, true})
     for (bool tb : {false, true}) {
       expect_gemm_split_deterministic<float>(ta, tb, 64, 1536, 512);
@@ -228,6 +229,8 @@ TEST(TwoCoreGemm, DeterministicAndExact) {
       expect_gemm_split_deterministic<float>(ta, tb, 384, 128, 32);
       expect_gemm_split_deterministic<float>(ta, tb, 1024, 70, 128);
       expect_gemm_split_deterministic<float>(ta, tb, 70, 128, 1024);
+      expect_gemm_split_deterministic<float>(ta, tb, 32, 512, 128);
+      expect_gemm_split_deterministic<double>(ta, tb, 40, 301, 97);
       expect_gemm_split_deterministic<float>(ta, tb, 257, 301, 223);
       expect_gemm_split_deterministic<double>(ta, tb, 301, 257, 223);
     }
