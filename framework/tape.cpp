@@ -246,7 +246,8 @@ bool sole_handle(const Tensor& t) { return t.impl_ptr().use_count() == 1 && !t.i
 /// Makes `sum` safe to add into in place (copy-on-write): the first gradient a tensor receives
 /// is shared with whoever made it, and copied only if a second one arrives while someone else
 /// still holds it (a VJP's fresh result, now held by `sum` alone, is simply taken over). A slice
-/// target starts as zeros of the full shape.
+/// target starts as zeros of the full shape, unless add_slice_without_zeros made it (fill_pending
+/// then wrote zeros only where no slice had been written).
 void make_private(Tensor& sum, bool& owned, const Shape& shape, DType dtype) {
   if (!sum.defined()) {
     sum = detail::zeros_for("backward", shape, dtype);
@@ -259,9 +260,9 @@ void make_private(Tensor& sum, bool& owned, const Shape& shape, DType dtype) {
   owned = true;
 }
 
-/// sum[slice] += g in place: `outer` contiguous runs of len·inner elements, no full-size
-/// temporary per slice (a GRU's T steps each narrow their rows out of one projection).
-void add_into_slice(Tensor& sum, const Tensor& g, const Slice& s) {
+/// op(d, from, run) for each of the `outer` contiguous runs of `slice` of sum (d) and of g (from).
+template <class Op>
+void over_slice_runs(Tensor& sum, const Tensor& g, const Slice& s, Op op) {
   std::size_t outer = detail::prod(s.full, 0, s.axis);
   std::size_t inner = detail::prod(s.full, s.axis + 1, s.full.size());
   std::size_t run = (s.squeezed ? 1 : g.shape()[s.axis]) * inner;
@@ -270,12 +271,75 @@ void add_into_slice(Tensor& sum, const Tensor& g, const Slice& s) {
     using T = decltype(tag);
     T* dst = sum.data<T>().data();
     const T* src = g.data<T>().data();
+    for (std::size_t o = 0; o < outer; ++o) op(dst + (o * s.full[s.axis] + s.start) * inner, src + o * run, run);
+  });
+}
+
+/// sum[slice] += g in place: no full-size temporary per slice (a GRU's T steps each narrow their
+/// rows out of one projection).
+void add_into_slice(Tensor& sum, const Tensor& g, const Slice& s) {
+  over_slice_runs(sum, g, s, [](auto* d, const auto* from, std::size_t run) {
+    for (std::size_t k = 0; k < run; ++k) d[k] += from[k];
+  });
+}
+
+/// sum[slice] = 0 + g: what add_into_slice does to zeros (0 + (−0) is +0), without reading them.
+void copy_into_slice(Tensor& sum, const Tensor& g, const Slice& s) {
+  over_slice_runs(sum, g, s, [](auto* d, const auto* from, std::size_t run) {
+    using T = std::remove_pointer_t<decltype(d)>;
+    for (std::size_t k = 0; k < run; ++k) d[k] = T(0) + from[k];
+  });
+}
+
+/// Writes zeros where a slice-built pending gradient has no slice yet: it is then whole.
+void fill_pending(TensorImpl& t) {
+  if (!t.pending_partial) return;
+  t.pending_partial = false;
+  const Shape& full = t.pending.shape();
+  const std::size_t axis = t.pending_axis, len = full[axis];
+  const std::size_t outer = detail::prod(full, 0, axis), inner = detail::prod(full, axis + 1, full.size());
+  detail::dispatch(t.pending.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    T* dst = t.pending.data<T>().data();
     for (std::size_t o = 0; o < outer; ++o) {
-      T* d = dst + (o * s.full[s.axis] + s.start) * inner;
-      const T* from = src + o * run;
-      for (std::size_t k = 0; k < run; ++k) d[k] += from[k];
+      T* row = dst + o * len * inner;
+      std::fill(row, row + t.pending_lo * inner, T(0));
+      std::fill(row + t.pending_hi * inner, row + len * inner, T(0));
     }
   });
+}
+
+/// A slice's gradient added to a pending gradient without zero-filling it first: the first slice
+/// goes into a new uninitialised array, and a slice next to the ones already there is copied in
+/// (select's T steps, chunk's pieces, each arriving in reverse order, cover their input so). A
+/// slice inside them is added. False (nothing done) for anything else: the caller fills and adds.
+bool add_slice_without_zeros(TensorImpl& t, const Tensor& g, const Slice& s) {
+  const std::size_t lo = s.start, hi = s.start + (s.squeezed ? 1 : g.shape()[s.axis]);
+  if (lo == hi || detail::prod(s.full, 0, s.full.size()) == 0) return false;
+  if (!t.pending.defined()) {
+    t.pending = detail::empty_for("backward", s.full, g.dtype());
+    t.pending_owned = true;
+    t.pending_partial = true;
+    t.pending_axis = s.axis, t.pending_lo = lo, t.pending_hi = hi;
+    copy_into_slice(t.pending, g, s);
+  } else if (!t.pending_partial || t.pending_axis != s.axis) {
+    return false;
+  } else if (hi == t.pending_lo || lo == t.pending_hi) {
+    copy_into_slice(t.pending, g, s);
+    t.pending_lo = std::min(lo, t.pending_lo), t.pending_hi = std::max(hi, t.pending_hi);
+  } else if (lo >= t.pending_lo && hi <= t.pending_hi) {
+    add_into_slice(t.pending, g, s);
+  } else {
+    return false;
+  }
+  if (t.pending_lo == 0 && t.pending_hi == s.full[s.axis]) t.pending_partial = false;  // covered
+  return true;
+}
+
+/// Drops a pending gradient (a pass that failed).
+void drop_pending(TensorImpl& t) {
+  t.pending = Tensor();
+  t.pending_partial = false;
 }
 
 /// sum += g, element by element over the contiguous arrays (same shape): the same additions as
@@ -349,7 +413,7 @@ GradSink::ProductPlan GradSink::plan(const Product& p) const {
   r.m = a.size(p.ta ? 1 : 0), r.k = a.size(p.ta ? 0 : 1), r.n = b.size(p.tb ? 0 : 1);
   r.plain = input.shape() == Shape{r.m, r.n};
   const TensorImpl& target = *input.impl();
-  r.in_place = r.plain && target.pending.defined() && target.pending_owned;
+  r.in_place = r.plain && target.pending.defined() && target.pending_owned && !target.pending_partial;
   return r;
 }
 
@@ -449,6 +513,8 @@ void GradSink::add_to(std::size_t i, Tensor g, const Slice* slice) {
         "anomaly: backward of {} produced NaN or Inf in the gradient of input {}; inputs ({})",
         node_label(*node_, *output_), i, input_shapes(node_->inputs)));
   if (!target.pending.defined() && !target.grad_fn) leaves_.push_back(input);
+  if (slice && !create_graph_ && add_slice_without_zeros(target, g, *slice)) return;
+  fill_pending(target);
   accumulate(target.pending, target.pending_owned, std::move(g), create_graph_, slice);
 }
 
@@ -512,6 +578,7 @@ struct Delivery {
 
   /// Takes the complete gradient of `impl` out of the pass, runs its hooks and delivers it.
   Tensor finish(TensorImpl& impl, bool is_leaf) {
+    fill_pending(impl);
     bool owned = impl.pending_owned;
     Tensor g = std::move(impl.pending);
     impl.pending = Tensor();
@@ -580,8 +647,8 @@ std::vector<Tensor> BackwardPass::run(const Tensor& root, const Tensor& seed, bo
   } catch (...) {  // leave no half-finished pass behind: drop every pending gradient
     t_backward_node = nullptr;
     for (std::size_t i = 0; i <= top; ++i)
-      if (Tensor out = tp.entries_[i].output.lock(); out.defined()) out.impl()->pending = Tensor();
-    for (Tensor& leaf : sink.leaves_) leaf.impl()->pending = Tensor();
+      if (Tensor out = tp.entries_[i].output.lock(); out.defined()) drop_pending(*out.impl());
+    for (Tensor& leaf : sink.leaves_) drop_pending(*leaf.impl());
     --tp.walking_;
     throw;
   }

@@ -193,6 +193,11 @@ struct TensorImpl {
   std::shared_ptr<Node> grad_fn;  // the node that made this tensor (owned), null for leaves
   Tensor pending;              // gradient gathered during the current backward pass
   bool pending_owned = false;  // pending's storage is private to us (safe to add in place)
+  // A pending gradient built from slices (the backward of narrow, select, chunk) holds values
+  // only in slices [pending_lo, pending_hi) of axis pending_axis while pending_partial is set;
+  // the rest is written with zeros when anything else reads or adds to it (tape.cpp).
+  bool pending_partial = false;
+  std::size_t pending_axis = 0, pending_lo = 0, pending_hi = 0;
 };
 
 // Inline: every op asks for shapes, sizes, dtypes and data several times.

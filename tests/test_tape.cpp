@@ -2,6 +2,7 @@
 // chains, clearing, create_graph, and torch.autograd.grad-style capture.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <fstream>
 #include <thread>
 #include <tuple>
@@ -208,6 +209,72 @@ TEST(Tape, SliceGradientsAccumulateInPlace) {
   EXPECT_NE(first, nullptr);
   for (std::size_t r = 0; r < 4; ++r)
     for (std::size_t c = 0; c < 6; ++c) EXPECT_DOUBLE_EQ(p.grad().at(r * 6 + c), double(c / 2 + 1));
+}
+
+// Slice gradients (narrow's, select's) reach a pending gradient in whatever order the tape gives:
+// adjacent ones are written into an array that was never zero-filled, and anything else (a gap
+// left open, an overlap, another axis, a dense gradient, a hook, retain_grad) sees the zeros
+// the rest must read as. Each case is compared with the sum of its pieces, element by element.
+TEST(Tape, SliceGradientsInAnyOrderEqualTheirSum) {
+  struct Piece {
+    std::size_t axis, start, len;  // len 0: select(start) on axis
+    double c;                      // the loss adds c · Σ piece
+  };
+  const std::vector<std::vector<Piece>> cases = {
+      {{1, 0, 0, 1}, {1, 1, 0, 2}, {1, 2, 0, 3}, {1, 3, 0, 4}, {1, 4, 0, 5}, {1, 5, 0, 6}},  // T steps
+      {{1, 5, 0, 1}, {1, 3, 0, 2}, {1, 4, 0, 3}, {1, 0, 0, 4}},     // out of order, gaps
+      {{2, 0, 2, 1}, {2, 2, 2, 2}},                                  // chunk, last axis
+      {{1, 0, 2, 1}, {1, 4, 2, 2}, {1, 1, 3, 3}},                    // a gap, then an overlap
+      {{1, 2, 2, 1}, {1, 2, 1, 2}, {1, 3, 1, 3}, {1, 0, 2, 4}},      // inside, then adjacent
+      {{1, 0, 3, 1}, {2, 1, 2, 2}, {0, 1, 0, 3}},                    // three axes
+      {{0, 0, 1, 1}, {0, 1, 2, 2}},                                  // covers axis 0 fully
+  };
+  for (std::size_t n = 0; n < cases.size(); ++n)
+    for (bool dense : {false, true})
+      for (bool hook : {false, true}) {
+        SCOPED_TRACE(testing::Message() << "case " << n << " dense " << dense << " hook " << hook);
+        Tensor p = randn({3, 6, 4}, DType::Float64).requires_grad_();
+        Tensor proj = p * 1.0;  // not a leaf: its gradient is gathered during the pass
+        proj.retain_grad();
+        bool hook_saw_whole = !hook;
+        if (hook)
+          proj.register_hook([&](const Tensor& g) { hook_saw_whole = g.shape() == Shape{3, 6, 4}; });
+        Tensor loss = dense ? sum(proj * 0.5) : scalar(0.0, DType::Float64);
+        for (const Piece& q : cases[n]) {
+          const auto axis = static_cast<std::ptrdiff_t>(q.axis);
+          Tensor part = q.len == 0 ? select(proj, axis, static_cast<std::ptrdiff_t>(q.start))
+                                   : narrow(proj, axis, q.start, q.len);
+          loss = loss + sum(part * q.c);
+        }
+        loss.backward();
+        EXPECT_TRUE(hook_saw_whole);
+        for (std::size_t i = 0; i < 3; ++i)
+          for (std::size_t j = 0; j < 6; ++j)
+            for (std::size_t k = 0; k < 4; ++k) {
+              const std::size_t at[3] = {i, j, k};
+              double want = dense ? 0.5 : 0.0;
+              for (const Piece& q : cases[n]) {
+                const std::size_t len = q.len == 0 ? 1 : q.len;
+                if (at[q.axis] >= q.start && at[q.axis] < q.start + len) want += q.c;
+              }
+              const std::size_t flat = (i * 6 + j) * 4 + k;
+              ASSERT_EQ(p.grad().at(flat), want) << i << "," << j << "," << k;
+              ASSERT_EQ(proj.grad().at(flat), want) << i << "," << j << "," << k;
+            }
+      }
+}
+
+// A slice's gradient is added to zeros: −0 arrives as +0, as 0 + (−0) is, also where no zeros
+// were written first.
+TEST(Tape, SliceGradientOfMinusZeroIsPlusZero) {
+  Tensor a = ones({2, 3}, DType::Float64).requires_grad_();
+  Tensor h = a * 1.0;
+  Tensor out = record("minus_zero_slice", zeros({2, 3}, DType::Float64), {h},
+                      [](const Tensor&, GradSink& s) {
+                        s.add_narrow(0, 1, 0, full({2, 3}, -0.0, DType::Float64));
+                      });
+  out.sum().backward();
+  for (std::size_t k = 0; k < 6; ++k) EXPECT_FALSE(std::signbit(a.grad().at(k))) << k;
 }
 
 TEST(Tape, ListingAndDot) {
