@@ -95,7 +95,8 @@ constexpr std::size_t kPairProduct = std::size_t(1) << 18;
 
 /// gemm(p) and gemm(q), which must write to different memory: on two threads (one OpenBLAS
 /// thread each) when both are from kPairProduct to kSplitProduct multiply-adds and neither is
-/// one that gemm() splits itself, else one after the other. Each result is bit-identical to its own gemm() call: only where it runs changes.
+/// one that gemm() splits itself, else one after the other. Each result is bit-identical to its
+/// own gemm() call: only where it runs changes.
 void gemm_pair(const GemmArgs<float>& p, const GemmArgs<float>& q);
 void gemm_pair(const GemmArgs<double>& p, const GemmArgs<double>& q);
 

@@ -271,7 +271,8 @@ void over_slice_runs(Tensor& sum, const Tensor& g, const Slice& s, Op op) {
     using T = decltype(tag);
     T* dst = sum.data<T>().data();
     const T* src = g.data<T>().data();
-    for (std::size_t o = 0; o < outer; ++o) op(dst + (o * s.full[s.axis] + s.start) * inner, src + o * run, run);
+    for (std::size_t o = 0; o < outer; ++o)
+      op(dst + (o * s.full[s.axis] + s.start) * inner, src + o * run, run);
   });
 }
 
@@ -297,7 +298,8 @@ void fill_pending(TensorImpl& t) {
   t.pending_partial = false;
   const Shape& full = t.pending.shape();
   const std::size_t axis = t.pending_axis, len = full[axis];
-  const std::size_t outer = detail::prod(full, 0, axis), inner = detail::prod(full, axis + 1, full.size());
+  const std::size_t outer = detail::prod(full, 0, axis);
+  const std::size_t inner = detail::prod(full, axis + 1, full.size());
   detail::dispatch(t.pending.dtype(), [&](auto tag) {
     using T = decltype(tag);
     T* dst = t.pending.data<T>().data();
@@ -413,7 +415,8 @@ GradSink::ProductPlan GradSink::plan(const Product& p) const {
   r.m = a.size(p.ta ? 1 : 0), r.k = a.size(p.ta ? 0 : 1), r.n = b.size(p.tb ? 0 : 1);
   r.plain = input.shape() == Shape{r.m, r.n};
   const TensorImpl& target = *input.impl();
-  r.in_place = r.plain && target.pending.defined() && target.pending_owned && !target.pending_partial;
+  r.in_place = r.plain && target.pending.defined() && target.pending_owned &&
+               !target.pending_partial;  // a partial one is filled first, by add_to
   return r;
 }
 

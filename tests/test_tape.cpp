@@ -221,7 +221,8 @@ TEST(Tape, SliceGradientsInAnyOrderEqualTheirSum) {
     double c;                      // the loss adds c · Σ piece
   };
   const std::vector<std::vector<Piece>> cases = {
-      {{1, 0, 0, 1}, {1, 1, 0, 2}, {1, 2, 0, 3}, {1, 3, 0, 4}, {1, 4, 0, 5}, {1, 5, 0, 6}},  // T steps
+      // every step of a sequence, as a recurrence's selects
+      {{1, 0, 0, 1}, {1, 1, 0, 2}, {1, 2, 0, 3}, {1, 3, 0, 4}, {1, 4, 0, 5}, {1, 5, 0, 6}},
       {{1, 5, 0, 1}, {1, 3, 0, 2}, {1, 4, 0, 3}, {1, 0, 0, 4}},     // out of order, gaps
       {{2, 0, 2, 1}, {2, 2, 2, 2}},                                  // chunk, last axis
       {{1, 0, 2, 1}, {1, 4, 2, 2}, {1, 1, 3, 3}},                    // a gap, then an overlap
@@ -238,7 +239,8 @@ TEST(Tape, SliceGradientsInAnyOrderEqualTheirSum) {
         proj.retain_grad();
         bool hook_saw_whole = !hook;
         if (hook)
-          proj.register_hook([&](const Tensor& g) { hook_saw_whole = g.shape() == Shape{3, 6, 4}; });
+          proj.register_hook(
+              [&](const Tensor& g) { hook_saw_whole = g.shape() == Shape{3, 6, 4}; });
         Tensor loss = dense ? sum(proj * 0.5) : scalar(0.0, DType::Float64);
         for (const Piece& q : cases[n]) {
           const auto axis = static_cast<std::ptrdiff_t>(q.axis);
