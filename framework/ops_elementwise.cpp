@@ -131,7 +131,7 @@ Tensor sum_to(const Tensor& g, const Shape& shape) {
   for (std::size_t i = 0; i < gs.size(); ++i)
     if (i < lead || (shape[i - lead] == 1 && gs[i] != 1)) axes.push_back(i);
   Tensor out = detail::sum_values("sum_to", g, axes, shape);
-  return record("sum_to", std::move(out), {g}, [](const Tensor& gg, GradSink& s) {
+  return record("sum_to", std::move(out), {g}, Reads::Nothing, [](const Tensor& gg, GradSink& s) {
     s.add(0, broadcast_to(gg, s.input(0).shape()));
   });
 }
@@ -149,7 +149,8 @@ Tensor broadcast_to(const Tensor& a, const Shape& shape) {
       return Tensor(xt::xarray<T>(xt::broadcast(a.data<T>(), shape)));
     });
   });
-  return record("broadcast_to", std::move(out), {a}, [](const Tensor& g, GradSink& s) {
+  return record("broadcast_to", std::move(out), {a}, Reads::Nothing,
+                [](const Tensor& g, GradSink& s) {
     s.add(0, sum_to(g, s.input(0).shape()));
   });
 }
@@ -160,7 +161,7 @@ Tensor add(const Tensor& a, const Tensor& b) {
   Tensor out = binary_forward<Eval::Scalar>(
       "add", a, b, [](const auto& x, const auto& y) { return x + y; });
   // The VJP reads the inputs from its node (s.input(i)) instead of capturing copies.
-  return record("add", std::move(out), {a, b}, [](const Tensor& g, GradSink& s) {
+  return record("add", std::move(out), {a, b}, Reads::Nothing, [](const Tensor& g, GradSink& s) {
     if (s.needs(0)) s.add(0, sum_to(g, s.input(0).shape()));
     if (s.needs(1)) s.add(1, sum_to(g, s.input(1).shape()));
   });
@@ -169,7 +170,7 @@ Tensor add(const Tensor& a, const Tensor& b) {
 Tensor sub(const Tensor& a, const Tensor& b) {
   Tensor out = binary_forward<Eval::Scalar>(
       "sub", a, b, [](const auto& x, const auto& y) { return x - y; });
-  return record("sub", std::move(out), {a, b}, [](const Tensor& g, GradSink& s) {
+  return record("sub", std::move(out), {a, b}, Reads::Nothing, [](const Tensor& g, GradSink& s) {
     if (s.needs(0)) s.add(0, sum_to(g, s.input(0).shape()));
     if (s.needs(1)) s.add(1, sum_to(neg(g), s.input(1).shape()));
   });
@@ -178,7 +179,7 @@ Tensor sub(const Tensor& a, const Tensor& b) {
 Tensor mul(const Tensor& a, const Tensor& b) {
   Tensor out = binary_forward<Eval::Scalar>(
       "mul", a, b, [](const auto& x, const auto& y) { return x * y; });
-  return record("mul", std::move(out), {a, b}, [](const Tensor& g, GradSink& s) {
+  return record("mul", std::move(out), {a, b}, Reads::Inputs, [](const Tensor& g, GradSink& s) {
     const Tensor &a = s.input(0), &b = s.input(1);
     if (s.needs(0)) s.add(0, sum_to(mul(g, b), a.shape()));
     if (s.needs(1)) s.add(1, sum_to(mul(g, a), b.shape()));
@@ -201,7 +202,8 @@ Tensor add(const Tensor& a, double c) {
     using T = typename std::decay_t<decltype(x)>::value_type;
     return x + static_cast<T>(c);
   });
-  return record("add_scalar", std::move(out), {a}, [](const Tensor& g, GradSink& s) { s.add(0, g); });
+  return record("add_scalar", std::move(out), {a}, Reads::Nothing,
+                [](const Tensor& g, GradSink& s) { s.add(0, g); });
 }
 
 Tensor mul(const Tensor& a, double c) {
@@ -209,7 +211,8 @@ Tensor mul(const Tensor& a, double c) {
     using T = typename std::decay_t<decltype(x)>::value_type;
     return x * static_cast<T>(c);
   });
-  return record("mul_scalar", std::move(out), {a}, [c](const Tensor& g, GradSink& s) { s.add(0, mul(g, c)); });
+  return record("mul_scalar", std::move(out), {a}, Reads::Nothing,
+                [c](const Tensor& g, GradSink& s) { s.add(0, mul(g, c)); });
 }
 
 Tensor rsub(const Tensor& a, double c) {
@@ -217,12 +220,14 @@ Tensor rsub(const Tensor& a, double c) {
     using T = typename std::decay_t<decltype(x)>::value_type;
     return static_cast<T>(c) - x;
   });
-  return record("rsub_scalar", std::move(out), {a}, [](const Tensor& g, GradSink& s) { s.add(0, neg(g)); });
+  return record("rsub_scalar", std::move(out), {a}, Reads::Nothing,
+                [](const Tensor& g, GradSink& s) { s.add(0, neg(g)); });
 }
 
 Tensor neg(const Tensor& a) {
   Tensor out = unary_forward("neg", a, [](const auto& x) { return -x; });
-  return record("neg", std::move(out), {a}, [](const Tensor& g, GradSink& s) { s.add(0, neg(g)); });
+  return record("neg", std::move(out), {a}, Reads::Nothing,
+                [](const Tensor& g, GradSink& s) { s.add(0, neg(g)); });
 }
 
 Tensor pow(const Tensor& a, double p) {
@@ -306,7 +311,8 @@ Tensor sigmoid_backward(const Tensor& g, const Tensor& y) {
 
 Tensor tanh(const Tensor& a) {
   Tensor out = unary_forward("tanh", a, [](const auto& x) { return xt::tanh(x); });
-  return record("tanh", std::move(out), {a}, [y = WeakTensor(out)](const Tensor& g, GradSink& s) {
+  return record("tanh", std::move(out), {a}, Reads::Output,
+                [y = WeakTensor(out)](const Tensor& g, GradSink& s) {
     s.add(0, tanh_backward(g, y.lock()));
   });
 }
@@ -318,7 +324,8 @@ Tensor sigmoid(const Tensor& a) {
     xt::xarray<T> e = xt::exp(-xt::abs(x));
     return xt::xarray<T>(xt::where(x >= T(0), T(1) / (T(1) + e), e / (T(1) + e)));
   });
-  return record("sigmoid", std::move(out), {a}, [y = WeakTensor(out)](const Tensor& g, GradSink& s) {
+  return record("sigmoid", std::move(out), {a}, Reads::Output,
+                [y = WeakTensor(out)](const Tensor& g, GradSink& s) {
     s.add(0, sigmoid_backward(g, y.lock()));
   });
 }

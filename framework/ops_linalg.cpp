@@ -97,7 +97,8 @@ Tensor matmul(const Tensor& a, const Tensor& b, bool ta, bool tb) {
     detail::checked_numel("matmul", out_shape);
   }
   Tensor out = matmul_forward(a, b, ta, tb);
-  return record("matmul", std::move(out), {a, b}, [ta, tb](const Tensor& g, GradSink& s) {
+  return record("matmul", std::move(out), {a, b}, Reads::Inputs,
+                [ta, tb](const Tensor& g, GradSink& s) {
     const Tensor &a = s.input(0), &b = s.input(1);
     if (s.needs(0) && s.needs(1) && a.dim() == 2 && b.dim() == 2) {
       // Both gradients, added in place where they can be; independent, so they may run at once.

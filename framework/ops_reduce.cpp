@@ -80,7 +80,8 @@ Tensor sum(const Tensor& a, const Axes& axes_in, bool keepdims) {
   auto axes = resolve_axes(axes_in, a.dim(), "sum");
   Shape out_shape = reduced_shape(a.shape(), axes, keepdims);
   Tensor out = detail::sum_values("sum", a, axes, out_shape);
-  return record("sum", std::move(out), {a}, [kshape = keepdims_shape(a.shape(), axes)](const Tensor& g, GradSink& s) {
+  return record("sum", std::move(out), {a}, Reads::Nothing,
+                [kshape = keepdims_shape(a.shape(), axes)](const Tensor& g, GradSink& s) {
     s.add(0, broadcast_to(reshape(g, kshape), s.input(0).shape()));
   });
 }

@@ -55,7 +55,7 @@ Tensor reshape(const Tensor& a, const Shape& shape) {
     std::copy_n(a.data<T>().data(), a.numel(), r.data<T>().data());
     return r;
   });
-  return record("reshape", std::move(out), {a}, [](const Tensor& g, GradSink& s) {
+  return record("reshape", std::move(out), {a}, Reads::Nothing, [](const Tensor& g, GradSink& s) {
     s.add(0, reshape(g, s.input(0).shape()));
   });
 }
@@ -168,7 +168,8 @@ Tensor permute(const Tensor& a, const std::vector<std::size_t>& dims) {
   });
   std::vector<std::size_t> inverse(dims.size());
   for (std::size_t i = 0; i < dims.size(); ++i) inverse[dims[i]] = i;
-  return record("permute", std::move(out), {a}, [inverse](const Tensor& g, GradSink& s) {
+  return record("permute", std::move(out), {a}, Reads::Nothing,
+                [inverse](const Tensor& g, GradSink& s) {
     s.add(0, permute(g, inverse));
   });
 }
@@ -209,7 +210,8 @@ Tensor narrow(const Tensor& a, std::ptrdiff_t axis_in, std::size_t start, std::s
               detail::prod(s, 0, axis), length * inner);
     return r_t;
   });
-  return record("narrow", std::move(out), {a}, [axis, start](const Tensor& g, GradSink& sk) {
+  return record("narrow", std::move(out), {a}, Reads::Nothing,
+                [axis, start](const Tensor& g, GradSink& sk) {
     sk.add_narrow(0, axis, start, g);
   });
 }
@@ -257,7 +259,8 @@ Tensor select(const Tensor& a, std::ptrdiff_t axis, std::ptrdiff_t index) {
               detail::prod(s, 0, ax), inner);
     return r_t;
   });
-  return record("select", std::move(out), {a}, [ax, start](const Tensor& g, GradSink& sk) {
+  return record("select", std::move(out), {a}, Reads::Nothing,
+                [ax, start](const Tensor& g, GradSink& sk) {
     sk.add_narrow(0, ax, start, g);
   });
 }
@@ -327,7 +330,8 @@ Tensor concat(const std::vector<Tensor>& parts, std::ptrdiff_t axis_in) {
   });
   std::vector<std::size_t> lens;
   for (const Tensor& p : parts) lens.push_back(p.shape()[axis]);
-  return record("concat", std::move(out), parts, [axis, lens](const Tensor& g, GradSink& s) {
+  return record("concat", std::move(out), parts, Reads::Nothing,
+                [axis, lens](const Tensor& g, GradSink& s) {
     std::size_t offset = 0;
     for (std::size_t i = 0; i < lens.size(); offset += lens[i], ++i)
       if (s.needs(i)) s.add(i, narrow(g, static_cast<std::ptrdiff_t>(axis), offset, lens[i]));
@@ -378,7 +382,8 @@ Tensor index_select(const Tensor& a, std::ptrdiff_t axis_in, const std::vector<s
                     src + (o * s[axis] + static_cast<std::size_t>(index[j])) * inner, inner * sizeof(T));
     return r_t;
   });
-  return record("index_select", std::move(out), {a}, [s, axis, index](const Tensor& g, GradSink& sk) {
+  return record("index_select", std::move(out), {a}, Reads::Nothing,
+                [s, axis, index](const Tensor& g, GradSink& sk) {
     sk.add(0, index_add(s, static_cast<std::ptrdiff_t>(axis), index, g));
   });
 }

@@ -22,6 +22,7 @@ namespace {
 std::atomic<std::uint64_t> g_next_tape_owner{1};  // every Tape (in practice every thread) differs
 thread_local bool t_grad_enabled = true;
 thread_local bool t_anomaly = false;
+thread_local bool t_keep_all_values = false;  // detail::KeepAllValuesGuard
 // The node whose VJP is running, and its output (for anomaly messages from ops inside it).
 thread_local const Node* t_backward_node = nullptr;
 thread_local const Tensor* t_backward_output = nullptr;
@@ -92,7 +93,21 @@ void NodeInputs::throw_out_of_range(std::size_t i) const {
   throw std::out_of_range(fmt::format("node input {} of {}", i, size_));
 }
 
+void NodeInputs::hold_unread() {
+  for (std::size_t i = 0; i < size_ && i < 64; ++i) {
+    TensorImpl* p = begin()[i].impl();
+    if (p && !p->keep_value && !(unread_mask_ >> i & 1)) {
+      ++p->unread_holders;
+      unread_mask_ |= std::uint64_t(1) << i;
+    }
+  }
+}
+
 void NodeInputs::clear() {
+  // First no longer an unread holder, then drop the handle (which may free the value when
+  // only other unread holders are left).
+  for (std::size_t i = 0; unread_mask_ != 0; ++i, unread_mask_ >>= 1)
+    if (unread_mask_ & 1) --begin()[i].impl()->unread_holders;
   for (Tensor& t : *this) t = Tensor();
   more_.clear();
   size_ = 0;
@@ -201,8 +216,24 @@ void detail::check_forward(const char* op, const Tensor& out, const NodeInputs& 
       op, tape().size(), shape_str(out.shape()), input_shapes(inputs)));
 }
 
-void push_node(std::shared_ptr<Node> node, const Tensor& output) {
+detail::KeepAllValuesGuard::KeepAllValuesGuard() : previous_(t_keep_all_values) {
+  t_keep_all_values = true;
+}
+detail::KeepAllValuesGuard::~KeepAllValuesGuard() { t_keep_all_values = previous_; }
+
+void push_node(std::shared_ptr<Node> node, const Tensor& output, Reads reads) {
   Tape& t = tape();
+  if (t_keep_all_values) reads = Reads::All;
+  // Value lifetime (TensorImpl): a VJP that reads its inputs keeps their values; one that
+  // does not counts as their unread holder; an output its VJP does not read may be freed.
+  if (static_cast<unsigned>(reads) & static_cast<unsigned>(Reads::Inputs)) {
+    for (const Tensor& input : node->inputs)
+      if (TensorImpl* p = input.impl(); p && !p->keep_value) p->keep_value = true;
+  } else {
+    node->inputs.hold_unread();
+  }
+  if (!(static_cast<unsigned>(reads) & static_cast<unsigned>(Reads::Output)))
+    output.impl()->keep_value = false;
   for (std::size_t i = 0; i < node->inputs.size(); ++i) {
     const Tensor& input = node->inputs[i];
     if (input.defined() && input.impl()->requires_grad)

@@ -38,6 +38,7 @@ namespace tapegrad {
 class GradSink;
 struct BackwardPass;
 struct Slice;  // where a slice's gradient goes (GradSink::add_narrow)
+enum class Reads : unsigned;  // what a VJP reads (below, before push_node)
 
 /// One element of the braced list of inputs an op passes to record() ({a, b}): a reference to the
 /// caller's tensor, so that each input is copied once, into the node (a list of Tensors would
@@ -79,6 +80,12 @@ class NodeInputs {
   Tensor* end() { return begin() + size_; }
   /// Drops every input.
   void clear();
+  ~NodeInputs() { clear(); }
+  NodeInputs(const NodeInputs&) = delete;
+  NodeInputs& operator=(const NodeInputs&) = delete;
+  /// This node's VJP never reads its inputs' values: counts it as an unread holder of each
+  /// input that no reading op holds (TensorImpl, "value lifetime"; undone by clear()).
+  void hold_unread();
 
  private:
   [[noreturn]] void throw_out_of_range(std::size_t i) const;
@@ -86,6 +93,7 @@ class NodeInputs {
   Tensor inline_[kInline];
   std::vector<Tensor> more_;
   std::size_t size_;
+  std::uint64_t unread_mask_ = 0;  // bit i: input i counts this node in its unread_holders
 };
 
 /// One recorded op. Owned by its output tensor (TensorImpl::grad_fn); owns its inputs.
@@ -159,7 +167,7 @@ class Tape {
   Tape& operator=(const Tape&) = delete;
 
  private:
-  friend void push_node(std::shared_ptr<Node>, const Tensor&);
+  friend void push_node(std::shared_ptr<Node>, const Tensor&, Reads);
   friend struct BackwardPass;
   struct Entry {
     WeakTensor output;  // does not keep the graph alive
@@ -312,11 +320,29 @@ bool should_record(const Range& inputs) {
 }
 /// Anomaly check of a forward result (no-op when anomaly mode is off).
 void check_forward(const char* op, const Tensor& out, const NodeInputs& inputs);
+/// RAII scope in which every recorded op counts as reading its inputs and output (Reads::All):
+/// no value is freed early. For tests comparing the two ways (the results must be identical).
+class KeepAllValuesGuard {
+ public:
+  KeepAllValuesGuard();
+  ~KeepAllValuesGuard();
+  KeepAllValuesGuard(const KeepAllValuesGuard&) = delete;
+  KeepAllValuesGuard& operator=(const KeepAllValuesGuard&) = delete;
+
+ private:
+  bool previous_;
+};
 }  // namespace detail
 
+/// What an op's VJP reads besides the incoming gradient and its inputs' shapes and dtypes.
+/// record() assumes All; an op that declares less (add, narrow, select, reshape read Nothing,
+/// sigmoid and tanh only their Output, matmul and mul only their Inputs) lets the engine free a
+/// value that only the tape still holds (TensorImpl, "value lifetime"). Declaring less than the
+/// VJP reads is a bug the engine reports: data<T>() of a freed value throws AutogradError.
+enum class Reads : unsigned { Nothing = 0, Inputs = 1, Output = 2, All = 3 };
 /// Makes `node` the node of `output` (its grad_fn; output becomes requires_grad) and lists it on
-/// this thread's tape.
-void push_node(std::shared_ptr<Node> node, const Tensor& output);
+/// this thread's tape; `reads` is what the node's VJP reads (see Reads).
+void push_node(std::shared_ptr<Node> node, const Tensor& output, Reads reads = Reads::All);
 
 /// The pattern every op ends with: name the output's op, check anomalies, and record the node
 /// when needed. The node (with `fn` inside it, a VjpNode) is only created when it is recorded.
@@ -324,8 +350,10 @@ void push_node(std::shared_ptr<Node> node, const Tensor& output);
 /// `inputs` is a braced list ({a, b}) or a std::vector<Tensor>.
 /// An op passes its result as std::move(out): the handle then moves through to the caller
 /// (taken by reference, so that a VJP capturing WeakTensor(out) in the same call still sees it).
+/// `reads` (optional, All when omitted) is what `fn` reads besides the gradient and the inputs'
+/// shapes: see Reads.
 template <class Inputs = std::initializer_list<InputRef>, class F>
-Tensor record(const char* op, Tensor&& out, const Inputs& inputs, F&& fn) {
+Tensor record(const char* op, Tensor&& out, const Inputs& inputs, Reads reads, F&& fn) {
   out.impl()->op = op;
   if (anomaly_enabled())
     detail::check_forward(op, out, NodeInputs(inputs.begin(), inputs.end()));
@@ -334,9 +362,14 @@ Tensor record(const char* op, Tensor&& out, const Inputs& inputs, F&& fn) {
     using NodeType = VjpNode<std::decay_t<F>>;
     push_node(std::allocate_shared<NodeType>(detail::pool_allocator<NodeType>(), op, inputs,
                                              std::forward<F>(fn)),
-              out);
+              out, reads);
   }
   return std::move(out);
+}
+template <class Inputs = std::initializer_list<InputRef>, class F,
+          class = std::enable_if_t<!std::is_same_v<std::decay_t<F>, Reads>>>
+Tensor record(const char* op, Tensor&& out, const Inputs& inputs, F&& fn) {
+  return record<Inputs>(op, std::move(out), inputs, Reads::All, std::forward<F>(fn));
 }
 
 /// The same, for a result the caller keeps a handle to.

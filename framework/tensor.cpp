@@ -60,7 +60,26 @@ void Tensor::throw_dtype_mismatch(DType asked) const {
                                dtype_name(dtype()), dtype_name(asked)));
 }
 
+void Tensor::throw_value_freed() const {
+  throw AutogradError(fmt::format(
+      "data: the value of tensor{} (made by '{}') was freed: no handle to it was left and the "
+      "recorded ops that hold it never read it (their gradients need only its shape)",
+      shape_str(shape()), op()));
+}
+
+void Tensor::free_value_if_unread() noexcept {
+  TensorImpl& t = *impl_;
+  // Only value-free nodes and this handle hold the tensor: nothing can read the value again.
+  if (t.unread_holders == 0 || t.value_freed ||
+      impl_.use_count() != static_cast<long>(t.unread_holders) + 1)
+    return;
+  std::visit([](auto& a) { a.storage() = typename std::decay_t<decltype(a)>::storage_type(); },
+             t.value);
+  t.value_freed = true;
+}
+
 xt::xarray<double> Tensor::to_f64() const {
+  if (checked().value_freed) throw_value_freed();
   return std::visit([](const auto& a) -> xt::xarray<double> { return xt::cast<double>(a); },
                     checked().value);
 }
@@ -76,6 +95,7 @@ double Tensor::at(std::size_t flat_index) const {
   if (flat_index >= numel())
     throw IndexError(fmt::format("at: flat index {} out of range for shape {}", flat_index,
                                  shape_str(shape())));
+  if (checked().value_freed) throw_value_freed();
   return std::visit([&](const auto& a) { return static_cast<double>(a.data()[flat_index]); },
                     checked().value);
 }

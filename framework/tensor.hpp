@@ -65,6 +65,25 @@ class Tensor {
  public:
   /// An undefined tensor (like a null pointer); `defined()` is false.
   Tensor() = default;
+  Tensor(const Tensor&) = default;
+  Tensor(Tensor&&) noexcept = default;
+  // Dropping a handle may free the value when only the tape still holds the tensor and no
+  // recorded op reads it (see TensorImpl, "value lifetime").
+  Tensor& operator=(const Tensor& other) {
+    if (impl_ != other.impl_) {
+      drop_handle();
+      impl_ = other.impl_;
+    }
+    return *this;
+  }
+  Tensor& operator=(Tensor&& other) noexcept {
+    if (this != &other) {
+      drop_handle();
+      impl_ = std::move(other.impl_);
+    }
+    return *this;
+  }
+  ~Tensor() { drop_handle(); }
   explicit Tensor(xt::xarray<float> value, bool requires_grad = false);
   explicit Tensor(xt::xarray<double> value, bool requires_grad = false);
 
@@ -151,6 +170,10 @@ class Tensor {
   TensorImpl& checked() const;  // *impl_, or ValueError for an undefined Tensor
   [[noreturn]] static void throw_undefined();
   [[noreturn]] void throw_dtype_mismatch(DType asked) const;  // data<T>() of the other dtype
+  [[noreturn]] void throw_value_freed() const;                 // data<T>() of a freed value
+  /// Before this handle lets go of its tensor: frees the value if only value-free nodes hold it.
+  void drop_handle() noexcept;
+  void free_value_if_unread() noexcept;
 };
 
 /// A non-owning handle (std::weak_ptr): what the tape lists, and what a VJP captures when it
@@ -198,6 +221,17 @@ struct TensorImpl {
   // the rest is written with zeros when anything else reads or adds to it (tape.cpp).
   bool pending_partial = false;
   std::size_t pending_axis = 0, pending_lo = 0, pending_hi = 0;
+
+  // ---- value lifetime (framework/tape.cpp, push_node) ----
+  // A node owns its inputs, but many VJPs never read them: add, narrow, select, reshape only
+  // need the shapes. record() says what an op's VJP reads (Reads, tape.hpp). A tensor that only
+  // such nodes still hold, with no handle left in the program, has its value freed at once, so
+  // that the forward reuses that memory while it is still in cache; its shape and dtype stay
+  // (data<T>() of a freed value is an AutogradError, never stale numbers).
+  bool keep_value = true;   // false: made by an op that does not read its output, and read by
+                            // no recorded op so far
+  bool value_freed = false;
+  std::uint32_t unread_holders = 0;  // recorded nodes holding this tensor that never read it
 };
 
 // Inline: every op asks for shapes, sizes, dtypes and data several times.
@@ -210,16 +244,28 @@ inline DType Tensor::dtype() const {
   return checked().value.index() == 0 ? DType::Float32 : DType::Float64;
 }
 
+inline void Tensor::drop_handle() noexcept {
+  if (impl_ && !impl_->keep_value) free_value_if_unread();
+}
+
 inline std::size_t Tensor::numel() const {
-  const auto& value = checked().value;
+  const TensorImpl& impl = checked();
+  const auto& value = impl.value;
+  if (impl.value_freed) {
+    std::size_t n = 1;
+    for (std::size_t d : shape()) n *= d;
+    return n;
+  }
   if (const auto* f = std::get_if<xt::xarray<float>>(&value)) return f->size();
   return std::get<xt::xarray<double>>(value).size();
 }
 
 template <class T>
 inline xt::xarray<T>& Tensor::data() {
-  auto* p = std::get_if<xt::xarray<T>>(&checked().value);
+  TensorImpl& impl = checked();
+  auto* p = std::get_if<xt::xarray<T>>(&impl.value);
   if (!p) throw_dtype_mismatch(std::is_same_v<T, float> ? DType::Float32 : DType::Float64);
+  if (impl.value_freed) throw_value_freed();
   return *p;
 }
 

@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <functional>
+#include <optional>
 #include <sys/resource.h>
 
 #include "framework/tapegrad.hpp"
@@ -236,4 +237,149 @@ TEST(GraphLifetime, TapeStaysSmallWhileManyGraphsComeAndGo) {
   EXPECT_EQ(tape().size(), 2u);
   y.backward();
   EXPECT_DOUBLE_EQ(a.grad().item(), 12.0);
+}
+
+// ---- value lifetime: a value only value-free nodes hold is freed (tape.hpp, Reads) ------------
+
+namespace {
+
+/// The recorded output of op `op` on the tape (the last one), through Tape::outputs(): the only
+/// way to reach a tensor the program holds no handle to.
+Tensor last_output_of(const char* op) {
+  Tensor found;
+  for (const Tensor& t : tape().outputs())
+    if (std::string(t.op()) == op) found = t;
+  return found;
+}
+
+}  // namespace
+
+TEST(ValueLifetime, ValueHeldOnlyByNodesThatNeverReadItIsFreed) {
+  tape().clear();
+  Tensor a = tensor({1.0, 2.0, 3.0}, DType::Float64).requires_grad_();
+  Tensor b = tensor({10.0, 20.0, 30.0}, DType::Float64).requires_grad_();
+  Tensor y;
+  {
+    Tensor t = sub(a, b);  // read by nobody: add's VJP needs only shapes
+    y = add(t, b);
+    EXPECT_NO_THROW(t.data<double>());  // a handle is left: the value is kept
+  }
+  Tensor t = last_output_of("sub");
+  ASSERT_TRUE(t.defined());
+  EXPECT_TRUE(t.impl()->value_freed);
+  EXPECT_EQ(t.shape(), (Shape{3}));  // shape, dtype and size stay for the gradients
+  EXPECT_EQ(t.numel(), 3u);
+  EXPECT_EQ(t.dtype(), DType::Float64);
+  try {
+    t.data<double>();
+    ADD_FAILURE() << "reading a freed value must throw";
+  } catch (const AutogradError& e) {
+    EXPECT_NE(std::string(e.what()).find("was freed"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("'sub'"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(t.item(), ShapeError);  // 3 elements: the size check comes first
+  EXPECT_THROW(t.at(0), AutogradError);
+  EXPECT_THROW(t.to_f64(), AutogradError);
+  t = Tensor();
+  // y = (a − b) + b: dy/da = 1, dy/db = −1 + 1 = 0.
+  backward(y, ones({3}, DType::Float64));
+  EXPECT_EQ(a.grad().to_f64(), (xt::xarray<double>{1, 1, 1}));
+  EXPECT_EQ(b.grad().to_f64(), (xt::xarray<double>{0, 0, 0}));
+}
+
+TEST(ValueLifetime, ValueAnOpReadsIsKept) {
+  tape().clear();
+  Tensor a = tensor({1.0, 2.0}, DType::Float64).requires_grad_();
+  Tensor b = tensor({3.0, 4.0}, DType::Float64).requires_grad_();
+  Tensor y;
+  WeakTensor sum_ab, product, doubled, squashed;
+  {
+    Tensor t = add(a, b);  // mul reads its inputs: kept
+    Tensor p = mul(t, b);  // its consumer add reads nothing: freed
+    Tensor u = add(a, a);  // sigmoid reads only its output: freed
+    Tensor s = sigmoid(u);  // read by its own VJP: kept
+    y = add(p, s);
+    sum_ab = WeakTensor(t), product = WeakTensor(p), doubled = WeakTensor(u),
+    squashed = WeakTensor(s);
+  }
+  EXPECT_FALSE(sum_ab.lock().impl()->value_freed);
+  EXPECT_EQ(sum_ab.lock().to_f64(), (xt::xarray<double>{4, 6}));
+  EXPECT_TRUE(product.lock().impl()->value_freed);
+  EXPECT_TRUE(doubled.lock().impl()->value_freed);
+  EXPECT_FALSE(squashed.lock().impl()->value_freed);
+  backward(y, ones({2}, DType::Float64));
+  // y = (a + b)·b + σ(2a): dy/da = b + 2σ'(2a), dy/db = a + 2b.
+  for (std::size_t i = 0; i < 2; ++i) {
+    const double av = i + 1.0, bv = i + 3.0, sg = 1 / (1 + std::exp(-2 * av));
+    EXPECT_NEAR(a.grad().at(i), bv + 2 * sg * (1 - sg), 1e-15);
+    EXPECT_EQ(b.grad().at(i), av + 2 * bv);
+  }
+}
+
+// Dropping the handles changes which memory the forward reuses, never a number: the gradients
+// of a composed GRU are bit-identical whether the program keeps every intermediate or none.
+TEST(ValueLifetime, GradientsAreBitIdenticalWithOrWithoutHandles) {
+  Generator gen(3);
+  GRU gru(GRUOptions(5, 6), gen);
+  gru.set_path(GRU::Path::Composed);
+  Tensor x = randn({2, 7, 5}, gen);
+  auto grads = [&](bool keep_all) {
+    tape().clear();
+    gru.zero_grad();
+    Tensor y;
+    {
+      std::optional<detail::KeepAllValuesGuard> keep;
+      if (keep_all) keep.emplace();
+      GRU::Output o = gru.forward(x);
+      y = sum(mul(o.output, o.output));
+    }
+    std::size_t freed = 0;
+    for (const Tensor& t : tape().outputs()) freed += t.impl()->value_freed;
+    if (keep_all)
+      EXPECT_EQ(freed, 0u);
+    else
+      EXPECT_GT(freed, 7u * 10);  // select, chunks, sums before the gates: ~11 a step
+    backward(y);
+    std::vector<xt::xarray<double>> g;
+    for (const Tensor& p : gru.parameters()) g.push_back(p.grad().to_f64());
+    return g;
+  };
+  const auto with = grads(true), without = grads(false);
+  ASSERT_EQ(with.size(), without.size());
+  for (std::size_t i = 0; i < with.size(); ++i) EXPECT_EQ(with[i], without[i]) << "parameter " << i;
+}
+
+// The freed values go back to the pool during the forward: a chain of 200 recorded adds of
+// 1 MiB tensors with no handle left on the intermediates holds a few values at a time, not 200.
+TEST(ValueLifetime, ForwardChainReusesFreedValues) {
+  tape().clear();
+  Tensor w = zeros({1 << 18}).requires_grad_();  // 1 MiB of float32
+  Tensor x = ones({1 << 18});
+  std::vector<WeakTensor> made;
+  for (int i = 0; i < 200; ++i) {
+    x = add(x, w);
+    made.emplace_back(x);
+  }
+  std::size_t freed = 0;
+  for (std::size_t i = 0; i + 1 < made.size(); ++i) freed += made[i].lock().impl()->value_freed;
+  EXPECT_EQ(freed, 199u);  // every one but the last (x still holds it)
+  EXPECT_EQ(x.at(0), 1.0);
+  backward(sum(x));
+  EXPECT_EQ(w.grad().at(0), 200.0);
+  EXPECT_EQ(w.grad().at((1 << 18) - 1), 200.0);
+}
+
+// Double backward through freed values: create_graph's recorded VJPs read only what they keep.
+TEST(ValueLifetime, DoubleBackwardThroughFreedValues) {
+  tape().clear();
+  Tensor a = tensor({0.5, -1.0}, DType::Float64).requires_grad_();
+  Tensor y = sum(tanh(add(mul(a, a), a)));  // the add's output is freed (tanh reads its output)
+  std::vector<Tensor> g = grad(y, {a}, Tensor(), true, true);
+  backward(sum(g[0]));
+  for (std::size_t i = 0; i < 2; ++i) {
+    const double av = a.at(i), u = av * av + av, t = std::tanh(u), d = 1 - t * t;
+    // dy/da = d·(2a + 1); d²y/da² = −2t·d·(2a + 1)² + 2d
+    EXPECT_NEAR(g[0].at(i), d * (2 * av + 1), 1e-14);
+    EXPECT_NEAR(a.grad().at(i), -2 * t * d * (2 * av + 1) * (2 * av + 1) + 2 * d, 1e-13);
+  }
 }
