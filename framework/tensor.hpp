@@ -204,6 +204,18 @@ struct TensorImpl {
   template <class T>
   TensorImpl(std::in_place_type_t<xt::xarray<T>> type, const Shape& shape) : value(type, shape) {}
 
+  // ---- value lifetime (framework/tape.cpp, push_node) ----
+  // First in the object: next to the reference count every dropped handle touches anyway.
+  // A node owns its inputs, but many VJPs never read them: add, narrow, select, reshape only
+  // need the shapes. record() says what an op's VJP reads (Reads, tape.hpp). A tensor that only
+  // such nodes still hold, with no handle left in the program, has its value freed at once, so
+  // that the forward reuses that memory while it is still in cache; its shape and dtype stay
+  // (data<T>() of a freed value is an AutogradError, never stale numbers).
+  bool keep_value = true;   // false: made by an op that does not read its output, and read by
+                            // no recorded op so far
+  bool value_freed = false;
+  std::uint32_t unread_holders = 0;  // recorded nodes holding this tensor that never read it
+
   std::variant<xt::xarray<float>, xt::xarray<double>> value;
   bool requires_grad = false;
   bool retains_grad = false;
@@ -221,17 +233,6 @@ struct TensorImpl {
   // the rest is written with zeros when anything else reads or adds to it (tape.cpp).
   bool pending_partial = false;
   std::size_t pending_axis = 0, pending_lo = 0, pending_hi = 0;
-
-  // ---- value lifetime (framework/tape.cpp, push_node) ----
-  // A node owns its inputs, but many VJPs never read them: add, narrow, select, reshape only
-  // need the shapes. record() says what an op's VJP reads (Reads, tape.hpp). A tensor that only
-  // such nodes still hold, with no handle left in the program, has its value freed at once, so
-  // that the forward reuses that memory while it is still in cache; its shape and dtype stay
-  // (data<T>() of a freed value is an AutogradError, never stale numbers).
-  bool keep_value = true;   // false: made by an op that does not read its output, and read by
-                            // no recorded op so far
-  bool value_freed = false;
-  std::uint32_t unread_holders = 0;  // recorded nodes holding this tensor that never read it
 };
 
 // Inline: every op asks for shapes, sizes, dtypes and data several times.
@@ -245,7 +246,8 @@ inline DType Tensor::dtype() const {
 }
 
 inline void Tensor::drop_handle() noexcept {
-  if (impl_ && !impl_->keep_value) free_value_if_unread();
+  if (impl_ && !impl_->keep_value && impl_->unread_holders != 0 && !impl_->value_freed)
+    free_value_if_unread();
 }
 
 inline std::size_t Tensor::numel() const {
