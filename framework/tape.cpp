@@ -224,8 +224,16 @@ detail::KeepAllValuesGuard::~KeepAllValuesGuard() { t_keep_all_values = previous
 void push_node(std::shared_ptr<Node> node, const Tensor& output, Reads reads) {
   Tape& t = tape();
   if (t_keep_all_values) reads = Reads::All;
-  // Value lifetime (TensorImpl): a VJP that reads its inputs keeps their values; one that
-  // does not counts as their unread holder; an output its VJP does not read may be freed.
+  for (std::size_t i = 0; i < node->inputs.size(); ++i) {
+    const Tensor& input = node->inputs[i];
+    if (input.defined() && input.impl()->requires_grad)
+      check_history(input, t.owner_, true, [&] {
+        return std::pair(std::string(node->op), fmt::format("input {}", i));
+      });
+  }
+  // Value lifetime (TensorImpl), once the inputs are known to be this thread's: a VJP that
+  // reads its inputs keeps their values; one that does not counts as their unread holder; an
+  // output its VJP does not read may be freed.
   if (static_cast<unsigned>(reads) & static_cast<unsigned>(Reads::Inputs)) {
     for (const Tensor& input : node->inputs)
       if (TensorImpl* p = input.impl(); p && !p->keep_value) p->keep_value = true;
@@ -234,13 +242,6 @@ void push_node(std::shared_ptr<Node> node, const Tensor& output, Reads reads) {
   }
   if (!(static_cast<unsigned>(reads) & static_cast<unsigned>(Reads::Output)))
     output.impl()->keep_value = false;
-  for (std::size_t i = 0; i < node->inputs.size(); ++i) {
-    const Tensor& input = node->inputs[i];
-    if (input.defined() && input.impl()->requires_grad)
-      check_history(input, t.owner_, true, [&] {
-        return std::pair(std::string(node->op), fmt::format("input {}", i));
-      });
-  }
   node->seq = t.next_seq_++;
   node->tape = t.owner_;
   TensorImpl& out = *output.impl();
