@@ -23,6 +23,7 @@ std::atomic<std::uint64_t> g_next_tape_owner{1};  // every Tape (in practice eve
 thread_local bool t_grad_enabled = true;
 thread_local bool t_anomaly = false;
 thread_local bool t_keep_all_values = false;  // detail::KeepAllValuesGuard
+constexpr std::size_t kMinFreedValueBytes = 4096;  // smaller values are never freed early
 // The node whose VJP is running, and its output (for anomaly messages from ops inside it).
 thread_local const Node* t_backward_node = nullptr;
 thread_local const Tensor* t_backward_output = nullptr;
@@ -94,9 +95,11 @@ void NodeInputs::throw_out_of_range(std::size_t i) const {
 }
 
 void NodeInputs::hold_unread() {
-  for (std::size_t i = 0; i < size_ && i < 64; ++i) {
-    TensorImpl* p = begin()[i].impl();
-    if (p && !p->keep_value && !(unread_mask_ >> i & 1)) {
+  Tensor* in = begin();
+  const std::size_t n = std::min<std::size_t>(size_, 64);
+  for (std::size_t i = 0; i < n; ++i) {
+    TensorImpl* p = in[i].impl();
+    if (p && !p->keep_value) {
       ++p->unread_holders;
       unread_mask_ |= std::uint64_t(1) << i;
     }
@@ -104,11 +107,14 @@ void NodeInputs::hold_unread() {
 }
 
 void NodeInputs::clear() {
-  // First no longer an unread holder, then drop the handle (which may free the value when
-  // only other unread holders are left).
-  for (std::size_t i = 0; unread_mask_ != 0; ++i, unread_mask_ >>= 1)
-    if (unread_mask_ & 1) --begin()[i].impl()->unread_holders;
-  for (Tensor& t : *this) t = Tensor();
+  // Each input: first no longer an unread holder, then its handle dropped (which frees the
+  // value when only other unread holders are left).
+  Tensor* in = begin();
+  for (std::size_t i = 0; i < size_; ++i) {
+    if (i < 64 && (unread_mask_ >> i & 1)) --in[i].impl()->unread_holders;
+    in[i] = Tensor();
+  }
+  unread_mask_ = 0;
   more_.clear();
   size_ = 0;
 }
@@ -240,7 +246,10 @@ void push_node(std::shared_ptr<Node> node, const Tensor& output, Reads reads) {
   } else {
     node->inputs.hold_unread();
   }
-  if (!(static_cast<unsigned>(reads) & static_cast<unsigned>(Reads::Output)))
+  // Only values of 4 KiB and more: a smaller one costs the cache little, and freeing it early
+  // cost the tape about 15 ns per op (bench_ops BM_TapeAdd64, docs/performance.md, session 10).
+  if (!(static_cast<unsigned>(reads) & static_cast<unsigned>(Reads::Output)) &&
+      output.numel() * (output.dtype() == DType::Float32 ? 4 : 8) >= kMinFreedValueBytes)
     output.impl()->keep_value = false;
   node->seq = t.next_seq_++;
   node->tape = t.owner_;
