@@ -247,7 +247,7 @@ void push_node(std::shared_ptr<Node> node, const Tensor& output, Reads reads) {
     node->inputs.hold_unread();
   }
   // Only values of 4 KiB and more: a smaller one costs the cache little, and freeing it early
-  // cost the tape about 15 ns per op (bench_ops BM_TapeAdd64, docs/performance.md, session 10).
+  // made bench_ops BM_TapeAdd64's 64-element adds slower (docs/performance.md, session 10).
   if (!(static_cast<unsigned>(reads) & static_cast<unsigned>(Reads::Output)) &&
       output.numel() * (output.dtype() == DType::Float32 ? 4 : 8) >= kMinFreedValueBytes)
     output.impl()->keep_value = false;

@@ -68,11 +68,10 @@ void Tensor::throw_value_freed() const {
 }
 
 void Tensor::free_value_if_unread() noexcept {
+  // drop_handle() checked the flags; what is left: do only non-reading nodes and this handle
+  // hold the tensor? Then nothing can read the value again.
   TensorImpl& t = *impl_;
-  // Only value-free nodes and this handle hold the tensor: nothing can read the value again.
-  if (t.unread_holders == 0 || t.value_freed ||
-      impl_.use_count() != static_cast<long>(t.unread_holders) + 1)
-    return;
+  if (impl_.use_count() != static_cast<long>(t.unread_holders) + 1) return;
   std::visit([](auto& a) { a.storage() = typename std::decay_t<decltype(a)>::storage_type(); },
              t.value);
   t.value_freed = true;
