@@ -36,6 +36,8 @@ class Helper {
   }
 
   /// Runs f(0) on the helper and f(1) here; false (nothing run) when the helper is not free.
+  /// If the helper has not taken f(0) by the time f(1) is done (it was asleep, or the system
+  /// had descheduled it), the caller claims f(0) and runs it too instead of waiting.
   bool run(HalfFn f) {
     if (forked_child() || std::this_thread::get_id() == id_) return false;
     bool expected = false;
@@ -48,16 +50,21 @@ class Helper {
       posted_.store(ticket, std::memory_order_release);
     }
     wake_.notify_one();
-    std::exception_ptr mine;
+    std::exception_ptr mine, theirs;
     run_guarded(f, 1, mine);
-    for (unsigned spins = 0; finished_.load(std::memory_order_acquire) != ticket; ++spins) {
-      if (spins < 4096)
-        TAPEGRAD_PAUSE();
-      else
-        std::this_thread::yield();  // the helper was descheduled: give it the core
+    unsigned unclaimed = ticket - 1;
+    if (claimed_.compare_exchange_strong(unclaimed, ticket, std::memory_order_acq_rel)) {
+      run_guarded(f, 0, theirs);  // the helper will see the ticket taken and leave f alone
+    } else {
+      for (unsigned spins = 0; finished_.load(std::memory_order_acquire) != ticket; ++spins) {
+        if (spins < 4096)
+          TAPEGRAD_PAUSE();
+        else
+          std::this_thread::yield();  // the helper was descheduled: give it the core
+      }
+      theirs = std::move(helper_error_);
+      helper_error_ = nullptr;
     }
-    std::exception_ptr theirs = std::move(helper_error_);
-    helper_error_ = nullptr;
     busy_.store(false, std::memory_order_release);
     if (theirs) std::rethrow_exception(theirs);
     if (mine) std::rethrow_exception(mine);
@@ -97,6 +104,10 @@ class Helper {
         }
       }
       seen = posted_.load(std::memory_order_acquire);
+      // Take f(0) unless the caller already has (then task_ may be gone, or be the next task's,
+      // which the caller has not posted yet: wait for that).
+      unsigned unclaimed = seen - 1;
+      if (!claimed_.compare_exchange_strong(unclaimed, seen, std::memory_order_acq_rel)) continue;
       run_guarded(*task_, 0, helper_error_);
       finished_.store(seen, std::memory_order_release);
     }
@@ -114,6 +125,7 @@ class Helper {
   std::mutex mutex_;
   std::condition_variable wake_;
   std::atomic<unsigned> posted_{0}, finished_{0};
+  std::atomic<unsigned> claimed_{0};  // the last ticket whose f(0) someone took (helper or caller)
 };
 
 }  // namespace

@@ -7,6 +7,8 @@
 // helper thread of its own: `two_halves(f)` runs f(0) on the helper and f(1) on the caller and
 // returns when both are done. After a task the helper polls for the next one for a short while
 // (the next product usually follows within microseconds), then sleeps on a condition variable.
+// If the caller finishes f(1) before the helper has taken f(0) (it was asleep, or the system had
+// descheduled it), the caller runs f(0) too rather than wait: each half is claimed exactly once.
 //
 // Falls back to running f(0) then f(1) on the caller when one core is all there is, when the
 // helper is busy with another thread's work (two user threads each training a model), when

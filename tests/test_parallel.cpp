@@ -1,6 +1,7 @@
 // The engine's second core (framework/parallel.hpp) and what runs on it: two_halves runs both
 // halves exactly once, on two threads when it can, serially when nested or when another thread
-// holds the helper, and rethrows what a half throws; the elementwise ops it splits give
+// holds the helper, both on the caller when the helper had not started half 0 by the time half 1
+// was done, and rethrows what a half throws; the elementwise ops it splits give
 // bit-identical results to xtensor's one pass over the whole array, and a split GEMM the same bits
 // whether or not the helper was free; a pair of independent GEMMs (a matmul's two gradients) the
 // bits of two separate calls; same-shape add/sub/mul/div in a plain loop the bits of xtensor's.
@@ -10,6 +11,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
 #include <cmath>
 #include <stdexcept>
 #include <thread>
@@ -32,14 +34,76 @@ TEST(TwoHalves, RunsEachHalfOnceOnTwoThreads) {
     std::atomic<int> count[2] = {0, 0};
     std::thread::id who[2];
     auto f = [&](int h) {
-      ++count[h];
+      if (h == 1 && detail::have_two_cores()) {
+        // Half 1 outlasts the start of half 0, so the helper takes half 0 (a caller whose half
+        // is done before the helper has started takes half 0 itself: StealsAHalfTheHelperHas…).
+        const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+        while (count[0].load() == 0 && std::chrono::steady_clock::now() < give_up)
+          std::this_thread::yield();
+      }
       who[h] = std::this_thread::get_id();
+      ++count[h];
     };
     detail::two_halves(f);
     ASSERT_EQ(count[0].load(), 1);
     ASSERT_EQ(count[1].load(), 1);
     EXPECT_EQ(who[1], std::this_thread::get_id());  // the caller runs half 1
     if (detail::have_two_cores()) EXPECT_NE(who[0], who[1]);
+  }
+}
+
+TEST(TwoHalves, StealsAHalfTheHelperHasNotStarted) {
+  if (!detail::have_two_cores()) GTEST_SKIP() << "one core: both halves always run on the caller";
+  // The helper sleeps after 200 µs without work; waking it takes microseconds, a trivial half 1
+  // takes nanoseconds: the caller then runs half 0 as well instead of waiting for the helper.
+  int stolen = 0;
+  for (int round = 0; round < 20; ++round) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    std::atomic<int> count[2] = {0, 0};
+    std::thread::id who[2];
+    auto f = [&](int h) {
+      who[h] = std::this_thread::get_id();
+      ++count[h];
+    };
+    detail::two_halves(f);
+    ASSERT_EQ(count[0].load(), 1);
+    ASSERT_EQ(count[1].load(), 1);
+    stolen += who[0] == std::this_thread::get_id();
+  }
+  EXPECT_GE(stolen, 1);
+  // The helper, woken for tickets it found taken, still takes the next one it can.
+  std::atomic<int> count0{0};
+  std::thread::id who0;
+  auto g = [&](int h) {
+    if (h == 1) {
+      const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+      while (count0.load() == 0 && std::chrono::steady_clock::now() < give_up) std::this_thread::yield();
+      return;
+    }
+    who0 = std::this_thread::get_id();
+    ++count0;
+  };
+  detail::two_halves(g);
+  EXPECT_EQ(count0.load(), 1);
+  EXPECT_NE(who0, std::this_thread::get_id());
+}
+
+TEST(TwoHalves, AStolenHalfRethrows) {
+  if (!detail::have_two_cores()) GTEST_SKIP() << "one core: covered by RethrowsWhatAHalfThrows…";
+  for (int round = 0; round < 20; ++round) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));  // the helper is likely asleep
+    std::atomic<int> ran{0};
+    auto f = [&](int h) {
+      ++ran;
+      if (h == 0) throw std::runtime_error("half 0");
+    };
+    try {
+      detail::two_halves(f);
+      ADD_FAILURE() << "no exception";
+    } catch (const std::runtime_error& e) {
+      EXPECT_EQ(std::string(e.what()), "half 0");
+    }
+    EXPECT_EQ(ran.load(), 2);
   }
 }
 
