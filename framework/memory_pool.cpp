@@ -67,8 +67,9 @@ void* system_allocate(std::size_t bytes) {
 
 /// A cached block holds the address of the next one in its class: the lists need no memory of
 /// their own. (With a std::vector per class, a push_back's capacity check and the try/catch for
-/// the vector's own allocation were on every free; the free lists made bench_ops BM_TapeAdd64
-/// about 24 ns per recorded op faster, docs/performance.md, session 11.)
+/// the vector's own allocation were on every free. bench_ops BM_TapeAdd64 took 216–223 ns per
+/// recorded op with the free lists against 236–255 with the vectors in one A/B, and was faster in
+/// 3 of 4 rounds in a second: docs/performance.md, session 11.)
 struct FreeBlock {
   FreeBlock* next;
 };
