@@ -56,8 +56,10 @@ TEST(TwoHalves, StealsAHalfTheHelperHasNotStarted) {
   if (!detail::have_two_cores()) GTEST_SKIP() << "one core: both halves always run on the caller";
   // The helper sleeps after 200 µs without work; waking it takes microseconds, a trivial half 1
   // takes nanoseconds: the caller then runs half 0 as well instead of waiting for the helper.
+  // (Usually in the first round; on a loaded machine the scheduler may run the woken helper
+  // before the caller gets back, so up to 1,000 rounds are tried.)
   int stolen = 0;
-  for (int round = 0; round < 20; ++round) {
+  for (int round = 0; round < 1000 && stolen < 3; ++round) {
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
     std::atomic<int> count[2] = {0, 0};
     std::thread::id who[2];
