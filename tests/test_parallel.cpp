@@ -29,18 +29,21 @@ using namespace tapegrad;
 
 namespace {
 
+/// Spins (yielding) until `count` is non-zero, at most 10 s: a half that must outlast the start of
+/// the other one.
+void wait_until_started(const std::atomic<int>& count) {
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (count.load() == 0 && std::chrono::steady_clock::now() < give_up) std::this_thread::yield();
+}
+
 TEST(TwoHalves, RunsEachHalfOnceOnTwoThreads) {
   for (int round = 0; round < 200; ++round) {
     std::atomic<int> count[2] = {0, 0};
     std::thread::id who[2];
     auto f = [&](int h) {
-      if (h == 1 && detail::have_two_cores()) {
-        // Half 1 outlasts the start of half 0, so the helper takes half 0 (a caller whose half
-        // is done before the helper has started takes half 0 itself: StealsAHalfTheHelperHas…).
-        const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-        while (count[0].load() == 0 && std::chrono::steady_clock::now() < give_up)
-          std::this_thread::yield();
-      }
+      // Half 1 outlasts the start of half 0, so the helper takes half 0 (a caller whose half is
+      // done before the helper has started takes half 0 itself: StealsAHalfTheHelperHas…).
+      if (h == 1 && detail::have_two_cores()) wait_until_started(count[0]);
       who[h] = std::this_thread::get_id();
       ++count[h];
     };
@@ -77,11 +80,7 @@ TEST(TwoHalves, StealsAHalfTheHelperHasNotStarted) {
   std::atomic<int> count0{0};
   std::thread::id who0;
   auto g = [&](int h) {
-    if (h == 1) {
-      const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-      while (count0.load() == 0 && std::chrono::steady_clock::now() < give_up) std::this_thread::yield();
-      return;
-    }
+    if (h == 1) return wait_until_started(count0);
     who0 = std::this_thread::get_id();
     ++count0;
   };
@@ -92,12 +91,18 @@ TEST(TwoHalves, StealsAHalfTheHelperHasNotStarted) {
 
 TEST(TwoHalves, AStolenHalfRethrows) {
   if (!detail::have_two_cores()) GTEST_SKIP() << "one core: covered by RethrowsWhatAHalfThrows…";
-  for (int round = 0; round < 20; ++round) {
+  // As in StealsAHalfTheHelperHasNotStarted: rounds until half 0 has thrown on the caller.
+  int stolen = 0;
+  for (int round = 0; round < 1000 && stolen == 0; ++round) {
     std::this_thread::sleep_for(std::chrono::milliseconds(1));  // the helper is likely asleep
     std::atomic<int> ran{0};
+    std::thread::id who0;
     auto f = [&](int h) {
       ++ran;
-      if (h == 0) throw std::runtime_error("half 0");
+      if (h == 0) {
+        who0 = std::this_thread::get_id();
+        throw std::runtime_error("half 0");
+      }
     };
     try {
       detail::two_halves(f);
@@ -106,7 +111,9 @@ TEST(TwoHalves, AStolenHalfRethrows) {
       EXPECT_EQ(std::string(e.what()), "half 0");
     }
     EXPECT_EQ(ran.load(), 2);
+    stolen += who0 == std::this_thread::get_id();
   }
+  EXPECT_EQ(stolen, 1);
 }
 
 TEST(TwoHalves, NestedCallsRunSerially) {
