@@ -4,6 +4,9 @@
 //   BM_RawAdd64           the same arithmetic in a plain loop (what an op costs without the tape)
 //   BM_TapeAdd64Phase/p   BM_TapeAdd64's chain, timing one phase only: 0 the recorded forward,
 //                         1 the backward (retain_graph), 2 the release of the tape after it
+//   BM_BiasAdd/r          add of a (rows, 384) tensor and a (384) bias, no tape, r = 0, 1, 2 for
+//                         32, 64, 2048 rows; counter ns_per_elem
+//   BM_BiasAddXtensor/r   the same sum by xtensor's broadcasting assignment, into a kept array
 //   BM_TapeMatmul128      128×128 matmul forward + backward (3 GEMMs) through the tape
 //   BM_RawSgemm128x3      the same 3 GEMMs as raw cblas_sgemm calls
 //   BM_GruGemm/...        the GRU's GEMM shapes for S, M and L (framework/blas.hpp gemm), GFLOP/s
@@ -26,6 +29,8 @@
 #include "framework/ops.hpp"
 #include "framework/random.hpp"
 #include "framework/tape.hpp"
+
+#include <xtensor/xnoalias.hpp>
 
 using namespace tapegrad;
 
@@ -103,6 +108,36 @@ void BM_RawAdd64(benchmark::State& state) {
   state.counters["ns_per_op"] = ns_per(kChain);
 }
 BENCHMARK(BM_RawAdd64);
+
+/// The bias add of a GRU step, (rows, 384) + (384), forward only (no tape): rows = 32 and 64 are
+/// composed M's and L's batches, 2048 its whole-sequence input projection.
+constexpr int kBiasRows[] = {32, 64, 2048};
+
+void BM_BiasAdd(benchmark::State& state) {
+  const std::size_t rows = std::size_t(kBiasRows[state.range(0)]);
+  Generator gen(0);
+  Tensor x = randn({rows, 384}, gen), b = randn({384}, gen);
+  NoGradGuard no_grad;
+  for (auto _ : state) benchmark::DoNotOptimize(add(x, b).impl());
+  state.counters["ns_per_elem"] = ns_per(double(rows) * 384);
+  state.SetLabel(fmt::format("({}, 384) + (384)", rows));
+}
+BENCHMARK(BM_BiasAdd)->DenseRange(0, 2)->UseRealTime();
+
+/// The same add as xtensor's broadcasting assignment into a preallocated array (what add ran
+/// before its row loop, ops_elementwise.cpp row_broadcast; no allocation here, so a lower bound).
+void BM_BiasAddXtensor(benchmark::State& state) {
+  const std::size_t rows = std::size_t(kBiasRows[state.range(0)]);
+  Generator gen(0);
+  Tensor x = randn({rows, 384}, gen), b = randn({384}, gen), out = zeros({rows, 384});
+  auto& o = out.data<float>();
+  for (auto _ : state) {
+    xt::noalias(o) = x.data<float>() + b.data<float>();
+    benchmark::DoNotOptimize(o.data());
+  }
+  state.counters["ns_per_elem"] = ns_per(double(rows) * 384);
+}
+BENCHMARK(BM_BiasAddXtensor)->DenseRange(0, 2)->UseRealTime();
 
 void BM_TapeMatmul128(benchmark::State& state) {
   Generator gen(0);

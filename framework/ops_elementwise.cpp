@@ -56,6 +56,47 @@ Tensor two_core_elementwise(const char* op, const Shape& shape, F& f, const In&.
 /// nothing to contract into an FMA: the bits are those of xtensor's SIMD evaluation.)
 enum class Eval { Expression, Scalar };
 
+/// Whether one operand of a broadcast is a row the other repeats: 2 when b's shape is the last
+/// b.dim() axes of a's (x + bias, with b non-empty), 1 when a's is of b's, 0 otherwise (any other
+/// broadcast takes xtensor's general, strided evaluation).
+int row_operand(const Shape& a, const Shape& b) {
+  auto is_row_of = [](const Shape& row, const Shape& full) {
+    if (row.size() > full.size()) return false;
+    std::size_t n = 1;
+    for (std::size_t i = 0; i < row.size(); ++i) {
+      if (row[i] != full[full.size() - row.size() + i]) return false;
+      n *= row[i];
+    }
+    return n > 0;
+  };
+  return is_row_of(b, a) ? 2 : is_row_of(a, b) ? 1 : 0;
+}
+
+/// out = f(x, y) where the operand `row` (y when row_is_y, else x) has n elements and the other
+/// one `total`, a whole number of rows: one IEEE operation per element, as in the same-shape loop,
+/// so the bits of xtensor's broadcast evaluation. Rows split over two cores from kParallelElements
+/// elements on (any split gives the same bits: each element is computed on its own).
+template <class T, class F>
+void row_broadcast(F& f, const T* x, const T* y, bool row_is_y, std::size_t n, T* out,
+                   std::size_t total) {
+  const std::size_t rows = total / n;
+  auto run = [&](std::size_t r0, std::size_t r1) {
+    for (std::size_t r = r0; r < r1; ++r) {
+      T* o = out + r * n;
+      if (row_is_y) {
+        const T* xr = x + r * n;
+        for (std::size_t i = 0; i < n; ++i) o[i] = f(xr[i], y[i]);
+      } else {
+        const T* yr = y + r * n;
+        for (std::size_t i = 0; i < n; ++i) o[i] = f(x[i], yr[i]);
+      }
+    }
+  };
+  if (total < kParallelElements || rows < 2 || !detail::have_two_cores()) return run(0, rows);
+  auto half = [&](int h) { h == 0 ? run(0, rows / 2) : run(rows / 2, rows); };
+  detail::two_halves(half);
+}
+
 /// Forward of a broadcasting binary op: checks dtypes and shapes, evaluates f(a, b) once.
 template <Eval eval = Eval::Expression, class F>
 Tensor binary_forward(const char* op, const Tensor& a, const Tensor& b, F&& f) {
@@ -77,6 +118,12 @@ Tensor binary_forward(const char* op, const Tensor& a, const Tensor& b, F&& f) {
         T* o = out.data<T>().data();
         const std::size_t n = out.numel();
         for (std::size_t i = 0; i < n; ++i) o[i] = f(x[i], y[i]);
+        return out;
+      }
+      // One operand is a row the other repeats (x + bias): a plain loop per row.
+      if (const int side = row_operand(a.shape(), b.shape())) {
+        row_broadcast<T>(f, a.data<T>().data(), b.data<T>().data(), side == 2,
+                         (side == 2 ? b : a).numel(), out.data<T>().data(), out.numel());
         return out;
       }
     }

@@ -56,6 +56,10 @@ Tensor reshape(const Tensor& a, const Shape& shape) {
     return r;
   });
   return record("reshape", std::move(out), {a}, Reads::Nothing, [](const Tensor& g, GradSink& s) {
+    // The incoming gradient is usually the pass's own, held by no one else: its values are then
+    // moved into the input's gradient instead of copied (an optimisation: the same numbers).
+    if (!s.create_graph() && detail::values_takeable(g))
+      return s.add(0, detail::take_values(g, s.input(0).shape()));
     s.add(0, reshape(g, s.input(0).shape()));
   });
 }

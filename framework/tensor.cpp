@@ -334,6 +334,30 @@ Tensor empty_for(const char* op, const Shape& shape, DType dtype) {
   return out;
 }
 
+bool values_takeable(const Tensor& t) {
+  return t.defined() && t.impl_ptr().use_count() == 1 && !t.impl()->grad_fn &&
+         !t.impl()->value_freed;
+}
+
+Tensor take_values(const Tensor& t, const Shape& shape) {
+  TensorImpl& from = *t.impl();
+  Tensor out;
+  std::visit(
+      [&](auto& a) {
+        using A = std::decay_t<decltype(a)>;
+        // An empty array made in place (no allocation), then the storage moved in.
+        out.impl_ = std::allocate_shared<TensorImpl>(pool_allocator<TensorImpl>(),
+                                                     std::in_place_type<A>, Shape{0});
+        A& to = std::get<A>(out.impl_->value);
+        to.storage() = std::move(a.storage());
+        a.storage() = typename A::storage_type();  // t: its shape, no values
+        to.reshape(shape);
+      },
+      from.value);
+  from.value_freed = true;
+  return out;
+}
+
 Tensor zeros_for(const char* op, const Shape& shape, DType dtype) {
   return full_named(op, shape, 0.0, dtype);
 }

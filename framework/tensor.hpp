@@ -55,6 +55,14 @@ namespace detail {
 /// forward (docs/performance.md, session 8). Size-checked and out of memory reported, both
 /// naming op (framework/tensor.cpp).
 Tensor empty_for(const char* op, const Shape& shape, DType dtype);
+/// Whether `t`'s values can be taken without copying: this handle is the only one, `t` is no
+/// recorded op's output (the tape and VJPs see those through weak handles) and its values are
+/// still there. A backward's incoming gradient is usually such a tensor.
+bool values_takeable(const Tensor& t);
+/// A new tensor of `shape` (as many elements as t) holding t's values, moved, not copied; t is
+/// left with its shape and no values, like a value freed early (TensorImpl, "value lifetime").
+/// Only for a tensor values_takeable says yes to.
+Tensor take_values(const Tensor& t, const Shape& shape);
 }  // namespace detail
 
 /// A gradient hook: sees the gradient flowing into a tensor during backward. It may return a
@@ -166,6 +174,7 @@ class Tensor {
  private:
   friend class WeakTensor;
   friend Tensor detail::empty_for(const char* op, const Shape& shape, DType dtype);
+  friend Tensor detail::take_values(const Tensor& t, const Shape& shape);
   std::shared_ptr<TensorImpl> impl_;
   TensorImpl& checked() const;  // *impl_, or ValueError for an undefined Tensor
   [[noreturn]] static void throw_undefined();

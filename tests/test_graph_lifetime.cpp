@@ -384,6 +384,38 @@ TEST(ValueLifetime, ForwardChainReusesFreedValues) {
   EXPECT_EQ(w.grad().at((1 << 18) - 1), 200.0);
 }
 
+// reshape's backward moves a gradient that no one else holds into its input's gradient instead
+// of copying it; a gradient someone still holds (retain_grad, a hook's copy) is copied and stays
+// as it was. The numbers are the same either way.
+TEST(ValueLifetime, ReshapeBackwardMovesOnlyAPrivateGradient) {
+  for (int held : {0, 1, 2}) {  // 0: no one else; 1: y.retain_grad(); 2: a hook keeps a copy
+    SCOPED_TRACE(held);
+    tape().clear();
+    Tensor x = arange(12.0, DType::Float64).requires_grad_();
+    Tensor w = reshape(arange(12.0, DType::Float64), {3, 4});
+    Tensor y = reshape(x, {3, 4});
+    const double* seen = nullptr;
+    Tensor kept;
+    y.register_hook([&](const Tensor& g) {
+      seen = g.data<double>().data();
+      if (held == 2) kept = g;
+    });
+    if (held == 1) y.retain_grad();
+    backward(sum(mul(mul(y, w), 2.0)));
+    ASSERT_NE(seen, nullptr);
+    ASSERT_EQ(x.grad().shape(), Shape{12});
+    for (std::size_t i = 0; i < 12; ++i) EXPECT_EQ(x.grad().at(i), 2.0 * double(i));
+    if (held == 0) {
+      EXPECT_EQ(x.grad().data<double>().data(), seen);  // moved: the very same values
+    } else {
+      EXPECT_NE(x.grad().data<double>().data(), seen);  // copied
+      const Tensor& other = held == 1 ? y.grad() : kept;
+      ASSERT_EQ(other.shape(), (Shape{3, 4}));
+      for (std::size_t i = 0; i < 12; ++i) EXPECT_EQ(other.at(i), 2.0 * double(i));
+    }
+  }
+}
+
 // Double backward through freed values: create_graph's recorded VJPs read only what they keep.
 TEST(ValueLifetime, DoubleBackwardThroughFreedValues) {
   tape().clear();

@@ -230,6 +230,22 @@ TEST(TwoCoreElementwise, BitIdenticalToOnePass) {
     }
 }
 
+/// add, sub, mul and div of x and y, each against xtensor's one pass (as above).
+void expect_arithmetic_equals_xtensor(const Tensor& x, const Tensor& y) {
+  expect_split_equals_one_pass(
+      x, y, [](const Tensor& a, const Tensor& b) { return add(a, b); },
+      [](const auto& a, const auto& b) { return a + b; });
+  expect_split_equals_one_pass(
+      x, y, [](const Tensor& a, const Tensor& b) { return sub(a, b); },
+      [](const auto& a, const auto& b) { return a - b; });
+  expect_split_equals_one_pass(
+      x, y, [](const Tensor& a, const Tensor& b) { return mul(a, b); },
+      [](const auto& a, const auto& b) { return a * b; });
+  expect_split_equals_one_pass(
+      x, y, [](const Tensor& a, const Tensor& b) { return div(a, b); },
+      [](const auto& a, const auto& b) { return a / b; });
+}
+
 /// Below the split, same-shape add, sub, mul and div take a plain loop (ops_elementwise.cpp,
 /// Eval::Scalar): one IEEE operation per element, so the same bits as xtensor's SIMD pass.
 TEST(SameShapeLoop, BitIdenticalToXtensor) {
@@ -238,19 +254,34 @@ TEST(SameShapeLoop, BitIdenticalToXtensor) {
       SCOPED_TRACE(testing::Message() << dtype_name(dtype) << " n=" << n);
       Generator gen(n);
       const Tensor x = mul(randn({n}, gen, dtype), 3.0), y = randn({n}, gen, dtype);
-      expect_split_equals_one_pass(
-          x, y, [](const Tensor& a, const Tensor& b) { return add(a, b); },
-          [](const auto& a, const auto& b) { return a + b; });
-      expect_split_equals_one_pass(
-          x, y, [](const Tensor& a, const Tensor& b) { return sub(a, b); },
-          [](const auto& a, const auto& b) { return a - b; });
-      expect_split_equals_one_pass(
-          x, y, [](const Tensor& a, const Tensor& b) { return mul(a, b); },
-          [](const auto& a, const auto& b) { return a * b; });
-      expect_split_equals_one_pass(
-          x, y, [](const Tensor& a, const Tensor& b) { return div(a, b); },
-          [](const auto& a, const auto& b) { return a / b; });
+      expect_arithmetic_equals_xtensor(x, y);
     }
+}
+
+/// A broadcast where one operand is a row the other repeats (x + bias, or bias − x, a 0-d scalar
+/// included) takes a plain loop per row (ops_elementwise.cpp, row_broadcast), split over two cores
+/// from 32,768 elements: the bits of xtensor's broadcast evaluation, on either side and for every
+/// op. Shapes that are no row (a (1, n) operand against (m, n), a column) keep xtensor's path and
+/// are checked here too.
+TEST(RowBroadcastLoop, BitIdenticalToXtensor) {
+  struct Case {
+    Shape big, small;
+  };
+  const Case cases[] = {{{4, 7}, {7}},         {{3, 5, 17}, {17}},  {{2, 3, 4}, {3, 4}},
+                        {{9}, {}},             {{5, 1}, {1}},       {{0, 6}, {6}},
+                        {{2049, 33}, {33}},    {{40, 1000}, {1000}}, {{4, 7}, {1, 7}},
+                        {{4, 7}, {4, 1}},      {{64, 384}, {384}}};
+  for (DType dtype : {DType::Float32, DType::Float64})
+    for (const Case& c : cases)
+      for (bool row_second : {true, false}) {
+        SCOPED_TRACE(testing::Message() << dtype_name(dtype) << " " << shape_str(c.big) << " and "
+                                        << shape_str(c.small) << (row_second ? "" : ", swapped"));
+        Generator gen(c.big.size() * 100 + c.small.size());
+        const Tensor big = mul(randn(c.big, gen, dtype), 3.0), small = randn(c.small, gen, dtype);
+        const Tensor& x = row_second ? big : small;
+        const Tensor& y = row_second ? small : big;
+        expect_arithmetic_equals_xtensor(x, y);
+      }
 }
 
 /// A split GEMM gives the same bits whether its halves run on two threads or, the helper being
