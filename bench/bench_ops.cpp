@@ -4,9 +4,9 @@
 //   BM_RawAdd64           the same arithmetic in a plain loop (what an op costs without the tape)
 //   BM_TapeAdd64Phase/p   BM_TapeAdd64's chain, timing one phase only: 0 the recorded forward,
 //                         1 the backward (retain_graph), 2 the release of the tape after it
-//   BM_BiasAdd/r          add of a (rows, 384) tensor and a (384) bias, no tape, r = 0, 1, 2 for
-//                         32, 64, 2048 rows; counter ns_per_elem
-//   BM_BiasAddXtensor/r   the same sum by xtensor's broadcasting assignment, into a kept array
+//   BM_Broadcast/c        a broadcasting add, no tape: c = 0 … 4 a bias row (32 and 2048 rows), a
+//                         keepdims column, a 0-d scalar, a short row; counter ns_per_elem
+//   BM_BroadcastXtensor/c the same sum by xtensor's broadcasting assignment, into a kept array
 //   BM_TapeMatmul128      128×128 matmul forward + backward (3 GEMMs) through the tape
 //   BM_RawSgemm128x3      the same 3 GEMMs as raw cblas_sgemm calls
 //   BM_GruGemm/...        the GRU's GEMM shapes for S, M and L (framework/blas.hpp gemm), GFLOP/s
@@ -109,35 +109,45 @@ void BM_RawAdd64(benchmark::State& state) {
 }
 BENCHMARK(BM_RawAdd64);
 
-/// The bias add of a GRU step, (rows, 384) + (384), forward only (no tape): rows = 32 and 64 are
-/// composed M's and L's batches, 2048 its whole-sequence input projection.
-constexpr int kBiasRows[] = {32, 64, 2048};
+/// Broadcasting binary ops, forward only (no tape), each as tapegrad's op and as xtensor's
+/// broadcasting assignment into a kept array (what the op ran before its block loops,
+/// ops_elementwise.cpp block_broadcast; no allocation there, so a lower bound for it).
+struct BroadcastCase {
+  const char* label;
+  Shape big, small;
+};
+const BroadcastCase kBroadcastCases[] = {
+    {"(32, 384) + (384): composed M's bias", {32, 384}, {384}},
+    {"(2048, 384) + (384): its input projection", {2048, 384}, {384}},
+    {"(2048, 384) + (2048, 1): a keepdims column", {2048, 384}, {2048, 1}},
+    {"(2048, 384) + (): a 0-d scalar", {2048, 384}, {}},
+    {"(8192, 3) + (3): a short bias row", {8192, 3}, {3}},
+};
 
-void BM_BiasAdd(benchmark::State& state) {
-  const std::size_t rows = std::size_t(kBiasRows[state.range(0)]);
+void BM_Broadcast(benchmark::State& state) {
+  const BroadcastCase& c = kBroadcastCases[state.range(0)];
   Generator gen(0);
-  Tensor x = randn({rows, 384}, gen), b = randn({384}, gen);
+  Tensor x = randn(c.big, gen), y = randn(c.small, gen);
   NoGradGuard no_grad;
-  for (auto _ : state) benchmark::DoNotOptimize(add(x, b).impl());
-  state.counters["ns_per_elem"] = ns_per(double(rows) * 384);
-  state.SetLabel(fmt::format("({}, 384) + (384)", rows));
+  for (auto _ : state) benchmark::DoNotOptimize(add(x, y).impl());
+  state.counters["ns_per_elem"] = ns_per(double(x.numel()));
+  state.SetLabel(c.label);
 }
-BENCHMARK(BM_BiasAdd)->DenseRange(0, 2)->UseRealTime();
+BENCHMARK(BM_Broadcast)->DenseRange(0, 4)->UseRealTime();
 
-/// The same add as xtensor's broadcasting assignment into a preallocated array (what add ran
-/// before its row loop, ops_elementwise.cpp row_broadcast; no allocation here, so a lower bound).
-void BM_BiasAddXtensor(benchmark::State& state) {
-  const std::size_t rows = std::size_t(kBiasRows[state.range(0)]);
+void BM_BroadcastXtensor(benchmark::State& state) {
+  const BroadcastCase& c = kBroadcastCases[state.range(0)];
   Generator gen(0);
-  Tensor x = randn({rows, 384}, gen), b = randn({384}, gen), out = zeros({rows, 384});
+  Tensor x = randn(c.big, gen), y = randn(c.small, gen), out = zeros(c.big);
   auto& o = out.data<float>();
   for (auto _ : state) {
-    xt::noalias(o) = x.data<float>() + b.data<float>();
+    xt::noalias(o) = x.data<float>() + y.data<float>();
     benchmark::DoNotOptimize(o.data());
   }
-  state.counters["ns_per_elem"] = ns_per(double(rows) * 384);
+  state.counters["ns_per_elem"] = ns_per(double(x.numel()));
+  state.SetLabel(c.label);
 }
-BENCHMARK(BM_BiasAddXtensor)->DenseRange(0, 2)->UseRealTime();
+BENCHMARK(BM_BroadcastXtensor)->DenseRange(0, 4)->UseRealTime();
 
 void BM_TapeMatmul128(benchmark::State& state) {
   Generator gen(0);

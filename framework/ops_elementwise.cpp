@@ -3,6 +3,7 @@
 // Notation: g = dL/d(out). A binary op's input gradient is reduced to the input's own shape
 // with sum_to (the one broadcast reducer), so broadcasting needs no special care elsewhere.
 // VJPs are written with tapegrad ops, so they are themselves differentiable (create_graph).
+#include <algorithm>
 #include <array>
 #include <cmath>
 
@@ -56,45 +57,110 @@ Tensor two_core_elementwise(const char* op, const Shape& shape, F& f, const In&.
 /// nothing to contract into an FMA: the bits are those of xtensor's SIMD evaluation.)
 enum class Eval { Expression, Scalar };
 
-/// Whether one operand of a broadcast is a row the other repeats: 2 when b's shape is the last
-/// b.dim() axes of a's (x + bias, with b non-empty), 1 when a's is of b's, 0 otherwise (any other
-/// broadcast takes xtensor's general, strided evaluation).
-int row_operand(const Shape& a, const Shape& b) {
-  auto is_row_of = [](const Shape& row, const Shape& full) {
-    if (row.size() > full.size()) return false;
-    std::size_t n = 1;
-    for (std::size_t i = 0; i < row.size(); ++i) {
-      if (row[i] != full[full.size() - row.size() + i]) return false;
-      n *= row[i];
+/// How a broadcast operand `small` lies in the other operand `full` (row-major): `full` is
+/// outer × mid × inner elements, and small's mid elements each stand for inner consecutive
+/// elements, the same for each of the outer blocks. A bias row is inner = 1 (x + b), a keepdims
+/// reduction is outer = 1 (x − mean(x, -1, true)), a one-element tensor mid = 1.
+struct BlockLayout {
+  std::size_t outer = 1, mid = 1, inner = 1;
+};
+
+/// Whether `small` broadcasts to `full` as one block pattern: aligned at the last axis, every axis
+/// of small is 1 or full's, and the axes where small keeps full's size are contiguous (ignoring
+/// axes of size 1). False for any other broadcast (both operands growing, as in a column plus a
+/// row, or broken patterns), which xtensor evaluates instead.
+bool block_layout(const Shape& small, const Shape& full, BlockLayout* layout) {
+  if (small.size() > full.size()) return false;
+  const std::size_t lead = full.size() - small.size();
+  int part = 0;  // 0: leading broadcast axes, 1: kept axes, 2: trailing broadcast axes
+  BlockLayout b;
+  for (std::size_t d = 0; d < full.size(); ++d) {
+    const std::size_t f = full[d], s = d < lead ? 1 : small[d - lead];
+    if (f == 1 && s == 1) continue;  // neutral
+    const bool kept = s == f;
+    if (!kept && s != 1) return false;
+    if (kept) {
+      if (part == 2) return false;
+      part = 1;
+      b.mid *= f;
+    } else if (part == 0) {
+      b.outer *= f;
+    } else {
+      part = 2;
+      b.inner *= f;
     }
-    return n > 0;
-  };
-  return is_row_of(b, a) ? 2 : is_row_of(a, b) ? 1 : 0;
+  }
+  if (b.mid == 1) b = {1, 1, b.outer * b.inner};  // a scalar: one block of every element
+  *layout = b;
+  return true;
 }
 
-/// out = f(x, y) where the operand `row` (y when row_is_y, else x) has n elements and the other
-/// one `total`, a whole number of rows: one IEEE operation per element, as in the same-shape loop,
-/// so the bits of xtensor's broadcast evaluation. Rows split over two cores from kParallelElements
-/// elements on (any split gives the same bits: each element is computed on its own).
+/// o[i] = f(b[i], y[i]) for i < n (f(y[i], b[i]) when !small_is_y): y is small's row.
 template <class T, class F>
-void row_broadcast(F& f, const T* x, const T* y, bool row_is_y, std::size_t n, T* out,
-                   std::size_t total) {
-  const std::size_t rows = total / n;
-  auto run = [&](std::size_t r0, std::size_t r1) {
-    for (std::size_t r = r0; r < r1; ++r) {
-      T* o = out + r * n;
-      if (row_is_y) {
-        const T* xr = x + r * n;
-        for (std::size_t i = 0; i < n; ++i) o[i] = f(xr[i], y[i]);
-      } else {
-        const T* yr = y + r * n;
-        for (std::size_t i = 0; i < n; ++i) o[i] = f(x[i], yr[i]);
-      }
-    }
-  };
-  if (total < kParallelElements || rows < 2 || !detail::have_two_cores()) return run(0, rows);
-  auto half = [&](int h) { h == 0 ? run(0, rows / 2) : run(rows / 2, rows); };
+inline void rows_pass(F& f, const T* b, const T* y, bool small_is_y, T* o, std::size_t n) {
+  if (small_is_y)
+    for (std::size_t i = 0; i < n; ++i) o[i] = f(b[i], y[i]);
+  else
+    for (std::size_t i = 0; i < n; ++i) o[i] = f(y[i], b[i]);
+}
+
+/// o[i] = f(b[i], s) for i < n (f(s, b[i]) when !small_is_y): s is one element of small.
+template <class T, class F>
+inline void scalar_pass(F& f, const T* b, T s, bool small_is_y, T* o, std::size_t n) {
+  if (small_is_y)
+    for (std::size_t i = 0; i < n; ++i) o[i] = f(b[i], s);
+  else
+    for (std::size_t i = 0; i < n; ++i) o[i] = f(s, b[i]);
+}
+
+/// body(e0, e1) over the elements [0, total), where body takes any range that starts at a
+/// multiple of `unit`: on two cores, split at such a multiple, from kParallelElements elements on.
+template <class Body>
+void over_elements(std::size_t total, std::size_t unit, Body& body) {
+  const std::size_t mid = total / unit / 2 * unit;
+  if (total < kParallelElements || mid == 0 || !detail::have_two_cores()) return body(0, total);
+  auto half = [&](int h) { h == 0 ? body(0, mid) : body(mid, total); };
   detail::two_halves(half);
+}
+
+/// out = f(x, y) where `small` (y when small_is_y, else x) broadcasts over `big` as `layout` says:
+/// one IEEE operation per element, as in the same-shape loop, so the bits of xtensor's broadcast
+/// evaluation (which, for these shapes, steps through the arrays one element at a time: about 35×
+/// slower for a one-element operand or a column, bench_ops BM_Broadcast). From kParallelElements
+/// elements on, the work is split over two cores (any split gives the same bits).
+template <class T, class F>
+void block_broadcast(F& f, const T* big, const T* small, bool small_is_y, const BlockLayout& l,
+                     T* out) {
+  const std::size_t total = l.outer * l.mid * l.inner;
+  if (total == 0) return;
+  if (l.mid == 1) {  // one element: one flat loop
+    auto body = [&](std::size_t e0, std::size_t e1) {
+      scalar_pass(f, big + e0, small[0], small_is_y, out + e0, e1 - e0);
+    };
+    return over_elements(total, 16, body);
+  }
+  if (l.inner > 1) {  // each element of small meets a run of `inner` elements (a column)
+    auto body = [&](std::size_t e0, std::size_t e1) {
+      for (std::size_t e = e0; e < e1; e += l.inner)
+        scalar_pass(f, big + e, small[e / l.inner % l.mid], small_is_y, out + e, l.inner);
+    };
+    return over_elements(total, l.inner, body);
+  }
+  // Rows. A short one (x + a bias of 3) is first repeated into a tile of at least 48 elements, so
+  // that the loop runs over tiles rather than a few elements at a time.
+  T tile[64];
+  const T* row = small;
+  std::size_t len = l.mid;
+  if (len < 16) {
+    len = 64 / l.mid * l.mid;
+    for (std::size_t k = 0; k < len; ++k) tile[k] = small[k % l.mid];
+    row = tile;
+  }
+  auto body = [&](std::size_t e0, std::size_t e1) {  // e1 − e0 is a whole number of small's rows
+    for (std::size_t e = e0; e < e1; e += len)
+      rows_pass(f, big + e, row, small_is_y, out + e, std::min(len, e1 - e));
+  };
+  over_elements(total, len, body);
 }
 
 /// Forward of a broadcasting binary op: checks dtypes and shapes, evaluates f(a, b) once.
@@ -120,10 +186,17 @@ Tensor binary_forward(const char* op, const Tensor& a, const Tensor& b, F&& f) {
         for (std::size_t i = 0; i < n; ++i) o[i] = f(x[i], y[i]);
         return out;
       }
-      // One operand is a row the other repeats (x + bias): a plain loop per row.
-      if (const int side = row_operand(a.shape(), b.shape())) {
-        row_broadcast<T>(f, a.data<T>().data(), b.data<T>().data(), side == 2,
-                         (side == 2 ? b : a).numel(), out.data<T>().data(), out.numel());
+      // One operand repeats in blocks over the other (x + bias, x − mean(x, -1, true), x · a
+      // one-element tensor): plain loops too.
+      BlockLayout layout;
+      if (block_layout(b.shape(), a.shape(), &layout)) {
+        block_broadcast<T>(f, a.data<T>().data(), b.data<T>().data(), true, layout,
+                           out.data<T>().data());
+        return out;
+      }
+      if (block_layout(a.shape(), b.shape(), &layout)) {
+        block_broadcast<T>(f, b.data<T>().data(), a.data<T>().data(), false, layout,
+                           out.data<T>().data());
         return out;
       }
     }

@@ -258,28 +258,37 @@ TEST(SameShapeLoop, BitIdenticalToXtensor) {
     }
 }
 
-/// A broadcast where one operand is a row the other repeats (x + bias, or bias − x, a 0-d scalar
-/// included) takes a plain loop per row (ops_elementwise.cpp, row_broadcast), split over two cores
-/// from 32,768 elements: the bits of xtensor's broadcast evaluation, on either side and for every
-/// op. Shapes that are no row (a (1, n) operand against (m, n), a column) keep xtensor's path and
-/// are checked here too.
-TEST(RowBroadcastLoop, BitIdenticalToXtensor) {
+/// A broadcast where one operand repeats in blocks over the other (a bias row, a keepdims column
+/// such as x − mean(x, -1, true), a one-element tensor) takes plain loops (ops_elementwise.cpp,
+/// block_broadcast), split over two cores from 32,768 elements: the bits of xtensor's broadcast
+/// evaluation, on either side and for every op. Shapes that keep xtensor's path (both operands
+/// growing, a broken block pattern, a scalar with more axes than the other side) are checked too.
+TEST(BlockBroadcastLoop, BitIdenticalToXtensor) {
   struct Case {
     Shape big, small;
   };
-  const Case cases[] = {{{4, 7}, {7}},         {{3, 5, 17}, {17}},  {{2, 3, 4}, {3, 4}},
-                        {{9}, {}},             {{5, 1}, {1}},       {{0, 6}, {6}},
-                        {{2049, 33}, {33}},    {{40, 1000}, {1000}}, {{4, 7}, {1, 7}},
-                        {{4, 7}, {4, 1}},      {{64, 384}, {384}}};
+  const Case cases[] = {
+      // rows (inner = 1)
+      {{4, 16}, {16}}, {{3, 5, 17}, {17}}, {{2, 3, 8}, {3, 8}}, {{64, 384}, {384}}, {{4, 7}, {7}},
+      {{4, 7}, {1, 7}}, {{6, 1, 5}, {1, 5}}, {{2049, 33}, {33}}, {{40, 1000}, {1000}},
+      // columns and middles (inner > 1)
+      {{4, 7}, {4, 1}}, {{64, 384}, {64, 1}}, {{2, 3, 5}, {2, 1, 1}}, {{2, 3, 5}, {1, 3, 1}},
+      {{2, 3, 5}, {3, 1}}, {{1000, 40}, {1000, 1}}, {{7, 2, 3000}, {2, 1}},
+      // one element
+      {{9}, {}}, {{5, 1}, {1}}, {{7, 3}, {1, 1}}, {{40000}, {}}, {{300, 110}, {1}},
+      // empty
+      {{0, 6}, {6}}, {{6, 0}, {6, 1}},
+      // xtensor's path: both grow, a broken pattern, more axes than the other side
+      {{3, 1}, {1, 4}}, {{2, 3, 5}, {2, 1, 5}}, {{2, 3}, {2, 1, 1}}};
   for (DType dtype : {DType::Float32, DType::Float64})
     for (const Case& c : cases)
-      for (bool row_second : {true, false}) {
+      for (bool small_second : {true, false}) {
         SCOPED_TRACE(testing::Message() << dtype_name(dtype) << " " << shape_str(c.big) << " and "
-                                        << shape_str(c.small) << (row_second ? "" : ", swapped"));
+                                        << shape_str(c.small) << (small_second ? "" : ", swapped"));
         Generator gen(c.big.size() * 100 + c.small.size());
         const Tensor big = mul(randn(c.big, gen, dtype), 3.0), small = randn(c.small, gen, dtype);
-        const Tensor& x = row_second ? big : small;
-        const Tensor& y = row_second ? small : big;
+        const Tensor& x = small_second ? big : small;
+        const Tensor& y = small_second ? small : big;
         expect_arithmetic_equals_xtensor(x, y);
       }
 }
