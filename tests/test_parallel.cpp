@@ -23,6 +23,7 @@
 #include "framework/random.hpp"
 #include "framework/tape.hpp"
 
+#include <xtensor/xbroadcast.hpp>
 #include <xtensor/xmath.hpp>
 
 using namespace tapegrad;
@@ -261,8 +262,9 @@ TEST(SameShapeLoop, BitIdenticalToXtensor) {
 /// A broadcast where one operand repeats in blocks over the other (a bias row, a keepdims column
 /// such as x − mean(x, -1, true), a one-element tensor) takes plain loops (ops_elementwise.cpp,
 /// block_broadcast), split over two cores from 32,768 elements: the bits of xtensor's broadcast
-/// evaluation, on either side and for every op. Shapes that keep xtensor's path (both operands
-/// growing, a broken block pattern, a scalar with more axes than the other side) are checked too.
+/// evaluation, on either side and for every op; broadcast_to copies the same blocks. Shapes that
+/// keep xtensor's path (both operands growing, a broken block pattern, a scalar with more axes than
+/// the other side) are checked too.
 TEST(BlockBroadcastLoop, BitIdenticalToXtensor) {
   struct Case {
     Shape big, small;
@@ -290,6 +292,18 @@ TEST(BlockBroadcastLoop, BitIdenticalToXtensor) {
         const Tensor& x = small_second ? big : small;
         const Tensor& y = small_second ? small : big;
         expect_arithmetic_equals_xtensor(x, y);
+        // broadcast_to copies the same blocks (block_repeat): xtensor's broadcast, element for
+        // element.
+        if (small_second && broadcast_shapes(c.big, c.small, "test") == c.big) {
+          const Tensor r = broadcast_to(small, c.big);
+          const Tensor ref =
+              dtype == DType::Float32
+                  ? Tensor(xt::xarray<float>(xt::broadcast(small.data<float>(), c.big)))
+                  : Tensor(xt::xarray<double>(xt::broadcast(small.data<double>(), c.big)));
+          ASSERT_EQ(r.shape(), c.big);
+          for (std::size_t i = 0; i < r.numel(); ++i)
+            ASSERT_EQ(r.at(i), ref.at(i)) << "broadcast_to, element " << i;
+        }
       }
 }
 
