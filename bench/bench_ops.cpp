@@ -7,6 +7,10 @@
 //   BM_Broadcast/c        a broadcasting add, no tape: c = 0 … 4 a bias row (32 and 2048 rows), a
 //                         keepdims column, a 0-d scalar, a short row; counter ns_per_elem
 //   BM_BroadcastXtensor/c the same sum by xtensor's broadcasting assignment, into a kept array
+//   BM_BroadcastTo/c      broadcast_to (2048, 384) from c = 0 a 0-d, 1 a (2048, 1), 2 a (384)
+//   BM_BroadcastToXtensor/c  the same by xtensor's broadcast assignment, into a kept array
+//   BM_RowSum             sum over the last axis of (2048, 384), keepdims
+//   BM_RowSumXtensor      the same by xtensor's immediate reducer
 //   BM_TapeMatmul128      128×128 matmul forward + backward (3 GEMMs) through the tape
 //   BM_RawSgemm128x3      the same 3 GEMMs as raw cblas_sgemm calls
 //   BM_GruGemm/...        the GRU's GEMM shapes for S, M and L (framework/blas.hpp gemm), GFLOP/s
@@ -30,7 +34,9 @@
 #include "framework/random.hpp"
 #include "framework/tape.hpp"
 
+#include <xtensor/xbroadcast.hpp>
 #include <xtensor/xnoalias.hpp>
+#include <xtensor/xreducer.hpp>
 
 using namespace tapegrad;
 
@@ -148,6 +154,53 @@ void BM_BroadcastXtensor(benchmark::State& state) {
   state.SetLabel(c.label);
 }
 BENCHMARK(BM_BroadcastXtensor)->DenseRange(0, 4)->UseRealTime();
+
+/// broadcast_to of a 0-d, a (2048, 1) and a (384) tensor to (2048, 384) (every sum's and mean's
+/// backward), and the same as xtensor's broadcast assignment into a kept array.
+const Shape kBroadcastToFrom[] = {{}, {2048, 1}, {384}};
+
+void BM_BroadcastTo(benchmark::State& state) {
+  Generator gen(0);
+  Tensor y = randn(kBroadcastToFrom[state.range(0)], gen);
+  NoGradGuard no_grad;
+  for (auto _ : state) benchmark::DoNotOptimize(broadcast_to(y, {2048, 384}).impl());
+  state.counters["ns_per_elem"] = ns_per(2048.0 * 384);
+}
+BENCHMARK(BM_BroadcastTo)->DenseRange(0, 2)->UseRealTime();
+
+void BM_BroadcastToXtensor(benchmark::State& state) {
+  Generator gen(0);
+  Tensor y = randn(kBroadcastToFrom[state.range(0)], gen), out = zeros({2048, 384});
+  auto& o = out.data<float>();
+  for (auto _ : state) {
+    xt::noalias(o) = xt::broadcast(y.data<float>(), Shape{2048, 384});
+    benchmark::DoNotOptimize(o.data());
+  }
+  state.counters["ns_per_elem"] = ns_per(2048.0 * 384);
+}
+BENCHMARK(BM_BroadcastToXtensor)->DenseRange(0, 2)->UseRealTime();
+
+/// Row sums, (2048, 384) to (2048, 1) (softmax's and layer norm's keepdims sums), and the same by
+/// xtensor's immediate reducer (what sum ran before sum_rows).
+void BM_RowSum(benchmark::State& state) {
+  Generator gen(0);
+  Tensor x = randn({2048, 384}, gen);
+  NoGradGuard no_grad;
+  for (auto _ : state) benchmark::DoNotOptimize(sum(x, {-1}, true).impl());
+  state.counters["ns_per_elem"] = ns_per(2048.0 * 384);
+}
+BENCHMARK(BM_RowSum)->UseRealTime();
+
+void BM_RowSumXtensor(benchmark::State& state) {
+  Generator gen(0);
+  Tensor x = randn({2048, 384}, gen);
+  for (auto _ : state) {
+    xt::xarray<float> r = xt::sum(x.data<float>(), {1}, xt::evaluation_strategy::immediate);
+    benchmark::DoNotOptimize(r.data());
+  }
+  state.counters["ns_per_elem"] = ns_per(2048.0 * 384);
+}
+BENCHMARK(BM_RowSumXtensor)->UseRealTime();
 
 void BM_TapeMatmul128(benchmark::State& state) {
   Generator gen(0);

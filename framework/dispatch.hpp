@@ -23,6 +23,22 @@ Tensor empty_for(const char* op, const Shape& shape) {
   return empty_for(op, shape, dtype_of<T>());
 }
 
+/// How a broadcast operand `small` lies in the other operand `full` (row-major): `full` is
+/// outer × mid × inner elements, and small's mid elements each stand for inner consecutive
+/// elements, the same for each of the outer blocks. A bias row is inner = 1 (x + b), a keepdims
+/// column outer = 1 (x − mean(x, -1, true)), a one-element tensor mid = 1 (then outer = 1 too).
+/// A reduction's keepdims result lies in its input the same way (sum over the outer and inner
+/// elements of each of the mid ones).
+struct BlockLayout {
+  std::size_t outer = 1, mid = 1, inner = 1;
+};
+
+/// Whether `small` broadcasts to `full` as one block pattern: aligned at the last axis, every axis
+/// of small is 1 or full's, and the axes where small keeps full's size are contiguous (ignoring
+/// axes of size 1). False for any other broadcast (both operands growing, as in a column plus a
+/// row, or a broken pattern), which xtensor evaluates instead. (ops_elementwise.cpp)
+bool block_layout(const Shape& small, const Shape& full, BlockLayout* layout);
+
 /// Throws MemoryError: "<op>: out of memory allocating a float32 tensor of shape (…)".
 [[noreturn]] void throw_out_of_memory(const char* op, const Shape& shape, DType dtype);
 [[noreturn]] void throw_out_of_memory(const char* op);

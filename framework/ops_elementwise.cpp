@@ -24,12 +24,38 @@ namespace tapegrad {
 
 using detail::dispatch;
 
+// Declared in framework/dispatch.hpp (shared with the reductions).
+bool detail::block_layout(const Shape& small, const Shape& full, BlockLayout* layout) {
+  if (small.size() > full.size()) return false;
+  const std::size_t lead = full.size() - small.size();
+  int part = 0;  // 0: leading broadcast axes, 1: kept axes, 2: trailing broadcast axes
+  BlockLayout b;
+  for (std::size_t d = 0; d < full.size(); ++d) {
+    const std::size_t f = full[d], s = d < lead ? 1 : small[d - lead];
+    if (f == 1 && s == 1) continue;  // neutral
+    const bool kept = s == f;
+    if (!kept && s != 1) return false;
+    if (kept) {
+      if (part == 2) return false;
+      part = 1;
+      b.mid *= f;
+    } else if (part == 0) {
+      b.outer *= f;
+    } else {
+      part = 2;
+      b.inner *= f;
+    }
+  }
+  if (b.mid == 1) b = {1, 1, b.outer * b.inner};  // a scalar: one block of every element
+  *layout = b;
+  return true;
+}
+
 namespace {
 
-/// A result of at least this many elements is computed as two halves on two cores (the
-/// engine's helper thread, framework/parallel.hpp): a GRU step at H = 512, B = 64 has 32,768.
-/// Below it, handing half to the other core costs more than it saves.
-constexpr std::size_t kParallelElements = std::size_t(1) << 15;
+using detail::BlockLayout;
+using detail::block_layout;
+using detail::kParallelElements;
 
 /// out = f(in...) for same-shape contiguous arrays, as two halves on two threads. The halves
 /// split at a multiple of 16 elements, so that every element is computed by the same SIMD (or
@@ -57,44 +83,6 @@ Tensor two_core_elementwise(const char* op, const Shape& shape, F& f, const In&.
 /// nothing to contract into an FMA: the bits are those of xtensor's SIMD evaluation.)
 enum class Eval { Expression, Scalar };
 
-/// How a broadcast operand `small` lies in the other operand `full` (row-major): `full` is
-/// outer × mid × inner elements, and small's mid elements each stand for inner consecutive
-/// elements, the same for each of the outer blocks. A bias row is inner = 1 (x + b), a keepdims
-/// reduction is outer = 1 (x − mean(x, -1, true)), a one-element tensor mid = 1.
-struct BlockLayout {
-  std::size_t outer = 1, mid = 1, inner = 1;
-};
-
-/// Whether `small` broadcasts to `full` as one block pattern: aligned at the last axis, every axis
-/// of small is 1 or full's, and the axes where small keeps full's size are contiguous (ignoring
-/// axes of size 1). False for any other broadcast (both operands growing, as in a column plus a
-/// row, or broken patterns), which xtensor evaluates instead.
-bool block_layout(const Shape& small, const Shape& full, BlockLayout* layout) {
-  if (small.size() > full.size()) return false;
-  const std::size_t lead = full.size() - small.size();
-  int part = 0;  // 0: leading broadcast axes, 1: kept axes, 2: trailing broadcast axes
-  BlockLayout b;
-  for (std::size_t d = 0; d < full.size(); ++d) {
-    const std::size_t f = full[d], s = d < lead ? 1 : small[d - lead];
-    if (f == 1 && s == 1) continue;  // neutral
-    const bool kept = s == f;
-    if (!kept && s != 1) return false;
-    if (kept) {
-      if (part == 2) return false;
-      part = 1;
-      b.mid *= f;
-    } else if (part == 0) {
-      b.outer *= f;
-    } else {
-      part = 2;
-      b.inner *= f;
-    }
-  }
-  if (b.mid == 1) b = {1, 1, b.outer * b.inner};  // a scalar: one block of every element
-  *layout = b;
-  return true;
-}
-
 /// o[i] = f(b[i], y[i]) for i < n (f(y[i], b[i]) when !small_is_y): y is small's row.
 template <class T, class F>
 inline void rows_pass(F& f, const T* b, const T* y, bool small_is_y, T* o, std::size_t n) {
@@ -113,16 +101,6 @@ inline void scalar_pass(F& f, const T* b, T s, bool small_is_y, T* o, std::size_
     for (std::size_t i = 0; i < n; ++i) o[i] = f(s, b[i]);
 }
 
-/// body(e0, e1) over the elements [0, total), where body takes any range that starts at a
-/// multiple of `unit`: on two cores, split at such a multiple, from kParallelElements elements on.
-template <class Body>
-void over_elements(std::size_t total, std::size_t unit, Body& body) {
-  const std::size_t mid = total / unit / 2 * unit;
-  if (total < kParallelElements || mid == 0 || !detail::have_two_cores()) return body(0, total);
-  auto half = [&](int h) { h == 0 ? body(0, mid) : body(mid, total); };
-  detail::two_halves(half);
-}
-
 /// out = f(x, y) where `small` (y when small_is_y, else x) broadcasts over `big` as `layout` says:
 /// one IEEE operation per element, as in the same-shape loop, so the bits of xtensor's broadcast
 /// evaluation (which, for these shapes, steps through the arrays one element at a time: about 35×
@@ -137,14 +115,14 @@ void block_broadcast(F& f, const T* big, const T* small, bool small_is_y, const 
     auto body = [&](std::size_t e0, std::size_t e1) {
       scalar_pass(f, big + e0, small[0], small_is_y, out + e0, e1 - e0);
     };
-    return over_elements(total, 16, body);
+    return detail::split_elements(total, 16, body);
   }
   if (l.inner > 1) {  // each element of small meets a run of `inner` elements (a column)
     auto body = [&](std::size_t e0, std::size_t e1) {
       for (std::size_t e = e0; e < e1; e += l.inner)
         scalar_pass(f, big + e, small[e / l.inner % l.mid], small_is_y, out + e, l.inner);
     };
-    return over_elements(total, l.inner, body);
+    return detail::split_elements(total, l.inner, body);
   }
   // Rows. A short one (x + a bias of 3) is first repeated into a tile of at least 48 elements, so
   // that the loop runs over tiles rather than a few elements at a time.
@@ -160,7 +138,7 @@ void block_broadcast(F& f, const T* big, const T* small, bool small_is_y, const 
     for (std::size_t e = e0; e < e1; e += len)
       rows_pass(f, big + e, row, small_is_y, out + e, std::min(len, e1 - e));
   };
-  over_elements(total, len, body);
+  detail::split_elements(total, len, body);
 }
 
 /// out = `small` repeated over `layout`'s blocks (broadcast_to): plain copies, split over two cores
@@ -178,12 +156,12 @@ void block_repeat(const T* small, const BlockLayout& l, T* out) {
         e = end;
       }
     };
-    return over_elements(total, l.inner > 1 ? l.inner : 16, body);
+    return detail::split_elements(total, l.inner > 1 ? l.inner : 16, body);
   }
   auto body = [&](std::size_t e0, std::size_t e1) {  // whole rows
     for (std::size_t e = e0; e < e1; e += l.mid) std::copy_n(small, l.mid, out + e);
   };
-  over_elements(total, l.mid, body);
+  detail::split_elements(total, l.mid, body);
 }
 
 /// Forward of a broadcasting binary op: checks dtypes and shapes, evaluates f(a, b) once.

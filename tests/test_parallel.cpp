@@ -25,6 +25,7 @@
 
 #include <xtensor/xbroadcast.hpp>
 #include <xtensor/xmath.hpp>
+#include <xtensor/xreducer.hpp>
 
 using namespace tapegrad;
 
@@ -303,6 +304,48 @@ TEST(BlockBroadcastLoop, BitIdenticalToXtensor) {
           ASSERT_EQ(r.shape(), c.big);
           for (std::size_t i = 0; i < r.numel(); ++i)
             ASSERT_EQ(r.at(i), ref.at(i)) << "broadcast_to, element " << i;
+        }
+      }
+}
+
+/// sum over the trailing axes (a keepdims row sum) runs 8 row sums at once (ops_reduce.cpp,
+/// sum_rows), each still adding its elements one after the other from +0: the bits of xtensor's
+/// immediate sum, split over two cores or not. Other axis sets (the leading ones, all, a middle
+/// one, two apart) keep xtensor's reducer and are checked too.
+TEST(BlockSum, BitIdenticalToXtensor) {
+  struct Case {
+    Shape shape;
+    std::vector<std::ptrdiff_t> axes;
+  };
+  const Case cases[] = {{{64, 384}, {1}},      {{2048, 384}, {1}},     {{2048, 384}, {0}},
+                        {{13, 7}, {1}},        {{13, 7}, {0}},         {{3, 4, 50}, {1, 2}},
+                        {{3, 4, 50}, {2}},     {{3, 4, 50}, {0, 1}},   {{100, 2, 300}, {0}},
+                        {{5, 1, 9}, {2}},      {{9, 1}, {1}},          {{300, 500}, {1}},
+                        {{3, 4, 50}, {1}},     {{3, 4, 50}, {0, 2}},   {{64, 384}, {0, 1}},
+                        {{0, 5}, {1}},         {{17}, {0}}};
+  for (DType dtype : {DType::Float32, DType::Float64})
+    for (const Case& c : cases)
+      for (bool keepdims : {false, true}) {
+        SCOPED_TRACE(testing::Message() << dtype_name(dtype) << " " << shape_str(c.shape)
+                                        << " axes " << c.axes.size() << " first " << c.axes[0]
+                                        << (keepdims ? " keepdims" : ""));
+        Generator gen(c.shape.size() * 10 + c.axes.size());
+        const Tensor x = mul(randn(c.shape, gen, dtype), 100.0);
+        const Tensor r = sum(x, c.axes, keepdims);
+        std::vector<std::size_t> axes(c.axes.begin(), c.axes.end());
+        const Tensor ref =
+            x.numel() == 0 ? zeros(r.shape(), dtype)
+            : dtype == DType::Float32
+                ? Tensor(xt::xarray<float>(
+                      xt::sum(x.data<float>(), axes, xt::evaluation_strategy::immediate)))
+                : Tensor(xt::xarray<double>(
+                      xt::sum(x.data<double>(), axes, xt::evaluation_strategy::immediate)));
+        ASSERT_EQ(r.numel(), ref.numel());
+        for (std::size_t i = 0; i < r.numel(); ++i) ASSERT_EQ(r.at(i), ref.at(i)) << "element " << i;
+        // A negative zero sums to +0, as in xtensor (each sum starts at +0).
+        if (x.numel() != 0) {
+          const Tensor z = sum(mul(zeros(c.shape, dtype), -1.0), c.axes, keepdims);
+          for (std::size_t i = 0; i < z.numel(); ++i) ASSERT_FALSE(std::signbit(z.at(i)));
         }
       }
 }
