@@ -187,19 +187,67 @@ Tensor max(const Tensor& a, std::ptrdiff_t axis_in, bool keepdims) {
 
 // ---- softmax family -----------------------------------------------------------------------------
 
+namespace {
+
+/// The lines of `axis` in a row-major tensor: outer × inner lines of len elements, stride inner.
+struct Lines {
+  std::size_t outer, len, inner;
+};
+Lines lines_of(const Shape& s, std::size_t axis) {
+  return {detail::prod(s, 0, axis), s[axis], detail::prod(s, axis + 1, s.size())};
+}
+
+/// f(base) for every line, base the flat index of its first element; the outer blocks split over
+/// two cores from kParallelElements elements on (each line is computed on its own: the same bits).
+template <class F>
+void over_lines(const Lines& l, F&& f) {
+  const std::size_t block = l.len * l.inner;
+  if (block == 0) return;
+  auto body = [&](std::size_t e0, std::size_t e1) {
+    for (std::size_t b = e0; b < e1; b += block)
+      for (std::size_t i = 0; i < l.inner; ++i) f(b + i);
+  };
+  detail::split_elements(l.outer * block, block, body);
+}
+
+}  // namespace
+
 Tensor softmax(const Tensor& a, std::ptrdiff_t axis_in) {
   detail::require_defined(a, "softmax", "a");
   std::size_t axis = normalize_axis(axis_in, a.dim(), "softmax");
+  const Lines lines = lines_of(a.shape(), axis);
   Tensor out = dispatch(a.dtype(), [&](auto tag) {
     using T = decltype(tag);
-    if (a.numel() == 0) return Tensor(detail::new_array<T>("softmax", a.shape()));  // empty: nothing to normalise
-    return detail::guard_alloc<T>("softmax", a.shape(), [&] {
-      const auto& x = a.data<T>();
-      xt::xarray<T> m = xt::amax(x, {axis}, xt::keep_dims | xt::evaluation_strategy::immediate);
-      xt::xarray<T> e = xt::exp(x - m);
-      xt::xarray<T> z = xt::sum(e, {axis}, xt::keep_dims | xt::evaluation_strategy::immediate);
-      return Tensor(xt::xarray<T>(e / z));
+    if (a.numel() == 0) return detail::empty_for<T>("softmax", a.shape());  // nothing to normalise
+    if (lines.inner > 1) {
+      // Along an axis that is not the last, xtensor evaluates exp(x − m) on SIMD batches of the
+      // contiguous inner elements (xsimd's exp, whose last bit can differ from std::exp's):
+      // kept as it was, so that results do not change.
+      return detail::guard_alloc<T>("softmax", a.shape(), [&] {
+        const auto& x = a.data<T>();
+        const auto keep = xt::keep_dims | xt::evaluation_strategy::immediate;
+        xt::xarray<T> m = xt::amax(x, {axis}, keep);
+        xt::xarray<T> e = xt::exp(x - m);
+        xt::xarray<T> z = xt::sum(e, {axis}, keep);
+        return Tensor(xt::xarray<T>(e / z));
+      });
+    }
+    // Along the last axis, per row: m its maximum, e = exp(x − m), z = Σ e from +0 in order, e / z.
+    // The same operations, one element at a time, as the xtensor expression above evaluates for
+    // this axis (the same bits: test SoftmaxLoops), without its per-element broadcast stepping.
+    Tensor r = detail::empty_for<T>("softmax", a.shape());
+    const T* x = a.data<T>().data();
+    T* y = r.data<T>().data();
+    over_lines(lines, [&](std::size_t base) {
+      const std::size_t len = lines.len, st = lines.inner;
+      T m = x[base];
+      for (std::size_t k = 1; k < len; ++k) m = x[base + k * st] > m ? x[base + k * st] : m;
+      for (std::size_t k = 0; k < len; ++k) y[base + k * st] = std::exp(x[base + k * st] - m);
+      T z = T(0);
+      for (std::size_t k = 0; k < len; ++k) z += y[base + k * st];
+      for (std::size_t k = 0; k < len; ++k) y[base + k * st] /= z;
     });
+    return r;
   });
   return record("softmax", std::move(out), {a}, [w = WeakTensor(out), axis](const Tensor& g, GradSink& s) {
     // y ⊙ (g − Σ g⊙y); y is the output, held weakly (it owns this node: tape.hpp)
@@ -212,17 +260,33 @@ Tensor softmax(const Tensor& a, std::ptrdiff_t axis_in) {
 Tensor log_softmax(const Tensor& a, std::ptrdiff_t axis_in) {
   detail::require_defined(a, "log_softmax", "a");
   std::size_t axis = normalize_axis(axis_in, a.dim(), "log_softmax");
+  const Lines lines = lines_of(a.shape(), axis);
   Tensor out = dispatch(a.dtype(), [&](auto tag) {
     using T = decltype(tag);
-    if (a.numel() == 0) return Tensor(detail::new_array<T>("log_softmax", a.shape()));
-    return detail::guard_alloc<T>("log_softmax", a.shape(), [&] {
-      const auto& x = a.data<T>();
-      xt::xarray<T> m = xt::amax(x, {axis}, xt::keep_dims | xt::evaluation_strategy::immediate);
-      xt::xarray<T> shifted = x - m;
-      xt::xarray<T> lse = xt::log(
-          xt::sum(xt::exp(shifted), {axis}, xt::keep_dims | xt::evaluation_strategy::immediate));
-      return Tensor(xt::xarray<T>(shifted - lse));
+    Tensor r = detail::empty_for<T>("log_softmax", a.shape());
+    if (a.numel() == 0) return r;
+    const T* x = a.data<T>().data();
+    xt::xarray<T>& shifted = r.data<T>();
+    T* y = shifted.data();
+    // shifted = x − max per line; lse = log Σ exp(shifted) per line; the result shifted − lse.
+    // The subtractions are exact operations, whatever the loop: the same bits as the broadcast
+    // expressions they replace (test SoftmaxLoops).
+    over_lines(lines, [&](std::size_t base) {
+      const std::size_t len = lines.len, st = lines.inner;
+      T m = x[base];
+      for (std::size_t k = 1; k < len; ++k) m = x[base + k * st] > m ? x[base + k * st] : m;
+      for (std::size_t k = 0; k < len; ++k) y[base + k * st] = x[base + k * st] - m;
     });
+    // (xtensor's reducer, as before: its order of additions over the lazy exp is its own, and
+    // the printed results of the examples depend on those bits.)
+    const xt::xarray<T> lse = xt::log(
+        xt::sum(xt::exp(shifted), {axis}, xt::keep_dims | xt::evaluation_strategy::immediate));
+    const T* l = lse.data();
+    over_lines(lines, [&](std::size_t base) {
+      const T v = l[base / (lines.len * lines.inner) * lines.inner + base % lines.inner];
+      for (std::size_t k = 0; k < lines.len; ++k) y[base + k * lines.inner] -= v;
+    });
+    return r;
   });
   return record("log_softmax", std::move(out), {a}, [y = WeakTensor(out), axis](const Tensor& g, GradSink& s) {
     // g − softmax ⊙ Σ g

@@ -26,6 +26,7 @@
 #include <xtensor/xbroadcast.hpp>
 #include <xtensor/xmath.hpp>
 #include <xtensor/xreducer.hpp>
+#include <xtensor/xsort.hpp>
 
 using namespace tapegrad;
 
@@ -348,6 +349,59 @@ TEST(BlockSum, BitIdenticalToXtensor) {
           for (std::size_t i = 0; i < z.numel(); ++i) ASSERT_FALSE(std::signbit(z.at(i)));
         }
       }
+}
+
+/// log_softmax runs plain loops per line of its axis, and softmax per row of the last axis
+/// (ops_reduce.cpp): the bits of the xtensor expressions they replace (below), on every axis,
+/// split over two cores or not, with rows holding ±inf and NaN too (NaN where the expressions
+/// give NaN).
+template <class T>
+void expect_softmax_equals_expressions(const xt::xarray<T>& x, std::size_t axis) {
+  const auto keep = xt::keep_dims | xt::evaluation_strategy::immediate;
+  const xt::xarray<T> m = xt::amax(x, {axis}, keep);
+  const xt::xarray<T> e = xt::exp(x - m);
+  const xt::xarray<T> z = xt::sum(e, {axis}, keep);
+  const xt::xarray<T> soft = e / z;
+  const xt::xarray<T> shifted = x - m;
+  const xt::xarray<T> lse = xt::log(xt::sum(xt::exp(shifted), {axis}, keep));
+  const xt::xarray<T> logsoft = shifted - lse;
+  const Tensor t(x);
+  const Tensor got[2] = {softmax(t, std::ptrdiff_t(axis)), log_softmax(t, std::ptrdiff_t(axis))};
+  const xt::xarray<T>* want[2] = {&soft, &logsoft};
+  for (int j = 0; j < 2; ++j) {
+    ASSERT_EQ(got[j].shape(), x.shape());
+    const T* g = got[j].data<T>().data();
+    for (std::size_t i = 0; i < x.size(); ++i) {
+      const T w = want[j]->data()[i];
+      if (std::isnan(w))
+        ASSERT_TRUE(std::isnan(g[i])) << (j ? "log_softmax" : "softmax") << " element " << i;
+      else
+        ASSERT_EQ(g[i], w) << (j ? "log_softmax" : "softmax") << " element " << i;
+    }
+  }
+}
+
+TEST(SoftmaxLoops, BitIdenticalToXtensorExpressions) {
+  const Shape shapes[] = {{7}, {64, 384}, {5, 9, 11}, {3, 1, 4}, {2048, 40}, {1, 1}};
+  for (const Shape& shape : shapes)
+    for (std::size_t axis = 0; axis < shape.size(); ++axis) {
+      SCOPED_TRACE(testing::Message() << shape_str(shape) << " axis " << axis);
+      Generator gen(shape.size() * 7 + axis);
+      const Tensor f = mul(randn(shape, gen, DType::Float64), 6.0);
+      expect_softmax_equals_expressions(xt::xarray<double>(f.data<double>()), axis);
+      expect_softmax_equals_expressions(xt::xarray<float>(xt::cast<float>(f.data<double>())), axis);
+    }
+  // Rows with +inf, −inf everywhere, NaN, and a −inf mask (attention's padding).
+  xt::xarray<double> odd = {{1.0, INFINITY, 2.0},
+                            {-INFINITY, -INFINITY, -INFINITY},
+                            {0.5, NAN, -1.0},
+                            {NAN, 3.0, 4.0},
+                            {-INFINITY, 0.25, -INFINITY},
+                            {-0.0, 0.0, -0.0}};
+  for (std::size_t axis : {0u, 1u}) {
+    expect_softmax_equals_expressions(odd, axis);
+    expect_softmax_equals_expressions(xt::xarray<float>(xt::cast<float>(odd)), axis);
+  }
 }
 
 /// A split GEMM gives the same bits whether its halves run on two threads or, the helper being
