@@ -114,10 +114,13 @@ TEST(GradcheckReport, FastModeNamesADirectionNotAnElement) {
 }
 
 // permute's blocked copy for a swap of the last two axes (ops_shape.cpp) against xtensor's own
-// transpose: matrices smaller and larger than its 32 × 32 tiles, odd sizes, batches, empty ones.
+// transpose: matrices smaller and larger than its 32 × 32 tiles, odd sizes, batches, empty ones,
+// and both orders of its inner loop (cols with fewer trailing zero bits than rows, or more).
 TEST(OpsShape, TransposeOfTheLastTwoAxesEqualsXtensor) {
-  const std::vector<Shape> shapes = {{1, 1},  {1, 7},     {7, 1},     {33, 65}, {192, 27},
-                                     {64, 64}, {3, 31, 97}, {2, 2, 5, 40}, {0, 5},   {4, 0, 3}};
+  const std::vector<Shape> shapes = {{1, 1},   {1, 7},      {7, 1},        {33, 65},
+                                     {192, 27}, {64, 64},    {3, 31, 97},   {2, 2, 5, 40},
+                                     {0, 5},    {4, 0, 3},   {48, 256},     {5, 24, 64},
+                                     {256, 48}, {2, 40, 96}};
   for (DType dtype : {DType::Float32, DType::Float64})
     for (const Shape& shape : shapes) {
       SCOPED_TRACE(shape_str(shape) + " " + dtype_name(dtype));
