@@ -20,8 +20,8 @@ namespace tapegrad {
 namespace {
 
 std::atomic<std::uint64_t> g_next_tape_owner{1};  // every Tape (in practice every thread) differs
-thread_local bool t_grad_enabled = true;
-thread_local bool t_anomaly = false;
+using detail::t_anomaly;
+using detail::t_grad_enabled;
 thread_local bool t_keep_all_values = false;  // detail::KeepAllValuesGuard
 constexpr std::size_t kMinFreedValueBytes = 4096;  // smaller values are never freed early
 // The node whose VJP is running, and its output (for anomaly messages from ops inside it).
@@ -197,13 +197,11 @@ std::size_t Tape::position(std::uint64_t seq) const {
 
 // ---- modes ----------------------------------------------------------------------------------------
 
-bool grad_enabled() { return t_grad_enabled; }
 NoGradGuard::NoGradGuard() : previous_(t_grad_enabled) { t_grad_enabled = false; }
 NoGradGuard::~NoGradGuard() { t_grad_enabled = previous_; }
 GradModeGuard::GradModeGuard(bool enabled) : previous_(t_grad_enabled) { t_grad_enabled = enabled; }
 GradModeGuard::~GradModeGuard() { t_grad_enabled = previous_; }
 
-bool anomaly_enabled() { return t_anomaly; }
 AnomalyGuard::AnomalyGuard(bool enabled) : previous_(t_anomaly) { t_anomaly = enabled; }
 AnomalyGuard::~AnomalyGuard() { t_anomaly = previous_; }
 

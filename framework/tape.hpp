@@ -186,8 +186,15 @@ class Tape {
 Tape& tape();
 
 // ---- grad mode --------------------------------------------------------------------------------
+namespace detail {
+// This thread's modes, read by every op: inline here, so that reading one is not a call into
+// tape.cpp. Set only through the guards below.
+inline thread_local bool t_grad_enabled = true;
+inline thread_local bool t_anomaly = false;
+}  // namespace detail
+
 /// Whether ops are recorded (true unless inside a NoGradGuard).
-bool grad_enabled();
+inline bool grad_enabled() { return detail::t_grad_enabled; }
 
 /// RAII scope in which nothing is recorded (torch.no_grad()).
 class NoGradGuard {
@@ -215,7 +222,7 @@ class GradModeGuard {
 
 // ---- anomaly mode ----------------------------------------------------------------------------
 /// Whether NaN/Inf checks run on every op's output and every gradient (off by default).
-bool anomaly_enabled();
+inline bool anomaly_enabled() { return detail::t_anomaly; }
 
 /// RAII scope of anomaly detection (torch.autograd.detect_anomaly): the first op whose forward
 /// output or backward gradient holds a NaN or Inf raises AnomalyError naming the op, its tape
