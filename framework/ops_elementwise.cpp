@@ -103,9 +103,10 @@ inline void scalar_pass(F& f, const T* b, T s, bool small_is_y, T* o, std::size_
 
 /// out = f(x, y) where `small` (y when small_is_y, else x) broadcasts over `big` as `layout` says:
 /// one IEEE operation per element, as in the same-shape loop, so the bits of xtensor's broadcast
-/// evaluation (which, for these shapes, steps through the arrays one element at a time: about 35×
-/// slower for a one-element operand or a column, bench_ops BM_Broadcast). From kParallelElements
-/// elements on, the work is split over two cores (any split gives the same bits).
+/// evaluation (which, for these shapes, steps through the arrays one element at a time: about 70×
+/// slower for a one-element operand or a column of (2048, 384), bench_ops BM_Broadcast/2 and /3
+/// against BM_BroadcastXtensor). From kParallelElements elements on, the work is split over two
+/// cores (any split gives the same bits).
 template <class T, class F>
 void block_broadcast(F& f, const T* big, const T* small, bool small_is_y, const BlockLayout& l,
                      T* out) {
