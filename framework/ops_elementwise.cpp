@@ -64,15 +64,13 @@ template <class T, class F, class... In>
 Tensor two_core_elementwise(const char* op, const Shape& shape, F& f, const In&... in) {
   Tensor out = detail::empty_for<T>(op, shape);
   T* const data = out.data<T>().data();
-  const std::size_t n = out.numel(), mid = n / 2 / 16 * 16;
-  auto half = [&](int h) {
-    const std::size_t begin = h == 0 ? 0 : mid, len = h == 0 ? mid : n - mid;
-    const std::array<std::size_t, 1> flat{len};
-    auto part = [&](auto* p) { return xt::adapt(p + begin, len, xt::no_ownership(), flat); };
+  auto body = [&](std::size_t begin, std::size_t end) {
+    const std::array<std::size_t, 1> flat{end - begin};
+    auto part = [&](auto* p) { return xt::adapt(p + begin, end - begin, xt::no_ownership(), flat); };
     auto o = part(data);
     xt::noalias(o) = f(part(in.data())...);
   };
-  detail::two_halves(half);
+  detail::split_elements(out.numel(), 16, body);
   return out;
 }
 

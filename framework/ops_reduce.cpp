@@ -210,6 +210,16 @@ void over_lines(const Lines& l, F&& f) {
   detail::split_elements(l.outer * block, block, body);
 }
 
+/// The largest of a line's len elements (stride st). Which of two equal maxima (−0 and +0) it
+/// keeps, or whether it keeps a NaN, does not change softmax's or log_softmax's results: a line
+/// holding a NaN or +inf, or only −inf, comes out all NaN whatever the maximum (test SoftmaxLoops).
+template <class T>
+T line_max(const T* x, std::size_t len, std::size_t st) {
+  T m = x[0];
+  for (std::size_t k = 1; k < len; ++k) m = x[k * st] > m ? x[k * st] : m;
+  return m;
+}
+
 }  // namespace
 
 Tensor softmax(const Tensor& a, std::ptrdiff_t axis_in) {
@@ -240,8 +250,7 @@ Tensor softmax(const Tensor& a, std::ptrdiff_t axis_in) {
     T* y = r.data<T>().data();
     over_lines(lines, [&](std::size_t base) {
       const std::size_t len = lines.len, st = lines.inner;
-      T m = x[base];
-      for (std::size_t k = 1; k < len; ++k) m = x[base + k * st] > m ? x[base + k * st] : m;
+      const T m = line_max(x + base, len, st);
       for (std::size_t k = 0; k < len; ++k) y[base + k * st] = std::exp(x[base + k * st] - m);
       T z = T(0);
       for (std::size_t k = 0; k < len; ++k) z += y[base + k * st];
@@ -273,8 +282,7 @@ Tensor log_softmax(const Tensor& a, std::ptrdiff_t axis_in) {
     // expressions they replace (test SoftmaxLoops).
     over_lines(lines, [&](std::size_t base) {
       const std::size_t len = lines.len, st = lines.inner;
-      T m = x[base];
-      for (std::size_t k = 1; k < len; ++k) m = x[base + k * st] > m ? x[base + k * st] : m;
+      const T m = line_max(x + base, len, st);
       for (std::size_t k = 0; k < len; ++k) y[base + k * st] = x[base + k * st] - m;
     });
     // (xtensor's reducer, as before: its order of additions over the lazy exp is its own, and

@@ -278,9 +278,6 @@ namespace {
 
 // -- optimisations, set apart: copy-on-write, adding a slice in place, a plain loop for sum += g --
 
-/// True when `t` is held by this handle alone and is no recorded op's output (the tape and VJPs
-/// see those through weak handles): changing its values in place is then seen by no one.
-bool sole_handle(const Tensor& t) { return t.impl_ptr().use_count() == 1 && !t.impl()->grad_fn; }
 
 /// Makes `sum` safe to add into in place (copy-on-write): the first gradient a tensor receives
 /// is shared with whoever made it, and copied only if a second one arrives while someone else
@@ -290,7 +287,7 @@ bool sole_handle(const Tensor& t) { return t.impl_ptr().use_count() == 1 && !t.i
 void make_private(Tensor& sum, bool& owned, const Shape& shape, DType dtype) {
   if (!sum.defined()) {
     sum = detail::zeros_for("backward", shape, dtype);
-  } else if (!owned && !sole_handle(sum)) {
+  } else if (!owned && !detail::values_takeable(sum)) {  // someone else could see a change
     sum = detail::dispatch(dtype, [&](auto tag) {
       using T = decltype(tag);
       return detail::guard_alloc<T>("backward", shape, [&] { return Tensor(sum.data<T>()); });

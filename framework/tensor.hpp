@@ -55,9 +55,9 @@ namespace detail {
 /// forward (docs/performance.md, session 8). Size-checked and out of memory reported, both
 /// naming op (framework/tensor.cpp).
 Tensor empty_for(const char* op, const Shape& shape, DType dtype);
-/// Whether `t`'s values can be taken without copying: this handle is the only one, `t` is no
-/// recorded op's output (the tape and VJPs see those through weak handles) and its values are
-/// still there. A backward's incoming gradient is usually such a tensor.
+/// Whether `t`'s values can be taken or changed in place without anyone seeing it: this handle is
+/// the only one, `t` is no recorded op's output (the tape and VJPs see those through weak handles)
+/// and its values are still there. A backward's incoming gradient is usually such a tensor.
 bool values_takeable(const Tensor& t);
 /// A new tensor of `shape` (as many elements as t) holding t's values, moved, not copied; t is
 /// left with its shape and no values, like a value freed early (TensorImpl, "value lifetime").
