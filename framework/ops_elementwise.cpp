@@ -276,7 +276,7 @@ Tensor broadcast_to(const Tensor& a, const Shape& shape) {
   });
   return record("broadcast_to", std::move(out), {a}, Reads::Nothing,
                 [](const Tensor& g, GradSink& s) {
-    s.add(0, sum_to(g, s.input(0).shape()));
+    s.add_sum_to(0, g);
   });
 }
 
@@ -287,8 +287,8 @@ Tensor add(const Tensor& a, const Tensor& b) {
       "add", a, b, [](const auto& x, const auto& y) { return x + y; });
   // The VJP reads the inputs from its node (s.input(i)) instead of capturing copies.
   return record("add", std::move(out), {a, b}, Reads::Nothing, [](const Tensor& g, GradSink& s) {
-    if (s.needs(0)) s.add(0, sum_to(g, s.input(0).shape()));
-    if (s.needs(1)) s.add(1, sum_to(g, s.input(1).shape()));
+    if (s.needs(0)) s.add_sum_to(0, g);  // sum_to(g, a.shape())
+    if (s.needs(1)) s.add_sum_to(1, g);
   });
 }
 
@@ -296,7 +296,7 @@ Tensor sub(const Tensor& a, const Tensor& b) {
   Tensor out = binary_forward<Eval::Scalar>(
       "sub", a, b, [](const auto& x, const auto& y) { return x - y; });
   return record("sub", std::move(out), {a, b}, Reads::Nothing, [](const Tensor& g, GradSink& s) {
-    if (s.needs(0)) s.add(0, sum_to(g, s.input(0).shape()));
+    if (s.needs(0)) s.add_sum_to(0, g);  // sum_to(g, a.shape())
     if (s.needs(1)) s.add(1, sum_to(neg(g), s.input(1).shape()));
   });
 }

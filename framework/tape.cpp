@@ -26,7 +26,7 @@ thread_local bool t_keep_all_values = false;  // detail::KeepAllValuesGuard
 constexpr std::size_t kMinFreedValueBytes = 4096;  // smaller values are never freed early
 // The node whose VJP is running, and its output (for anomaly messages from ops inside it).
 thread_local const Node* t_backward_node = nullptr;
-thread_local const Tensor* t_backward_output = nullptr;
+thread_local const TensorImpl* t_backward_output = nullptr;
 
 std::string input_shapes(const NodeInputs& inputs) {
   std::string s;
@@ -47,12 +47,13 @@ bool all_finite(const Tensor& t) {
       t.impl()->value);
 }
 
-std::string label(const Tensor& t) {
-  return t.name().empty() ? std::string() : fmt::format(" '{}'", t.name());
+std::string label(const TensorImpl& t) {
+  return t.name.empty() ? std::string() : fmt::format(" '{}'", t.name);
 }
+std::string label(const Tensor& t) { return label(*t.impl()); }
 
 /// " (tape index %k 'name')": where a node is in tape().listing().
-std::string node_label(const Node& n, const Tensor& output) {
+std::string node_label(const Node& n, const TensorImpl& output) {
   return fmt::format("'{}' (tape index %{}{})", n.op, tape().index_of(n), label(output));
 }
 
@@ -122,11 +123,10 @@ void NodeInputs::clear() {
 namespace {
 /// Drops `inputs`, first moving out every node that would die with them (we hold its output's
 /// only handle): dropping a chain of 10⁶ nodes is then a loop instead of 10⁶ nested destructors.
-void drop_inputs(NodeInputs& inputs, std::vector<std::shared_ptr<Node>>& orphans) {
+void drop_inputs(NodeInputs& inputs, std::vector<NodePtr>& orphans) {
   for (Tensor& t : inputs) {
     TensorImpl* p = t.impl();
-    if (p && p->grad_fn && !p->grad_fn->released && t.impl_ptr().use_count() == 1 &&
-        p->grad_fn.use_count() == 1)
+    if (p && p->grad_fn && !p->grad_fn->released && t.impl_ptr().use_count() == 1)
       orphans.push_back(std::move(p->grad_fn));
   }
   inputs.clear();
@@ -136,15 +136,17 @@ void drop_inputs(NodeInputs& inputs, std::vector<std::shared_ptr<Node>>& orphans
 void Node::release() {
   released = true;
   drop_backward();  // first: the VJP may hold a second handle on an input
-  std::vector<std::shared_ptr<Node>> orphans;
+  std::vector<NodePtr> orphans;
   drop_inputs(inputs, orphans);
   while (!orphans.empty()) {
-    std::shared_ptr<Node> n = std::move(orphans.back());
+    NodePtr n = std::move(orphans.back());
     orphans.pop_back();
     n->drop_backward();
     drop_inputs(n->inputs, orphans);
   }  // each orphan is destroyed here, with nothing left to destroy recursively
 }
+
+void detail::NodeDeleter::operator()(Node* node) const noexcept { node->destroy(); }
 
 // ---- Tape: the live nodes in execution order ------------------------------------------------------
 
@@ -168,10 +170,18 @@ std::vector<Tensor> Tape::outputs() const {
 
 void Tape::clear() {
   // Oldest first: each node's inputs are then released already, so nothing cascades.
-  // The handle `t` keeps the node alive while it is released: a node whose VJP holds its own
-  // output (a custom op saving its result) would otherwise be destroyed halfway.
-  for (const Entry& e : entries_)
-    if (Tensor t = e.output.lock(); t.defined()) t.impl()->grad_fn->release();
+  // A node is taken out of its output while it is released (rather than a handle taken on the
+  // output, two atomic operations): a VJP holding its own output's last handle (a custom op
+  // saving its result) would otherwise destroy the node halfway. It goes back unless the output
+  // died meanwhile; then it is destroyed here.
+  for (const Entry& e : entries_) {
+    if (e.output.expired()) continue;
+    TensorImpl* out = e.impl;
+    NodePtr node = std::move(out->grad_fn);
+    if (!node) continue;
+    node->release();
+    if (!e.output.expired()) out->grad_fn = std::move(node);
+  }
   entries_.clear();  // keeps its capacity for the next step
   compact_at_ = 64;
 }
@@ -225,7 +235,7 @@ detail::KeepAllValuesGuard::KeepAllValuesGuard() : previous_(t_keep_all_values) 
 }
 detail::KeepAllValuesGuard::~KeepAllValuesGuard() { t_keep_all_values = previous_; }
 
-void push_node(std::shared_ptr<Node> node, const Tensor& output, Reads reads) {
+void push_node(NodePtr node, const Tensor& output, Reads reads) {
   Tape& t = tape();
   if (t_keep_all_values) reads = Reads::All;
   for (std::size_t i = 0; i < node->inputs.size(); ++i) {
@@ -255,7 +265,7 @@ void push_node(std::shared_ptr<Node> node, const Tensor& output, Reads reads) {
   out.requires_grad = true;
   out.grad_fn = std::move(node);
   if (t.entries_.size() >= t.compact_at_ && t.walking_ == 0) t.compact();
-  t.entries_.push_back({WeakTensor(output), out.grad_fn->seq});
+  t.entries_.push_back({WeakTensor(output), &out, out.grad_fn->seq});
 }
 
 const char* intern_op_name(const std::string& name) {
@@ -394,30 +404,34 @@ void add_into(Tensor& sum, const Tensor& g) {
 
 }  // namespace
 
-void accumulate_more(Tensor& sum, bool& owned, Tensor g, bool create_graph, const Slice* slice);
+void accumulate_more(Tensor& sum, bool& owned, const Tensor& g, bool create_graph,
+                     const Slice* slice);
 
 /// sum += g (into `slice` of sum when given). Every gradient the engine adds up goes through
 /// here: the pending gradients of a pass, .grad, and the results of grad(). `owned` says whether
 /// sum's storage is private (see make_private). With create_graph the sum is a recorded add, so
-/// it can be differentiated again. (g is taken by value: a VJP's fresh gradient moves in.)
+/// it can be differentiated again. (G is Tensor or const Tensor&: a VJP's fresh gradient moves
+/// in, and a gradient passed by reference is copied only when the sum keeps it.)
 /// Inline for its usual case, a first gradient: taken over as it is.
-inline void accumulate(Tensor& sum, bool& owned, Tensor g, bool create_graph,
+template <class G>
+inline void accumulate(Tensor& sum, bool& owned, G&& g, bool create_graph,
                        const Slice* slice = nullptr) {
   if (!create_graph && !slice && !sum.defined()) {
-    sum = std::move(g);
+    sum = std::forward<G>(g);
     owned = false;
     return;
   }
-  accumulate_more(sum, owned, std::move(g), create_graph, slice);
+  accumulate_more(sum, owned, g, create_graph, slice);
 }
 
 /// accumulate() past its first case.
-void accumulate_more(Tensor& sum, bool& owned, Tensor g, bool create_graph, const Slice* slice) {
+void accumulate_more(Tensor& sum, bool& owned, const Tensor& g, bool create_graph,
+                     const Slice* slice) {
   if (create_graph) {
     const auto axis = slice ? static_cast<std::ptrdiff_t>(slice->axis) : 0;
     Tensor d = slice ? pad_narrow(slice->squeezed ? unsqueeze(g, axis) : g, axis, slice->start,
                                   slice->full[slice->axis])
-                     : std::move(g);
+                     : g;
     sum = sum.defined() ? add(sum, d) : d;
     return;
   }
@@ -428,7 +442,8 @@ void accumulate_more(Tensor& sum, bool& owned, Tensor g, bool create_graph, cons
 
 // ---- GradSink: what a VJP sees ------------------------------------------------------------------
 
-void GradSink::add(std::size_t i, Tensor g) {
+template <class G>
+void GradSink::add_checked(std::size_t i, G&& g) {
   const Tensor& input = node_->inputs.at(i);
   if (!input.impl()->requires_grad) return;
   if (!g.defined() || g.dtype() != input.dtype() || !detail::same_shape(g.shape(), input.shape()))
@@ -437,7 +452,17 @@ void GradSink::add(std::size_t i, Tensor g) {
         node_label(*node_, *output_), i, g.defined() ? dtype_name(g.dtype()) : "undefined",
         g.defined() ? shape_str(g.shape()) : "", dtype_name(input.dtype()),
         shape_str(input.shape())));
-  add_to(i, std::move(g), nullptr);
+  add_to(i, std::forward<G>(g), nullptr);
+}
+template void GradSink::add_checked(std::size_t, Tensor&&);
+template void GradSink::add_checked(std::size_t, const Tensor&);
+
+void GradSink::add_sum_to(std::size_t i, const Tensor& g) {
+  const Tensor& input = node_->inputs.at(i);
+  if (!input.impl()->requires_grad) return;
+  if (g.defined() && !detail::same_shape(g.shape(), input.shape()))
+    return add(i, sum_to(g, input.shape()));
+  add(i, g);
 }
 
 GradSink::ProductPlan GradSink::plan(const Product& p) const {
@@ -543,7 +568,8 @@ void GradSink::add_narrow(std::size_t i, std::size_t axis, std::size_t start, co
   add_to(i, g, &slice);
 }
 
-void GradSink::add_to(std::size_t i, Tensor g, const Slice* slice) {
+template <class G>
+void GradSink::add_to(std::size_t i, G&& g, const Slice* slice) {
   const Tensor& input = node_->inputs[i];
   TensorImpl& target = *input.impl();
   check_input(i);
@@ -554,11 +580,11 @@ void GradSink::add_to(std::size_t i, Tensor g, const Slice* slice) {
   if (!target.pending.defined() && !target.grad_fn) leaves_.push_back(input);
   if (slice && !create_graph_ && add_slice_without_zeros(target, g, *slice)) return;
   fill_pending(target);
-  accumulate(target.pending, target.pending_owned, std::move(g), create_graph_, slice);
+  accumulate(target.pending, target.pending_owned, std::forward<G>(g), create_graph_, slice);
 }
 
-void GradSink::run(const Tensor& output, const Tensor& grad_output) {
-  Node& node = *output.impl()->grad_fn;
+void GradSink::run(const TensorImpl& output, const Tensor& grad_output) {
+  Node& node = *output.grad_fn;
   node_ = &node;
   output_ = &output;
   t_backward_node = node_;
@@ -675,12 +701,22 @@ std::vector<Tensor> BackwardPass::run(const Tensor& root, const Tensor& seed, bo
   GradModeGuard mode(create_graph);
   const std::size_t top = tp.position(r.grad_fn->seq);
   ++tp.walking_;  // entries_ keeps its order while we walk it (create_graph appends)
+  // The walk reads each output through the tape's plain pointer, without taking a handle (that
+  // would be two atomic operations per node): while the pass runs only the engine's own code,
+  // nothing drops the last handle of a tensor still to be walked. The program's own code can: a
+  // hook, or a custom op's backward. From the first of those on, each output is held while its
+  // gradient is finished and its VJP runs.
+  bool hold = false;
   try {
     // The tape is in execution order, i.e. topologically sorted: one reverse sweep suffices.
     for (std::size_t i = top + 1; i-- > 0;) {
-      Tensor out = tp.entries_[i].output.lock();
-      if (!out.defined() || !out.impl()->pending.defined()) continue;  // gone, or off the path
-      sink.run(out, deliver.finish(*out.impl(), false));
+      const Tape::Entry& e = tp.entries_[i];  // (not used after the VJP: it may append entries)
+      if (e.output.expired()) continue;  // gone
+      TensorImpl* out = e.impl;
+      if (!out->pending.defined()) continue;  // off the path
+      hold = hold || !out->hooks.empty() || out->grad_fn->user_code;
+      const Tensor held = hold ? e.output.lock() : Tensor();
+      sink.run(*out, deliver.finish(*out, false));
     }
     for (Tensor& leaf : sink.leaves_) deliver.finish(*leaf.impl(), true);
   } catch (...) {  // leave no half-finished pass behind: drop every pending gradient

@@ -25,6 +25,7 @@
 #include <initializer_list>
 #include <iterator>
 #include <memory>
+#include <new>
 #include <optional>
 #include <string>
 #include <type_traits>
@@ -104,6 +105,7 @@ struct Node {
   std::uint64_t seq = 0;    // position in execution order (increases along the tape)
   std::uint64_t tape = 0;   // which thread's tape recorded it
   bool released = false;    // a backward without retain_graph (or tape().clear()) freed it
+  bool user_code = false;   // its VJP runs the program's own code (a custom op's backward)
 
   template <class Range>
   Node(const char* op, const Range& inputs) : op(op), inputs(inputs.begin(), inputs.end()) {}
@@ -115,6 +117,8 @@ struct Node {
   virtual void backward(const Tensor& grad_output, GradSink& sink) = 0;
   /// Drops the VJP (and the tensors it saved) and the inputs, without recursion.
   void release();
+  /// Destroys this node and frees its memory (NodeDeleter): the node knows its own size.
+  virtual void destroy() noexcept = 0;
 
  protected:
   /// Destroys the VJP and what it captured (the node stays, knowing its op and inputs).
@@ -134,6 +138,10 @@ struct VjpNode final : Node {
     if (!released) release();
   }
   void backward(const Tensor& grad_output, GradSink& sink) override { (*vjp_)(grad_output, sink); }
+  void destroy() noexcept override {
+    this->~VjpNode();
+    detail::pool_deallocate(this, sizeof(VjpNode));
+  }
 
  protected:
   void drop_backward() override { vjp_.reset(); }
@@ -167,10 +175,11 @@ class Tape {
   Tape& operator=(const Tape&) = delete;
 
  private:
-  friend void push_node(std::shared_ptr<Node>, const Tensor&, Reads);
+  friend void push_node(NodePtr, const Tensor&, Reads);
   friend struct BackwardPass;
   struct Entry {
-    WeakTensor output;  // does not keep the graph alive
+    WeakTensor output;   // does not keep the graph alive
+    TensorImpl* impl;    // what `output` points to: to be read only while it has not expired
     std::uint64_t seq;
   };
   void compact();  // forgets entries whose tensor is gone
@@ -263,8 +272,13 @@ class GradSink {
   /// shapes can read them here instead of capturing copies).
   const Tensor& input(std::size_t i) const { return node_->inputs.at(i); }
   /// Adds dL/d(input_i). g must have input i's shape and dtype (broadcast gradients must be
-  /// reduced with sum_to first). Taken by value: a fresh gradient moves in, uncounted.
-  void add(std::size_t i, Tensor g);
+  /// reduced with sum_to first, or passed to add_sum_to). A fresh gradient moves in; a gradient
+  /// passed by reference is copied (a handle, not the values) only where the sum keeps it.
+  void add(std::size_t i, Tensor&& g) { add_checked(i, std::move(g)); }
+  void add(std::size_t i, const Tensor& g) { add_checked(i, g); }
+  /// add(i, sum_to(g, input i's shape)): the gradient of an input that a broadcasting op
+  /// (add, sub, mul, ...) may have broadcast. When no reduction is needed, g is added as it is.
+  void add_sum_to(std::size_t i, const Tensor& g);
   /// Adds g into the slice [start, start + g.size(axis)) of input i along `axis`, in place:
   /// no full-size temporary per slice. g may also lack `axis` (select's gradient): it then goes
   /// to index `start` of that axis. AutogradError when g does not fit the slice.
@@ -295,8 +309,11 @@ class GradSink {
   friend struct BackwardPass;
   GradSink(bool create_graph, bool retain_graph)
       : create_graph_(create_graph), retain_graph_(retain_graph) {}
-  void run(const Tensor& output, const Tensor& grad_output);  // calls output's node's VJP
-  void add_to(std::size_t i, Tensor g, const Slice* slice);
+  void run(const TensorImpl& output, const Tensor& grad_output);  // calls output's node's VJP
+  template <class G>  // Tensor (moved in) or const Tensor& (copied where kept); tape.cpp
+  void add_checked(std::size_t i, G&& g);
+  template <class G>
+  void add_to(std::size_t i, G&& g, const Slice* slice);
   /// How a Product can be added: `plain` when BLAS can compute it as is (2-D, the input's dtype
   /// and shape, no create_graph or anomaly mode), with its sizes m×n (inner k); `in_place` when it
   /// can also go straight into the input's pending gradient (the pass's own buffer, beta = 1).
@@ -308,7 +325,7 @@ class GradSink {
   /// check_history of input i of the current node, named as this backward's.
   void check_input(std::size_t i) const;
   const Node* node_ = nullptr;
-  const Tensor* output_ = nullptr;  // the node's output
+  const TensorImpl* output_ = nullptr;  // the node's output
   std::uint64_t tape_ = 0;          // the tape this pass runs on
   bool create_graph_;
   bool retain_graph_;
@@ -349,7 +366,7 @@ class KeepAllValuesGuard {
 enum class Reads : unsigned { Nothing = 0, Inputs = 1, Output = 2, All = 3 };
 /// Makes `node` the node of `output` (its grad_fn; output becomes requires_grad) and lists it on
 /// this thread's tape; `reads` is what the node's VJP reads (see Reads).
-void push_node(std::shared_ptr<Node> node, const Tensor& output, Reads reads = Reads::All);
+void push_node(NodePtr node, const Tensor& output, Reads reads = Reads::All);
 
 /// The pattern every op ends with: name the output's op, check anomalies, and record the node
 /// when needed. The node (with `fn` inside it, a VjpNode) is only created when it is recorded.
@@ -365,11 +382,18 @@ Tensor record(const char* op, Tensor&& out, const Inputs& inputs, Reads reads, F
   if (anomaly_enabled())
     detail::check_forward(op, out, NodeInputs(inputs.begin(), inputs.end()));
   if (detail::should_record(inputs)) {
-    // Nodes come from the tensor pool too (framework/memory_pool.cpp): one block per op.
+    // Nodes come from the tensor pool too (framework/memory_pool.cpp): one block per op, and
+    // one owner, the output (no shared reference count to keep).
     using NodeType = VjpNode<std::decay_t<F>>;
-    push_node(std::allocate_shared<NodeType>(detail::pool_allocator<NodeType>(), op, inputs,
-                                             std::forward<F>(fn)),
-              out, reads);
+    void* memory = detail::pool_allocate(sizeof(NodeType));
+    NodePtr node;
+    try {
+      node.reset(new (memory) NodeType(op, inputs, std::forward<F>(fn)));
+    } catch (...) {
+      detail::pool_deallocate(memory, sizeof(NodeType));
+      throw;
+    }
+    push_node(std::move(node), out, reads);
   }
   return std::move(out);
 }

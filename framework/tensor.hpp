@@ -49,6 +49,15 @@ struct TensorImpl;
 struct Node;
 
 namespace detail {
+/// Destroys a recorded node and gives its memory back to the pool (tape.cpp).
+struct NodeDeleter {
+  void operator()(Node* node) const noexcept;
+};
+}  // namespace detail
+/// The one owner of a recorded node: its output tensor (TensorImpl::grad_fn).
+using NodePtr = std::unique_ptr<Node, detail::NodeDeleter>;
+
+namespace detail {
 /// A new tensor of `shape` whose values are not initialised, for op's result: the op writes
 /// every element through data<T>(). Its array is made in place, inside the TensorImpl: building
 /// an xt::xarray and moving it in took about 45 of the 117 ns of a recorded 64-element add's
@@ -234,7 +243,7 @@ struct TensorImpl {
   std::vector<Hook> hooks;
 
   // ---- autograd bookkeeping (framework/tape.cpp) ----
-  std::shared_ptr<Node> grad_fn;  // the node that made this tensor (owned), null for leaves
+  NodePtr grad_fn;             // the node that made this tensor (owned), null for leaves
   Tensor pending;              // gradient gathered during the current backward pass
   bool pending_owned = false;  // pending's storage is private to us (safe to add in place)
   // A pending gradient built from slices (the backward of narrow, select, chunk) holds values

@@ -239,6 +239,62 @@ TEST(GraphLifetime, TapeStaysSmallWhileManyGraphsComeAndGo) {
   EXPECT_DOUBLE_EQ(a.grad().item(), 12.0);
 }
 
+// The backward pass and Tape::clear() read the tape's outputs without taking a handle on each
+// (tape.cpp). The program's own code that runs inside a pass (a hook, a custom op's backward)
+// may drop the last handle of the tensor being worked on: the pass then holds it. Under
+// AddressSanitizer (CI) a use after free here is an error.
+TEST(GraphLifetime, HookDroppingTheRootsLastHandleDuringBackwardIsSafe) {
+  tape().clear();
+  Tensor a = from_vector({0.3, -0.7}, {2}, DType::Float64).requires_grad_();
+  Tensor y = tanh(a);  // `y` is its only handle
+  y.register_hook([&y](const Tensor&) { y = Tensor(); });
+  y.backward(ones({2}, DType::Float64));
+  EXPECT_FALSE(y.defined());
+  for (std::size_t i = 0; i < 2; ++i) {
+    const double t = std::tanh(i == 0 ? 0.3 : -0.7);
+    EXPECT_NEAR(a.grad().at(i), 1 - t * t, 1e-15);
+  }
+  EXPECT_EQ(tape().size(), 0u);
+}
+
+TEST(GraphLifetime, CustomBackwardDroppingItsOwnOutputsLastHandleIsSafe) {
+  tape().clear();
+  Tensor a = from_vector({1.0, 2.0}, {2}, DType::Float64).requires_grad_();
+  Tensor y;
+  y = apply_custom(
+      "double_then_forget", {a},
+      [](CustomContext&, const std::vector<Tensor>& in) { return mul(in[0], 2.0); },
+      [&y](CustomContext&, const Tensor& g) -> std::vector<Tensor> {
+        y = Tensor();  // the root's only handle, while its own backward runs
+        return {mul(g, 2.0)};
+      });
+  Tensor seed = from_vector({1.0, 3.0}, {2}, DType::Float64);
+  y.backward(seed);
+  EXPECT_FALSE(y.defined());
+  EXPECT_DOUBLE_EQ(a.grad().at(0), 2.0);
+  EXPECT_DOUBLE_EQ(a.grad().at(1), 6.0);
+}
+
+TEST(GraphLifetime, ClearingANodeWhoseBackwardHoldsItsOwnOutputIsSafe) {
+  // A VJP that (against record()'s rule) captures its own output makes a cycle: the output owns
+  // the node, the node's VJP owns the output. Tape::clear() breaks it; dropping the VJP frees
+  // the output, and with it the node being released.
+  tape().clear();
+  Tensor a = from_vector({1.0, 2.0}, {2}, DType::Float64).requires_grad_();
+  WeakTensor weak;
+  {
+    Tensor out = mul(a.detach(), 3.0);
+    Tensor y = record("keeps_its_output", out, {a},
+                      [out](const Tensor& g, GradSink& s) { s.add(0, mul(g, 3.0)); });
+    weak = WeakTensor(y);
+  }
+  EXPECT_FALSE(weak.expired());  // the cycle
+  EXPECT_EQ(tape().size(), 1u);
+  tape().clear();
+  EXPECT_TRUE(weak.expired());
+  EXPECT_EQ(tape().size(), 0u);
+}
+
 // ---- value lifetime: a value only nodes that never read it hold is freed (tape.hpp, Reads) ----
 
 namespace {
