@@ -58,6 +58,8 @@ Tensor cast(const Tensor& a, DType dtype);
 
 /// Sums g over broadcast dimensions so that it has `shape` (the one broadcast reducer).
 Tensor sum_to(const Tensor& g, const Shape& shape);
+/// The same for a temporary (a VJP's fresh product): moved through when no sum is needed.
+Tensor sum_to(Tensor&& g, const Shape& shape);
 /// Expands a to `shape` by broadcasting (copies).
 Tensor broadcast_to(const Tensor& a, const Shape& shape);
 /// The broadcast shape of a and b, or ShapeError naming `op`.

@@ -256,6 +256,11 @@ Tensor sum_to(const Tensor& g, const Shape& shape) {
   });
 }
 
+Tensor sum_to(Tensor&& g, const Shape& shape) {
+  if (g.defined() && detail::same_shape(g.shape(), shape)) return std::move(g);
+  return sum_to(static_cast<const Tensor&>(g), shape);
+}
+
 Tensor broadcast_to(const Tensor& a, const Shape& shape) {
   detail::require_defined(a, "broadcast_to", "a");
   if (detail::same_shape(a.shape(), shape)) return a;

@@ -460,9 +460,9 @@ template void GradSink::add_checked(std::size_t, const Tensor&);
 void GradSink::add_sum_to(std::size_t i, const Tensor& g) {
   const Tensor& input = node_->inputs.at(i);
   if (!input.impl()->requires_grad) return;
-  if (g.defined() && !detail::same_shape(g.shape(), input.shape()))
-    return add(i, sum_to(g, input.shape()));
-  add(i, g);
+  if (!g.defined() || g.dtype() != input.dtype()) return add(i, g);  // add's error
+  if (!detail::same_shape(g.shape(), input.shape())) return add(i, sum_to(g, input.shape()));
+  add_to(i, g, nullptr);  // (what add() checks is checked)
 }
 
 GradSink::ProductPlan GradSink::plan(const Product& p) const {
