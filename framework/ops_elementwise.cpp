@@ -306,10 +306,49 @@ Tensor sub(const Tensor& a, const Tensor& b) {
   });
 }
 
+namespace {
+/// o[i] = x[i] · y[i]: o is a new array, so it overlaps neither. Said with __restrict, in a
+/// function of its own (inlined into mul's VJP, even with __restrict the loop stayed scalar, and
+/// product_chain's backward took about twice as long).
+template <class T>
+[[gnu::noinline]] void product_pass(const T* __restrict x, const T* __restrict y,
+                                    T* __restrict o, std::size_t n) {
+  for (std::size_t i = 0; i < n; ++i) o[i] = x[i] * y[i];
+}
+
+/// Both gradients of a same-shape mul at once: g ⊙ b and g ⊙ a, the products mul(g, b) and
+/// mul(g, a) compute (one IEEE multiply per element: the same bits), with one set-up instead of
+/// two ops' checks and dispatch; split over two cores from kParallelElements on.
+/// False (nothing done) when the shapes differ, or when the VJP must stay differentiable
+/// (create_graph) or be checked op by op (anomaly mode).
+bool mul_grads_at_once(const Tensor& g, GradSink& s) {
+  const Tensor &a = s.input(0), &b = s.input(1);
+  if (s.create_graph() || anomaly_enabled() || !s.needs(0) || !s.needs(1) ||
+      !detail::same_shape(g.shape(), a.shape()) || !detail::same_shape(a.shape(), b.shape()) ||
+      g.dtype() != a.dtype() || a.dtype() != b.dtype())
+    return false;
+  detail::dispatch(g.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    Tensor ga = detail::empty_for<T>("mul", a.shape()), gb = detail::empty_for<T>("mul", a.shape());
+    const T *pg = g.data<T>().data(), *pa = a.data<T>().data(), *pb = b.data<T>().data();
+    T *oa = ga.data<T>().data(), *ob = gb.data<T>().data();
+    auto body = [&](std::size_t e0, std::size_t e1) {
+      product_pass(pg + e0, pb + e0, oa + e0, e1 - e0);
+      product_pass(pg + e0, pa + e0, ob + e0, e1 - e0);
+    };
+    detail::split_elements(g.numel(), 16, body);
+    s.add(0, std::move(ga));
+    s.add(1, std::move(gb));
+  });
+  return true;
+}
+}  // namespace
+
 Tensor mul(const Tensor& a, const Tensor& b) {
   Tensor out = binary_forward<Eval::Scalar>(
       "mul", a, b, [](const auto& x, const auto& y) { return x * y; });
   return record("mul", std::move(out), {a, b}, Reads::Inputs, [](const Tensor& g, GradSink& s) {
+    if (mul_grads_at_once(g, s)) return;  // an optimisation, set apart: the same two products
     const Tensor &a = s.input(0), &b = s.input(1);
     if (s.needs(0)) s.add(0, sum_to(mul(g, b), a.shape()));
     if (s.needs(1)) s.add(1, sum_to(mul(g, a), b.shape()));

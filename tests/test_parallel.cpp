@@ -261,6 +261,32 @@ TEST(SameShapeLoop, BitIdenticalToXtensor) {
     }
 }
 
+/// mul's backward computes both gradients at once (ops_elementwise.cpp,
+/// mul_grads_at_once), split over two cores from 32,768 elements: each must be the product
+/// mul(g, b) or mul(g, a) computes, to the bit. With y = sum(mul(a, b) * w), the gradient reaching
+/// mul(a, b) is w itself (1 · w), so a.grad must equal mul(w, b) and b.grad mul(w, a). mul(x, x)
+/// gets both into one tensor: 2 · (w ⊙ x) when added, (w ⊙ x) + (w ⊙ x) to the bit.
+TEST(MulGradients, AtOnceBitIdenticalToTheTwoProducts) {
+  for (DType dtype : {DType::Float32, DType::Float64})
+    for (std::size_t n : {1u, 17u, 256u, 4099u, 40000u}) {
+      SCOPED_TRACE(testing::Message() << dtype_name(dtype) << " n=" << n);
+      Generator gen(n + 7);
+      Tensor a = randn({n}, gen, dtype).requires_grad_(), b = randn({n}, gen, dtype).requires_grad_();
+      const Tensor w = randn({n}, gen, dtype);
+      sum(mul(mul(a, b), w)).backward();
+      EXPECT_TRUE(bool(xt::all(xt::equal(a.grad().to_f64(), mul(w, b).to_f64()))));
+      EXPECT_TRUE(bool(xt::all(xt::equal(b.grad().to_f64(), mul(w, a).to_f64()))));
+      Tensor x = randn({n}, gen, dtype).requires_grad_();
+      sum(mul(mul(x, x), w)).backward();
+      const Tensor wx = mul(w, x);
+      EXPECT_TRUE(bool(xt::all(xt::equal(x.grad().to_f64(), add(wx, wx).to_f64()))));
+      // Only one input requiring grad, and a broadcast operand, take the two-op path: same values.
+      Tensor c = randn({n}, gen, dtype).requires_grad_();
+      sum(mul(mul(c, b.detach()), w)).backward();
+      EXPECT_TRUE(bool(xt::all(xt::equal(c.grad().to_f64(), mul(w, b).to_f64()))));
+    }
+}
+
 /// A broadcast where one operand repeats in blocks over the other (a bias row, a keepdims column
 /// such as x − mean(x, -1, true), a one-element tensor) takes plain loops (ops_elementwise.cpp,
 /// block_broadcast), split over two cores from 32,768 elements: the bits of xtensor's broadcast
