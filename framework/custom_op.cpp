@@ -13,12 +13,6 @@ namespace tapegrad {
 
 namespace {
 
-/// Tells the backward pass that this node's VJP runs the program's own code, which may drop
-/// handles the pass relies on: the pass then holds each output while it works on it (tape.cpp).
-void mark_user_code(const Tensor& out) {
-  if (Node* node = out.impl()->grad_fn.get()) node->user_code = true;
-}
-
 /// "input #0 'x'" (the tensor's name when it has one), or "input #0".
 std::string input_label(const std::vector<Tensor>& inputs, std::size_t i) {
   const std::string& n = inputs[i].name();
@@ -106,7 +100,7 @@ Tensor apply_custom(const std::string& name, const std::vector<Tensor>& inputs,
 
   // ---- backward: the user's VJP, checked, through the one accumulation point -------------------
   const char* op = intern_op_name(name);
-  Tensor result = record(
+  return record(
       op, out, inputs,
       [ctx, backward = std::move(backward), spec, output_slots,
        self = WeakTensor(out)](const Tensor& g, GradSink& s) {
@@ -126,8 +120,6 @@ Tensor apply_custom(const std::string& name, const std::vector<Tensor>& inputs,
         }
         add_checked(ctx->name(), spec, backward(*ctx, g), s);
       });
-  mark_user_code(result);
-  return result;
 }
 
 // ---- several outputs ------------------------------------------------------------------------------
@@ -185,7 +177,6 @@ std::vector<Tensor> apply_custom(const std::string& name, const std::vector<Tens
         }
         add_checked(ctx->name(), spec, backward(*ctx, gouts), s);
       });
-  mark_user_code(packed);
   std::vector<Tensor> result;
   for (std::size_t k = 0; k < out_shapes.size(); ++k)
     result.push_back(

@@ -319,11 +319,11 @@ template <class T>
 /// Both gradients of a same-shape mul at once: g ⊙ b and g ⊙ a, the products mul(g, b) and
 /// mul(g, a) compute (one IEEE multiply per element: the same bits), with one set-up instead of
 /// two ops' checks and dispatch; split over two cores from kParallelElements on.
-/// False (nothing done) when the shapes differ, or when the VJP must stay differentiable
-/// (create_graph) or be checked op by op (anomaly mode).
+/// False (nothing done) when the shapes differ or are empty, or when the VJP must stay
+/// differentiable (create_graph) or be checked op by op (anomaly mode).
 bool mul_grads_at_once(const Tensor& g, GradSink& s) {
   const Tensor &a = s.input(0), &b = s.input(1);
-  if (s.create_graph() || anomaly_enabled() || !s.needs(0) || !s.needs(1) ||
+  if (s.create_graph() || anomaly_enabled() || !s.needs(0) || !s.needs(1) || g.numel() == 0 ||
       !detail::same_shape(g.shape(), a.shape()) || !detail::same_shape(a.shape(), b.shape()) ||
       g.dtype() != a.dtype() || a.dtype() != b.dtype())
     return false;

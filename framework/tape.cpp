@@ -170,18 +170,11 @@ std::vector<Tensor> Tape::outputs() const {
 
 void Tape::clear() {
   // Oldest first: each node's inputs are then released already, so nothing cascades.
-  // A node is taken out of its output while it is released (rather than a handle taken on the
-  // output, two atomic operations): a VJP holding its own output's last handle (a custom op
-  // saving its result) would otherwise destroy the node halfway. It goes back unless the output
-  // died meanwhile; then it is destroyed here.
-  for (const Entry& e : entries_) {
-    if (e.output.expired()) continue;
-    TensorImpl* out = e.impl;
-    NodePtr node = std::move(out->grad_fn);
-    if (!node) continue;
-    node->release();
-    if (!e.output.expired()) out->grad_fn = std::move(node);
-  }
+  // The handle `t` keeps the node alive while it is released: a node whose VJP holds its own
+  // output (a custom op saving its result) would otherwise be destroyed halfway, and so would one
+  // whose output another thread drops meanwhile.
+  for (const Entry& e : entries_)
+    if (Tensor t = e.output.lock(); t.defined()) t.impl()->grad_fn->release();
   entries_.clear();  // keeps its capacity for the next step
   compact_at_ = 64;
 }
@@ -265,7 +258,7 @@ void push_node(NodePtr node, const Tensor& output, Reads reads) {
   out.requires_grad = true;
   out.grad_fn = std::move(node);
   if (t.entries_.size() >= t.compact_at_ && t.walking_ == 0) t.compact();
-  t.entries_.push_back({WeakTensor(output), &out, out.grad_fn->seq});
+  t.entries_.push_back({WeakTensor(output), out.grad_fn->seq});
 }
 
 const char* intern_op_name(const std::string& name) {
@@ -701,22 +694,17 @@ std::vector<Tensor> BackwardPass::run(const Tensor& root, const Tensor& seed, bo
   GradModeGuard mode(create_graph);
   const std::size_t top = tp.position(r.grad_fn->seq);
   ++tp.walking_;  // entries_ keeps its order while we walk it (create_graph appends)
-  // The walk reads each output through the tape's plain pointer, without taking a handle (that
-  // would be two atomic operations per node): while the pass runs only the engine's own code,
-  // nothing drops the last handle of a tensor still to be walked. The program's own code can: a
-  // hook, or a custom op's backward. From the first of those on, each output is held while its
-  // gradient is finished and its VJP runs.
-  bool hold = false;
   try {
     // The tape is in execution order, i.e. topologically sorted: one reverse sweep suffices.
+    // Each output is held (locked) while its gradient is finished and its VJP runs: a hook, a
+    // custom op's backward or another thread may drop the program's last handle on it meanwhile.
+    // (Reading the tape's entries without a handle saved two atomic operations per node, but a
+    // tensor handed to another thread and dropped there mid-pass would then be read after its
+    // death: docs/performance.md, session 14.)
     for (std::size_t i = top + 1; i-- > 0;) {
-      const Tape::Entry& e = tp.entries_[i];  // (not used after the VJP: it may append entries)
-      if (e.output.expired()) continue;  // gone
-      TensorImpl* out = e.impl;
-      if (!out->pending.defined()) continue;  // off the path
-      hold = hold || !out->hooks.empty() || out->grad_fn->user_code;
-      const Tensor held = hold ? e.output.lock() : Tensor();
-      sink.run(*out, deliver.finish(*out, false));
+      const Tensor out = tp.entries_[i].output.lock();
+      if (!out.defined() || !out.impl()->pending.defined()) continue;  // gone, or off the path
+      sink.run(*out.impl(), deliver.finish(*out.impl(), false));
     }
     for (Tensor& leaf : sink.leaves_) deliver.finish(*leaf.impl(), true);
   } catch (...) {  // leave no half-finished pass behind: drop every pending gradient

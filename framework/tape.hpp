@@ -105,7 +105,6 @@ struct Node {
   std::uint64_t seq = 0;    // position in execution order (increases along the tape)
   std::uint64_t tape = 0;   // which thread's tape recorded it
   bool released = false;    // a backward without retain_graph (or tape().clear()) freed it
-  bool user_code = false;   // its VJP runs the program's own code (a custom op's backward)
 
   template <class Range>
   Node(const char* op, const Range& inputs) : op(op), inputs(inputs.begin(), inputs.end()) {}
@@ -178,8 +177,7 @@ class Tape {
   friend void push_node(NodePtr, const Tensor&, Reads);
   friend struct BackwardPass;
   struct Entry {
-    WeakTensor output;   // does not keep the graph alive
-    TensorImpl* impl;    // what `output` points to: to be read only while it has not expired
+    WeakTensor output;  // does not keep the graph alive
     std::uint64_t seq;
   };
   void compact();  // forgets entries whose tensor is gone

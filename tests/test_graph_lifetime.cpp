@@ -239,9 +239,9 @@ TEST(GraphLifetime, TapeStaysSmallWhileManyGraphsComeAndGo) {
   EXPECT_DOUBLE_EQ(a.grad().item(), 12.0);
 }
 
-// The backward pass and Tape::clear() read the tape's outputs without taking a handle on each
-// (tape.cpp). The program's own code that runs inside a pass (a hook, a custom op's backward)
-// may drop the last handle of the tensor being worked on: the pass then holds it. Under
+// The program's own code that runs inside a pass (a hook, a custom op's backward) may drop the
+// last handle of the tensor being worked on, and Tape::clear() may release a node whose VJP holds
+// its own output: the pass and clear() hold each output while they work on it (tape.cpp). Under
 // AddressSanitizer (CI) a use after free here is an error.
 TEST(GraphLifetime, HookDroppingTheRootsLastHandleDuringBackwardIsSafe) {
   tape().clear();
