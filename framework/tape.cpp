@@ -23,6 +23,9 @@ std::atomic<std::uint64_t> g_next_tape_owner{1};  // every Tape (in practice eve
 using detail::t_anomaly;
 using detail::t_grad_enabled;
 thread_local bool t_keep_all_values = false;  // detail::KeepAllValuesGuard
+// This thread's tape number, 0 until its Tape exists (trivially destructible: readable at any
+// point of thread exit, unlike tape() itself).
+thread_local std::uint64_t t_tape_id = 0;
 constexpr std::size_t kMinFreedValueBytes = 4096;  // smaller values are never freed early
 // The node whose VJP is running, and its output (for anomaly messages from ops inside it).
 thread_local const Node* t_backward_node = nullptr;
@@ -123,10 +126,16 @@ void NodeInputs::clear() {
 namespace {
 /// Drops `inputs`, first moving out every node that would die with them (we hold its output's
 /// only handle): dropping a chain of 10⁶ nodes is then a loop instead of 10⁶ nested destructors.
+/// Only on the thread whose tape recorded the node: a graph dropped on another thread (a tensor
+/// handed to a logger) is destroyed there by nested destructors instead. Its own thread may at
+/// that moment hold the input through the tape (Tape::clear, the backward walk), so "only handle"
+/// can change under us, and moving its node out would pull it from under that thread.
 void drop_inputs(NodeInputs& inputs, std::vector<NodePtr>& orphans) {
+  const std::uint64_t here = t_tape_id;
   for (Tensor& t : inputs) {
     TensorImpl* p = t.impl();
-    if (p && p->grad_fn && !p->grad_fn->released && t.impl_ptr().use_count() == 1)
+    if (p && p->grad_fn && p->grad_fn->tape == here && !p->grad_fn->released &&
+        t.impl_ptr().use_count() == 1)
       orphans.push_back(std::move(p->grad_fn));
   }
   inputs.clear();
@@ -150,7 +159,7 @@ void detail::NodeDeleter::operator()(Node* node) const noexcept { node->destroy(
 
 // ---- Tape: the live nodes in execution order ------------------------------------------------------
 
-Tape::Tape() : owner_(g_next_tape_owner++) {}
+Tape::Tape() : owner_(g_next_tape_owner++) { t_tape_id = owner_; }
 
 // At thread exit: release what is still recorded (this also breaks reference cycles a program
 // may have built, e.g. a create_graph gradient stored in .grad of a tensor in its own graph).

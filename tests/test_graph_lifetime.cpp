@@ -4,8 +4,12 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <condition_variable>
+#include <deque>
 #include <functional>
+#include <mutex>
 #include <optional>
+#include <thread>
 #include <sys/resource.h>
 
 #include "framework/tapegrad.hpp"
@@ -273,6 +277,56 @@ TEST(GraphLifetime, CustomBackwardDroppingItsOwnOutputsLastHandleIsSafe) {
   EXPECT_FALSE(y.defined());
   EXPECT_DOUBLE_EQ(a.grad().at(0), 2.0);
   EXPECT_DOUBLE_EQ(a.grad().at(1), 6.0);
+}
+
+TEST(GraphLifetime, TensorsDroppedOnAnotherThreadDuringBackwardAreSafe) {
+  // A tensor with history handed to another thread (a logger reading it) may be dropped there at
+  // any moment, also while this thread's backward walks the tape that lists it or clear()
+  // releases its node. The walk and clear() hold each tensor while they read it, so the other
+  // thread's drop frees it only after. (A walk reading the tape without a handle, tried in session
+  // 14, could read such a tensor after its death.) A stress test: under AddressSanitizer (CI) a
+  // use after free is an error; the gradients must be right every step.
+  tape().clear();
+  std::mutex mu;
+  std::condition_variable cv;
+  std::deque<Tensor> handed;
+  bool done = false;
+  std::thread logger([&] {
+    for (;;) {
+      Tensor t;
+      {
+        std::unique_lock<std::mutex> lock(mu);
+        cv.wait(lock, [&] { return done || !handed.empty(); });
+        if (handed.empty()) return;
+        t = std::move(handed.front());
+        handed.pop_front();
+      }
+      (void)t.item();  // reads it, then drops the last handle
+    }
+  });
+  Tensor w = scalar(0.5, DType::Float64).requires_grad_();
+  for (int i = 0; i < 3000; ++i) {
+    const double c = double(i % 7 + 1);
+    Tensor side = exp(w * c);  // on this thread's tape; only the logger will hold it
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      handed.push_back(std::move(side));
+    }
+    cv.notify_one();
+    Tensor y = tanh(w * c);
+    y.backward();
+    const double t = std::tanh(0.5 * c);
+    ASSERT_NEAR(w.grad().item(), c * (1 - t * t), 1e-12) << "step " << i;
+    w.zero_grad();
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    done = true;
+  }
+  cv.notify_one();
+  logger.join();
+  tape().clear();
+  EXPECT_EQ(tape().size(), 0u);
 }
 
 TEST(GraphLifetime, ClearingANodeWhoseBackwardHoldsItsOwnOutputIsSafe) {
