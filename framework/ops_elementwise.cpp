@@ -323,9 +323,9 @@ template <class T>
 /// differentiable (create_graph) or be checked op by op (anomaly mode).
 bool mul_grads_at_once(const Tensor& g, GradSink& s) {
   const Tensor &a = s.input(0), &b = s.input(1);
-  if (s.create_graph() || anomaly_enabled() || !s.needs(0) || !s.needs(1) || g.numel() == 0 ||
-      !detail::same_shape(g.shape(), a.shape()) || !detail::same_shape(a.shape(), b.shape()) ||
-      g.dtype() != a.dtype() || a.dtype() != b.dtype())
+  // (mul's inputs share their dtype with g; with equal shapes, g has theirs too.)
+  if (s.create_graph() || anomaly_enabled() || !s.needs(0) || !s.needs(1) ||
+      !detail::same_shape(a.shape(), b.shape()) || g.numel() == 0)
     return false;
   detail::dispatch(g.dtype(), [&](auto tag) {
     using T = decltype(tag);

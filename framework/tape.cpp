@@ -29,7 +29,7 @@ thread_local std::uint64_t t_tape_id = 0;
 constexpr std::size_t kMinFreedValueBytes = 4096;  // smaller values are never freed early
 // The node whose VJP is running, and its output (for anomaly messages from ops inside it).
 thread_local const Node* t_backward_node = nullptr;
-thread_local const TensorImpl* t_backward_output = nullptr;
+thread_local const Tensor* t_backward_output = nullptr;
 
 std::string input_shapes(const NodeInputs& inputs) {
   std::string s;
@@ -50,13 +50,12 @@ bool all_finite(const Tensor& t) {
       t.impl()->value);
 }
 
-std::string label(const TensorImpl& t) {
-  return t.name.empty() ? std::string() : fmt::format(" '{}'", t.name);
+std::string label(const Tensor& t) {
+  return t.name().empty() ? std::string() : fmt::format(" '{}'", t.name());
 }
-std::string label(const Tensor& t) { return label(*t.impl()); }
 
 /// " (tape index %k 'name')": where a node is in tape().listing().
-std::string node_label(const Node& n, const TensorImpl& output) {
+std::string node_label(const Node& n, const Tensor& output) {
   return fmt::format("'{}' (tape index %{}{})", n.op, tape().index_of(n), label(output));
 }
 
@@ -585,8 +584,8 @@ void GradSink::add_to(std::size_t i, G&& g, const Slice* slice) {
   accumulate(target.pending, target.pending_owned, std::forward<G>(g), create_graph_, slice);
 }
 
-void GradSink::run(const TensorImpl& output, const Tensor& grad_output) {
-  Node& node = *output.grad_fn;
+void GradSink::run(const Tensor& output, const Tensor& grad_output) {
+  Node& node = *output.impl()->grad_fn;
   node_ = &node;
   output_ = &output;
   t_backward_node = node_;
@@ -713,7 +712,7 @@ std::vector<Tensor> BackwardPass::run(const Tensor& root, const Tensor& seed, bo
     for (std::size_t i = top + 1; i-- > 0;) {
       const Tensor out = tp.entries_[i].output.lock();
       if (!out.defined() || !out.impl()->pending.defined()) continue;  // gone, or off the path
-      sink.run(*out.impl(), deliver.finish(*out.impl(), false));
+      sink.run(out, deliver.finish(*out.impl(), false));
     }
     for (Tensor& leaf : sink.leaves_) deliver.finish(*leaf.impl(), true);
   } catch (...) {  // leave no half-finished pass behind: drop every pending gradient

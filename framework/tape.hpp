@@ -307,7 +307,7 @@ class GradSink {
   friend struct BackwardPass;
   GradSink(bool create_graph, bool retain_graph)
       : create_graph_(create_graph), retain_graph_(retain_graph) {}
-  void run(const TensorImpl& output, const Tensor& grad_output);  // calls output's node's VJP
+  void run(const Tensor& output, const Tensor& grad_output);  // calls output's node's VJP
   template <class G>  // Tensor (moved in) or const Tensor& (copied where kept); tape.cpp
   void add_checked(std::size_t i, G&& g);
   template <class G>
@@ -323,7 +323,7 @@ class GradSink {
   /// check_history of input i of the current node, named as this backward's.
   void check_input(std::size_t i) const;
   const Node* node_ = nullptr;
-  const TensorImpl* output_ = nullptr;  // the node's output
+  const Tensor* output_ = nullptr;  // the node's output
   std::uint64_t tape_ = 0;          // the tape this pass runs on
   bool create_graph_;
   bool retain_graph_;

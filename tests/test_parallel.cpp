@@ -284,6 +284,11 @@ TEST(MulGradients, AtOnceBitIdenticalToTheTwoProducts) {
       Tensor c = randn({n}, gen, dtype).requires_grad_();
       sum(mul(mul(c, b.detach()), w)).backward();
       EXPECT_TRUE(bool(xt::all(xt::equal(c.grad().to_f64(), mul(w, b).to_f64()))));
+      Tensor d = randn({1}, gen, dtype).requires_grad_();
+      c.zero_grad();
+      sum(mul(mul(c, d), w)).backward();
+      EXPECT_TRUE(bool(xt::all(xt::equal(c.grad().to_f64(), mul(w, d).to_f64()))));
+      EXPECT_TRUE(bool(xt::all(xt::equal(d.grad().to_f64(), sum_to(mul(w, c), {1}).to_f64()))));
     }
 }
 
