@@ -103,23 +103,49 @@ void NodeInputs::hold_unread() {
   for (std::size_t i = 0; i < n; ++i) {
     TensorImpl* p = in[i].impl();
     if (p && !p->keep_value) {
-      ++p->unread_holders;
+      p->unread_holders = p->unread_holders + 1;  // one writer: this thread (not an atomic add)
       unread_mask_ |= std::uint64_t(1) << i;
     }
   }
 }
 
-void NodeInputs::clear() {
+void NodeInputs::clear(bool on_recording_thread) {
   // Each input: first no longer an unread holder, then its handle dropped (which frees the
-  // value when only other unread holders are left).
+  // value when only other unread holders are left). On another thread the count is not ours to
+  // write: the input keeps its value instead (Tensor::free_value_if_unread reads keep_value
+  // again after it has seen this handle go).
   Tensor* in = begin();
   for (std::size_t i = 0; i < size_; ++i) {
-    if (i < 64 && (unread_mask_ >> i & 1)) --in[i].impl()->unread_holders;
+    if (i < 64 && (unread_mask_ >> i & 1)) {
+      TensorImpl& t = *in[i].impl();
+      if (on_recording_thread)
+        t.unread_holders = t.unread_holders - 1;
+      else
+        t.keep_value = true;
+    }
     in[i] = Tensor();
   }
   unread_mask_ = 0;
   more_.clear();
   size_ = 0;
+}
+
+void Tensor::free_value_if_unread() noexcept {
+  // drop_handle() checked the flags; what is left: do only non-reading nodes and this handle
+  // hold the tensor? Then nothing can read the value again. Only its own thread decides: the
+  // count is exact there, and a tensor with history handed to another thread is dropped there
+  // without freeing anything.
+  TensorImpl& t = *impl_;
+  if (!t.grad_fn || t.grad_fn->tape != t_tape_id) return;
+  if (impl_.use_count() != static_cast<long>(t.unread_holders) + 1) return;
+  // A holder that went away on another thread is in the count still, but not in use_count():
+  // it set keep_value before its handle went, and the fence makes that store visible here once
+  // use_count() has seen the handle gone.
+  std::atomic_thread_fence(std::memory_order_acquire);
+  if (t.keep_value) return;
+  std::visit([](auto& a) { a.storage() = typename std::decay_t<decltype(a)>::storage_type(); },
+             t.value);
+  t.value_freed = true;
 }
 
 namespace {
@@ -129,15 +155,15 @@ namespace {
 /// handed to a logger) is destroyed there by nested destructors instead. Its own thread may at
 /// that moment hold the input through the tape (Tape::clear, the backward walk), so "only handle"
 /// can change under us, and moving its node out would pull it from under that thread.
-void drop_inputs(NodeInputs& inputs, std::vector<NodePtr>& orphans) {
+void drop_inputs(Node& node, std::vector<NodePtr>& orphans) {
   const std::uint64_t here = t_tape_id;
-  for (Tensor& t : inputs) {
+  for (Tensor& t : node.inputs) {
     TensorImpl* p = t.impl();
     if (p && p->grad_fn && p->grad_fn->tape == here && !p->grad_fn->released &&
         t.impl_ptr().use_count() == 1)
       orphans.push_back(std::move(p->grad_fn));
   }
-  inputs.clear();
+  node.inputs.clear(node.tape == here);
 }
 }  // namespace
 
@@ -145,12 +171,12 @@ void Node::release() {
   released = true;
   drop_backward();  // first: the VJP may hold a second handle on an input
   std::vector<NodePtr> orphans;
-  drop_inputs(inputs, orphans);
+  drop_inputs(*this, orphans);
   while (!orphans.empty()) {
     NodePtr n = std::move(orphans.back());
     orphans.pop_back();
     n->drop_backward();
-    drop_inputs(n->inputs, orphans);
+    drop_inputs(*n, orphans);
   }  // each orphan is destroyed here, with nothing left to destroy recursively
 }
 

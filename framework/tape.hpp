@@ -79,9 +79,11 @@ class NodeInputs {
   const Tensor* end() const { return begin() + size_; }
   Tensor* begin() { return size_ > kInline ? more_.data() : inline_; }
   Tensor* end() { return begin() + size_; }
-  /// Drops every input.
-  void clear();
-  ~NodeInputs() { clear(); }
+  /// Drops every input. `on_recording_thread`: this is the thread whose tape recorded the node,
+  /// which alone writes its inputs' unread_holders counts (TensorImpl, "value lifetime"); on
+  /// any other thread an input this node held unread is marked kept instead.
+  void clear(bool on_recording_thread);
+  ~NodeInputs() { clear(false); }  // in practice empty already (Node::release)
   NodeInputs(const NodeInputs&) = delete;
   NodeInputs& operator=(const NodeInputs&) = delete;
   /// This node's VJP never reads its inputs' values: counts it as an unread holder of each

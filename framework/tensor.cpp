@@ -67,16 +67,6 @@ void Tensor::throw_value_freed() const {
       shape_str(shape()), op()));
 }
 
-void Tensor::free_value_if_unread() noexcept {
-  // drop_handle() checked the flags; what is left: do only non-reading nodes and this handle
-  // hold the tensor? Then nothing can read the value again.
-  TensorImpl& t = *impl_;
-  if (impl_.use_count() != static_cast<long>(t.unread_holders) + 1) return;
-  std::visit([](auto& a) { a.storage() = typename std::decay_t<decltype(a)>::storage_type(); },
-             t.value);
-  t.value_freed = true;
-}
-
 xt::xarray<double> Tensor::to_f64() const {
   if (checked().value_freed) throw_value_freed();
   return std::visit([](const auto& a) -> xt::xarray<double> { return xt::cast<double>(a); },

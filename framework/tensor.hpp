@@ -14,6 +14,7 @@
 
 #include "framework/xtensor_config.hpp"  // before any xtensor header: fixes xt::xarray's allocator
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <initializer_list>
@@ -72,6 +73,23 @@ bool values_takeable(const Tensor& t);
 /// left with its shape and no values, like a value freed early (TensorImpl, "value lifetime").
 /// Only for a tensor values_takeable says yes to.
 Tensor take_values(const Tensor& t, const Shape& shape);
+
+/// A field another thread may read while its own thread writes it: an atomic that reads and
+/// writes with relaxed ordering, which on x86-64 are the plain loads and stores of a plain field
+/// (TensorImpl, "value lifetime": a graph handed to another thread is destroyed there).
+template <class T>
+class Relaxed {
+ public:
+  constexpr Relaxed(T value) noexcept : v_(value) {}
+  operator T() const noexcept { return v_.load(std::memory_order_relaxed); }
+  Relaxed& operator=(T value) noexcept {
+    v_.store(value, std::memory_order_relaxed);
+    return *this;
+  }
+
+ private:
+  std::atomic<T> v_;
+};
 }  // namespace detail
 
 /// A gradient hook: sees the gradient flowing into a tensor during backward. It may return a
@@ -229,10 +247,14 @@ struct TensorImpl {
   // such nodes still hold, with no handle left in the program, has its value freed at once, so
   // that the forward reuses that memory while it is still in cache; its shape and dtype stay
   // (data<T>() of a freed value is an AutogradError, never stale numbers).
-  bool keep_value = true;   // false: made by an op that does not read its output, and read by
-                            // no recorded op so far
-  bool value_freed = false;
-  std::uint32_t unread_holders = 0;  // recorded nodes holding this tensor that never read it
+  // Threads: only the thread that recorded the tensor counts its holders and frees its value. A
+  // graph handed to another thread may be destroyed there: a node that dies there sets
+  // keep_value rather than touching the count, and the value then lives as long as the tensor.
+  detail::Relaxed<bool> keep_value = true;  // false: made by an op that does not read its
+                                            // output, and read by no recorded op so far
+  detail::Relaxed<bool> value_freed = false;
+  // Recorded nodes holding this tensor that never read it; written by the recording thread only.
+  detail::Relaxed<std::uint32_t> unread_holders = 0;
 
   std::variant<xt::xarray<float>, xt::xarray<double>> value;
   bool requires_grad = false;

@@ -42,6 +42,50 @@ double rss_mib() {
   return double(usage.ru_maxrss) / 1024.0;
 }
 
+/// A second thread that is handed tensors (a logger): it reads each with `read` and then drops
+/// the last handle, at a moment of its own choosing. The destructor waits for it to finish.
+class Logger {
+ public:
+  explicit Logger(std::function<void(const Tensor&)> read)
+      : read_(std::move(read)), thread_([this] { run(); }) {}
+  ~Logger() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      done_ = true;
+    }
+    cv_.notify_one();
+    thread_.join();
+  }
+  void send(Tensor t) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      handed_.push_back(std::move(t));
+    }
+    cv_.notify_one();
+  }
+
+ private:
+  void run() {
+    for (;;) {
+      Tensor t;
+      {
+        std::unique_lock<std::mutex> lock(mu_);
+        cv_.wait(lock, [&] { return done_ || !handed_.empty(); });
+        if (handed_.empty()) return;
+        t = std::move(handed_.front());
+        handed_.pop_front();
+      }
+      read_(t);
+    }  // t, the last handle, dropped here
+  }
+  std::function<void(const Tensor&)> read_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<Tensor> handed_;
+  bool done_ = false;
+  std::thread thread_;  // last: started once everything it uses exists
+};
+
 }  // namespace
 
 TEST(GraphLifetime, TwentyThousandForwardsWithoutBackwardKeepMemoryFlat) {
@@ -287,44 +331,19 @@ TEST(GraphLifetime, TensorsDroppedOnAnotherThreadDuringBackwardAreSafe) {
   // 14, could read such a tensor after its death.) A stress test: under AddressSanitizer (CI) a
   // use after free is an error; the gradients must be right every step.
   tape().clear();
-  std::mutex mu;
-  std::condition_variable cv;
-  std::deque<Tensor> handed;
-  bool done = false;
-  std::thread logger([&] {
-    for (;;) {
-      Tensor t;
-      {
-        std::unique_lock<std::mutex> lock(mu);
-        cv.wait(lock, [&] { return done || !handed.empty(); });
-        if (handed.empty()) return;
-        t = std::move(handed.front());
-        handed.pop_front();
-      }
-      (void)t.item();  // reads it, then drops the last handle
-    }
-  });
   Tensor w = scalar(0.5, DType::Float64).requires_grad_();
-  for (int i = 0; i < 3000; ++i) {
-    const double c = double(i % 7 + 1);
-    Tensor side = exp(w * c);  // on this thread's tape; only the logger will hold it
-    {
-      std::lock_guard<std::mutex> lock(mu);
-      handed.push_back(std::move(side));
-    }
-    cv.notify_one();
-    Tensor y = tanh(w * c);
-    y.backward();
-    const double t = std::tanh(0.5 * c);
-    ASSERT_NEAR(w.grad().item(), c * (1 - t * t), 1e-12) << "step " << i;
-    w.zero_grad();
-  }
   {
-    std::lock_guard<std::mutex> lock(mu);
-    done = true;
-  }
-  cv.notify_one();
-  logger.join();
+    Logger logger([](const Tensor& t) { (void)t.item(); });
+    for (int i = 0; i < 3000; ++i) {
+      const double c = double(i % 7 + 1);
+      logger.send(exp(w * c));  // on this thread's tape; only the logger will hold it
+      Tensor y = tanh(w * c);
+      y.backward();
+      const double t = std::tanh(0.5 * c);
+      ASSERT_NEAR(w.grad().item(), c * (1 - t * t), 1e-12) << "step " << i;
+      w.zero_grad();
+    }
+  }  // waits for the logger to finish
   tape().clear();
   EXPECT_EQ(tape().size(), 0u);
 }
@@ -546,4 +565,55 @@ TEST(ValueLifetime, DoubleBackwardThroughFreedValues) {
     EXPECT_NEAR(g[0].at(i), d * (2 * av + 1), 1e-14);
     EXPECT_NEAR(a.grad().at(i), -2 * t * d * (2 * av + 1) * (2 * av + 1) + 2 * d, 1e-13);
   }
+}
+
+// A value-lifetime count shared across threads: `side` (a view of h handed to a logger thread)
+// and this thread's ops both hold h without reading it, so both count in h's unread_holders. The
+// logger drops `side` whenever it likes, destroying its node there, while this thread records,
+// releases and frees around h. Only the thread that recorded h writes its counts; a holder that
+// goes away on another thread marks h as kept (its value then lives until h dies, like any
+// value). Under ThreadSanitizer (CI) a racing count is an error; the gradients must be right.
+TEST(ValueLifetime, IntermediateSharedWithAGraphDroppedOnAnotherThreadIsSafe) {
+  tape().clear();
+  {
+    // One step, in order: the holder dropped on the other thread leaves h kept.
+    Tensor x = full({kBig}, 0.25, DType::Float64).requires_grad_();
+    Tensor h = mul(x, 2.0);
+    Tensor side = reshape(h, {32, 32});
+    Tensor z = add(h, 1.0);
+    EXPECT_FALSE(h.impl()->keep_value);
+    EXPECT_EQ(h.impl()->unread_holders, 2u);
+    std::thread([s = std::move(side)]() mutable { s = Tensor(); }).join();
+    EXPECT_TRUE(h.impl()->keep_value);
+    EXPECT_EQ(h.impl()->unread_holders, 2u);  // not written by the other thread
+    WeakTensor weak(h);
+    h = Tensor();
+    EXPECT_FALSE(weak.lock().impl()->value_freed);  // only z's node holds it, yet it is kept
+    EXPECT_EQ(weak.lock().at(0), 0.5);
+    sum(z).backward();
+    EXPECT_EQ(x.grad().at(0), 2.0);
+  }
+  double seen = 0;
+  std::optional<Logger> logger;
+  logger.emplace([&](const Tensor& t) { seen += t.at(0); });  // reshape copied h
+  Tensor x = full({kBig}, 0.25, DType::Float64).requires_grad_();
+  int sent = 0;
+  for (int i = 0; i < 2000; ++i) {
+    Tensor h = mul(x, 2.0);                 // mul reads x, not its output: h may be freed early
+    Tensor side = reshape(h, {32, 32});     // holds h, never reads it
+    logger->send(std::move(side));
+    ++sent;
+    Tensor z = add(h, 1.0);                 // holds h, never reads it
+    h = Tensor();                           // h is now held only by nodes that never read it
+    Tensor loss = sum(mul(z, z));
+    loss.backward();
+    // loss = Σ (2x + 1)²: dloss/dx = 4 (2x + 1) = 6 at x = 0.25
+    ASSERT_EQ(x.grad().at(0), 6.0) << "step " << i;
+    ASSERT_EQ(x.grad().at(kBig - 1), 6.0) << "step " << i;
+    x.zero_grad();
+  }
+  logger.reset();  // waits for the logger to finish
+  EXPECT_EQ(seen, 0.5 * sent);  // the logger read every view it was handed
+  tape().clear();
+  EXPECT_EQ(tape().size(), 0u);
 }
