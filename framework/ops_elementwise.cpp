@@ -316,9 +316,18 @@ template <class T>
   for (std::size_t i = 0; i < n; ++i) o[i] = x[i] * y[i];
 }
 
+/// o[i] = o[i] · y[i], in place (the same product as product_pass, written over its first factor).
+template <class T>
+[[gnu::noinline]] void product_in_place(T* __restrict o, const T* __restrict y, std::size_t n) {
+  for (std::size_t i = 0; i < n; ++i) o[i] = o[i] * y[i];
+}
+
 /// Both gradients of a same-shape mul at once: g ⊙ b and g ⊙ a, the products mul(g, b) and
 /// mul(g, a) compute (one IEEE multiply per element: the same bits), with one set-up instead of
 /// two ops' checks and dispatch; split over two cores from kParallelElements on.
+/// When g is the pass's own (held by no one else, like the chain gradient of a product chain),
+/// g ⊙ b is written over g once g ⊙ a has read it, and g itself goes on as a's gradient: one new
+/// tensor instead of two, and the stores go to memory the previous VJP has just written.
 /// False (nothing done) when the shapes differ or are empty, or when the VJP must stay
 /// differentiable (create_graph) or be checked op by op (anomaly mode).
 bool mul_grads_at_once(const Tensor& g, GradSink& s) {
@@ -329,15 +338,23 @@ bool mul_grads_at_once(const Tensor& g, GradSink& s) {
     return false;
   detail::dispatch(g.dtype(), [&](auto tag) {
     using T = decltype(tag);
-    Tensor ga = detail::empty_for<T>("mul", a.shape()), gb = detail::empty_for<T>("mul", a.shape());
+    const bool over_g = detail::values_takeable(g);
+    Tensor ga = over_g ? Tensor() : detail::empty_for<T>("mul", a.shape());
+    Tensor gb = detail::empty_for<T>("mul", a.shape());
     const T *pg = g.data<T>().data(), *pa = a.data<T>().data(), *pb = b.data<T>().data();
-    T *oa = ga.data<T>().data(), *ob = gb.data<T>().data();
+    T *oa = over_g ? nullptr : ga.data<T>().data(), *ob = gb.data<T>().data();
     auto body = [&](std::size_t e0, std::size_t e1) {
-      product_pass(pg + e0, pb + e0, oa + e0, e1 - e0);
-      product_pass(pg + e0, pa + e0, ob + e0, e1 - e0);
+      product_pass(pg + e0, pa + e0, ob + e0, e1 - e0);  // first: it reads g
+      if (over_g)
+        product_in_place(const_cast<T*>(pg) + e0, pb + e0, e1 - e0);
+      else
+        product_pass(pg + e0, pb + e0, oa + e0, e1 - e0);
     };
     detail::split_elements(g.numel(), 16, body);
-    s.add(0, std::move(ga));
+    if (over_g)
+      s.add(0, g);  // input 0 first, as the two products would; g now holds g ⊙ b
+    else
+      s.add(0, std::move(ga));
     s.add(1, std::move(gb));
   });
   return true;
