@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <array>
 #include <cmath>
+#include <utility>
 
 #include <fmt/format.h>
 #include "framework/xtensor_config.hpp"  // before any xtensor header: fixes xt::xarray's allocator
@@ -221,6 +222,47 @@ Tensor unary_forward(const char* op, const Tensor& a, F&& f) {
   });
 }
 
+// -- an optimisation, set apart: a VJP's result written over its incoming gradient --
+
+/// Whether a VJP may write its result over g: the pass alone holds g (values_takeable), the VJP
+/// is not recorded (create_graph) nor checked op by op (anomaly mode), and g is small enough for
+/// one core (from kParallelElements on, the forward functions split the work over two).
+bool may_write_over(const Tensor& g, const GradSink& s) {
+  return !s.create_graph() && !anomaly_enabled() && g.numel() < kParallelElements &&
+         detail::values_takeable(g);
+}
+
+/// g ← f(g), then g goes on as input 0's gradient: the assignment unary_forward makes, into g's
+/// own values instead of a new array (the same bits; one allocation and one cold array fewer).
+/// False (nothing done) when may_write_over says no.
+template <class F>
+bool unary_over_g(const Tensor& g, GradSink& s, F&& f) {
+  if (!may_write_over(g, s)) return false;
+  dispatch(g.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    xt::xarray<T>& gd = const_cast<Tensor&>(g).data<T>();
+    xt::noalias(gd) = f(std::as_const(gd));
+  });
+  s.add(0, g);
+  return true;
+}
+
+/// g ← f(g, y) for a y of g's shape and dtype, then g goes on as input 0's gradient: the
+/// assignment binary_forward makes for equal shapes below kParallelElements, into g's values.
+template <class F>
+bool binary_over_g(const Tensor& g, const Tensor& y, GradSink& s, F&& f) {
+  if (!may_write_over(g, s) || !detail::same_shape(g.shape(), y.shape()) ||
+      g.dtype() != y.dtype())
+    return false;
+  dispatch(g.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    xt::xarray<T>& gd = const_cast<Tensor&>(g).data<T>();
+    xt::noalias(gd) = f(std::as_const(gd), y.data<T>());
+  });
+  s.add(0, g);
+  return true;
+}
+
 }  // namespace
 
 Shape broadcast_shapes(const Shape& a, const Shape& b, const char* op) {
@@ -392,13 +434,25 @@ Tensor add(const Tensor& a, double c) {
                 [](const Tensor& g, GradSink& s) { s.add(0, g); });
 }
 
-Tensor mul(const Tensor& a, double c) {
-  Tensor out = unary_forward("mul_scalar", a, [c](const auto& x) {
+namespace {
+/// x · c: mul_scalar's forward, and its VJP (g · c) written over g.
+auto times(double c) {
+  return [c](const auto& x) {
     using T = typename std::decay_t<decltype(x)>::value_type;
     return x * static_cast<T>(c);
-  });
+  };
+}
+auto negate() {
+  return [](const auto& x) { return -x; };
+}
+}  // namespace
+
+Tensor mul(const Tensor& a, double c) {
+  Tensor out = unary_forward("mul_scalar", a, times(c));
   return record("mul_scalar", std::move(out), {a}, Reads::Nothing,
-                [c](const Tensor& g, GradSink& s) { s.add(0, mul(g, c)); });
+                [c](const Tensor& g, GradSink& s) {
+                  if (!unary_over_g(g, s, times(c))) s.add(0, mul(g, c));
+                });
 }
 
 Tensor rsub(const Tensor& a, double c) {
@@ -407,13 +461,16 @@ Tensor rsub(const Tensor& a, double c) {
     return static_cast<T>(c) - x;
   });
   return record("rsub_scalar", std::move(out), {a}, Reads::Nothing,
-                [](const Tensor& g, GradSink& s) { s.add(0, neg(g)); });
+                [](const Tensor& g, GradSink& s) {
+                  if (!unary_over_g(g, s, negate())) s.add(0, neg(g));
+                });
 }
 
 Tensor neg(const Tensor& a) {
-  Tensor out = unary_forward("neg", a, [](const auto& x) { return -x; });
-  return record("neg", std::move(out), {a}, Reads::Nothing,
-                [](const Tensor& g, GradSink& s) { s.add(0, neg(g)); });
+  Tensor out = unary_forward("neg", a, negate());
+  return record("neg", std::move(out), {a}, Reads::Nothing, [](const Tensor& g, GradSink& s) {
+    if (!unary_over_g(g, s, negate())) s.add(0, neg(g));
+  });
 }
 
 Tensor pow(const Tensor& a, double p) {
@@ -467,12 +524,19 @@ Tensor abs(const Tensor& a) {
 
 namespace {
 
+/// g·(1 − y²) and g·y·(1 − y), as expressions: the VJPs of tanh and sigmoid from their outputs.
+const auto tanh_grad = [](const auto& gd, const auto& yd) {
+  using T = typename std::decay_t<decltype(yd)>::value_type;
+  return gd * (T(1) - yd * yd);
+};
+const auto sigmoid_grad = [](const auto& gd, const auto& yd) {
+  using T = typename std::decay_t<decltype(yd)>::value_type;
+  return gd * yd * (T(1) - yd);
+};
+
 /// g·(1 − y²): tanh's VJP from its output, itself a differentiable op (for double backward).
 Tensor tanh_backward(const Tensor& g, const Tensor& y) {
-  Tensor out = binary_forward("tanh_backward", g, y, [](const auto& gd, const auto& yd) {
-    using T = typename std::decay_t<decltype(yd)>::value_type;
-    return gd * (T(1) - yd * yd);
-  });
+  Tensor out = binary_forward("tanh_backward", g, y, tanh_grad);
   return record("tanh_backward", std::move(out), {g, y}, [](const Tensor& gg, GradSink& s) {
     const Tensor &g = s.input(0), &y = s.input(1);
     if (s.needs(0)) s.add(0, tanh_backward(gg, y));
@@ -482,10 +546,7 @@ Tensor tanh_backward(const Tensor& g, const Tensor& y) {
 
 /// g·y·(1 − y): sigmoid's VJP from its output, itself differentiable.
 Tensor sigmoid_backward(const Tensor& g, const Tensor& y) {
-  Tensor out = binary_forward("sigmoid_backward", g, y, [](const auto& gd, const auto& yd) {
-    using T = typename std::decay_t<decltype(yd)>::value_type;
-    return gd * yd * (T(1) - yd);
-  });
+  Tensor out = binary_forward("sigmoid_backward", g, y, sigmoid_grad);
   return record("sigmoid_backward", std::move(out), {g, y}, [](const Tensor& gg, GradSink& s) {
     const Tensor &g = s.input(0), &y = s.input(1);
     if (s.needs(0)) s.add(0, sigmoid_backward(gg, y));
@@ -499,7 +560,8 @@ Tensor tanh(const Tensor& a) {
   Tensor out = unary_forward("tanh", a, [](const auto& x) { return xt::tanh(x); });
   return record("tanh", std::move(out), {a}, Reads::Output,
                 [y = WeakTensor(out)](const Tensor& g, GradSink& s) {
-    s.add(0, tanh_backward(g, y.lock()));
+    const Tensor yv = y.lock();
+    if (!binary_over_g(g, yv, s, tanh_grad)) s.add(0, tanh_backward(g, yv));
   });
 }
 
@@ -512,7 +574,8 @@ Tensor sigmoid(const Tensor& a) {
   });
   return record("sigmoid", std::move(out), {a}, Reads::Output,
                 [y = WeakTensor(out)](const Tensor& g, GradSink& s) {
-    s.add(0, sigmoid_backward(g, y.lock()));
+    const Tensor yv = y.lock();
+    if (!binary_over_g(g, yv, s, sigmoid_grad)) s.add(0, sigmoid_backward(g, yv));
   });
 }
 

@@ -292,67 +292,6 @@ TEST(MulGradients, AtOnceBitIdenticalToTheTwoProducts) {
     }
 }
 
-/// mul's VJP writes g ⊙ b over its incoming gradient g when the pass alone holds g (a product
-/// chain hands one array down the chain). A gradient anyone else can see is left as it was: a
-/// retained .grad, a copy a hook kept, a gradient grad() returns.
-TEST(MulGradients, AGradientSomeoneElseHoldsIsNotOverwritten) {
-  for (std::size_t n : {3u, 4099u, 40000u}) {
-    SCOPED_TRACE(testing::Message() << "n=" << n);
-    Generator gen(n);
-    Tensor a = randn({n}, gen, DType::Float64).requires_grad_();
-    Tensor b = randn({n}, gen, DType::Float64).requires_grad_();
-    const Tensor w = randn({n}, gen, DType::Float64);
-    const auto same = [](const Tensor& x, const Tensor& y) {
-      return bool(xt::all(xt::equal(x.to_f64(), y.to_f64())));
-    };
-    {  // retain_grad: y.grad is y's incoming gradient, w
-      Tensor y = mul(a, b);
-      y.retain_grad();
-      sum(mul(y, w)).backward();
-      EXPECT_TRUE(same(y.grad(), w));
-      EXPECT_TRUE(same(a.grad(), mul(w, b)));
-      EXPECT_TRUE(same(b.grad(), mul(w, a)));
-      a.zero_grad(), b.zero_grad();
-    }
-    {  // a hook keeping what it saw
-      Tensor y = mul(a, b), seen;
-      y.register_hook([&](const Tensor& g) {
-        seen = g;
-        return Tensor();
-      });
-      sum(mul(y, w)).backward();
-      EXPECT_TRUE(same(seen, w));
-      EXPECT_TRUE(same(a.grad(), mul(w, b)));
-      a.zero_grad(), b.zero_grad();
-    }
-    {  // grad() of the product and of a factor
-      Tensor y = mul(a, b);
-      std::vector<Tensor> g = grad(sum(mul(y, w)), {y, a});
-      EXPECT_TRUE(same(g[0], w));
-      EXPECT_TRUE(same(g[1], mul(w, b)));
-    }
-    {  // a chain: every link's gradient is the pass's own, written over as it goes down
-      std::vector<Tensor> xs;
-      for (int k = 0; k < 5; ++k) xs.push_back(randn({n}, gen, DType::Float64).requires_grad_());
-      Tensor p = xs[0];
-      for (int k = 1; k < 5; ++k) p = mul(p, xs[k]);
-      sum(p).backward();
-      for (int k = 0; k < 5; ++k) {
-        // the product of the others, in the order the backward multiplies them: from the last
-        // factor down to k + 1, then the prefix product x_0 ⊙ … ⊙ x_(k-1)
-        Tensor expect = ones({n}, DType::Float64);
-        for (int j = 4; j > k; --j) expect = mul(expect, xs[j]);
-        if (k > 0) {
-          Tensor prefix = xs[0];
-          for (int j = 1; j < k; ++j) prefix = mul(prefix, xs[j]);
-          expect = mul(expect, prefix);
-        }
-        EXPECT_TRUE(same(xs[k].grad(), expect)) << "x_" << k;
-      }
-    }
-  }
-}
-
 /// A broadcast where one operand repeats in blocks over the other (a bias row, a keepdims column
 /// such as x − mean(x, -1, true), a one-element tensor) takes plain loops (ops_elementwise.cpp,
 /// block_broadcast), split over two cores from 32,768 elements: the bits of xtensor's broadcast

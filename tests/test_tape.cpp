@@ -1,13 +1,17 @@
 // Tape semantics: reuse, diamonds, accumulation, no_grad, detach, hooks, retain_grad, long
-// chains, clearing, create_graph, and torch.autograd.grad-style capture.
+// chains, clearing, create_graph, torch.autograd.grad-style capture, and VJPs writing their
+// result over an incoming gradient no one else holds.
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <fstream>
+#include <functional>
 #include <thread>
 #include <tuple>
 
 #include "framework/tapegrad.hpp"
+
+#include <xtensor/xoperation.hpp>
 
 using namespace tapegrad;
 
@@ -338,4 +342,123 @@ TEST(Tape, AddNarrowRejectsAGradientThatDoesNotFit) {
     } catch (const AutogradError& e) {
       EXPECT_NE(std::string(e.what()).find("does not fit slice"), std::string::npos) << e.what();
     }
+}
+
+// ---- a VJP's result written over its incoming gradient ---------------------------------------------
+// When the pass alone holds a node's incoming gradient g, the VJPs of mul, mul_scalar, rsub, neg,
+// tanh and sigmoid write their result into g's values and hand g on (ops_elementwise.cpp,
+// may_write_over). Anyone else holding g (retain_grad, a hook keeping it, grad()) gets a new array.
+
+namespace {
+bool same_bits(const Tensor& a, const Tensor& b) {
+  return a.shape() == b.shape() && bool(xt::all(xt::equal(a.to_f64(), b.to_f64())));
+}
+}  // namespace
+
+TEST(GradientReuse, UnaryVjpsWriteOverAGradientOnlyThePassHolds) {
+  struct Op {
+    const char* name;
+    std::function<Tensor(const Tensor&)> f;
+  };
+  const Op ops[] = {{"mul_scalar", [](const Tensor& x) { return mul(x, -1.5); }},
+                    {"rsub_scalar", [](const Tensor& x) { return rsub(x, 1.0); }},
+                    {"neg", [](const Tensor& x) { return neg(x); }},
+                    {"tanh", [](const Tensor& x) { return tanh(x); }},
+                    {"sigmoid", [](const Tensor& x) { return sigmoid(x); }}};
+  for (DType dtype : {DType::Float32, DType::Float64})
+    for (std::size_t n : {1u, 37u, 4099u, 40000u}) {  // 40000: two cores, a new array
+      for (const Op& op : ops) {
+        SCOPED_TRACE(testing::Message() << op.name << " " << dtype_name(dtype) << " n=" << n);
+        Generator gen(n);
+        Tensor x = randn({n}, gen, dtype).requires_grad_();
+        const Tensor w = randn({n}, gen, dtype);
+        // Where each gradient's values live, seen by hooks that keep no handle.
+        const void* into_y = nullptr;
+        const void* into_x = nullptr;
+        auto where = [](const Tensor& g) -> const void* {
+          return g.dtype() == DType::Float32 ? static_cast<const void*>(g.data<float>().data())
+                                             : static_cast<const void*>(g.data<double>().data());
+        };
+        x.register_hook([&](const Tensor& g) {
+          into_x = where(g);
+          return Tensor();
+        });
+        Tensor y = op.f(x);
+        y.register_hook([&](const Tensor& g) {
+          into_y = where(g);
+          return Tensor();
+        });
+        sum(mul(y, w)).backward();
+        const Tensor over_g = x.grad();
+        EXPECT_EQ(into_x == into_y, n < 32768) << "written over g below two cores' size";
+        x.zero_grad();
+        // The same with y's gradient retained: g is y.grad too, so the VJP makes a new array.
+        Tensor y2 = op.f(x);
+        y2.retain_grad();
+        sum(mul(y2, w)).backward();
+        EXPECT_TRUE(same_bits(y2.grad(), w)) << "y.grad was overwritten";
+        EXPECT_TRUE(same_bits(x.grad(), over_g)) << "not the bits of the new-array path";
+      }
+    }
+}
+
+/// mul's VJP writes g ⊙ b over its incoming gradient g when the pass alone holds g (a product
+/// chain hands one array down the chain). A gradient anyone else can see is left as it was: a
+/// retained .grad, a copy a hook kept, a gradient grad() returns.
+TEST(GradientReuse, MulLeavesAGradientSomeoneElseHoldsAsItWas) {
+  for (std::size_t n : {3u, 4099u, 40000u}) {
+    SCOPED_TRACE(testing::Message() << "n=" << n);
+    Generator gen(n);
+    Tensor a = randn({n}, gen, DType::Float64).requires_grad_();
+    Tensor b = randn({n}, gen, DType::Float64).requires_grad_();
+    const Tensor w = randn({n}, gen, DType::Float64);
+    const auto same = [](const Tensor& x, const Tensor& y) {
+      return bool(xt::all(xt::equal(x.to_f64(), y.to_f64())));
+    };
+    {  // retain_grad: y.grad is y's incoming gradient, w
+      Tensor y = mul(a, b);
+      y.retain_grad();
+      sum(mul(y, w)).backward();
+      EXPECT_TRUE(same(y.grad(), w));
+      EXPECT_TRUE(same(a.grad(), mul(w, b)));
+      EXPECT_TRUE(same(b.grad(), mul(w, a)));
+      a.zero_grad(), b.zero_grad();
+    }
+    {  // a hook keeping what it saw
+      Tensor y = mul(a, b), seen;
+      y.register_hook([&](const Tensor& g) {
+        seen = g;
+        return Tensor();
+      });
+      sum(mul(y, w)).backward();
+      EXPECT_TRUE(same(seen, w));
+      EXPECT_TRUE(same(a.grad(), mul(w, b)));
+      a.zero_grad(), b.zero_grad();
+    }
+    {  // grad() of the product and of a factor
+      Tensor y = mul(a, b);
+      std::vector<Tensor> g = grad(sum(mul(y, w)), {y, a});
+      EXPECT_TRUE(same(g[0], w));
+      EXPECT_TRUE(same(g[1], mul(w, b)));
+    }
+    {  // a chain: every link's gradient is the pass's own, written over as it goes down
+      std::vector<Tensor> xs;
+      for (int k = 0; k < 5; ++k) xs.push_back(randn({n}, gen, DType::Float64).requires_grad_());
+      Tensor p = xs[0];
+      for (int k = 1; k < 5; ++k) p = mul(p, xs[k]);
+      sum(p).backward();
+      for (int k = 0; k < 5; ++k) {
+        // the product of the others, in the order the backward multiplies them: from the last
+        // factor down to k + 1, then the prefix product x_0 ⊙ … ⊙ x_(k-1)
+        Tensor expect = ones({n}, DType::Float64);
+        for (int j = 4; j > k; --j) expect = mul(expect, xs[j]);
+        if (k > 0) {
+          Tensor prefix = xs[0];
+          for (int j = 1; j < k; ++j) prefix = mul(prefix, xs[j]);
+          expect = mul(expect, prefix);
+        }
+        EXPECT_TRUE(same(xs[k].grad(), expect)) << "x_" << k;
+      }
+    }
+  }
 }
