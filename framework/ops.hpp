@@ -3,7 +3,7 @@
 //   ops_elementwise.cpp  add sub mul div neg pow exp log sqrt abs tanh sigmoid relu clamp where
 //                        sum_to / broadcast_to (the one broadcast reducer), cast
 //   ops_reduce.cpp       sum mean max softmax log_softmax cross_entropy
-//   ops_linalg.cpp       matmul (BLAS, transpose flags instead of copies)
+//   ops_linalg.cpp       matmul (BLAS, transpose flags instead of copies), linear
 //   ops_shape.cpp        reshape transpose permute narrow concat index_select gather
 // Composite ops (split, chunk, stack, select, mse, ...) are written from primitives and have no
 // backward of their own.
@@ -91,6 +91,13 @@ Tensor mse(const Tensor& a, const Tensor& b, Reduction reduction = Reduction::Me
 /// a: (M, K) or batched (B, M, K); b: (K, N) or (B, K, N). A 3-D a with a 2-D b multiplies every
 /// batch by the same b (one GEMM over B·M rows when a is not transposed).
 Tensor matmul(const Tensor& a, const Tensor& b, bool transpose_a = false, bool transpose_b = false);
+/// x Wᵀ + b (torch.nn.functional.linear), for x (N, in), weight (out, in), bias (out) or an
+/// undefined bias: one op whose GEMM adds x Wᵀ into rows that start as b (BLAS beta = 1), so the
+/// bias costs no pass of its own and no node; its VJP is matmul's pair of products plus the column
+/// sums of g for b. The same numbers as matmul(x, weight, false, true) + bias (one rounding of
+/// each sum; a BLAS that splits the inner dimension into blocks may round the bias in with a
+/// partial sum instead). A 3-D x (B, T, in) is matmul + add.
+Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor());
 
 // ---- shape --------------------------------------------------------------------------------------
 /// New shape with the same number of elements; one entry may be -1 (inferred).

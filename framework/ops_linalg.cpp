@@ -5,6 +5,9 @@
 // with flags, so no transposed copy is ever made:
 //   dA = g · op(B)ᵀ      (or op(B) · gᵀ when A was transposed)
 //   dB = op(A)ᵀ · g      (or gᵀ · op(A) when B was transposed)
+// linear(x, W, b) = x Wᵀ + b is the same product with the bias as the GEMM's starting C.
+#include <algorithm>
+
 #include <fmt/format.h>
 
 #include "framework/blas.hpp"
@@ -127,6 +130,43 @@ Tensor matmul(const Tensor& a, const Tensor& b, bool ta, bool tb) {
         s.add(1, tb ? matmul(g, a, true, ta) : matmul(a, g, !ta, false));
       }
     }
+  });
+}
+
+Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
+  if (!bias.defined()) return matmul(x, weight, false, true);
+  if (x.dim() != 2) return add(matmul(x, weight, false, true), bias);  // (B, T, in) and others
+  detail::require_same_dtype(x, weight, "linear");
+  detail::require_same_dtype(x, bias, "linear");
+  if (weight.dim() != 2 || bias.dim() != 1 || bias.shape()[0] != weight.shape()[0] ||
+      weight.shape()[1] != x.shape()[1])
+    throw ShapeError(fmt::format(
+        "linear: expects x (N, in), weight (out, in), bias (out); got x {}, weight {}, bias {}",
+        shape_str(x.shape()), shape_str(weight.shape()), shape_str(bias.shape())));
+  const std::size_t n = x.shape()[0], in = x.shape()[1], out = weight.shape()[0];
+  detail::checked_numel("linear", Shape{n, out});
+  Tensor y = dispatch(x.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    Tensor y_t = detail::empty_for<T>("linear", Shape{n, out});
+    T* py = y_t.data<T>().data();
+    const T* pb = bias.data<T>().data();
+    for (std::size_t i = 0; i < n; ++i) std::copy_n(pb, out, py + i * out);  // every row: b
+    if (n != 0 && out != 0 && in != 0)
+      detail::gemm(false, true, n, out, in, x.data<T>().data(), in, weight.data<T>().data(), in,
+                   T(1), py, out);  // y += x Wᵀ
+    return y_t;
+  });
+  return record("linear", std::move(y), {x, weight, bias}, Reads::Inputs,
+                [](const Tensor& g, GradSink& s) {
+    const Tensor &x = s.input(0), &w = s.input(1);
+    using P = GradSink::Product;
+    if (s.needs(0) && s.needs(1)) {  // dx = g W, dW = gᵀ x: independent, so they may run at once
+      s.add_matmuls(P{0, g, false, w, false}, P{1, g, true, x, false});
+    } else {
+      if (s.needs(0)) s.add_matmul(0, g, false, w, false);
+      if (s.needs(1)) s.add_matmul(1, g, true, x, false);
+    }
+    if (s.needs(2)) s.add_sum_to(2, g);  // db = Σ over rows of g
   });
 }
 

@@ -15,11 +15,6 @@ namespace tapegrad {
 
 namespace {
 
-/// x Wᵀ + b (torch.nn.functional.linear): the transpose goes to BLAS as a flag, no copy.
-Tensor linear(const Tensor& x, const Tensor& W, const Tensor& b) {
-  return matmul(x, W, /*transpose_a=*/false, /*transpose_b=*/true) + b;
-}
-
 /// The hidden-state half of a GRU step, shared by GRUCell and every layer of GRU. The input
 /// half arrives precomputed as gi = x W_ihᵀ + b_ih (B, 3H), so that GRU can compute it for all
 /// T steps with one GEMM. For reset-before, W_hh and b_hh are split once here, not every step.
@@ -74,7 +69,7 @@ GRUCell::GRUCell(const GRUCellOptions& opts, Generator& gen) : options(opts) {
 
 GRUCell::Step GRUCell::forward_with_gates(const Tensor& x, const Tensor& h_in) const {
   Tensor h = detail::cell_state("GRUCell", x, h_in, options.input_size(), options.hidden_size());
-  Tensor gi = matmul(x, weight_ih, false, true) + bias_ih;  // (B, 3H)
+  Tensor gi = linear(x, weight_ih, bias_ih);  // (B, 3H)
   return Recurrent(weight_hh, bias_hh, options.reset_after()).step(gi, h);
 }
 

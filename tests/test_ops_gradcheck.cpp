@@ -3,7 +3,12 @@
 // (gradgradcheck) for the ops the GRU uses.
 #include <gtest/gtest.h>
 
+#include <functional>
+#include <string>
+
 #include "framework/tapegrad.hpp"
+
+#include <xtensor/xoperation.hpp>
 
 using namespace tapegrad;
 
@@ -132,6 +137,65 @@ TEST(OpsGradcheck, Matmul) {
   expect_gradcheck([](const std::vector<Tensor>& x) { return matmul(x[0], x[1], false, true); }, {a3, bt});
   expect_gradcheck([](const std::vector<Tensor>& x) { return matmul(x[0], x[1]); }, {a3, b3});
   expect_gradcheck([](const std::vector<Tensor>& x) { return matmul(x[0], x[1], false, true); }, {a3, b3t});
+}
+
+TEST(OpsGradcheck, Linear) {
+  // x Wᵀ + b in one op: all three gradients, without a bias, a 3-D x, and second derivatives.
+  Tensor x = param({3, 4}, 40), w = param({5, 4}, 41), b = param({5}, 42);
+  expect_gradcheck([](const std::vector<Tensor>& t) { return linear(t[0], t[1], t[2]); }, {x, w, b});
+  expect_gradcheck([](const std::vector<Tensor>& t) { return linear(t[0], t[1]); }, {x, w});
+  Tensor x3 = param({2, 3, 4}, 43);
+  expect_gradcheck([](const std::vector<Tensor>& t) { return linear(t[0], t[1], t[2]); }, {x3, w, b});
+  expect_gradgradcheck(
+      [](const std::vector<Tensor>& t) { return sum(tanh(linear(t[0], t[1], t[2])) * t[0].sum()); },
+      {x, w, b});
+}
+
+TEST(OpsGradcheck, LinearIsMatmulPlusBiasAndNamesItselfInErrors) {
+  // Forward and every gradient bit-identical to matmul(x, W, false, true) + b at the sizes the
+  // GRU uses (one rounding of each sum; the inner dimension is not split into blocks here).
+  struct Size {
+    std::size_t n, in, out;
+  };
+  for (DType dtype : {DType::Float32, DType::Float64})
+    for (Size z : {Size{1, 3, 2}, Size{32, 128, 384}, Size{64, 128, 384}, Size{7, 65, 128}}) {
+      SCOPED_TRACE(testing::Message() << dtype_name(dtype) << " " << z.n << "x" << z.in << " -> " << z.out);
+      Generator gen(z.n + z.in);
+      Tensor x = randn({z.n, z.in}, gen, dtype).requires_grad_();
+      Tensor w = randn({z.out, z.in}, gen, dtype).requires_grad_();
+      Tensor b = randn({z.out}, gen, dtype).requires_grad_();
+      const Tensor seed = randn({z.n, z.out}, gen, dtype);
+      Tensor y = linear(x, w, b);
+      EXPECT_STREQ(y.op(), "linear");
+      backward(y, seed);
+      const Tensor gx = x.grad(), gw = w.grad(), gb = b.grad();
+      x.zero_grad(), w.zero_grad(), b.zero_grad();
+      Tensor ref = matmul(x, w, false, true) + b;
+      backward(ref, seed);
+      auto same = [](const Tensor& p, const Tensor& q) {
+        return p.shape() == q.shape() && bool(xt::all(xt::equal(p.to_f64(), q.to_f64())));
+      };
+      EXPECT_TRUE(same(y, ref));
+      EXPECT_TRUE(same(gx, x.grad()));
+      EXPECT_TRUE(same(gw, w.grad()));
+      EXPECT_TRUE(same(gb, b.grad()));
+    }
+  Tensor x = ones({2, 3}, DType::Float64), w = ones({4, 3}, DType::Float64);
+  auto message = [](const std::function<void()>& f) {
+    try {
+      f();
+    } catch (const std::exception& e) {
+      return std::string(e.what());
+    }
+    return std::string("(no error)");
+  };
+  EXPECT_NE(message([&] { linear(x, w, ones({3}, DType::Float64)); }).find("linear: expects x (N, in)"), std::string::npos);
+  EXPECT_NE(message([&] { linear(x, ones({4, 2}, DType::Float64), ones({4}, DType::Float64)); }).find("weight (4, 2)"), std::string::npos);
+  EXPECT_NE(message([&] { linear(x, w, ones({4}, DType::Float32)); }).find("linear"), std::string::npos);
+  EXPECT_NO_THROW(linear(x, w, ones({4}, DType::Float64)));
+  EXPECT_EQ(linear(zeros({0, 3}, DType::Float64), w, ones({4}, DType::Float64)).shape(), (Shape{0, 4}));
+  Tensor empty_in = linear(zeros({2, 0}, DType::Float64), zeros({4, 0}, DType::Float64), full({4}, 2.0, DType::Float64));
+  EXPECT_EQ(empty_in.at(7), 2.0);  // no inner dimension: every row is the bias
 }
 
 TEST(OpsGradcheck, ShapeOps) {
