@@ -93,7 +93,7 @@ class GRU : public Module {
     /// faster in training) whenever nothing needs the per-step graph, i.e. gate recording is off and
     /// reset_after is true; the composed path otherwise.
     Auto,
-    /// Every step built from sigmoid, tanh, matmul, mul and add on the tape: Output::steps holds
+    /// Every step built from sigmoid, tanh, linear, mul and add on the tape: Output::steps holds
     /// each h_t as a tape tensor (register_hook, retain_grad), and the tape listing shows the gates.
     Composed,
     /// Always the fused kernel (ValueError where it does not apply: reset_after = false, gate
