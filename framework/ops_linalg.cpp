@@ -134,6 +134,8 @@ Tensor matmul(const Tensor& a, const Tensor& b, bool ta, bool tb) {
 }
 
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
+  detail::require_defined(x, "linear", "x");
+  detail::require_defined(weight, "linear", "weight");
   if (!bias.defined()) return matmul(x, weight, false, true);
   if (x.dim() != 2) return add(matmul(x, weight, false, true), bias);  // (B, T, in) and others
   detail::require_same_dtype(x, weight, "linear");

@@ -192,6 +192,8 @@ TEST(OpsGradcheck, LinearIsMatmulPlusBiasAndNamesItselfInErrors) {
   EXPECT_NE(message([&] { linear(x, w, ones({3}, DType::Float64)); }).find("linear: expects x (N, in)"), std::string::npos);
   EXPECT_NE(message([&] { linear(x, ones({4, 2}, DType::Float64), ones({4}, DType::Float64)); }).find("weight (4, 2)"), std::string::npos);
   EXPECT_NE(message([&] { linear(x, w, ones({4}, DType::Float32)); }).find("linear"), std::string::npos);
+  EXPECT_NE(message([&] { linear(Tensor(), w, ones({4}, DType::Float64)); }).find("linear"), std::string::npos);
+  EXPECT_NE(message([&] { linear(x, Tensor()); }).find("linear"), std::string::npos);
   EXPECT_NO_THROW(linear(x, w, ones({4}, DType::Float64)));
   EXPECT_EQ(linear(zeros({0, 3}, DType::Float64), w, ones({4}, DType::Float64)).shape(), (Shape{0, 4}));
   Tensor empty_in = linear(zeros({2, 0}, DType::Float64), zeros({4, 0}, DType::Float64), full({4}, 2.0, DType::Float64));
