@@ -1,12 +1,18 @@
 // tapegrad — GEMM through OpenBLAS (see blas.hpp).
 #include "framework/blas.hpp"
 
+#include "framework/packed_gemm.hpp"
 #include "framework/parallel.hpp"
 
 #include <cblas.h>
 
 #include <algorithm>
 #include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <new>
+#include <vector>
 
 namespace tapegrad::detail {
 
@@ -101,6 +107,172 @@ bool split_in_halves(std::size_t m, std::size_t n, std::size_t k, std::size_t wo
   return work >= kSplitProduct || (work >= kSplitFewRows && m <= kFewRows && k <= n);
 }
 
+// ---- a recurrence's per-step products: B packed once, kept while its bytes stay the same ----------
+
+/// Whether C = A · op(B) runs on PackedGemm (packed_gemm.hpp) rather than BLAS: a few rows of A
+/// (a batch of states, 2 to kFewRows) against a B of at most kPackedMaxK rows and
+/// kPackedMaxBytes, from kSplitFewRows multiply-adds. The shape alone decides, so the bits of a
+/// result never depend on whether B's packed form was found in the cache or made for this call.
+template <class T>
+bool packs(bool ta, std::size_t m, std::size_t n, std::size_t k, std::size_t work) {
+  return PackedGemm<T>::available() && !ta && m >= 2 && m <= kFewRows && k <= kPackedMaxK &&
+         n <= kPackedMaxBytes / sizeof(T) / k && work >= kSplitFewRows && work < kSmallProduct;
+}
+
+struct FreeDeleter {
+  void operator()(void* p) const { std::free(p); }
+};
+template <class T>
+using Buffer = std::unique_ptr<T[], FreeDeleter>;
+
+/// `count` elements of T, 64-byte aligned (what PackedGemm's panels need).
+template <class T>
+Buffer<T> aligned_buffer(std::size_t count) {
+  const std::size_t bytes = (count * sizeof(T) + 63) / 64 * 64;
+  void* p = std::aligned_alloc(64, bytes);
+  if (p == nullptr) throw std::bad_alloc();
+  return Buffer<T>(static_cast<T*>(p));
+}
+
+/// The packed forms of the B operands this thread multiplied lately. A recurrence multiplies
+/// the same weight at each of its T steps, forward and backward: OpenBLAS repacked it at every
+/// call (its copy routines took 7 % of the composed GRU's profile at M). An entry keeps B's
+/// packed panels and a plain copy of B's bytes; it is used only while B's bytes still equal the
+/// copy (memcmp, about a tenth of the product's time), so a weight changed in any way (an
+/// optimizer step, a write through data(), a new tensor at the same address) is packed again,
+/// never read stale. B is cached from its second product (a weight used once per pass, an MLP's,
+/// is never copied), and an entry whose B changed before any reuse twice stops caching.
+template <class T>
+class PackCache {
+ public:
+  struct Entry {
+    const T* b = nullptr;
+    std::size_t k = 0, n = 0, ldb = 0;
+    bool tb = false;
+    bool cached = false;           // packed and copy hold B's current form
+    std::uint32_t hits = 0;        // products served since it was packed
+    std::uint32_t demotions = 0;   // times B changed before a single reuse
+    std::uint64_t last_use = 0;
+    Buffer<T> packed, copy;
+    std::size_t bytes() const { return cached ? (PackedGemm<T>::storage_size(k, n) + k * n) * sizeof(T) : 0; }
+  };
+
+  /// The packed B for this product: `storage` and whether it must still be packed (panels
+  /// written by the caller, possibly by two threads over disjoint panels).
+  std::pair<T*, bool> find(const T* b, std::size_t ldb, bool tb, std::size_t k, std::size_t n) {
+    ++clock_;
+    Entry* e = nullptr;
+    for (Entry& x : entries_)
+      if (x.b == b && x.k == k && x.n == n && x.ldb == ldb && x.tb == tb) e = &x;
+    if (e == nullptr) {  // first sight: packed for this call only
+      e = &slot();
+      *e = Entry();
+      e->b = b, e->k = k, e->n = n, e->ldb = ldb, e->tb = tb;
+      e->last_use = clock_;
+      return {scratch(k, n), true};
+    }
+    e->last_use = clock_;
+    if (e->cached) {
+      if (same_bytes(*e)) {
+        ++e->hits;
+        return {e->packed.get(), false};
+      }
+      if (e->hits > 0) {  // reused before: pack the new bytes into the entry
+        e->hits = 0;
+        keep_copy(*e);
+        return {e->packed.get(), true};
+      }
+      e->cached = false, ++e->demotions;  // changed before any reuse: stop keeping it
+      e->packed.reset(), e->copy.reset();
+      return {scratch(k, n), true};
+    }
+    if (e->demotions >= 2 || !make_room(*e)) return {scratch(k, n), true};
+    e->packed = aligned_buffer<T>(PackedGemm<T>::storage_size(k, n));
+    e->copy = aligned_buffer<T>(k * n);
+    e->cached = true, e->hits = 0;
+    keep_copy(*e);
+    return {e->packed.get(), true};
+  }
+
+ private:
+  static constexpr std::size_t kEntries = 16;
+  static constexpr std::size_t kMaxBytes = std::size_t(64) << 20;  // per thread
+
+  // B's rows as stored: n rows of k when transposed, k rows of n otherwise.
+  static std::size_t rows(const Entry& e) { return e.tb ? e.n : e.k; }
+  static std::size_t cols(const Entry& e) { return e.tb ? e.k : e.n; }
+
+  bool same_bytes(const Entry& e) const {
+    const std::size_t r = rows(e), c = cols(e);
+    if (e.ldb == c) return std::memcmp(e.copy.get(), e.b, r * c * sizeof(T)) == 0;
+    for (std::size_t i = 0; i < r; ++i)
+      if (std::memcmp(e.copy.get() + i * c, e.b + i * e.ldb, c * sizeof(T)) != 0) return false;
+    return true;
+  }
+  void keep_copy(Entry& e) {
+    const std::size_t r = rows(e), c = cols(e);
+    for (std::size_t i = 0; i < r; ++i) std::memcpy(e.copy.get() + i * c, e.b + i * e.ldb, c * sizeof(T));
+  }
+
+  /// Frees the least recently used cached entries until `e` fits in kMaxBytes; false if it
+  /// cannot fit at all.
+  bool make_room(const Entry& e) {
+    const std::size_t need = (PackedGemm<T>::storage_size(e.k, e.n) + e.k * e.n) * sizeof(T);
+    if (need > kMaxBytes) return false;
+    for (;;) {
+      std::size_t used = 0;
+      Entry* oldest = nullptr;
+      for (Entry& x : entries_) {
+        used += x.bytes();
+        if (x.cached && &x != &e && (!oldest || x.last_use < oldest->last_use)) oldest = &x;
+      }
+      if (used + need <= kMaxBytes || oldest == nullptr) return used + need <= kMaxBytes;
+      oldest->cached = false;
+      oldest->packed.reset(), oldest->copy.reset();
+    }
+  }
+
+  /// A slot for a new entry: a free one, else the least recently used.
+  Entry& slot() {
+    if (entries_.size() < kEntries) return entries_.emplace_back();
+    Entry* oldest = &entries_[0];
+    for (Entry& x : entries_)
+      if (x.last_use < oldest->last_use) oldest = &x;
+    return *oldest;
+  }
+
+  T* scratch(std::size_t k, std::size_t n) {
+    const std::size_t size = PackedGemm<T>::storage_size(k, n);
+    if (size > scratch_size_) scratch_ = aligned_buffer<T>(size), scratch_size_ = size;
+    return scratch_.get();
+  }
+
+  std::vector<Entry> entries_;
+  Buffer<T> scratch_;
+  std::size_t scratch_size_ = 0;
+  std::uint64_t clock_ = 0;
+};
+
+/// C = A · op(B) + beta · C on PackedGemm, B's packed form from this thread's PackCache. With
+/// `split`, the panels are cut in two halves that run on the engine's two threads, each packing
+/// (when needed) and multiplying its own panels: the same bits as one thread.
+template <class T>
+void packed_product(bool tb, std::size_t m, std::size_t n, std::size_t k, const T* a,
+                    std::size_t lda, const T* b, std::size_t ldb, T beta, T* c, std::size_t ldc,
+                    bool split) {
+  thread_local PackCache<T> cache;
+  const auto [storage, pack] = cache.find(b, ldb, tb, k, n);
+  const PackedGemm<T> g(storage, k, n);
+  const std::size_t panels = PackedGemm<T>::panels(n);
+  auto range = [&](std::size_t p0, std::size_t p1) {
+    if (pack) PackedGemm<T>::pack_panels(storage, b, ldb, tb, k, n, p0, p1);
+    g.multiply_panels(p0, p1, m, a, lda, beta, c, ldc);
+  };
+  if (!split || panels < 2) return range(0, panels);
+  auto half = [&](int h) { h == 0 ? range(0, panels / 2) : range(panels / 2, panels); };
+  two_halves(half);
+}
+
 template <class T>
 void gemm_impl(bool ta, bool tb, std::size_t m, std::size_t n, std::size_t k, const T* a,
                std::size_t lda, const T* b, std::size_t ldb, T beta, T* c, std::size_t ldc) {
@@ -115,6 +287,8 @@ void gemm_impl(bool ta, bool tb, std::size_t m, std::size_t n, std::size_t k, co
     tiny_gemm(ta, tb, m, n, k, a, lda, b, ldb, beta, c, ldc);
     return;
   }
+  if (m >= 2 && packs<T>(ta, m, n, k, work))
+    return packed_product(tb, m, n, k, a, lda, b, ldb, beta, c, ldc, split_in_halves(m, n, k, work));
   SmallProductThreads threads(work);
   if (m == 1) {
     // The row op(A) is contiguous, or a column of A (stride lda) when A is transposed.

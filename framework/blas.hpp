@@ -1,5 +1,6 @@
 // tapegrad — the one place that calls BLAS (OpenBLAS): row-major GEMM with transpose flags, for
-// float and double. Used by matmul (ops_linalg.cpp) and the fused GRU (layers/fast/gru_fused.cpp).
+// float and double. Used by matmul and linear (ops_linalg.cpp) and the fused GRU and LSTM
+// (layers/fast/).
 //
 //   C (m×n, ldc) = op(A) (m×k) · op(B) (k×n) + beta · C,    op(X) = Xᵀ when its flag is set
 //
@@ -24,8 +25,17 @@
 //   by 128×70: 9.2 M) trained to different digits; 2^24 splits the large products only.
 // - a recurrence's per-step product (at most kFewRows rows of C, k ≤ n) is split from
 //   kSplitFewRows (1 M) multiply-adds: the composed GRU's and LSTM's per-step forward products
-//   at H = 128, B = 32. These halves keep the bits of one call with OpenBLAS's Cooperlake and
-//   SkylakeX kernels, not with its Haswell kernel (docs/gru.md's composed model was re-recorded).
+//   at H = 128, B = 32. (Those now run on the engine's kernel, next rule; the halves of one
+//   that stays on BLAS keep the bits of one call with OpenBLAS's Cooperlake and SkylakeX
+//   kernels, not with its Haswell kernel.)
+// - such a per-step product (2 to kFewRows rows, A not transposed, from kSplitFewRows) runs on
+//   the engine's own kernel (packed_gemm.hpp) instead of BLAS, with B packed once and kept per
+//   thread while its bytes stay the same (checked with memcmp at every product, so a changed
+//   weight is never read stale): OpenBLAS repacked the weight at each of the T steps. Here, 32
+//   rows by a 128 × 384 weight: 80 GFLOP/s through BLAS, 112 on the kept pack; the composed GRU
+//   at M and L ran 9–10 % faster (docs/performance.md, session 16). The shape alone decides, and
+//   the kernel adds each element's products in the same order whether or not B came from the
+//   cache and however the panels are split over the threads, so no result depends on history.
 // - two independent products (a matmul's two gradients in backward) of kPairProduct to
 //   kSplitProduct multiply-adds each run at once, one per thread (gemm_pair): each keeps the bits
 //   of its own call, so no result moves. The composed GRU's H = 128, B = 32 backward has two such
@@ -52,6 +62,13 @@ constexpr std::size_t kSplitProduct = std::size_t(1) << 24;
 /// h W_hhᵀ at H = 128, B = 32 is 32 × 384 by k = 128, 1.6 M; the LSTM's at H = 128 is 2.1 M).
 constexpr std::size_t kSplitFewRows = std::size_t(1) << 20;
 constexpr std::size_t kFewRows = 64;
+/// Such a product (at most kFewRows rows of C, from kSplitFewRows multiply-adds, A not
+/// transposed) with B (k × n) of at most kPackedMaxK rows and kPackedMaxBytes runs on PackedGemm
+/// (packed_gemm.hpp), B packed once and kept while its bytes stay the same (blas.cpp, PackCache):
+/// a panel of k rows stays in L2 while the kernel streams it, and no B larger than a big
+/// recurrent weight (16 MiB: the GRU's 3072 × 1024 at H = 1024 is 12 MiB) is copied.
+constexpr std::size_t kPackedMaxK = 4096;
+constexpr std::size_t kPackedMaxBytes = std::size_t(16) << 20;
 
 /// RAII: OpenBLAS uses one thread inside this scope. For code that runs GEMMs on two threads
 /// of its own (the fused GRU's backward): the global thread count is then never changed from two

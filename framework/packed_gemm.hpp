@@ -45,11 +45,24 @@ class PackedGemm {
   /// Bᵀ, n × k, when transpose_b), into `storage`: storage_size(k, n) elements, 64-byte aligned,
   /// owned by the caller and alive as long as this object is used.
   PackedGemm(T* storage, const T* b, std::size_t ldb, bool transpose_b, std::size_t k, std::size_t n)
-      : k_(k), n_(n), panels_((n + NR - 1) / NR), packed_(storage) {
-    T* out = storage;
+      : PackedGemm(storage, k, n) {
+    pack_panels(storage, b, ldb, transpose_b, k, n, 0, panels_);
+  }
+
+  /// Uses `storage` as already packed (by pack_panels over every panel) for B (k × n).
+  PackedGemm(const T* storage, std::size_t k, std::size_t n)
+      : k_(k), n_(n), panels_((n + NR - 1) / NR), packed_(storage) {}
+
+  /// Number of panels (NR columns each, the last one possibly partial).
+  static std::size_t panels(std::size_t n) { return (n + NR - 1) / NR; }
+
+  /// Packs panels [p0, p1) of B into `storage` (laid out as the constructor does): two threads
+  /// can pack disjoint panel ranges of the same storage at once.
+  static void pack_panels(T* storage, const T* b, std::size_t ldb, bool transpose_b, std::size_t k,
+                          std::size_t n, std::size_t p0, std::size_t p1) {
     // Read B in its own row order (contiguous), write the panels.
-    for (std::size_t p = 0; p < panels_; ++p) {
-      T* panel = out + p * k * NR;
+    for (std::size_t p = p0; p < p1; ++p) {
+      T* panel = storage + p * k * NR;
       const std::size_t j0 = p * NR, width = std::min(NR, n - j0);
       if (transpose_b) {  // in tiles of 32 rows of the panel, which stay in L1 while written
         for (std::size_t k0 = 0; k0 < k; k0 += 32)
@@ -65,7 +78,14 @@ class PackedGemm {
 
   /// C (m × n, ldc) = A (m × k, lda) · B + beta · C. With beta = 0, C is not read.
   void multiply(std::size_t m, const T* a, std::size_t lda, T beta, T* c, std::size_t ldc) const {
-    for (std::size_t p = 0; p < panels_; ++p)
+    multiply_panels(0, panels_, m, a, lda, beta, c, ldc);
+  }
+
+  /// multiply() for the columns of panels [p0, p1) only. Each element of C is the same sum in
+  /// the same order whichever range computes it: splitting the panels never changes a bit.
+  void multiply_panels(std::size_t p0, std::size_t p1, std::size_t m, const T* a, std::size_t lda,
+                       T beta, T* c, std::size_t ldc) const {
+    for (std::size_t p = p0; p < p1; ++p)
       for (std::size_t i = 0; i < m; i += MR) block(std::min(MR, m - i), p, a + i * lda, lda, beta, c + i * ldc, ldc);
   }
 

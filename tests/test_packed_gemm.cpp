@@ -2,7 +2,8 @@
 // (framework/blas.hpp) and a plain triple loop: every row count up to two register blocks and
 // beyond, column counts around the panel width (full panels, a partial last panel, fewer columns
 // than one panel), B given directly and transposed, beta 0 (C not read: NaN there stays out) and
-// beta 1, leading dimensions larger than the widths, float32 and float64.
+// beta 1, leading dimensions larger than the widths, float32 and float64; and gemm()'s cache of
+// packed operands, which must never serve a stale one.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -16,6 +17,8 @@
 #pragma GCC diagnostic ignored "-Wuninitialized"
 
 #include "framework/blas.hpp"
+#include "framework/ops.hpp"
+#include "framework/tensor.hpp"
 #include "framework/random.hpp"
 #include "framework/packed_gemm.hpp"
 
@@ -83,4 +86,106 @@ TEST(PackedGemm, RecurrentShapes) {
   check<float>(16, 2048, 512, true, 1.0f);
   check<float>(16, 512, 2048, false, 0.0f);
   check<double>(5, 3 * 37, 37, true, 1.0);
+}
+
+// ---- gemm()'s per-step products: B packed once and kept while its bytes stay the same ------------
+// detail::gemm runs a product of a few rows (2 to kFewRows) from kSplitFewRows multiply-adds on
+// PackedGemm, with B's packed form cached per thread (blas.cpp, PackCache). The cache must never
+// hand back a stale B, and a result's bits must not depend on whether B came from it.
+
+namespace {
+
+template <class T>
+std::vector<T> product(std::size_t m, std::size_t n, std::size_t k, bool tb, const std::vector<T>& a,
+                       const std::vector<T>& b) {
+  std::vector<T> c(m * n, std::numeric_limits<T>::quiet_NaN());  // beta = 0: C is not read
+  detail::gemm(false, tb, m, n, k, a.data(), k, b.data(), tb ? k : n, T(0), c.data(), n);
+  return c;
+}
+
+template <class T>
+double worst_error(std::size_t m, std::size_t n, std::size_t k, bool tb, const std::vector<T>& a,
+                   const std::vector<T>& b, const std::vector<T>& c) {
+  double worst = 0;
+  for (std::size_t i = 0; i < m; ++i)
+    for (std::size_t j = 0; j < n; ++j) {
+      double acc = 0;
+      for (std::size_t p = 0; p < k; ++p) acc += double(a[i * k + p]) * double(tb ? b[j * k + p] : b[p * n + j]);
+      worst = std::max(worst, std::abs(acc - double(c[i * n + j])));
+    }
+  return worst;
+}
+
+template <class T>
+void check_cached_products(std::size_t m, std::size_t n, std::size_t k, bool tb) {
+  SCOPED_TRACE(fmt::format("{} m={} n={} k={} tb={}", sizeof(T) == 4 ? "float32" : "float64", m, n, k, tb));
+  ASSERT_GE(m * n * k, detail::kSplitFewRows);  // the shape is one that packs
+  Generator gen(m + n + k);
+  std::vector<T> a(m * k), b(k * n);
+  for (T& x : a) x = T(gen.uniform(-1, 1));
+  for (T& x : b) x = T(gen.uniform(-1, 1));
+  const double tol = (sizeof(T) == 4 ? 1e-6 : 1e-15) * double(k);
+  // First sight (packed for the call), second (kept), then served from the cache: same bits.
+  const std::vector<T> first = product(m, n, k, tb, a, b);
+  EXPECT_LE(worst_error(m, n, k, tb, a, b, first), tol);
+  for (int i = 0; i < 4; ++i) ASSERT_EQ(product(m, n, k, tb, a, b), first) << "call " << i + 2;
+  // One element of B changed in place (same address, same shape): the next product sees it.
+  // The last element is the one a careless check of the first bytes would miss.
+  for (std::size_t where : {b.size() - 1, std::size_t(0), b.size() / 2}) {
+    const T old = b[where];
+    b[where] = old + T(0.5);
+    const std::vector<T> changed = product(m, n, k, tb, a, b);
+    EXPECT_LE(worst_error(m, n, k, tb, a, b, changed), tol) << "B[" << where << "] changed";
+    EXPECT_NE(changed, first) << "B[" << where << "] changed, but the product did not";
+    ASSERT_EQ(product(m, n, k, tb, a, b), changed);  // and again, from the cache
+    b[where] = old;
+    ASSERT_EQ(product(m, n, k, tb, a, b), first) << "B[" << where << "] restored";
+  }
+  // A B rewritten on every call (an optimizer step between two uses): always the current one.
+  for (int step = 0; step < 6; ++step) {
+    for (T& x : b) x = T(gen.uniform(-1, 1));
+    EXPECT_LE(worst_error(m, n, k, tb, a, b, product(m, n, k, tb, a, b)), tol) << "step " << step;
+  }
+  // The same B in a fresh buffer (another address, never cached) gives the same bits.
+  const std::vector<T> moved = b;
+  ASSERT_EQ(product(m, n, k, tb, a, moved), product(m, n, k, tb, a, b));
+}
+
+}  // namespace
+
+TEST(PackedGemm, CachedPackedProductsAreNeverStale) {
+  // The composed GRU's per-step products at H = 128, B = 32: h W_hhᵀ and (in backward) g W_hh.
+  check_cached_products<float>(32, 384, 128, true);
+  check_cached_products<float>(32, 128, 384, false);
+  check_cached_products<double>(7, 300, 500, true);
+  check_cached_products<double>(64, 1000, 20, false);  // many panels, short k
+}
+
+TEST(PackedGemm, ALearnersFiniteDifferenceSeesEveryPerturbation) {
+  // A hand-written gradient check: hold a reference to the weight's values, nudge one element,
+  // run the forward again (recorded, no backward in between), restore. Each forward must see
+  // the weight as it is then, not as it was packed for an earlier product.
+  Generator gen(7);
+  Tensor x = Tensor(xt::xarray<float>(xt::zeros<float>({32, 128})));
+  Tensor w = Tensor(xt::xarray<float>(xt::zeros<float>({384, 128})), true);
+  Tensor b = Tensor(xt::xarray<float>(xt::zeros<float>({384})), true);
+  for (float& v : x.data<float>()) v = float(gen.uniform(-1, 1));
+  for (float& v : w.data<float>()) v = float(gen.uniform(-1, 1));
+  xt::xarray<float>& wv = w.data<float>();  // held across the loop, as a learner would
+  auto loss_of = [&](const Tensor& weight) { return sum(mul(linear(x, weight, b), linear(x, weight, b))).item(); };
+  double base = 0;
+  for (int i = 0; i < 3; ++i) base = loss_of(w);  // the weight's packed form is now cached
+  for (std::size_t e : {std::size_t(0), std::size_t(200 * 128 + 5), wv.size() - 1}) {
+    const float old = wv.flat(e);
+    for (float eps : {1e-2f, -1e-2f}) {
+      wv.flat(e) = old + eps;
+      const double perturbed = loss_of(w);
+      // the same values in a tensor never seen before
+      const double fresh = loss_of(Tensor(xt::xarray<float>(wv)));
+      EXPECT_EQ(perturbed, fresh) << "element " << e << " eps " << eps;
+      EXPECT_NE(perturbed, base) << "element " << e << " eps " << eps;
+    }
+    wv.flat(e) = old;
+    EXPECT_EQ(loss_of(w), base) << "element " << e << " restored";
+  }
 }
