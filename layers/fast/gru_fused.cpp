@@ -300,11 +300,19 @@ Tensor layer_forward(const LayerInput& input, std::size_t B, std::size_t Tn, con
       xt::xarray<T> sums, dwt, dw_hh;
     };
     Partial part[2];
+    // Allocated here, on the calling thread, and zeroed by each half: an array the helper thread
+    // allocated would come fresh from the system at every step (the helper keeps no cache of
+    // freed blocks, memory_pool.cpp) and be page-faulted in again: 860 faults a step at L.
+    for (std::size_t i = 0; i < (split ? 2u : 1u); ++i) {
+      part[i].sums = xt::xarray<T>::from_shape({H4});
+      if (scatter) part[i].dwt = xt::xarray<T>::from_shape({in, H3});
+      if (need_whh) part[i].dw_hh = xt::xarray<T>::from_shape({H3, H});
+    }
     T* dh_final = nullptr;  // dL/dh_0 (B, H) after the loop
     over_batch(B, split, [&](std::size_t b0, std::size_t b1) {
       Partial& mine = part[b0 == 0 ? 0 : 1];
-      mine.sums = xt::zeros<T>({H4});
-      if (scatter) mine.dwt = xt::zeros<T>({in, H3});
+      std::fill(mine.sums.begin(), mine.sums.end(), T(0));
+      if (scatter) std::fill(mine.dwt.begin(), mine.dwt.end(), T(0));
       T* dh = dh_buf.data();    // dL/dh_t
       T* dhn = dhn_buf.data();  // dL/dh_{t−1}
       T* S = s_buf.data();      // [da_r | da_z | dgh_n] of this step (B, 3H)
@@ -330,7 +338,7 @@ Tensor layer_forward(const LayerInput& input, std::size_t B, std::size_t Tn, con
       if (!need_whh) return;
       // dW_hh = Σ dghᵀ · h_{t−1}, as rows r|z (G columns 0:2H) and rows n (columns 3H:4H): per
       // sequence b, G[b, 1:T] with out[b, 0:T−1] (both contiguous); then G[b0:b1, 0] with h0.
-      mine.dw_hh = xt::zeros<T>({H3, H});
+      std::fill(mine.dw_hh.begin(), mine.dw_hh.end(), T(0));
       for (std::size_t piece = 0; piece < 2; ++piece) {
         const std::size_t m = piece == 0 ? 2 * H : H, col = piece == 0 ? 0 : 3 * H;
         T* d = mine.dw_hh.data() + (piece == 0 ? 0 : 2 * H * H);

@@ -250,10 +250,12 @@ Tensor layer_forward(const Tensor& x, const Tensor& w_ih, const Tensor& w_hh, co
     Buffer<T> dh_buf(B * H), dc_buf(B * H);  // the carried dL/dh, dL/dc
     T* dh = dh_buf.data();
     T* dc = dc_buf.data();
-    xt::xarray<T> sums[2];  // per half of the batch: column sums of da (4H)
+    // Per half of the batch: column sums of da (4H), allocated on this thread (as in the GRU's
+    // backward: the helper thread keeps no cache of freed blocks) and zeroed by each half.
+    xt::xarray<T> sums[2] = {xt::xarray<T>::from_shape({H4}), xt::xarray<T>::from_shape({H4})};
     over_batch(B, split, [&](std::size_t b0, std::size_t b1) {
       xt::xarray<T>& mine = sums[b0 == 0 ? 0 : 1];
-      mine = xt::zeros<T>({H4});
+      std::fill(mine.begin(), mine.end(), T(0));
       std::fill(dh + b0 * H, dh + b1 * H, T(0));
       std::fill(dc + b0 * H, dc + b1 * H, T(0));
       for (std::size_t t = Tn; t-- > 0;) {
