@@ -12,6 +12,7 @@
 #include <cstring>
 #include <memory>
 #include <new>
+#include <utility>
 #include <vector>
 
 namespace tapegrad::detail {
@@ -261,7 +262,10 @@ void packed_product(bool tb, std::size_t m, std::size_t n, std::size_t k, const 
                     std::size_t lda, const T* b, std::size_t ldb, T beta, T* c, std::size_t ldc,
                     bool split) {
   thread_local PackCache<T> cache;
-  const auto [storage, pack] = cache.find(b, ldb, tb, k, n);
+  // (no structured binding: a lambda may not capture one before C++20, and clang refuses it)
+  const std::pair<T*, bool> found = cache.find(b, ldb, tb, k, n);
+  T* const storage = found.first;
+  const bool pack = found.second;
   const PackedGemm<T> g(storage, k, n);
   const std::size_t panels = PackedGemm<T>::panels(n);
   auto range = [&](std::size_t p0, std::size_t p1) {
