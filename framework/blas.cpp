@@ -120,6 +120,15 @@ bool packs(bool ta, std::size_t m, std::size_t n, std::size_t k, std::size_t wor
          n <= kPackedMaxBytes / sizeof(T) / k && work >= kSplitFewRows && work < kSmallProduct;
 }
 
+/// Whether C = Aᵀ · op(B) runs on PackedGemm: a weight's per-step gradient gᵀ h, A stored (k × m)
+/// with a short k (at most kShortK: a batch of states) and B (k × n, packed at every call: it is
+/// a step's states, new each time) of at most kPackedMaxBytes, from kSplitFewRows multiply-adds.
+template <class T>
+bool packs_transposed_a(bool ta, std::size_t m, std::size_t n, std::size_t k, std::size_t work) {
+  return PackedGemm<T>::available() && ta && m >= 2 && k <= kShortK &&
+         n <= kPackedMaxBytes / sizeof(T) / k && work >= kSplitFewRows && work < kSmallProduct;
+}
+
 struct FreeDeleter {
   void operator()(void* p) const { std::free(p); }
 };
@@ -160,6 +169,13 @@ class PackCache {
 
   /// The packed B for this product: `storage` and whether it must still be packed (panels
   /// written by the caller, possibly by two threads over disjoint panels).
+  /// This thread's buffer for a B packed for one call only.
+  T* scratch(std::size_t k, std::size_t n) {
+    const std::size_t size = PackedGemm<T>::storage_size(k, n);
+    if (size > scratch_size_) scratch_ = aligned_buffer<T>(size), scratch_size_ = size;
+    return scratch_.get();
+  }
+
   std::pair<T*, bool> find(const T* b, std::size_t ldb, bool tb, std::size_t k, std::size_t n) {
     ++clock_;
     Entry* e = nullptr;
@@ -242,12 +258,6 @@ class PackCache {
     return *oldest;
   }
 
-  T* scratch(std::size_t k, std::size_t n) {
-    const std::size_t size = PackedGemm<T>::storage_size(k, n);
-    if (size > scratch_size_) scratch_ = aligned_buffer<T>(size), scratch_size_ = size;
-    return scratch_.get();
-  }
-
   std::vector<Entry> entries_;
   Buffer<T> scratch_;
   std::size_t scratch_size_ = 0;
@@ -257,20 +267,22 @@ class PackCache {
 /// C = A · op(B) + beta · C on PackedGemm, B's packed form from this thread's PackCache. With
 /// `split`, the panels are cut in two halves that run on the engine's two threads, each packing
 /// (when needed) and multiplying its own panels: the same bits as one thread.
+/// With ta, A is given transposed and B is packed for this call only (packs_transposed_a).
 template <class T>
-void packed_product(bool tb, std::size_t m, std::size_t n, std::size_t k, const T* a,
+void packed_product(bool ta, bool tb, std::size_t m, std::size_t n, std::size_t k, const T* a,
                     std::size_t lda, const T* b, std::size_t ldb, T beta, T* c, std::size_t ldc,
                     bool split) {
   thread_local PackCache<T> cache;
   // (no structured binding: a lambda may not capture one before C++20, and clang refuses it)
-  const std::pair<T*, bool> found = cache.find(b, ldb, tb, k, n);
+  const std::pair<T*, bool> found =
+      ta ? std::pair<T*, bool>(cache.scratch(k, n), true) : cache.find(b, ldb, tb, k, n);
   T* const storage = found.first;
   const bool pack = found.second;
   const PackedGemm<T> g(storage, k, n);
   const std::size_t panels = PackedGemm<T>::panels(n);
   auto range = [&](std::size_t p0, std::size_t p1) {
     if (pack) PackedGemm<T>::pack_panels(storage, b, ldb, tb, k, n, p0, p1);
-    g.multiply_panels(p0, p1, m, a, lda, beta, c, ldc);
+    g.multiply_panels(p0, p1, m, a, lda, beta, c, ldc, ta);
   };
   if (!split || panels < 2) return range(0, panels);
   auto half = [&](int h) { h == 0 ? range(0, panels / 2) : range(panels / 2, panels); };
@@ -291,8 +303,8 @@ void gemm_impl(bool ta, bool tb, std::size_t m, std::size_t n, std::size_t k, co
     tiny_gemm(ta, tb, m, n, k, a, lda, b, ldb, beta, c, ldc);
     return;
   }
-  if (m >= 2 && packs<T>(ta, m, n, k, work))
-    return packed_product(tb, m, n, k, a, lda, b, ldb, beta, c, ldc, split_in_halves(m, n, k, work));
+  if (m >= 2 && (packs<T>(ta, m, n, k, work) || packs_transposed_a<T>(ta, m, n, k, work)))
+    return packed_product(ta, tb, m, n, k, a, lda, b, ldb, beta, c, ldc, split_in_halves(m, n, k, work));
   SmallProductThreads threads(work);
   if (m == 1) {
     // The row op(A) is contiguous, or a column of A (stride lda) when A is transposed.

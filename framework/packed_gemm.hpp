@@ -83,29 +83,38 @@ class PackedGemm {
 
   /// multiply() for the columns of panels [p0, p1) only. Each element of C is the same sum in
   /// the same order whichever range computes it: splitting the panels never changes a bit.
+  /// With transpose_a, `a` holds Aᵀ (k × m, leading dimension lda): row kk of it gives the
+  /// elements of column kk of A for consecutive rows (a weight's gradient gᵀ h with a short k).
   void multiply_panels(std::size_t p0, std::size_t p1, std::size_t m, const T* a, std::size_t lda,
-                       T beta, T* c, std::size_t ldc) const {
+                       T beta, T* c, std::size_t ldc, bool transpose_a = false) const {
     for (std::size_t p = p0; p < p1; ++p)
-      for (std::size_t i = 0; i < m; i += MR) block(std::min(MR, m - i), p, a + i * lda, lda, beta, c + i * ldc, ldc);
+      for (std::size_t i = 0; i < m; i += MR) {
+        const std::size_t rows = std::min(MR, m - i);
+        if (transpose_a)
+          block<true>(rows, p, a + i, lda, beta, c + i * ldc, ldc);
+        else
+          block<false>(rows, p, a + i * lda, lda, beta, c + i * ldc, ldc);
+      }
   }
 
  private:
   /// Rows [0, rows) of A against panel p, by a kernel unrolled for that many rows.
+  template <bool TA>
   void block(std::size_t rows, std::size_t p, const T* a, std::size_t lda, T beta, T* c,
              std::size_t ldc) const {
     switch (rows) {
-      case 1: return kernel<1>(p, a, lda, beta, c, ldc);
-      case 2: return kernel<2>(p, a, lda, beta, c, ldc);
-      case 3: return kernel<3>(p, a, lda, beta, c, ldc);
-      case 4: return kernel<4>(p, a, lda, beta, c, ldc);
-      case 5: return kernel<(MR > 4 ? 5 : 1)>(p, a, lda, beta, c, ldc);
-      case 6: return kernel<(MR > 4 ? 6 : 1)>(p, a, lda, beta, c, ldc);
-      case 7: return kernel<(MR > 4 ? 7 : 1)>(p, a, lda, beta, c, ldc);
-      default: return kernel<MR>(p, a, lda, beta, c, ldc);
+      case 1: return kernel<1, TA>(p, a, lda, beta, c, ldc);
+      case 2: return kernel<2, TA>(p, a, lda, beta, c, ldc);
+      case 3: return kernel<3, TA>(p, a, lda, beta, c, ldc);
+      case 4: return kernel<4, TA>(p, a, lda, beta, c, ldc);
+      case 5: return kernel<(MR > 4 ? 5 : 1), TA>(p, a, lda, beta, c, ldc);
+      case 6: return kernel<(MR > 4 ? 6 : 1), TA>(p, a, lda, beta, c, ldc);
+      case 7: return kernel<(MR > 4 ? 7 : 1), TA>(p, a, lda, beta, c, ldc);
+      default: return kernel<MR, TA>(p, a, lda, beta, c, ldc);
     }
   }
 
-  template <std::size_t R>
+  template <std::size_t R, bool TA>
   void kernel(std::size_t p, const T* a, std::size_t lda, T beta, T* c, std::size_t ldc) const {
     const T* panel = packed_ + p * k_ * NR;
     V acc0[R], acc1[R];
@@ -113,7 +122,7 @@ class PackedGemm {
     for (std::size_t kk = 0; kk < k_; ++kk) {
       const V b0 = V::load_aligned(panel + kk * NR), b1 = V::load_aligned(panel + kk * NR + S);
       for (std::size_t r = 0; r < R; ++r) {
-        const V ar(a[r * lda + kk]);
+        const V ar(TA ? a[kk * lda + r] : a[r * lda + kk]);
         acc0[r] = xsimd::fma(ar, b0, acc0[r]);
         acc1[r] = xsimd::fma(ar, b1, acc1[r]);
       }

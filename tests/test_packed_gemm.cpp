@@ -189,3 +189,34 @@ TEST(PackedGemm, ALearnersFiniteDifferenceSeesEveryPerturbation) {
     EXPECT_EQ(loss_of(w), base) << "element " << e << " restored";
   }
 }
+
+TEST(PackedGemm, TransposedAWithAShortKEqualsTheReference) {
+  // detail::gemm runs C = Aᵀ B + beta C with k ≤ kShortK (a weight's per-step gradient gᵀ h) on
+  // PackedGemm, A read transposed: every row count (a partial last block of rows too), beta 0
+  // and 1, leading dimensions wider than the matrices, float32 and float64.
+  auto run = [](auto tag, std::size_t m, std::size_t n, std::size_t k, double beta) {
+    using T = decltype(tag);
+    SCOPED_TRACE(fmt::format("{} m={} n={} k={} beta={}", sizeof(T) == 4 ? "float32" : "float64", m, n, k, beta));
+    ASSERT_LE(k, detail::kShortK);
+    ASSERT_GE(m * n * k, detail::kSplitFewRows);
+    Generator gen(m + 7 * n + k);
+    const std::size_t lda = m + 3, ldb = n + 1, ldc = n + 2;
+    std::vector<T> a(k * lda), b(k * ldb), c(m * ldc);
+    for (T& x : a) x = T(gen.uniform(-1, 1));
+    for (T& x : b) x = T(gen.uniform(-1, 1));
+    for (T& x : c) x = beta == 0 ? std::numeric_limits<T>::quiet_NaN() : T(gen.uniform(-1, 1));
+    const std::vector<T> c0 = c;
+    detail::gemm(true, false, m, n, k, a.data(), lda, b.data(), ldb, T(beta), c.data(), ldc);
+    const double tol = (sizeof(T) == 4 ? 1e-6 : 1e-15) * double(k + 1);
+    for (std::size_t i = 0; i < m; ++i)
+      for (std::size_t j = 0; j < n; ++j) {
+        double acc = beta == 0 ? 0.0 : beta * double(c0[i * ldc + j]);
+        for (std::size_t p = 0; p < k; ++p) acc += double(a[p * lda + i]) * double(b[p * ldb + j]);
+        ASSERT_NEAR(double(c[i * ldc + j]), acc, tol) << "C[" << i << ", " << j << "]";
+      }
+  };
+  run(float(), 384, 128, 32, 1.0);  // the composed GRU's dW_hh += gᵀ h at H = 128, B = 32
+  run(float(), 101, 333, 64, 0.0);
+  run(double(), 203, 170, 31, 1.0);
+  run(double(), 2, 8200, 64, 0.0);
+}
