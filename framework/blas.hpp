@@ -36,6 +36,8 @@
 //   at M and L ran 9–10 % faster (docs/performance.md, session 16). The shape alone decides, and
 //   the kernel adds each element's products in the same order whether or not B came from the
 //   cache and however the panels are split over the threads, so no result depends on history.
+// - a weight's per-step gradient gᵀ h (A transposed, k ≤ kShortK, from kSplitFewRows) runs on the
+//   same kernel with A read transposed and B packed at every call (session 16).
 // - two independent products (a matmul's two gradients in backward) of kPairProduct to
 //   kSplitProduct multiply-adds each run at once, one per thread (gemm_pair): each keeps the bits
 //   of its own call, so no result moves. The composed GRU's H = 128, B = 32 backward has two such
