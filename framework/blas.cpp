@@ -366,7 +366,28 @@ void gemm_pair_impl(const GemmArgs<T>& p, const GemmArgs<T>& q) {
   two_halves(half);
 }
 
+template <class T>
+bool runs_apart_impl(const GemmArgs<T>& g) {
+  const std::size_t w = work_of(g.m, g.n, g.k);
+  return have_two_cores() && w >= kPairProduct && w < kSplitProduct && g.m >= 2 &&
+         !split_in_halves(g.m, g.n, g.k, w) &&
+         (packs<T>(g.ta, g.m, g.n, g.k, w) || packs_transposed_a<T>(g.ta, g.m, g.n, g.k, w));
+}
+
+template <class T>
+void gemm_split_impl(const GemmArgs<T>& g) {
+  const std::size_t w = work_of(g.m, g.n, g.k);
+  if (g.m >= 2 && w > kTinyProduct && packs<T>(g.ta, g.m, g.n, g.k, w))
+    return packed_product(g.ta, g.tb, g.m, g.n, g.k, g.a, g.lda, g.b, g.ldb, g.beta, g.c, g.ldc, true);
+  gemm_args(g);
+}
+
 }  // namespace
+
+bool gemm_runs_apart(const GemmArgs<float>& g) { return runs_apart_impl(g); }
+bool gemm_runs_apart(const GemmArgs<double>& g) { return runs_apart_impl(g); }
+void gemm_split(const GemmArgs<float>& g) { gemm_split_impl(g); }
+void gemm_split(const GemmArgs<double>& g) { gemm_split_impl(g); }
 
 void gemm_pair(const GemmArgs<float>& p, const GemmArgs<float>& q) { gemm_pair_impl(p, q); }
 void gemm_pair(const GemmArgs<double>& p, const GemmArgs<double>& q) { gemm_pair_impl(p, q); }

@@ -123,4 +123,18 @@ constexpr std::size_t kPairProduct = std::size_t(1) << 18;
 void gemm_pair(const GemmArgs<float>& p, const GemmArgs<float>& q);
 void gemm_pair(const GemmArgs<double>& p, const GemmArgs<double>& q);
 
+/// True when gemm(g) is a product gemm_pair would pair that runs on the engine's own kernel
+/// (packed_gemm.hpp) in one piece, with no BLAS call: the same bits on whichever thread runs
+/// it, and nothing that touches OpenBLAS's global state. Such a product may run on the helper
+/// while the caller goes on (a weight's gradient during the backward: tape.cpp, GradSink).
+bool gemm_runs_apart(const GemmArgs<float>& g);
+bool gemm_runs_apart(const GemmArgs<double>& g);
+
+/// gemm(g), except that a product on the engine's own kernel is cut into two halves of B's
+/// panels on the two threads even where gemm() keeps it whole (a backward's dx = g W, when the
+/// helper is free before it takes the weight's gradient). The kernel sums each element in the
+/// same order however the panels are split: the bits are gemm()'s.
+void gemm_split(const GemmArgs<float>& g);
+void gemm_split(const GemmArgs<double>& g);
+
 }  // namespace tapegrad::detail

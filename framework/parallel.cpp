@@ -39,22 +39,42 @@ class Helper {
   /// If the helper has not taken f(0) by the time f(1) is done (it was asleep, or the system
   /// had descheduled it), the caller claims f(0) and runs it too instead of waiting.
   bool run(HalfFn f) {
+    if (!start(f)) return false;
+    std::exception_ptr mine;
+    run_guarded(f, 1, mine);
+    std::exception_ptr theirs = finish_task();
+    if (theirs) std::rethrow_exception(theirs);
+    if (mine) std::rethrow_exception(mine);
+    return true;
+  }
+
+  /// Posts f(0) to the helper and returns at once; false (nothing posted) when the helper is
+  /// not free. The helper stays taken (busy) until finish(): f must live until then.
+  bool start(const HalfFn& f) {
     if (forked_child() || std::this_thread::get_id() == id_) return false;
     bool expected = false;
     if (!busy_.compare_exchange_strong(expected, true, std::memory_order_acquire)) return false;
     task_ = &f;
-    unsigned ticket;
     {
       std::lock_guard<std::mutex> lock(mutex_);
-      ticket = posted_.load(std::memory_order_relaxed) + 1;
-      posted_.store(ticket, std::memory_order_release);
+      ticket_ = posted_.load(std::memory_order_relaxed) + 1;
+      posted_.store(ticket_, std::memory_order_release);
     }
     wake_.notify_one();
-    std::exception_ptr mine, theirs;
-    run_guarded(f, 1, mine);
+    return true;
+  }
+
+  /// Whether the helper has finished what start() posted (finish_task() would not wait).
+  bool finished_task() const { return finished_.load(std::memory_order_acquire) == ticket_; }
+
+  /// Ends what start() posted: runs f(0) here if the helper has not taken it yet, else waits
+  /// for the helper to finish it; frees the helper and returns what f(0) threw.
+  std::exception_ptr finish_task() {
+    const unsigned ticket = ticket_;
+    std::exception_ptr theirs;
     unsigned unclaimed = ticket - 1;
     if (claimed_.compare_exchange_strong(unclaimed, ticket, std::memory_order_acq_rel)) {
-      run_guarded(f, 0, theirs);  // the helper will see the ticket taken and leave f alone
+      run_guarded(*task_, 0, theirs);  // the helper will see the ticket taken and leave f alone
     } else {
       for (unsigned spins = 0; finished_.load(std::memory_order_acquire) != ticket; ++spins) {
         if (spins < 4096)
@@ -66,9 +86,7 @@ class Helper {
       helper_error_ = nullptr;
     }
     busy_.store(false, std::memory_order_release);
-    if (theirs) std::rethrow_exception(theirs);
-    if (mine) std::rethrow_exception(mine);
-    return true;
+    return theirs;
   }
 
  private:
@@ -120,6 +138,7 @@ class Helper {
 
   std::thread::id id_;
   std::atomic<bool> busy_{false};  // one caller at a time
+  unsigned ticket_ = 0;            // the busy caller's task (written and read by that caller)
   const HalfFn* task_ = nullptr;   // written before posted_ is raised, read after it is seen
   std::exception_ptr helper_error_;  // what f(0) threw, read after finished_ is seen
   std::mutex mutex_;
@@ -140,6 +159,18 @@ void two_halves(HalfFn f) {
   if (helper != nullptr && helper->run(f)) return;
   f(0);
   f(1);
+}
+
+bool start_on_helper(const HalfFn& f) {
+  Helper* helper = Helper::get();
+  return helper != nullptr && helper->start(f);
+}
+
+bool finished_on_helper() { return Helper::get()->finished_task(); }
+
+void finish_on_helper() {
+  std::exception_ptr error = Helper::get()->finish_task();
+  if (error) std::rethrow_exception(error);
 }
 
 }  // namespace tapegrad::detail

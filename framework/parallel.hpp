@@ -41,6 +41,21 @@ bool have_two_cores();
 /// Runs f(0) and f(1), on two threads when it can; returns when both have run.
 void two_halves(HalfFn f);
 
+/// Starts f(0) on the helper and returns at once, for work the caller does not need until later
+/// (a weight's gradient during the backward, tape.cpp): false, with nothing started, when the
+/// helper is not free (one core, another thread's work, inside the helper, after fork). Until
+/// finish_on_helper() the helper stays taken, so two_halves meanwhile runs both halves on the
+/// caller; f must live until then, and each start_on_helper needs its finish_on_helper.
+bool start_on_helper(const HalfFn& f);
+
+/// Whether the helper has finished the work start_on_helper started (finish_on_helper would
+/// return at once).
+bool finished_on_helper();
+
+/// Waits for the work start_on_helper started (or runs it here, when the helper has not taken it
+/// yet) and frees the helper; rethrows what it threw.
+void finish_on_helper();
+
 /// An elementwise result of at least this many elements is computed as two halves on two cores:
 /// a GRU step at H = 512, B = 64 has 32,768. Below it, handing half to the other core costs more
 /// than it saves.

@@ -14,6 +14,7 @@
 
 #include "framework/dispatch.hpp"
 #include "framework/ops.hpp"
+#include "framework/parallel.hpp"
 
 namespace tapegrad {
 
@@ -23,6 +24,7 @@ std::atomic<std::uint64_t> g_next_tape_owner{1};  // every Tape (in practice eve
 using detail::t_anomaly;
 using detail::t_grad_enabled;
 thread_local bool t_keep_all_values = false;  // detail::KeepAllValuesGuard
+thread_local bool t_weight_grads_apart = true;  // detail::SerialWeightGradientsGuard
 // This thread's tape number, 0 until its Tape exists (trivially destructible: readable at any
 // point of thread exit, unlike tape() itself).
 thread_local std::uint64_t t_tape_id = 0;
@@ -262,6 +264,11 @@ detail::KeepAllValuesGuard::KeepAllValuesGuard() : previous_(t_keep_all_values) 
 }
 detail::KeepAllValuesGuard::~KeepAllValuesGuard() { t_keep_all_values = previous_; }
 
+detail::SerialWeightGradientsGuard::SerialWeightGradientsGuard() : previous_(t_weight_grads_apart) {
+  t_weight_grads_apart = false;
+}
+detail::SerialWeightGradientsGuard::~SerialWeightGradientsGuard() { t_weight_grads_apart = previous_; }
+
 void push_node(NodePtr node, const Tensor& output, Reads reads) {
   Tape& t = tape();
   if (t_keep_all_values) reads = Reads::All;
@@ -467,6 +474,81 @@ void accumulate_more(Tensor& sum, bool& owned, const Tensor& g, bool create_grap
   add_into(sum, g);
 }
 
+// ---- a weight's gradient on the helper while the backward goes on --------------------------------
+//
+// In a recurrence's backward, each step's matmul has two gradients: dx = g W, which the next VJP
+// (the step before) needs at once, and dW = gᵀ x, which nothing reads until the pass ends. The
+// second is a weight's (a leaf's) gradient, added in place into the pass's own buffer. So it is
+// handed to the engine's helper thread (parallel.hpp, start_on_helper) and this thread goes on with
+// dx and the step's elementwise VJPs meanwhile, instead of both threads meeting after each pair.
+// Only a product that runs on the engine's own kernel in one piece is handed over
+// (blas.hpp, gemm_runs_apart): it then gives the same bits on either thread, so every gradient is
+// bit-identical to the serial order (tests/test_tape.cpp, WeightGradientsApart). One product is in
+// flight at a time, per thread; it is settled (waited for) before anything else touches its
+// target's pending gradient, before the leaves' gradients are delivered, and when a pass fails.
+
+namespace {
+
+/// The product in flight: C (the target's pending gradient) += op(a) · op(b), with the operands
+/// and the target held until it is settled.
+struct Apart {
+  TensorImpl* target = nullptr;  // null: nothing in flight
+  Tensor a, b, hold;
+  bool is_double = false;
+  detail::GemmArgs<float> f{};
+  detail::GemmArgs<double> d{};
+  void operator()(int) const {
+    if (is_double)
+      detail::gemm(d.ta, d.tb, d.m, d.n, d.k, d.a, d.lda, d.b, d.ldb, d.beta, d.c, d.ldc);
+    else
+      detail::gemm(f.ta, f.tb, f.m, f.n, f.k, f.a, f.lda, f.b, f.ldb, f.beta, f.c, f.ldc);
+  }
+};
+thread_local Apart t_apart;
+thread_local const detail::HalfFn t_apart_fn(t_apart);
+thread_local std::size_t t_apart_started = 0;  // detail::weight_gradients_started_apart
+
+/// Waits for the product in flight, if any.
+void settle_apart() {
+  if (t_apart.target == nullptr) return;
+  t_apart.target = nullptr;
+  detail::finish_on_helper();  // (the engine's GEMM does not throw)
+  t_apart.a = Tensor(), t_apart.b = Tensor(), t_apart.hold = Tensor();
+}
+
+/// settle_apart() when the product in flight adds into `input`'s pending gradient.
+void settle_apart_for(const Tensor& input) {
+  if (t_apart.target != nullptr && t_apart.target == input.impl()) settle_apart();
+}
+
+/// Whether `args`, a product into the pending gradient of `input`, may run on the helper: a
+/// leaf's (a weight's), on the engine's own kernel in one piece.
+template <class T>
+bool may_run_apart(const detail::GemmArgs<T>& args, const Tensor& input) {
+  return t_weight_grads_apart && !input.impl()->grad_fn && detail::gemm_runs_apart(args);
+}
+
+/// Starts `args` (may_run_apart; operands a and b) on the helper; false, with nothing started,
+/// when it must run here (the helper is taken by another thread).
+template <class T>
+bool start_apart(const detail::GemmArgs<T>& args, const Tensor& input, const Tensor& a,
+                 const Tensor& b) {
+  settle_apart();  // the helper does one at a time
+  if constexpr (std::is_same_v<T, double>)
+    t_apart.d = args, t_apart.is_double = true;
+  else
+    t_apart.f = args, t_apart.is_double = false;
+  if (!detail::start_on_helper(t_apart_fn)) return false;
+  ++t_apart_started;
+  t_apart.target = input.impl();
+  t_apart.a = a, t_apart.b = b, t_apart.hold = input;
+  return true;
+}
+
+}  // namespace
+
+std::size_t detail::weight_gradients_started_apart() { return t_apart_started; }
+
 // ---- GradSink: what a VJP sees ------------------------------------------------------------------
 
 template <class G>
@@ -519,6 +601,7 @@ void GradSink::add_matmul(std::size_t i, const Tensor& a, bool ta, const Tensor&
   const Tensor& input = node_->inputs.at(i);
   TensorImpl& target = *input.impl();
   if (!target.requires_grad) return;
+  settle_apart_for(input);
   const ProductPlan plan = this->plan({i, a, ta, b, tb});
   if (!plan.in_place) {
     Tensor product = matmul(a, b, ta, tb);
@@ -531,13 +614,18 @@ void GradSink::add_matmul(std::size_t i, const Tensor& a, bool ta, const Tensor&
   check_input(i);
   detail::dispatch(input.dtype(), [&](auto tag) {
     using T = decltype(tag);
-    detail::gemm(ta, tb, plan.m, plan.n, plan.k, a.data<T>().data(), a.size(1),
-                 b.data<T>().data(), b.size(1), T(1), target.pending.data<T>().data(), plan.n);
+    const detail::GemmArgs<T> args{ta, tb, plan.m, plan.n, plan.k, a.data<T>().data(), a.size(1),
+                                   b.data<T>().data(), b.size(1), T(1),
+                                   target.pending.data<T>().data(), plan.n};
+    if (!may_run_apart(args, input) || !start_apart(args, input, a, b))
+      detail::gemm(ta, tb, plan.m, plan.n, plan.k, args.a, args.lda, args.b, args.ldb, T(1), args.c, args.ldc);
   });
 }
 
 void GradSink::add_matmuls(const Product& p, const Product& q) {
   const Tensor &ip = node_->inputs.at(p.input), &iq = node_->inputs.at(q.input);
+  settle_apart_for(ip);
+  settle_apart_for(iq);
   const Product* products[2] = {&p, &q};
   const ProductPlan plans[2] = {plan(p), plan(q)};
   if (!plans[0].plain || !plans[1].plain || !ip.impl()->requires_grad ||
@@ -562,6 +650,24 @@ void GradSink::add_matmuls(const Product& p, const Product& q) {
       args[j] = {g.ta, g.tb, pl.m, pl.n, pl.k, g.a.template data<T>().data(), g.a.size(1),
                  g.b.template data<T>().data(), g.b.size(1), T(pl.in_place ? 1 : 0),
                  c.template data<T>().data(), pl.n};
+    }
+    // A leaf's product added in place (a weight's gradient) runs on the helper while this
+    // thread goes on; the other one (dx, needed next) first, on both threads.
+    for (int j : {1, 0}) {
+      const Tensor& input = node_->inputs[products[j]->input];
+      if (!plans[j].in_place || !may_run_apart(args[j], input)) continue;
+      const detail::GemmArgs<T>& o = args[1 - j];
+      if (t_apart.target == nullptr || detail::finished_on_helper()) {
+        settle_apart();  // the helper is free for the two halves of dx
+        detail::gemm_split(o);
+      } else {  // the helper still works on the last one: dx here, whole, rather than wait
+        detail::gemm(o.ta, o.tb, o.m, o.n, o.k, o.a, o.lda, o.b, o.ldb, o.beta, o.c, o.ldc);
+      }
+      if (!start_apart(args[j], input, products[j]->a, products[j]->b)) {
+        const detail::GemmArgs<T>& w = args[j];
+        detail::gemm(w.ta, w.tb, w.m, w.n, w.k, w.a, w.lda, w.b, w.ldb, w.beta, w.c, w.ldc);
+      }
+      return;
     }
     detail::gemm_pair(args[0], args[1]);
   });
@@ -600,6 +706,7 @@ void GradSink::add_to(std::size_t i, G&& g, const Slice* slice) {
   const Tensor& input = node_->inputs[i];
   TensorImpl& target = *input.impl();
   check_input(i);
+  settle_apart_for(input);
   if (anomaly_enabled() && !all_finite(g))
     throw AnomalyError(fmt::format(
         "anomaly: backward of {} produced NaN or Inf in the gradient of input {}; inputs ({})",
@@ -740,9 +847,11 @@ std::vector<Tensor> BackwardPass::run(const Tensor& root, const Tensor& seed, bo
       if (!out.defined() || !out.impl()->pending.defined()) continue;  // gone, or off the path
       sink.run(out, deliver.finish(*out.impl(), false));
     }
+    settle_apart();
     for (Tensor& leaf : sink.leaves_) deliver.finish(*leaf.impl(), true);
   } catch (...) {  // leave no half-finished pass behind: drop every pending gradient
     t_backward_node = nullptr;
+    settle_apart();
     for (std::size_t i = 0; i <= top; ++i)
       if (Tensor out = tp.entries_[i].output.lock(); out.defined()) drop_pending(*out.impl());
     for (Tensor& leaf : sink.leaves_) drop_pending(*leaf.impl());

@@ -356,6 +356,21 @@ class KeepAllValuesGuard {
  private:
   bool previous_;
 };
+/// RAII scope in which every weight gradient of a backward is computed on the calling thread, in
+/// order, instead of on the engine's helper while the pass goes on (tape.cpp, "a weight's
+/// gradient on the helper"). For tests comparing the two ways (the results must be identical).
+class SerialWeightGradientsGuard {
+ public:
+  SerialWeightGradientsGuard();
+  ~SerialWeightGradientsGuard();
+  SerialWeightGradientsGuard(const SerialWeightGradientsGuard&) = delete;
+  SerialWeightGradientsGuard& operator=(const SerialWeightGradientsGuard&) = delete;
+
+ private:
+  bool previous_;
+};
+/// How many weight gradients this thread's backward passes have started on the helper so far.
+std::size_t weight_gradients_started_apart();
 }  // namespace detail
 
 /// What an op's VJP reads besides the incoming gradient and its inputs' shapes and dtypes.

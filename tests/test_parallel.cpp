@@ -164,6 +164,58 @@ TEST(TwoHalves, RethrowsWhatAHalfThrowsAndStaysUsable) {
   EXPECT_EQ(ok.load(), 2);
 }
 
+TEST(StartOnHelper, RunsTheWorkOnceWhileTheCallerGoesOn) {
+  if (!detail::have_two_cores()) GTEST_SKIP() << "one core: there is no helper to start";
+  for (int round = 0; round < 200; ++round) {
+    std::atomic<int> runs{0};
+    std::atomic<bool> release{false};
+    std::thread::id who;
+    auto work = [&](int) {
+      who = std::this_thread::get_id();
+      ++runs;
+      // Holds the helper until the caller has checked finished_on_helper (at most 10 s).
+      const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+      while (!release.load() && std::chrono::steady_clock::now() < give_up) std::this_thread::yield();
+    };
+    const detail::HalfFn f(work);
+    ASSERT_TRUE(detail::start_on_helper(f));
+    wait_until_started(runs);
+    EXPECT_FALSE(detail::finished_on_helper());
+    // Meanwhile the helper is taken: two_halves runs both halves here.
+    std::thread::id halves[2];
+    auto g = [&](int h) { halves[h] = std::this_thread::get_id(); };
+    detail::two_halves(g);
+    EXPECT_EQ(halves[0], std::this_thread::get_id());
+    EXPECT_EQ(halves[1], std::this_thread::get_id());
+    EXPECT_FALSE(detail::start_on_helper(f));  // one at a time
+    release = true;
+    detail::finish_on_helper();
+    EXPECT_EQ(runs.load(), 1);
+    EXPECT_NE(who, std::this_thread::get_id());
+  }
+}
+
+TEST(StartOnHelper, FinishRunsUntakenWorkHereAndRethrows) {
+  if (!detail::have_two_cores()) GTEST_SKIP() << "one core: there is no helper to start";
+  // Whoever runs it (the helper, or the caller when the helper had not taken it yet), it runs
+  // once, and what it throws comes out of finish_on_helper; the helper is free again afterwards.
+  for (int round = 0; round < 100; ++round) {
+    std::atomic<int> runs{0};
+    auto work = [&](int) {
+      ++runs;
+      throw std::runtime_error("from the helper's work");
+    };
+    const detail::HalfFn f(work);
+    ASSERT_TRUE(detail::start_on_helper(f));
+    EXPECT_THROW(detail::finish_on_helper(), std::runtime_error);
+    EXPECT_EQ(runs.load(), 1);
+    std::thread::id who[2];
+    auto g = [&](int h) { who[h] = std::this_thread::get_id(); };
+    detail::two_halves(g);
+    EXPECT_EQ(who[1], std::this_thread::get_id());
+  }
+}
+
 TEST(TwoHalves, RunsInAForkedChild) {
   auto warm = [](int) {};
   detail::two_halves(warm);  // the helper exists in the parent
