@@ -126,7 +126,8 @@ bool packs(bool ta, std::size_t m, std::size_t n, std::size_t k, std::size_t wor
 template <class T>
 bool packs_transposed_a(bool ta, std::size_t m, std::size_t n, std::size_t k, std::size_t work) {
   return PackedGemm<T>::available() && ta && m >= 2 && k <= kShortK &&
-         n <= kPackedMaxBytes / sizeof(T) / k && work >= kSplitFewRows && work < kSmallProduct;
+         n <= kPackedMaxBytes / sizeof(T) / k && m * n <= kShortKMaxC / sizeof(T) &&
+         work >= kSplitFewRows && work < kSmallProduct;
 }
 
 struct FreeDeleter {

@@ -75,6 +75,9 @@ constexpr std::size_t kPackedMaxBytes = std::size_t(16) << 20;
 /// batch of states) from kSplitFewRows multiply-adds also runs on PackedGemm, B packed at every
 /// call: 111 GFLOP/s against OpenBLAS's 96 for 384 × 128 += (32 × 384)ᵀ (32 × 128), one thread.
 constexpr std::size_t kShortK = 64;
+/// ... and C (m × n) of at most this many bytes: the kernel reads and writes all of C once per
+/// call with no blocking, which beats OpenBLAS only while C stays in L2.
+constexpr std::size_t kShortKMaxC = std::size_t(512) << 10;
 
 /// RAII: OpenBLAS uses one thread inside this scope. For code that runs GEMMs on two threads
 /// of its own (the fused GRU's backward): the global thread count is then never changed from two
