@@ -624,9 +624,9 @@ void GradSink::add_matmul(std::size_t i, const Tensor& a, bool ta, const Tensor&
 
 void GradSink::add_matmuls(const Product& p, const Product& q) {
   const Tensor &ip = node_->inputs.at(p.input), &iq = node_->inputs.at(q.input);
-  settle_apart_for(ip);
-  settle_apart_for(iq);
   const Product* products[2] = {&p, &q};
+  // (plan() reads only what the helper never writes: whether a pending gradient exists and
+  // whose it is. So the product in flight is settled below, only where one is written.)
   const ProductPlan plans[2] = {plan(p), plan(q)};
   if (!plans[0].plain || !plans[1].plain || !ip.impl()->requires_grad ||
       !iq.impl()->requires_grad || ip.is_same(iq)) {
@@ -652,11 +652,13 @@ void GradSink::add_matmuls(const Product& p, const Product& q) {
                  c.template data<T>().data(), pl.n};
     }
     // A leaf's product added in place (a weight's gradient) runs on the helper while this
-    // thread goes on; the other one (dx, needed next) first, on both threads.
+    // thread goes on; the other one (dx, needed next) first, on both threads when the helper is
+    // done with the last step's (start_apart then settles that one, in order, before this one).
     for (int j : {1, 0}) {
       const Tensor& input = node_->inputs[products[j]->input];
       if (!plans[j].in_place || !may_run_apart(args[j], input)) continue;
       const detail::GemmArgs<T>& o = args[1 - j];
+      settle_apart_for(node_->inputs[products[1 - j]->input]);
       if (t_apart.target == nullptr || detail::finished_on_helper()) {
         settle_apart();  // the helper is free for the two halves of dx
         detail::gemm_split(o);
@@ -669,6 +671,8 @@ void GradSink::add_matmuls(const Product& p, const Product& q) {
       }
       return;
     }
+    settle_apart_for(ip);
+    settle_apart_for(iq);
     detail::gemm_pair(args[0], args[1]);
   });
   for (int j = 0; j < 2; ++j) {
