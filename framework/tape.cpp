@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <exception>
 #include <mutex>
 #include <set>
 #include <stdexcept>
@@ -483,7 +484,7 @@ void accumulate_more(Tensor& sum, bool& owned, const Tensor& g, bool create_grap
 // dx and the step's elementwise VJPs meanwhile, instead of both threads meeting after each pair.
 // Only a product that runs on the engine's own kernel in one piece is handed over
 // (blas.hpp, gemm_runs_apart): it then gives the same bits on either thread, so every gradient is
-// bit-identical to the serial order (tests/test_tape.cpp, WeightGradientsApart). One product is in
+// bit-identical to the serial order (tests/test_weight_grads_apart.cpp). One product is in
 // flight at a time, per thread; it is settled (waited for) before anything else touches its
 // target's pending gradient, before the leaves' gradients are delivered, and when a pass fails.
 
@@ -508,12 +509,19 @@ thread_local Apart t_apart;
 thread_local const detail::HalfFn t_apart_fn(t_apart);
 thread_local std::size_t t_apart_started = 0;  // detail::weight_gradients_started_apart
 
-/// Waits for the product in flight, if any.
+/// Waits for the product in flight, if any, and lets go of its operands. (The engine's GEMM does
+/// not throw; were it to, the error is rethrown here, after the operands are let go.)
 void settle_apart() {
   if (t_apart.target == nullptr) return;
   t_apart.target = nullptr;
-  detail::finish_on_helper();  // (the engine's GEMM does not throw)
+  std::exception_ptr error;
+  try {
+    detail::finish_on_helper();
+  } catch (...) {
+    error = std::current_exception();
+  }
   t_apart.a = Tensor(), t_apart.b = Tensor(), t_apart.hold = Tensor();
+  if (error) std::rethrow_exception(error);
 }
 
 /// settle_apart() when the product in flight adds into `input`'s pending gradient.
@@ -855,7 +863,10 @@ std::vector<Tensor> BackwardPass::run(const Tensor& root, const Tensor& seed, bo
     for (Tensor& leaf : sink.leaves_) deliver.finish(*leaf.impl(), true);
   } catch (...) {  // leave no half-finished pass behind: drop every pending gradient
     t_backward_node = nullptr;
-    settle_apart();
+    try {
+      settle_apart();  // the pass's own error is the one to report
+    } catch (...) {
+    }
     for (std::size_t i = 0; i <= top; ++i)
       if (Tensor out = tp.entries_[i].output.lock(); out.defined()) drop_pending(*out.impl());
     for (Tensor& leaf : sink.leaves_) drop_pending(*leaf.impl());
