@@ -49,7 +49,7 @@ class Helper {
   }
 
   /// Posts f(0) to the helper and returns at once; false (nothing posted) when the helper is
-  /// not free. The helper stays taken (busy) until finish(): f must live until then.
+  /// not free. The helper stays taken (busy) until finish_task(): f must live until then.
   bool start(const HalfFn& f) {
     if (forked_child() || std::this_thread::get_id() == id_) return false;
     bool expected = false;
