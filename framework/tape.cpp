@@ -490,6 +490,12 @@ void accumulate_more(Tensor& sum, bool& owned, const Tensor& g, bool create_grap
 
 namespace {
 
+/// detail::gemm with its arguments in one GemmArgs.
+template <class T>
+void gemm_of(const detail::GemmArgs<T>& g) {
+  detail::gemm(g.ta, g.tb, g.m, g.n, g.k, g.a, g.lda, g.b, g.ldb, g.beta, g.c, g.ldc);
+}
+
 /// The product in flight: C (the target's pending gradient) += op(a) · op(b), with the operands
 /// and the target held until it is settled.
 struct Apart {
@@ -498,12 +504,7 @@ struct Apart {
   bool is_double = false;
   detail::GemmArgs<float> f{};
   detail::GemmArgs<double> d{};
-  void operator()(int) const {
-    if (is_double)
-      detail::gemm(d.ta, d.tb, d.m, d.n, d.k, d.a, d.lda, d.b, d.ldb, d.beta, d.c, d.ldc);
-    else
-      detail::gemm(f.ta, f.tb, f.m, f.n, f.k, f.a, f.lda, f.b, f.ldb, f.beta, f.c, f.ldc);
-  }
+  void operator()(int) const { is_double ? gemm_of(d) : gemm_of(f); }
 };
 thread_local Apart t_apart;
 thread_local const detail::HalfFn t_apart_fn(t_apart);
@@ -626,7 +627,7 @@ void GradSink::add_matmul(std::size_t i, const Tensor& a, bool ta, const Tensor&
                                    b.data<T>().data(), b.size(1), T(1),
                                    target.pending.data<T>().data(), plan.n};
     if (!may_run_apart(args, input) || !start_apart(args, input, a, b))
-      detail::gemm(ta, tb, plan.m, plan.n, plan.k, args.a, args.lda, args.b, args.ldb, T(1), args.c, args.ldc);
+      gemm_of(args);
   });
 }
 
@@ -671,12 +672,9 @@ void GradSink::add_matmuls(const Product& p, const Product& q) {
         settle_apart();  // the helper is free for the two halves of dx
         detail::gemm_split(o);
       } else {  // the helper still works on the last one: dx here, whole, rather than wait
-        detail::gemm(o.ta, o.tb, o.m, o.n, o.k, o.a, o.lda, o.b, o.ldb, o.beta, o.c, o.ldc);
+        gemm_of(o);
       }
-      if (!start_apart(args[j], input, products[j]->a, products[j]->b)) {
-        const detail::GemmArgs<T>& w = args[j];
-        detail::gemm(w.ta, w.tb, w.m, w.n, w.k, w.a, w.lda, w.b, w.ldb, w.beta, w.c, w.ldc);
-      }
+      if (!start_apart(args[j], input, products[j]->a, products[j]->b)) gemm_of(args[j]);
       return;
     }
     settle_apart_for(ip);
