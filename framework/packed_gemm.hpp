@@ -76,6 +76,36 @@ class PackedGemm {
     }
   }
 
+  /// The product multiply() computes, C = A · B + beta · C, with B given as Bᵀ (n × k, leading
+  /// dimension ldbt) and read where it is: nothing packed. Each element of C is the very sum the
+  /// kernel forms (0, then fma(a, b, ·) for kk = 0 … k−1 in order, then fma(beta, C, ·) when
+  /// beta ≠ 0), so the bits are the same; only the loops differ: scalar, eight columns of C at a
+  /// time. For a product made once, such as one step of one sequence (sampling a character):
+  /// packing B costs more than the product itself. tests/test_packed_gemm.cpp,
+  /// UnpackedProductHasTheKernelsBits, compares the bits.
+  [[gnu::noinline]] static void multiply_unpacked(std::size_t m, std::size_t n, std::size_t k,
+                                                  const T* a, std::size_t lda, const T* bt,
+                                                  std::size_t ldbt, T beta, T* c, std::size_t ldc) {
+    constexpr std::size_t J = 8;  // independent sums in flight
+    for (std::size_t i = 0; i < m; ++i) {
+      const T* ai = a + i * lda;
+      for (std::size_t j = 0; j < n; j += J) {  // columns j … j + w − 1 of C
+        const std::size_t w = std::min(J, n - j);
+        const T* bj = bt + j * ldbt;  // their rows of Bᵀ
+        T acc[J] = {};
+        if (w == J) {  // the count known at compile time: the sums stay in registers
+          for (std::size_t kk = 0; kk < k; ++kk)
+            for (std::size_t q = 0; q < J; ++q) acc[q] = xsimd::fma(ai[kk], bj[q * ldbt + kk], acc[q]);
+        } else {
+          for (std::size_t kk = 0; kk < k; ++kk)
+            for (std::size_t q = 0; q < w; ++q) acc[q] = xsimd::fma(ai[kk], bj[q * ldbt + kk], acc[q]);
+        }
+        T* cj = c + i * ldc + j;
+        for (std::size_t q = 0; q < w; ++q) cj[q] = beta != T(0) ? xsimd::fma(beta, cj[q], acc[q]) : acc[q];
+      }
+    }
+  }
+
   /// C (m × n, ldc) = A (m × k, lda) · B + beta · C. With beta = 0, C is not read.
   void multiply(std::size_t m, const T* a, std::size_t lda, T beta, T* c, std::size_t ldc) const {
     multiply_panels(0, panels_, m, a, lda, beta, c, ldc);

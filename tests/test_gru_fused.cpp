@@ -124,6 +124,12 @@ TEST(GRUFused, LargeEnoughForTheSecondThread) {
 TEST(GRUFused, SingleStep) {
   check_case({2, 3, 1, 5, 4, false, true, DType::Float64});
   check_case({1, 1, 1, 5, 4, true, false, DType::Float64});
+  // Fewer than 4 rows in all (B · T), as sampling feeds them: W_hh is not packed (the kernel's
+  // sums formed in place), and with fewer rows than V the ids' columns of W_ih are copied
+  // instead of W_ih transposed.
+  check_case({1, 1, 3, 9, 37, true, true, DType::Float32});
+  check_case({2, 1, 2, 9, 33, true, false, DType::Float64, true});
+  check_case({1, 1, 3, 2, 5, true, false, DType::Float64});  // B · T ≥ V: W_ih transposed
 }
 
 TEST(GRUFused, NoGradForwardGivesTheSameValues) {

@@ -131,6 +131,9 @@ TEST(LSTMFused, LargeEnoughForTheSecondThread) {
 TEST(LSTMFused, SingleStep) {
   check_case({2, 3, 1, 5, 4, true, true, false, true, DType::Float64});
   check_case({1, 1, 1, 5, 4, false, false, true, false, DType::Float64});
+  // Fewer than 4 rows in all (B · T): W_hh is not packed, the kernel's sums are formed in place.
+  check_case({1, 1, 3, 5, 37, true, true, false, true, DType::Float32});
+  check_case({2, 1, 2, 5, 33, true, false, true, true, DType::Float64});
 }
 
 TEST(LSTMFused, NoGradForwardGivesTheSameValues) {

@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <vector>
 
@@ -219,4 +220,44 @@ TEST(PackedGemm, TransposedAWithAShortKEqualsTheReference) {
   run(float(), 101, 333, 64, 0.0);
   run(double(), 203, 170, 31, 1.0);
   run(double(), 2, 8200, 64, 0.0);
+}
+
+TEST(PackedGemm, UnpackedProductHasTheKernelsBits) {
+  // multiply_unpacked (sampling's one-row step in the fused GRU) forms each element of C as the
+  // kernel does, so its result must equal multiply()'s bit for bit: rows 1 to 3, column counts
+  // around its eight-column blocks and the panel width, beta 0 (C not read) and 1, wide leading
+  // dimensions, float32 and float64.
+  auto run = [](auto tag, std::size_t m, std::size_t n, std::size_t k, double beta) {
+    using T = decltype(tag);
+    using P = detail::PackedGemm<T>;
+    SCOPED_TRACE(fmt::format("{} m={} n={} k={} beta={}", sizeof(T) == 4 ? "float32" : "float64", m, n, k, beta));
+    Generator gen(3 * m + 11 * n + k);
+    const std::size_t lda = k + 1, ldbt = k + 2, ldc = n + 3;
+    std::vector<T> a(m * lda), bt(n * ldbt), c(m * ldc);
+    for (T& x : a) x = T(gen.uniform(-1, 1));
+    for (T& x : bt) x = T(gen.uniform(-1, 1));
+    for (T& x : c) x = beta == 0 ? std::numeric_limits<T>::quiet_NaN() : T(gen.uniform(-1, 1));
+    std::vector<T> packed_c = c, unpacked_c = c;
+    std::vector<T, xsimd::aligned_allocator<T, 64>> storage(P::storage_size(k, n));
+    P packed(storage.data(), bt.data(), ldbt, /*transpose_b=*/true, k, n);
+    packed.multiply(m, a.data(), lda, T(beta), packed_c.data(), ldc);
+    P::multiply_unpacked(m, n, k, a.data(), lda, bt.data(), ldbt, T(beta), unpacked_c.data(), ldc);
+    for (std::size_t e = 0; e < c.size(); ++e) {
+      if (e % ldc >= n) {  // padding: untouched (NaN stays NaN)
+        if (!std::isnan(c[e])) ASSERT_EQ(unpacked_c[e], c[e]);
+        continue;
+      }
+      ASSERT_FALSE(std::isnan(unpacked_c[e])) << "element " << e;
+      ASSERT_EQ(std::memcmp(&unpacked_c[e], &packed_c[e], sizeof(T)), 0)
+          << "element " << e << ": " << unpacked_c[e] << " vs " << packed_c[e];
+    }
+  };
+  if (!detail::PackedGemm<float>::available()) GTEST_SKIP() << "no 256-bit vectors in this build";
+  for (std::size_t m : {1, 2, 3})
+    for (std::size_t n : {1, 7, 8, 9, 33, 3 * 37})
+      for (double beta : {0.0, 1.0}) {
+        run(float(), m, n, 37, beta);
+        run(double(), m, n, 64, beta);
+      }
+  run(float(), 1, 3 * 512, 512, 0.0);  // the fused GRU's step at H = 512
 }

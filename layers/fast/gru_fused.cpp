@@ -201,30 +201,43 @@ Tensor layer_forward(const LayerInput& input, std::size_t B, std::size_t Tn, con
   // gi = x W_ihᵀ for all T steps. One-hot: one_hot(id) W_ihᵀ is row id of W_ihᵀ, read in place
   // by the gate pass (W_ih (3H, V) is transposed once). Dense: one GEMM over all B·T rows of
   // x (B, T, in), into G[:, :, 0:3H] (row (b, t) at (b·T + t)·4H).
-  Buffer<T> wt(input.ids ? in * H3 : 1);  // W_ihᵀ (V, 3H)
-  if (input.ids) {
+  // With fewer rows than V (a sampled character: one row), column id of W_ih is copied into
+  // the row's G instead, as the dense input's gi would be: transposing all of W_ih would cost
+  // more than that row's step.
+  const bool transpose_wih = input.ids && B * Tn >= in;
+  Buffer<T> wt(transpose_wih ? in * H3 : 1);  // W_ihᵀ (V, 3H)
+  if (transpose_wih) {
     for (std::size_t i = 0; i < H3; ++i)
       for (std::size_t v = 0; v < in; ++v) wt.data()[v * H3 + i] = Wih[i * in + v];
+  } else if (input.ids) {
+    for (std::size_t r = 0; r < B * Tn; ++r) {
+      const std::size_t id = std::size_t((*input.ids)[r]);
+      for (std::size_t i = 0; i < H3; ++i) G[r * H4 + i] = Wih[i * in + id];
+    }
   } else {
     gemm(false, true, B * Tn, H3, in, input.x->data<T>().data(), in, Wih, in, T(0), G, H4);
   }
   auto gi_row = [&](std::size_t r) -> const T* {  // gi of row r = b·T + t
-    return input.ids ? wt.data() + std::size_t((*input.ids)[r]) * H3 : G + r * H4;
+    return transpose_wih ? wt.data() + std::size_t((*input.ids)[r]) * H3 : G + r * H4;
   };
 
   // The recurrence of sequences [b0, b1): one GEMM and one pass over the gates per step.
   Buffer<T> gh_buf(B * H3);  // h_{t−1} W_hhᵀ (B, 3H)
   T* gh = gh_buf.data();
   // W_hh packed once for the per-step products (packed_gemm.hpp), or BLAS where vectors are narrow.
+  // A product made only once or twice (B · T < 4: sampling feeds one character at a time) is the
+  // kernel's own sum without the packing, which would cost more than the product (the same bits).
+  const bool pack_whh = PackedGemm<T>::available() && B * Tn >= 4;
   std::optional<PackedGemm<T>> whh_packed;
-  Buffer<T> whh_storage(PackedGemm<T>::available() ? PackedGemm<T>::storage_size(H, H3) : 1);
-  if constexpr (PackedGemm<T>::available())
-    whh_packed.emplace(whh_storage.data(), Whh, H, /*transpose_b=*/true, H, H3);
+  Buffer<T> whh_storage(pack_whh ? PackedGemm<T>::storage_size(H, H3) : 1);
+  if (pack_whh) whh_packed.emplace(whh_storage.data(), Whh, H, /*transpose_b=*/true, H, H3);
   over_batch(B, split_batch(3, B, Tn, H), [&](std::size_t b0, std::size_t b1) {
     for (std::size_t t = 0; t < Tn; ++t) {
       std::size_t ld;
       const T* hprev = previous_states<T>(out, hinit, t, Tn, H, &ld);
       if (whh_packed) whh_packed->multiply(b1 - b0, hprev + b0 * ld, ld, T(0), gh + b0 * H3, H3);
+      else if (PackedGemm<T>::available())
+        PackedGemm<T>::multiply_unpacked(b1 - b0, H3, H, hprev + b0 * ld, ld, Whh, H, T(0), gh + b0 * H3, H3);
       else gemm(false, true, b1 - b0, H3, H, hprev + b0 * ld, ld, Whh, H, T(0), gh + b0 * H3, H3);
       for (std::size_t b = b0; b < b1; ++b) {
         T* row = G + (b * Tn + t) * H4;  // [gi_r gi_z gi_n ·] or [· · · ·] → [r z n gh_n]

@@ -152,13 +152,16 @@ Tensor layer_forward(const Tensor& x, const Tensor& w_ih, const Tensor& w_hh, co
   const T* Wih = w_ih.data<T>().data();  // (4H, in)
   const T* Whh = w_hh.data<T>().data();  // (4H, H)
   // h_{t−1} W_hhᵀ of rows [b0, b1) added into G, at every step: W_hh packed once for the small
-  // per-step products (packed_gemm.hpp), or BLAS where vectors are narrow.
+  // per-step products (packed_gemm.hpp), or BLAS where vectors are narrow. A product made only
+  // once or twice (B · T < 4: a step-by-step decoder) is the kernel's own sum without the packing,
+  // which would cost more than the product (the same bits).
+  const bool pack_whh = PackedGemm<T>::available() && B * Tn >= 4;
   std::optional<PackedGemm<T>> whh_packed;
-  Buffer<T> whh_storage(PackedGemm<T>::available() ? PackedGemm<T>::storage_size(H, H4) : 1);
-  if constexpr (PackedGemm<T>::available())
-    whh_packed.emplace(whh_storage.data(), Whh, H, /*transpose_b=*/true, H, H4);
+  Buffer<T> whh_storage(pack_whh ? PackedGemm<T>::storage_size(H, H4) : 1);
+  if (pack_whh) whh_packed.emplace(whh_storage.data(), Whh, H, /*transpose_b=*/true, H, H4);
   auto recurrent = [&](std::size_t m, const T* hp, std::size_t ldh, T* g, std::size_t ldg) {
     if (whh_packed) whh_packed->multiply(m, hp, ldh, T(1), g, ldg);
+    else if (PackedGemm<T>::available()) PackedGemm<T>::multiply_unpacked(m, H4, H, hp, ldh, Whh, H, T(1), g, ldg);
     else gemm(false, true, m, H4, H, hp, ldh, Whh, H, T(1), g, ldg);
   };
 
