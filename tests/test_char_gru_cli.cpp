@@ -165,6 +165,30 @@ TEST(CharGruCli, SampleIsReproducibleAndHonoursPrefix) {
   EXPECT_EQ(run(kBin + "/char_gru sample --checkpoint " + trained_checkpoint() + " --temperature 0").code, 2);
 }
 
+TEST(CharGruCli, SampleJsonHasTheSamplesAndCountsEveryDraw) {
+  // --json: the same samples as the plain output, and "characters" counts every character drawn:
+  // each sample draws its characters after the prefix, plus its closing newline if it ended early.
+  const std::string base = kBin + "/char_gru sample --checkpoint " + trained_checkpoint() + " --n 5 --seed 9 --prefix up --max-len 12";
+  Result plain = run(base), js = run(base + " --json");
+  ASSERT_EQ(plain.code, 0) << plain.err;
+  ASSERT_EQ(js.code, 0) << js.err;
+  json j = json::parse(js.out);
+  auto samples = j["samples"].get<std::vector<std::string>>();
+  std::string joined;
+  for (const std::string& s : samples) joined += s + "\n";
+  EXPECT_EQ(joined, plain.out);
+  std::size_t expected = 0;
+  for (const std::string& s : samples) {
+    ASSERT_EQ(s.rfind("up", 0), 0u) << s;
+    const std::size_t drawn = s.size() - 2;  // ASCII corpus: one byte per character
+    expected += drawn == 12 ? 12 : drawn + 1;  // max_len reached, or a newline drawn
+  }
+  if (js.out.find("[filtered]") == std::string::npos) EXPECT_EQ(j["characters"].get<std::size_t>(), expected);
+  EXPECT_GT(j["seconds"].get<double>(), 0.0);
+  EXPECT_NEAR(j["chars_per_s"].get<double>(), double(j["characters"].get<std::size_t>()) / j["seconds"].get<double>(),
+              1e-6 * j["chars_per_s"].get<double>());
+}
+
 TEST(GruGatesCli, JsonStepIndexingAndStateChain) {
   Result r = run(kBin + "/gru_gates --checkpoint " + trained_checkpoint() + " --text " + q(kText) + " --steps 1,2,33,34 --json");
   ASSERT_EQ(r.code, 0) << r.err;

@@ -130,6 +130,7 @@ TEST(GRUFused, SingleStep) {
   check_case({1, 1, 3, 9, 37, true, true, DType::Float32});
   check_case({2, 1, 2, 9, 33, true, false, DType::Float64, true});
   check_case({1, 1, 3, 2, 5, true, false, DType::Float64});  // B · T ≥ V: W_ih transposed
+  check_case({1, 1, 2, 9, 300, true, true, DType::Float32});  // 3H·H ≥ 2^18: on two cores
 }
 
 TEST(GRUFused, NoGradForwardGivesTheSameValues) {

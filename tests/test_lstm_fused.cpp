@@ -134,6 +134,7 @@ TEST(LSTMFused, SingleStep) {
   // Fewer than 4 rows in all (B · T): W_hh is not packed, the kernel's sums are formed in place.
   check_case({1, 1, 3, 5, 37, true, true, false, true, DType::Float32});
   check_case({2, 1, 2, 5, 33, true, false, true, true, DType::Float64});
+  check_case({1, 1, 2, 5, 260, true, true, false, true, DType::Float32});  // 4H·H ≥ 2^18: two cores
 }
 
 TEST(LSTMFused, NoGradForwardGivesTheSameValues) {

@@ -10,6 +10,12 @@ Sections (--sections, comma-separated; default: all of them, in this order):
   composed   the same with `char_gru train --composed` (every gate op on the tape). With `fused`
              also selected both tapegrad variants run in the same alternated rounds as the same
              PyTorch runs (one set of PyTorch runs serves both comparisons).
+  sample     char_gru sample --json (the fused GRU fed one character per forward, the state
+             carried) vs tools/torch_char_gru_sample.py (nn.GRU, the same loop), configs as
+             selected with --configs, from a checkpoint `char_gru train --steps 1` writes (both
+             load it): 10 samples of --steps sample=2000 characters in all, temperature 1.
+             Metric: characters drawn per second of the sampling loop. No target (issue 13
+             names none); the ratio is reported.
   lstm       one training step of the LSTM layer: bench/bench_lstm.cpp (BM_LstmTrainStep/<i>,
              OpenBLAS on 1 and on 2 threads) vs tools/bench_lstm.py's PyTorch step (nn.LSTM):
              adding (LSTM(2 -> 64), B 32, T 50), char-lm (LSTM(65 -> 128), B 32, T 32) and
@@ -49,8 +55,8 @@ Programs: examples from --build (default build/), Google Benchmark programs from
 corpora of fused/composed are written to a scratch directory inside --build, removed at exit).
 
   /usr/bin/python3 tools/bench_vs_torch.py [--build build] [--bench-build build-bench] [--runs 3]
-      [--sections fused,composed,lstm,mlp,attention,ad,ops,gradcheck,ceiling] [--configs S,M,L]
-      [--steps S=2000,M=60,L=15,adding=100,char-lm=40,char-lm-512=8,mlp=200,attention=150]
+      [--sections fused,composed,sample,lstm,mlp,attention,ad,ops,gradcheck,ceiling] [--configs S,M,L]
+      [--steps S=2000,M=60,L=15,sample=2000,adding=100,char-lm=40,char-lm-512=8,mlp=200,attention=150]
       [--min-time 0.5] [--ad-repeats 7] [--unset-blas-env] [--active-t2] [--json out.json]
 
 --unset-blas-env removes OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE from the environment of every
@@ -82,10 +88,11 @@ LSTM_TARGET = 1.5
 ATTENTION_TARGETS = {"speed": 1.5, "rss_ratio": 0.5}  # at least / at most
 OPS_TARGETS = {"tape_overhead_ns_per_op": 150.0, "matmul_ratio": 1.15}  # at most
 DEFAULT_STEPS = {**{k: v[4] for k, v in CONFIGS.items()},
+                 "sample": 2000,  # characters drawn per run (10 samples)
                  "adding": 100, "char-lm": 40, "char-lm-512": 8,  # PyTorch LSTM steps per run
                  "mlp": 200,  # epochs
                  "attention": 150}
-SECTIONS = ("fused", "composed", "lstm", "mlp", "attention", "ad", "ops", "gradcheck", "ceiling")
+SECTIONS = ("fused", "composed", "sample", "lstm", "mlp", "attention", "ad", "ops", "gradcheck", "ceiling")
 OPS_BENCHMARKS = ("BM_TapeAdd64", "BM_RawAdd64", "BM_TapeMatmul128", "BM_RawSgemm128x3")
 OPS_REPETITIONS = 5
 ALPHABET = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.,;:!?-'\"()[]{}<>/"
@@ -276,6 +283,40 @@ def section_char_gru(a, env, tmp, paths, steps, report):
             print(f"  -> {v} {name}: tapegrad {c['median'][tg]:.0f} chars/s, torch {c['median'][c['best_torch']]:.0f} "
                   f"({c['best_torch'][6:]}): {c['ratio']:.2f}x (target >= {target}x: {mark(entry['meets_target'])}); "
                   f"RSS ratio {entry['rss_ratio']:.3f}", flush=True)
+
+
+def section_sample(a, env, tmp, paths, steps, report):
+    """char_gru sample vs its PyTorch twin, per config, from one checkpoint both load."""
+    n = 10
+    max_len = max(1, steps["sample"] // n)
+    out = {}
+    for name in a.configs:
+        V, H, B, T, _ = CONFIGS[name]
+        corpus = os.path.join(tmp, f"synthetic_V{V}.txt")
+        if not os.path.exists(corpus):
+            write_corpus(corpus, V)
+        ck = os.path.join(tmp, f"sample_{name}.npz")
+        run_child([paths["char_gru"], "train", "--corpus", corpus, "--hidden", str(H), "--batch", str(B),
+                   "--seq-len", str(T), "--steps", "1", "--checkpoint", ck, "--json"], env)
+        common = ["--checkpoint", ck, "--n", str(n), "--max-len", str(max_len)]
+
+        def parse(o, err):
+            r = last_json(o)
+            r.pop("samples", None)
+            return r
+        jobs = [Job("tapegrad", [paths["char_gru"], "sample", *common, "--json"], env, parse)]
+        torch_labels = []
+        for label, threads, e in torch_variants(env, a.active_t2):
+            jobs.append(Job(label, [PY, paths["torch_char_gru_sample"], *common, "--threads", str(threads)], e, parse))
+            torch_labels.append(label)
+        results, orders = alternate("sample", name, jobs, a.runs,
+                                    lambda o: f"{o['chars_per_s']:12.0f} chars/s ({o['characters']} drawn)")
+        c = compare(results, "chars_per_s", True, ["tapegrad"], torch_labels)
+        c.update(V=V, H=H, samples=n, max_len=max_len, round_order=orders, runs=results)
+        out[name] = c
+        print(f"  -> sample {name}: tapegrad {c['median']['tapegrad']:.0f} chars/s, torch "
+              f"{c['median'][c['best_torch']]:.0f} ({c['best_torch'][6:]}): {c['ratio']:.2f}x", flush=True)
+    report["sample"] = out
 
 
 def section_lstm(a, env, paths, steps, report):
@@ -511,12 +552,13 @@ def main():
         "ad_suite": os.path.join(bench_build, "bench", "ad_suite"),
         "gradcheck_gru_lm": os.path.join(bench_build, "bench", "gradcheck_gru_lm"),
         "torch_char_gru": os.path.join(REPO, "tools", "torch_char_gru.py"),
+        "torch_char_gru_sample": os.path.join(REPO, "tools", "torch_char_gru_sample.py"),
         "bench_lstm_py": os.path.join(REPO, "tools", "bench_lstm.py"),
         "torch_mlp_spirals": os.path.join(REPO, "tools", "torch_mlp_spirals.py"),
         "torch_date_translation": os.path.join(REPO, "tools", "torch_date_translation.py"),
         "torch_gradcheck_gru_lm": os.path.join(REPO, "tools", "torch_gradcheck_gru_lm.py"),
     }
-    needs = {"fused": ["char_gru"], "composed": ["char_gru"], "lstm": ["bench_lstm"], "mlp": ["mlp_spirals"],
+    needs = {"fused": ["char_gru"], "composed": ["char_gru"], "sample": ["char_gru"], "lstm": ["bench_lstm"], "mlp": ["mlp_spirals"],
              "attention": ["date_translation"], "ad": ["ad_suite"], "ops": ["bench_ops"],
              "gradcheck": ["gradcheck_gru_lm"], "ceiling": []}
     missing = sorted({paths[p] for s in a.sections for p in needs[s] if not os.path.exists(paths[p])})
@@ -551,7 +593,8 @@ def main():
             t0 = time.perf_counter()
             section_char_gru(a, env, tmp, paths, steps, report)
             timings["fused+composed"] = time.perf_counter() - t0
-        for name, fn in (("lstm", lambda: section_lstm(a, env, paths, steps, report)),
+        for name, fn in (("sample", lambda: section_sample(a, env, tmp, paths, steps, report)),
+                         ("lstm", lambda: section_lstm(a, env, paths, steps, report)),
                          ("mlp", lambda: section_mlp(a, env, paths, steps, report)),
                          ("attention", lambda: section_attention(a, env, paths, steps, report)),
                          ("ad", lambda: section_ad(a, env, paths, report)),
@@ -601,6 +644,13 @@ def main():
             print(f"L (fused): tapegrad {c['tapegrad_gflops']:.1f} GFLOP/s = {100 * c['share_of_2_thread_ceiling']:.0f}% "
                   f"of the 2-thread ceiling (torch {c['torch_gflops']:.1f} GFLOP/s); flops/char = "
                   f"{flops_per_char(c['V'], c['H'])}")
+    if "sample" in report:
+        print(f"\nsampling, one character per forward (characters/s, medians of {a.runs}):")
+        for name, c in report["sample"].items():
+            md = c["median"]
+            print(f"  {name:3s} H={c['H']:<4d} tapegrad {md['tapegrad']:9.0f}  torch {md[c['best_torch']]:9.0f} "
+                  f"({c['best_torch'][6:]})  ratio {c['ratio']:6.2f};  all: "
+                  + ", ".join(f"{k} {x:.0f}" for k, x in md.items()))
     if "lstm" in report:
         print(f"\nLSTM layer, one training step (ms, medians of {a.runs}; tapegrad's and torch's better setting):")
         for name, c in report["lstm"].items():

@@ -2,7 +2,7 @@
 //
 //   char_gru train  [--corpus PATH] [--hidden 128] [--steps N] ... [--checkpoint OUT.npz]
 //                   [--save-every N] [--resume CK.npz] [--json]
-//   char_gru sample --checkpoint CK [--n 10] [--temperature 1.0] [--prefix TEXT]
+//   char_gru sample --checkpoint CK [--n 10] [--temperature 1.0] [--prefix TEXT] [--json]
 //   char_gru score  --checkpoint CK --text TEXT [--json]
 //   char_gru demo   (train on the default corpus, sample, then show the gates of steps 33 and 34)
 //
@@ -20,6 +20,7 @@
 // arrives. The targets are checked before the first step. Exit codes: 0 ok, 1 error, 2 usage,
 // 3 diverged (non-finite loss: nothing is written over the last good checkpoint), 130 stopped by
 // a signal (after saving).
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -67,8 +68,10 @@ std::int64_t corpus_hash(const std::u32string& text) {
 }
 
 /// One sample: feed `prefix` (or '\n' as a start token), then draw characters until '\n'.
+/// Each character drawn (the closing '\n' too) is counted in *draws when given.
 std::u32string sample_text(CharGRU& model, const Vocab& vocab, const std::u32string& prefix,
-                           double temperature, std::size_t max_len, Generator& gen) {
+                           double temperature, std::size_t max_len, Generator& gen,
+                           std::size_t* draws = nullptr) {
   NoGradGuard no_grad;
   std::vector<std::int64_t> context;
   std::u32string out = prefix;
@@ -94,6 +97,7 @@ std::u32string sample_text(CharGRU& model, const Vocab& vocab, const std::u32str
     double u = gen.uniform() * z;
     std::size_t next = 0;
     for (double acc = logits[0]; acc < u && next + 1 < V;) acc += logits[++next];
+    if (draws) ++*draws;
     if (vocab.chars[next] == U'\n') break;
     out += vocab.chars[next];
     context = {static_cast<std::int64_t>(next)};
@@ -104,10 +108,11 @@ std::u32string sample_text(CharGRU& model, const Vocab& vocab, const std::u32str
 /// A sample fit for a classroom: one containing an offensive word (is_offensive) is drawn again,
 /// up to 20 times.
 std::u32string clean_sample(CharGRU& model, const Vocab& vocab, const std::u32string& prefix,
-                            double temperature, std::size_t max_len, Generator& gen) {
+                            double temperature, std::size_t max_len, Generator& gen,
+                            std::size_t* draws = nullptr) {
   std::u32string s;
   for (int tries = 0; tries < 20; ++tries)
-    if (!is_offensive(s = sample_text(model, vocab, prefix, temperature, max_len, gen))) return s;
+    if (!is_offensive(s = sample_text(model, vocab, prefix, temperature, max_len, gen, draws))) return s;
   return prefix + U"[filtered]";
 }
 
@@ -447,6 +452,7 @@ int main(int argc, char** argv) {
   sample_cmd->add_option("--seed", seed, "sampling seed")->capture_default_str()->check(cli::UInt64);
   sample_cmd->add_option("--prefix", prefix, "text each sample starts with (default: after a newline)");
   sample_cmd->add_option("--max-len", max_len, "stop after this many generated characters")->capture_default_str()->check(cli::IntRange(1, 1000000));
+  sample_cmd->add_flag("--json", json_out, "print {\"samples\": [...], \"characters\": N, \"seconds\": S, \"chars_per_s\": R} on stdout (N: characters drawn, S: time of the sampling alone)");
 
   CLI::App* score_cmd = app.add_subcommand("score", "mean cross-entropy (nats/char) of a text under a checkpoint");
   score_cmd->add_option("--checkpoint", ck, "model checkpoint (.npz)")->required();
@@ -483,8 +489,17 @@ int main(int argc, char** argv) {
       Checkpoint c = load_checkpoint(ck);
       c.vocab.encode(pre, "--prefix");  // unknown characters fail before sampling
       Generator gen(seed);
-      for (std::size_t k = 0; k < n; ++k)
-        fmt::print("{}\n", utf8_encode(clean_sample(*c.model, c.vocab, pre, temperature, max_len, gen)));
+      std::vector<std::string> samples;
+      std::size_t draws = 0;
+      const auto t0 = std::chrono::steady_clock::now();
+      for (std::size_t k = 0; k < n; ++k) {
+        samples.push_back(utf8_encode(clean_sample(*c.model, c.vocab, pre, temperature, max_len, gen, &draws)));
+        if (!json_out) fmt::print("{}\n", samples.back());
+      }
+      const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      if (json_out)
+        std::cout << json{{"samples", samples}, {"characters", draws}, {"seconds", seconds},
+                          {"chars_per_s", seconds > 0 ? double(draws) / seconds : 0.0}}.dump() << std::endl;
     } else if (*score_cmd) {
       std::u32string t32 = utf8_decode(text, "--text");
       cli::check_input_file(ck, "--checkpoint", 4ull << 30);

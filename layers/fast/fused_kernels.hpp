@@ -22,6 +22,7 @@
 #pragma GCC diagnostic pop
 
 #include "framework/blas.hpp"
+#include "framework/packed_gemm.hpp"
 #include "framework/parallel.hpp"
 
 namespace tapegrad::fused {
@@ -156,6 +157,26 @@ class Buffer {
 /// one thread, since the helper is then busy.
 inline bool split_batch(std::size_t gates, std::size_t B, std::size_t Tn, std::size_t H) {
   return detail::have_two_cores() && B >= 2 && gates * H * H * B * Tn >= (std::size_t(1) << 23);
+}
+
+/// C (m × n) = A (m × k) · Bᵀ + beta · C with B given as Bᵀ (n × k), for a step of so few rows
+/// that packing B would cost more than the product (PackedGemm::multiply_unpacked: the kernel's
+/// own sums, so the same bits). From 2^18 multiply-adds (one row at H = 512 has 786,432) its
+/// columns run as two halves on two cores: each element is its own sum, so the halves change no
+/// bit. (Inside a half of over_batch the helper is busy and both halves run here, one after the
+/// other.)
+template <class T>
+void unpacked_product(std::size_t m, std::size_t n, std::size_t k, const T* a, std::size_t lda,
+                      const T* bt, std::size_t ldbt, T beta, T* c, std::size_t ldc) {
+  using P = detail::PackedGemm<T>;
+  const std::size_t mid = n / 2 / 8 * 8;
+  if (m * n * k < (std::size_t(1) << 18) || mid == 0 || !detail::have_two_cores())
+    return P::multiply_unpacked(m, n, k, a, lda, bt, ldbt, beta, c, ldc);
+  auto half = [&](int h) {
+    if (h == 0) P::multiply_unpacked(m, mid, k, a, lda, bt, ldbt, beta, c, ldc);
+    else P::multiply_unpacked(m, n - mid, k, a, lda, bt + mid * ldbt, ldbt, beta, c + mid, ldc);
+  };
+  detail::two_halves(half);
 }
 
 /// Runs f(b0, b1) on [0, B): as two halves on two threads when split, else once here.

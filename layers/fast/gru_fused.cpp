@@ -237,7 +237,7 @@ Tensor layer_forward(const LayerInput& input, std::size_t B, std::size_t Tn, con
       const T* hprev = previous_states<T>(out, hinit, t, Tn, H, &ld);
       if (whh_packed) whh_packed->multiply(b1 - b0, hprev + b0 * ld, ld, T(0), gh + b0 * H3, H3);
       else if (PackedGemm<T>::available())
-        PackedGemm<T>::multiply_unpacked(b1 - b0, H3, H, hprev + b0 * ld, ld, Whh, H, T(0), gh + b0 * H3, H3);
+        unpacked_product<T>(b1 - b0, H3, H, hprev + b0 * ld, ld, Whh, H, T(0), gh + b0 * H3, H3);
       else gemm(false, true, b1 - b0, H3, H, hprev + b0 * ld, ld, Whh, H, T(0), gh + b0 * H3, H3);
       for (std::size_t b = b0; b < b1; ++b) {
         T* row = G + (b * Tn + t) * H4;  // [gi_r gi_z gi_n ·] or [· · · ·] → [r z n gh_n]

@@ -161,7 +161,7 @@ Tensor layer_forward(const Tensor& x, const Tensor& w_ih, const Tensor& w_hh, co
   if (pack_whh) whh_packed.emplace(whh_storage.data(), Whh, H, /*transpose_b=*/true, H, H4);
   auto recurrent = [&](std::size_t m, const T* hp, std::size_t ldh, T* g, std::size_t ldg) {
     if (whh_packed) whh_packed->multiply(m, hp, ldh, T(1), g, ldg);
-    else if (PackedGemm<T>::available()) PackedGemm<T>::multiply_unpacked(m, H4, H, hp, ldh, Whh, H, T(1), g, ldg);
+    else if (PackedGemm<T>::available()) unpacked_product<T>(m, H4, H, hp, ldh, Whh, H, T(1), g, ldg);
     else gemm(false, true, m, H4, H, hp, ldh, Whh, H, T(1), g, ldg);
   };
 
