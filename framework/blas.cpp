@@ -387,6 +387,8 @@ void gemm_split_impl(const GemmArgs<T>& g) {
 
 bool gemm_runs_apart(const GemmArgs<float>& g) { return runs_apart_impl(g); }
 bool gemm_runs_apart(const GemmArgs<double>& g) { return runs_apart_impl(g); }
+void gemm(const GemmArgs<float>& g) { gemm_args(g); }
+void gemm(const GemmArgs<double>& g) { gemm_args(g); }
 void gemm_split(const GemmArgs<float>& g) { gemm_split_impl(g); }
 void gemm_split(const GemmArgs<double>& g) { gemm_split_impl(g); }
 

@@ -114,6 +114,10 @@ struct GemmArgs {
   std::size_t ldc;
 };
 
+/// gemm() with its arguments in one GemmArgs.
+void gemm(const GemmArgs<float>& g);
+void gemm(const GemmArgs<double>& g);
+
 /// From this many multiply-adds each (and below kSplitProduct), gemm_pair runs two independent
 /// products on the engine's two threads (0.26 M: a matmul's two gradients in the composed GRU's
 /// backward at H = 128, B = 32 are 1.6 M each).

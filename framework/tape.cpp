@@ -490,12 +490,6 @@ void accumulate_more(Tensor& sum, bool& owned, const Tensor& g, bool create_grap
 
 namespace {
 
-/// detail::gemm with its arguments in one GemmArgs.
-template <class T>
-void gemm_of(const detail::GemmArgs<T>& g) {
-  detail::gemm(g.ta, g.tb, g.m, g.n, g.k, g.a, g.lda, g.b, g.ldb, g.beta, g.c, g.ldc);
-}
-
 /// The product in flight: C (the target's pending gradient) += op(a) · op(b), with the operands
 /// and the target held until it is settled.
 struct Apart {
@@ -504,7 +498,7 @@ struct Apart {
   bool is_double = false;
   detail::GemmArgs<float> f{};
   detail::GemmArgs<double> d{};
-  void operator()(int) const { is_double ? gemm_of(d) : gemm_of(f); }
+  void operator()(int) const { is_double ? detail::gemm(d) : detail::gemm(f); }
 };
 thread_local Apart t_apart;
 thread_local const detail::HalfFn t_apart_fn(t_apart);
@@ -627,7 +621,7 @@ void GradSink::add_matmul(std::size_t i, const Tensor& a, bool ta, const Tensor&
                                    b.data<T>().data(), b.size(1), T(1),
                                    target.pending.data<T>().data(), plan.n};
     if (!may_run_apart(args, input) || !start_apart(args, input, a, b))
-      gemm_of(args);
+      detail::gemm(args);
   });
 }
 
@@ -672,9 +666,9 @@ void GradSink::add_matmuls(const Product& p, const Product& q) {
         settle_apart();  // the helper is free for the two halves of dx
         detail::gemm_split(o);
       } else {  // the helper still works on the last one: dx here, whole, rather than wait
-        gemm_of(o);
+        detail::gemm(o);
       }
-      if (!start_apart(args[j], input, products[j]->a, products[j]->b)) gemm_of(args[j]);
+      if (!start_apart(args[j], input, products[j]->a, products[j]->b)) detail::gemm(args[j]);
       return;
     }
     settle_apart_for(ip);

@@ -3,7 +3,8 @@
 
   * The checkpoint is the .npz `char_gru train` writes (its arrays are nn.GRU's and nn.Linear's
     state dict under gru.* and head.*, and `vocab`, the code points); it is loaded into
-    tools/torch_char_gru.py's CharGRU with a strict load_state_dict.
+    tools/torch_char_gru.py's CharGRU by tools/checkpoint_convert.py's to_torch (a strict
+    load_state_dict).
   * Each sample starts from a newline (or, without one in the vocabulary, a character drawn
     uniformly), or from --prefix; then, one character at a time with the state carried:
     logits of the last position / temperature -> softmax -> one draw, until a newline or
@@ -24,25 +25,17 @@ import os
 import sys
 import time
 
-import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from torch_char_gru import CharGRU  # noqa: E402
+from checkpoint_convert import to_torch  # noqa: E402
 
 
 def load(path):
-    z = np.load(path)
-    vocab = [chr(int(c)) for c in z["vocab"]]
-    state = {k: torch.from_numpy(np.array(z[k])) for k in z.files if k != "vocab"}
-    layers = sum(1 for k in state if k.startswith("gru.weight_ih_l") and not k.endswith("_reverse"))
-    H = state["gru.weight_hh_l0"].shape[1]
-    embed = state["embed.weight"].shape[1] if "embed.weight" in state else None
-    model = CharGRU(len(vocab), H, layers, embed)
-    model.to(state["head.weight"].dtype)
-    model.load_state_dict(state, strict=True)
+    """The checkpoint as a CharGRU in eval mode, and its vocabulary as characters."""
+    model, vocab = to_torch(path)
     model.eval()
-    return model, vocab
+    return model, [chr(int(c)) for c in vocab]
 
 
 def sample(model, vocab, prefix, temperature, max_len, gen, count):

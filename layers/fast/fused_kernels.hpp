@@ -9,6 +9,7 @@
 #include <cstddef>
 #include <mutex>
 #include <new>
+#include <optional>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -178,6 +179,35 @@ void unpacked_product(std::size_t m, std::size_t n, std::size_t k, const T* a, s
   };
   detail::two_halves(half);
 }
+
+/// A fused layer's recurrent weight W (n × k, as stored: W_hh) for the forward's per-step
+/// products h_{t−1} Wᵀ: packed once for the engine's kernel (packed_gemm.hpp), or BLAS where
+/// vectors are narrow. A forward of fewer than 4 rows in all (B · T < 4: sampling one character
+/// at a time) forms the kernel's own sums from W where it is (unpacked_product), since packing
+/// would cost more than the products it serves; the bits are the same either way.
+template <class T>
+class StepWeight {
+ public:
+  StepWeight(const T* w, std::size_t n, std::size_t k, std::size_t rows)
+      : w_(w), n_(n), k_(k), pack_(detail::PackedGemm<T>::available() && rows >= 4),
+        storage_(pack_ ? detail::PackedGemm<T>::storage_size(k, n) : 1) {
+    if (pack_) packed_.emplace(storage_.data(), w, k, /*transpose_b=*/true, k, n);
+  }
+
+  /// C (m × n, ldc) = A (m × k, lda) · Wᵀ + beta · C.
+  void multiply(std::size_t m, const T* a, std::size_t lda, T beta, T* c, std::size_t ldc) const {
+    if (packed_) packed_->multiply(m, a, lda, beta, c, ldc);
+    else if (detail::PackedGemm<T>::available()) unpacked_product<T>(m, n_, k_, a, lda, w_, k_, beta, c, ldc);
+    else detail::gemm(false, true, m, n_, k_, a, lda, w_, k_, beta, c, ldc);
+  }
+
+ private:
+  const T* w_;
+  std::size_t n_, k_;
+  bool pack_;
+  Buffer<T> storage_;
+  std::optional<detail::PackedGemm<T>> packed_;
+};
 
 /// Runs f(b0, b1) on [0, B): as two halves on two threads when split, else once here.
 template <class F>

@@ -224,21 +224,12 @@ Tensor layer_forward(const LayerInput& input, std::size_t B, std::size_t Tn, con
   // The recurrence of sequences [b0, b1): one GEMM and one pass over the gates per step.
   Buffer<T> gh_buf(B * H3);  // h_{t−1} W_hhᵀ (B, 3H)
   T* gh = gh_buf.data();
-  // W_hh packed once for the per-step products (packed_gemm.hpp), or BLAS where vectors are narrow.
-  // A product made only once or twice (B · T < 4: sampling feeds one character at a time) is the
-  // kernel's own sum without the packing, which would cost more than the product (the same bits).
-  const bool pack_whh = PackedGemm<T>::available() && B * Tn >= 4;
-  std::optional<PackedGemm<T>> whh_packed;
-  Buffer<T> whh_storage(pack_whh ? PackedGemm<T>::storage_size(H, H3) : 1);
-  if (pack_whh) whh_packed.emplace(whh_storage.data(), Whh, H, /*transpose_b=*/true, H, H3);
+  const StepWeight<T> whh(Whh, H3, H, B * Tn);  // packed once, unless B · T < 4 (fused_kernels.hpp)
   over_batch(B, split_batch(3, B, Tn, H), [&](std::size_t b0, std::size_t b1) {
     for (std::size_t t = 0; t < Tn; ++t) {
       std::size_t ld;
       const T* hprev = previous_states<T>(out, hinit, t, Tn, H, &ld);
-      if (whh_packed) whh_packed->multiply(b1 - b0, hprev + b0 * ld, ld, T(0), gh + b0 * H3, H3);
-      else if (PackedGemm<T>::available())
-        unpacked_product<T>(b1 - b0, H3, H, hprev + b0 * ld, ld, Whh, H, T(0), gh + b0 * H3, H3);
-      else gemm(false, true, b1 - b0, H3, H, hprev + b0 * ld, ld, Whh, H, T(0), gh + b0 * H3, H3);
+      whh.multiply(b1 - b0, hprev + b0 * ld, ld, T(0), gh + b0 * H3, H3);
       for (std::size_t b = b0; b < b1; ++b) {
         T* row = G + (b * Tn + t) * H4;  // [gi_r gi_z gi_n ·] or [· · · ·] → [r z n gh_n]
         RowPtrs<T> p{row, row + H, row + 2 * H, row + 3 * H, gh + b * H3, hprev + b * ld,

@@ -151,19 +151,9 @@ Tensor layer_forward(const Tensor& x, const Tensor& w_ih, const Tensor& w_hh, co
   const std::size_t H4 = 4 * H, H5 = 5 * H;
   const T* Wih = w_ih.data<T>().data();  // (4H, in)
   const T* Whh = w_hh.data<T>().data();  // (4H, H)
-  // h_{t−1} W_hhᵀ of rows [b0, b1) added into G, at every step: W_hh packed once for the small
-  // per-step products (packed_gemm.hpp), or BLAS where vectors are narrow. A product made only
-  // once or twice (B · T < 4: a step-by-step decoder) is the kernel's own sum without the packing,
-  // which would cost more than the product (the same bits).
-  const bool pack_whh = PackedGemm<T>::available() && B * Tn >= 4;
-  std::optional<PackedGemm<T>> whh_packed;
-  Buffer<T> whh_storage(pack_whh ? PackedGemm<T>::storage_size(H, H4) : 1);
-  if (pack_whh) whh_packed.emplace(whh_storage.data(), Whh, H, /*transpose_b=*/true, H, H4);
-  auto recurrent = [&](std::size_t m, const T* hp, std::size_t ldh, T* g, std::size_t ldg) {
-    if (whh_packed) whh_packed->multiply(m, hp, ldh, T(1), g, ldg);
-    else if (PackedGemm<T>::available()) unpacked_product<T>(m, H4, H, hp, ldh, Whh, H, T(1), g, ldg);
-    else gemm(false, true, m, H4, H, hp, ldh, Whh, H, T(1), g, ldg);
-  };
+  // h_{t−1} W_hhᵀ of rows [b0, b1) added into G, at every step: W_hh packed once, unless
+  // B · T < 4 (StepWeight, fused_kernels.hpp).
+  const StepWeight<T> whh(Whh, H4, H, B * Tn);
 
   struct Saved {
     Saved(std::size_t B, std::size_t Tn, std::size_t H) : h0(B * H), c0(B * H), G(B * Tn * 5 * H) {}
@@ -191,7 +181,7 @@ Tensor layer_forward(const Tensor& x, const Tensor& w_ih, const Tensor& w_hh, co
       // h_{t−1} of rows b0.. as a matrix: h0's rows, or Y's h columns of step t − 1.
       const T* hp = t == 0 ? saved->h0.data() + b0 * H : Y + (b0 * Tn + t - 1) * 2 * H;
       const std::size_t ldh = t == 0 ? H : Tn * 2 * H;
-      recurrent(b1 - b0, hp, ldh, G + (b0 * Tn + t) * H5, Tn * H5);
+      whh.multiply(b1 - b0, hp, ldh, T(1), G + (b0 * Tn + t) * H5, Tn * H5);
       for (std::size_t b = b0; b < b1; ++b) {
         const std::size_t r = b * Tn + t;
         RowPtrs<T> p{G + r * H5, t == 0 ? saved->c0.data() + b * H : Y + (r - 1) * 2 * H + H,
