@@ -16,7 +16,9 @@
 #pragma once
 
 #include <algorithm>
+#include <cmath>
 #include <cstddef>
+#include <type_traits>
 
 // GCC 12 warns "'__Y' may be used uninitialized" inside its own AVX-512 intrinsics: a false positive.
 #pragma GCC diagnostic push
@@ -78,9 +80,9 @@ class PackedGemm {
 
   /// The product multiply() computes, C = A · B + beta · C, with B given as Bᵀ (n × k, leading
   /// dimension ldbt) and read where it is: nothing packed. Each element of C is the very sum the
-  /// kernel forms (0, then fma(a, b, ·) for kk = 0 … k−1 in order, then fma(beta, C, ·) when
-  /// beta ≠ 0), so the bits are the same; only the loops differ: scalar, eight columns of C at a
-  /// time. For a product made once, such as one step of one sequence (sampling a character):
+  /// kernel forms (0, then fused(a, b, ·) for kk = 0 … k−1 in order, then fused(beta, C, ·) when
+  /// beta ≠ 0), so the bits are the same in every build; only the loops differ: scalar, eight
+  /// columns of C at a time. For a product made once, such as one step of one sequence (sampling a character):
   /// packing B costs more than the product itself. tests/test_packed_gemm.cpp,
   /// UnpackedProductHasTheKernelsBits, compares the bits.
   [[gnu::noinline]] static void multiply_unpacked(std::size_t m, std::size_t n, std::size_t k,
@@ -95,13 +97,13 @@ class PackedGemm {
         T acc[J] = {};
         if (w == J) {  // the count known at compile time: the sums stay in registers
           for (std::size_t kk = 0; kk < k; ++kk)
-            for (std::size_t q = 0; q < J; ++q) acc[q] = xsimd::fma(ai[kk], bj[q * ldbt + kk], acc[q]);
+            for (std::size_t q = 0; q < J; ++q) acc[q] = fused(ai[kk], bj[q * ldbt + kk], acc[q]);
         } else {
           for (std::size_t kk = 0; kk < k; ++kk)
-            for (std::size_t q = 0; q < w; ++q) acc[q] = xsimd::fma(ai[kk], bj[q * ldbt + kk], acc[q]);
+            for (std::size_t q = 0; q < w; ++q) acc[q] = fused(ai[kk], bj[q * ldbt + kk], acc[q]);
         }
         T* cj = c + i * ldc + j;
-        for (std::size_t q = 0; q < w; ++q) cj[q] = beta != T(0) ? xsimd::fma(beta, cj[q], acc[q]) : acc[q];
+        for (std::size_t q = 0; q < w; ++q) cj[q] = beta != T(0) ? fused(beta, cj[q], acc[q]) : acc[q];
       }
     }
   }
@@ -128,6 +130,27 @@ class PackedGemm {
   }
 
  private:
+  /// a · b + c, rounded once wherever the build has FMA, the same for a vector and a scalar: the
+  /// kernel and multiply_unpacked must agree bit for bit in every build. (xsimd 8 has no AVX-512
+  /// fma of its own: its fallback a · b + c was fused only where the compiler contracted it, at
+  /// -O2 and above, and a -O1 build then rounded twice.)
+  static V fused(const V& a, const V& b, const V& c) {
+#if defined(__AVX512F__)
+    if constexpr (sizeof(V) == 64) {
+      if constexpr (std::is_same_v<T, float>) return V(_mm512_fmadd_ps(a, b, c));
+      else return V(_mm512_fmadd_pd(a, b, c));
+    }
+#endif
+    return xsimd::fma(a, b, c);  // with FMA3 (AVX2): a true fma
+  }
+  static T fused(T a, T b, T c) {
+#if defined(__FMA__)
+    return std::fma(a, b, c);
+#else
+    return a * b + c;  // no FMA instruction: the vectors round twice too
+#endif
+  }
+
   /// Rows [0, rows) of A against panel p, by a kernel unrolled for that many rows.
   template <bool TA>
   void block(std::size_t rows, std::size_t p, const T* a, std::size_t lda, T beta, T* c,
@@ -153,8 +176,8 @@ class PackedGemm {
       const V b0 = V::load_aligned(panel + kk * NR), b1 = V::load_aligned(panel + kk * NR + S);
       for (std::size_t r = 0; r < R; ++r) {
         const V ar(TA ? a[kk * lda + r] : a[r * lda + kk]);
-        acc0[r] = xsimd::fma(ar, b0, acc0[r]);
-        acc1[r] = xsimd::fma(ar, b1, acc1[r]);
+        acc0[r] = fused(ar, b0, acc0[r]);
+        acc1[r] = fused(ar, b1, acc1[r]);
       }
     }
     const std::size_t j0 = p * NR, width = std::min(NR, n_ - j0);
@@ -162,8 +185,8 @@ class PackedGemm {
       T* row = c + r * ldc + j0;
       if (width == NR) {
         if (beta != T(0)) {
-          acc0[r] = xsimd::fma(V(beta), V::load_unaligned(row), acc0[r]);
-          acc1[r] = xsimd::fma(V(beta), V::load_unaligned(row + S), acc1[r]);
+          acc0[r] = fused(V(beta), V::load_unaligned(row), acc0[r]);
+          acc1[r] = fused(V(beta), V::load_unaligned(row + S), acc1[r]);
         }
         acc0[r].store_unaligned(row), acc1[r].store_unaligned(row + S);
       } else {  // the last panel's valid columns
