@@ -4,9 +4,9 @@
 //                        sum_to / broadcast_to (the one broadcast reducer), cast
 //   ops_reduce.cpp       sum mean max softmax log_softmax cross_entropy
 //   ops_linalg.cpp       matmul (BLAS, transpose flags instead of copies), linear
-//   ops_shape.cpp        reshape transpose permute narrow concat index_select gather
-// Composite ops (split, chunk, stack, select, mse, ...) are written from primitives and have no
-// backward of their own.
+//   ops_shape.cpp        reshape transpose permute narrow select concat stack index_select gather
+// Composite ops (split, chunk, unsqueeze, squeeze, mse, ...) are written from primitives and have
+// no backward of their own.
 //
 // Binary elementwise ops broadcast like NumPy: shapes are aligned from the right and a
 // dimension of 1 stretches. Each input's gradient is summed back to its own shape by sum_to.
@@ -111,7 +111,8 @@ Tensor transpose(const Tensor& a);
 Tensor transpose(const Tensor& a, std::ptrdiff_t axis0, std::ptrdiff_t axis1);
 /// Reorders axes: out.shape[i] = a.shape[dims[i]].
 Tensor permute(const Tensor& a, const std::vector<std::size_t>& dims);
-/// Inserts / removes a size-1 axis.
+/// Inserts / removes a size-1 axis. unsqueeze's axis is one of the result's (a.dim() + 1 of
+/// them): −1 appends it, as in torch.unsqueeze.
 Tensor unsqueeze(const Tensor& a, std::ptrdiff_t axis);
 Tensor squeeze(const Tensor& a, std::ptrdiff_t axis);
 /// The elements [start, start + length) along `axis` (a copy; its gradient is added in place
@@ -128,7 +129,8 @@ std::vector<Tensor> split(const Tensor& a, const std::vector<std::size_t>& sizes
 std::vector<Tensor> chunk(const Tensor& a, std::size_t n, std::ptrdiff_t axis = 0);
 /// Joins along an existing axis.
 Tensor concat(const std::vector<Tensor>& parts, std::ptrdiff_t axis = 0);
-/// Joins along a new axis.
+/// Joins along a new axis, at `axis` of the result (−1: the last), as torch.stack. One op: part i
+/// is index i of the new axis, and its gradient that slice of the incoming one.
 Tensor stack(const std::vector<Tensor>& parts, std::ptrdiff_t axis = 0);
 /// Picks entries of `axis` by index (an embedding is index_select(weight, 0, ids)).
 Tensor index_select(const Tensor& a, std::ptrdiff_t axis, const std::vector<std::int64_t>& index);

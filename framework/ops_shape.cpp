@@ -1,4 +1,4 @@
-// tapegrad — shape ops: reshape, permute, narrow/concat, index_select/gather and their adjoints.
+// tapegrad — shape ops: reshape, permute, narrow/select, concat/stack, index_select/gather and their adjoints.
 //
 // Row-major data lets every "take a block along one axis" op be written as `outer` contiguous
 // runs of `len · inner` elements, where outer = Π shape[:axis] and inner = Π shape[axis+1:].
@@ -103,9 +103,10 @@ Tensor reshape(const Tensor& a, std::initializer_list<std::ptrdiff_t> spec) {
 }
 
 Tensor unsqueeze(const Tensor& a, std::ptrdiff_t axis) {
-  std::size_t ax = normalize_axis(axis < 0 ? axis + 1 : axis, a.dim() + 1, "unsqueeze");
-  Shape s = a.shape();
-  s.insert(s.begin() + static_cast<std::ptrdiff_t>(ax), 1);
+  // The axis of the result (a.dim() + 1 axes): −1 appends, as torch.unsqueeze.
+  std::size_t ax = normalize_axis(axis, a.dim() + 1, "unsqueeze");
+  Shape s(a.dim() + 1);  // a's shape with a 1 at `ax`
+  for (std::size_t d = 0, from = 0; d < s.size(); ++d) s[d] = d == ax ? 1 : a.shape()[from++];
   return reshape(a, s);
 }
 
@@ -352,26 +353,38 @@ Tensor concat(const std::vector<Tensor>& parts, std::ptrdiff_t axis_in) {
   });
 }
 
-Tensor stack(const std::vector<Tensor>& parts, std::ptrdiff_t axis) {
+Tensor stack(const std::vector<Tensor>& parts, std::ptrdiff_t axis_in) {
   if (parts.empty()) throw ValueError("stack: no tensors given");
-  detail::require_defined(parts[0], "stack", "parts[0]");
-  {
-    Shape s = parts[0].shape();
-    s.insert(s.begin() + static_cast<std::ptrdiff_t>(
-                             normalize_axis(axis < 0 ? axis + 1 : axis, s.size() + 1, "stack")),
-             parts.size());
-    detail::checked_numel("stack", s);
-  }
-  std::vector<Tensor> expanded;
-  expanded.reserve(parts.size());
+  const Tensor& first = parts[0];
+  detail::require_defined(first, "stack", "parts[0]");
+  // The new axis of the result (first.dim() + 1 axes): −1 is the last, as torch.stack.
+  const std::size_t axis = normalize_axis(axis_in, first.dim() + 1, "stack");
+  Shape os(first.dim() + 1);  // first's shape with parts.size() at `axis`
+  for (std::size_t d = 0, from = 0; d < os.size(); ++d) os[d] = d == axis ? parts.size() : first.shape()[from++];
+  detail::checked_numel("stack", os);
   for (const Tensor& p : parts) {
     detail::require_defined(p, "stack", "parts[i]");
-    if (p.shape() != parts[0].shape())
-      throw ShapeError(fmt::format("stack: shapes {} and {} differ", shape_str(parts[0].shape()),
+    detail::require_same_dtype(first, p, "stack");
+    if (p.shape() != first.shape())
+      throw ShapeError(fmt::format("stack: shapes {} and {} differ", shape_str(first.shape()),
                                    shape_str(p.shape())));
-    expanded.push_back(unsqueeze(p, axis));
   }
-  return concat(expanded, axis);
+  // One copy: part i fills index i of the new axis (runs of `inner` elements, `outer` of them).
+  // The same values as unsqueezing every part and concatenating them, without a copy and a tape
+  // node per part (a recurrence stacks its T states).
+  const std::size_t inner = detail::prod(os, axis + 1, os.size()), outer = detail::prod(os, 0, axis);
+  const std::size_t n = parts.size();
+  Tensor out = dispatch(first.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    Tensor r_t = detail::empty_for<T>("stack", os);
+    T* r = r_t.data<T>().data();
+    for (std::size_t i = 0; i < n; ++i) copy_runs(parts[i].data<T>().data(), 0, inner, r, i * inner, n * inner, outer, inner);
+    return r_t;
+  });
+  return record("stack", std::move(out), parts, Reads::Nothing, [axis, n](const Tensor& g, GradSink& s) {
+    for (std::size_t i = 0; i < n; ++i)
+      if (s.needs(i)) s.add(i, select(g, static_cast<std::ptrdiff_t>(axis), static_cast<std::ptrdiff_t>(i)));
+  });
 }
 
 // ---- index_select / gather and their adjoints ---------------------------------------------------

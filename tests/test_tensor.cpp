@@ -178,3 +178,62 @@ TEST(Anomaly, BackwardNaNIsReported) {
   EXPECT_NE(m.find("sqrt"), std::string::npos) << m;
   tape().clear();
 }
+
+// stack is one op: the same values as unsqueezing every part and concatenating them, on every
+// axis (negative ones too), with one node on the tape instead of one per part plus a concat, and
+// each part's gradient its own slice of the incoming one.
+TEST(Stack, EqualsConcatOfUnsqueezedPartsOnEveryAxisWithOneNode) {
+  Generator gen(7);
+  for (std::ptrdiff_t axis = -3; axis <= 2; ++axis) {
+    tape().clear();
+    std::vector<Tensor> parts;
+    for (int i = 0; i < 4; ++i) parts.push_back(randn({2, 3}, gen, DType::Float64).requires_grad_());
+    const std::size_t before = tape().size();
+    Tensor s = stack(parts, axis);
+    EXPECT_EQ(tape().size(), before + 1) << "axis " << axis << "\n" << tape().listing();
+    std::vector<Tensor> unsqueezed;
+    for (const Tensor& p : parts) unsqueezed.push_back(unsqueeze(p, axis));
+    Tensor expected = concat(unsqueezed, axis);
+    ASSERT_EQ(s.shape(), expected.shape()) << "axis " << axis;
+    for (std::size_t k = 0; k < s.numel(); ++k)
+      EXPECT_EQ(s.data<double>().data()[k], expected.data<double>().data()[k]) << "axis " << axis << " element " << k;
+    // A weight per element, so that every part's gradient is a different slice.
+    Tensor w = randn(s.shape(), gen, DType::Float64);
+    sum(mul(s, w)).backward();
+    const std::size_t ax = std::size_t(axis < 0 ? axis + 3 : axis);
+    for (std::size_t i = 0; i < parts.size(); ++i) {
+      Tensor slice = select(w, std::ptrdiff_t(ax), std::ptrdiff_t(i));
+      ASSERT_EQ(parts[i].grad().shape(), slice.shape());
+      for (std::size_t k = 0; k < slice.numel(); ++k)
+        EXPECT_EQ(parts[i].grad().data<double>().data()[k], slice.data<double>().data()[k])
+            << "axis " << axis << " part " << i;
+    }
+  }
+  // Negative axes count among the result's axes, as torch.unsqueeze and torch.stack do (−1 is the
+  // new last axis; an earlier version put it first).
+  const std::vector<Tensor> four(4, zeros({2, 3}));
+  EXPECT_EQ(unsqueeze(zeros({2, 3}), -1).shape(), (Shape{2, 3, 1}));
+  EXPECT_EQ(unsqueeze(zeros({2, 3}), -3).shape(), (Shape{1, 2, 3}));
+  EXPECT_EQ(stack(four, -1).shape(), (Shape{2, 3, 4}));
+  EXPECT_EQ(stack(four, -2).shape(), (Shape{2, 4, 3}));
+  EXPECT_EQ(stack(four, -3).shape(), (Shape{4, 2, 3}));
+  // A part used twice gets both slices; a 0-d part stacks into a vector.
+  Tensor x = scalar(2.0, DType::Float64).requires_grad_();
+  Tensor v = stack({x, x, x}, 0);
+  EXPECT_EQ(v.shape(), Shape{3});
+  sum(v).backward();
+  EXPECT_EQ(x.grad().item(), 3.0);
+}
+
+TEST(Stack, ErrorsNameTheOpTheShapesAndTheDTypes) {
+  std::string m = message_of<ShapeError>([] { stack({zeros({2, 3}), zeros({3, 2})}, 0); });
+  EXPECT_NE(m.find("stack"), std::string::npos) << m;
+  EXPECT_NE(m.find("(2, 3)"), std::string::npos) << m;
+  EXPECT_NE(m.find("(3, 2)"), std::string::npos) << m;
+  m = message_of<DTypeError>([] { stack({zeros({2}, DType::Float32), zeros({2}, DType::Float64)}, 0); });
+  EXPECT_NE(m.find("stack"), std::string::npos) << m;
+  m = message_of<ValueError>([] { stack({}, 0); });
+  EXPECT_NE(m.find("stack"), std::string::npos) << m;
+  m = message_of<IndexError>([] { stack({zeros({2, 3})}, 3); });
+  EXPECT_NE(m.find("stack"), std::string::npos) << m;
+}

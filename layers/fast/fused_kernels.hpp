@@ -180,6 +180,40 @@ void unpacked_product(std::size_t m, std::size_t n, std::size_t k, const T* a, s
   detail::two_halves(half);
 }
 
+/// dst[i] += src[i] for i < n, the two halves of the range on the engine's two threads from 2^18
+/// elements (the GRU's two partial dW_hh at H = 512: 786,432). Each element is one rounding
+/// whichever thread adds it.
+template <class T>
+void add_on_two_cores(T* dst, const T* src, std::size_t n) {
+  auto range = [dst, src](std::size_t i0, std::size_t i1) {
+    for (std::size_t i = i0; i < i1; ++i) dst[i] += src[i];
+  };
+  if (n < (std::size_t(1) << 18) || !detail::have_two_cores()) return range(0, n);
+  auto half = [&](int h) { h == 0 ? range(0, n / 2) : range(n / 2, n); };
+  detail::two_halves(half);
+}
+
+/// Packs B (k × n; given as Bᵀ when transpose_b) into `storage` for PackedGemm, the panels split
+/// over the engine's two threads when there are enough of them (from 1 MiB of panels: the
+/// recurrent weight at H = 512 is 3 MiB, packed before every forward and backward of a fused
+/// layer, ~1 ms on one thread). Packing is a copy: the panels are the same whoever writes them.
+template <class T>
+detail::PackedGemm<T> pack_on_two_cores(T* storage, const T* b, std::size_t ldb, bool transpose_b,
+                                       std::size_t k, std::size_t n) {
+  using P = detail::PackedGemm<T>;
+  const std::size_t panels = P::panels(n);
+  if (panels < 2 || P::storage_size(k, n) * sizeof(T) < (std::size_t(1) << 20) || !detail::have_two_cores()) {
+    P::pack_panels(storage, b, ldb, transpose_b, k, n, 0, panels);
+  } else {
+    auto half = [&](int h) {
+      if (h == 0) P::pack_panels(storage, b, ldb, transpose_b, k, n, 0, panels / 2);
+      else P::pack_panels(storage, b, ldb, transpose_b, k, n, panels / 2, panels);
+    };
+    detail::two_halves(half);
+  }
+  return P(storage, k, n);
+}
+
 /// A fused layer's recurrent weight W (n × k, as stored: W_hh) for the forward's per-step
 /// products h_{t−1} Wᵀ: packed once for the engine's kernel (packed_gemm.hpp), or BLAS where
 /// vectors are narrow. A forward of fewer than 4 rows in all (B · T < 4: sampling one character
@@ -191,7 +225,7 @@ class StepWeight {
   StepWeight(const T* w, std::size_t n, std::size_t k, std::size_t rows)
       : w_(w), n_(n), k_(k), pack_(detail::PackedGemm<T>::available() && rows >= 4),
         storage_(pack_ ? detail::PackedGemm<T>::storage_size(k, n) : 1) {
-    if (pack_) packed_.emplace(storage_.data(), w, k, /*transpose_b=*/true, k, n);
+    if (pack_) packed_.emplace(pack_on_two_cores<T>(storage_.data(), w, k, /*transpose_b=*/true, k, n));
   }
 
   /// C (m × n, ldc) = A (m × k, lda) · Wᵀ + beta · C.

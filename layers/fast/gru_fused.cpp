@@ -297,7 +297,7 @@ Tensor layer_forward(const LayerInput& input, std::size_t B, std::size_t Tn, con
     std::optional<PackedGemm<T>> whh_packed;
     Buffer<T> whh_storage(PackedGemm<T>::available() ? PackedGemm<T>::storage_size(H3, H) : 1);
     if constexpr (PackedGemm<T>::available())
-      whh_packed.emplace(whh_storage.data(), Whh, H, /*transpose_b=*/false, H3, H);
+      whh_packed.emplace(pack_on_two_cores<T>(whh_storage.data(), Whh, H, /*transpose_b=*/false, H3, H));
     Buffer<T> dh_buf(B * H), dhn_buf(B * H), s_buf(B * H3);
     // Per half of the batch: column sums of G (4H), dW_ihᵀ (V, 3H), dW_hh (3H, H); added up below.
     struct Partial {
@@ -355,7 +355,7 @@ Tensor layer_forward(const LayerInput& input, std::size_t B, std::size_t Tn, con
     if (split) {  // add the second half's partial results into the first's
       part[0].sums += part[1].sums;
       if (scatter) part[0].dwt += part[1].dwt;
-      if (need_whh) part[0].dw_hh += part[1].dw_hh;
+      if (need_whh) add_on_two_cores(part[0].dw_hh.data(), part[1].dw_hh.data(), part[0].dw_hh.size());
     }
     const T* sums = part[0].sums.data();
     const T* dwt = scatter ? part[0].dwt.data() : nullptr;
