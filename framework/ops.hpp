@@ -34,9 +34,10 @@ Tensor mul(const Tensor& a, double b);
 /// b - a, for `1 - z`.
 Tensor rsub(const Tensor& a, double b);
 Tensor neg(const Tensor& a);
-/// a^p, elementwise.
+/// a^p, elementwise. Its gradient is 0 for p = 0 (also at a = 0), as in PyTorch.
 Tensor pow(const Tensor& a, double p);
-/// a^b, elementwise with broadcasting (a > 0 where b's gradient is needed).
+/// a^b, elementwise with broadcasting. As in PyTorch, d/da is 0 where b = 0, and d/db is 0 where
+/// a = 0 and b ≥ 0 (elsewhere a^b·ln a: NaN for a < 0).
 Tensor pow(const Tensor& a, const Tensor& b);
 Tensor exp(const Tensor& a);
 Tensor log(const Tensor& a);

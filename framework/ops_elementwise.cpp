@@ -9,6 +9,11 @@
 #include <utility>
 
 #include <fmt/format.h>
+// GCC 12 warns "'__Y' may be used uninitialized" inside its own AVX-512 intrinsics as inlined
+// into xsimd's log and pow: a false positive (_mm512_undefined_* on purpose), as in
+// layers/fast/gru_fused.cpp.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
 #include "framework/xtensor_config.hpp"  // before any xtensor header: fixes xt::xarray's allocator
 #include <xtensor/xadapt.hpp>
 #include <xtensor/xbroadcast.hpp>
@@ -484,12 +489,30 @@ Tensor neg(const Tensor& a) {
   });
 }
 
+namespace {
+
+/// 1 where x ≠ 0 (NaN included), else 0, in x's dtype: a mask for where (no gradient).
+Tensor nonzero_mask(const Tensor& x) {
+  return dispatch(x.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    Tensor m = detail::empty_for<T>("pow", x.shape());
+    const T* in = x.data<T>().data();
+    T* out = m.data<T>().data();
+    for (std::size_t i = 0, n = x.numel(); i < n; ++i) out[i] = in[i] == T(0) ? T(0) : T(1);
+    return m;
+  });
+}
+
+}  // namespace
+
 Tensor pow(const Tensor& a, double p) {
   Tensor out = unary_forward("pow", a, [p](const auto& x) {
     using T = typename std::decay_t<decltype(x)>::value_type;
     return xt::pow(x, static_cast<T>(p));
   });
   return record("pow", std::move(out), {a}, [p](const Tensor& g, GradSink& s) {
+    // a⁰ = 1 has gradient 0, also at a = 0 where p·a^(p−1) would be 0·∞ (PyTorch's convention).
+    if (p == 0.0) return s.add(0, zeros_like(g));
     s.add(0, mul(mul(g, pow(s.input(0), p - 1.0)), p));  // p·a^(p−1)
   });
 }
@@ -498,8 +521,17 @@ Tensor pow(const Tensor& a, const Tensor& b) {
   Tensor out = binary_forward("pow", a, b, [](const auto& x, const auto& y) { return xt::pow(x, y); });
   return record("pow", std::move(out), {a, b}, [y = WeakTensor(out)](const Tensor& g, GradSink& s) {
     const Tensor &a = s.input(0), &b = s.input(1);
-    if (s.needs(0)) s.add(0, sum_to(mul(mul(g, b), pow(a, add(b, -1.0))), a.shape()));  // b·a^(b−1)
-    if (s.needs(1)) s.add(1, sum_to(mul(mul(g, y.lock()), log(a)), b.shape()));       // a^b·ln a
+    // PyTorch's conventions where the formulas give 0·∞: d/da is 0 where b = 0 (a⁰ = 1), and
+    // d/db is 0 where a = 0 and b ≥ 0 (0^b is 0 or 1 there); NaN stays NaN.
+    if (s.needs(0)) {
+      Tensor da = mul(mul(g, b), pow(a, add(b, -1.0)));  // b·a^(b−1)
+      s.add(0, sum_to(where(nonzero_mask(b), da, zeros_like(da)), a.shape()));
+    }
+    if (s.needs(1)) {
+      Tensor db = mul(mul(g, y.lock()), log(a));  // a^b·ln a
+      Tensor keep = where(nonzero_mask(a), ones_like(a), lt(b, 0.0));  // a ≠ 0, or b < 0
+      s.add(1, sum_to(where(keep, db, zeros_like(db)), b.shape()));
+    }
   });
 }
 

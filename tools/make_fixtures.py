@@ -625,13 +625,100 @@ def fx_char_gru(out):
         savez(os.path.join(out, f"{name}_expected.npz"), char_gru_expected(model, vocab, PROBE))
 
 
+# --------------------------------------------------------------------------- op conventions
+def ramp(shape, base, step):
+    """The inputs of the op-convention cases: base + step·k in row-major order (float64)."""
+    n = int(np.prod(shape, dtype=np.int64))
+    return (base + step * np.arange(n, dtype=np.float64)).reshape(shape)
+
+
+# name, inputs as (shape, base, step), the op in torch. tests/test_op_conventions.cpp runs the
+# same cases (in the same order) with tapegrad's ops. Chosen for what gradcheck cannot see:
+# negative axes, keepdims, broadcasting, and the gradient at the points where a formula gives
+# 0·∞ or a kink (relu, abs, clamp's edges, sqrt and pow at 0).
+T_CE = torch.tensor([3, 0, 1])
+OP_CASES = [
+    ("add_bcast", [((2, 3, 4), -1, 0.1), ((3, 1), 0.5, 0.3)], lambda x: x[0] + x[1]),
+    ("sub_bcast", [((4,), -1, 0.5), ((2, 1, 4), 0.5, 0.3)], lambda x: x[0] - x[1]),
+    ("mul_bcast", [((2, 1, 4), -1, 0.25), ((3, 1), 0.5, 0.3)], lambda x: x[0] * x[1]),
+    ("div_bcast", [((2, 3), -1, 0.25), ((3,), 0.5, 0.3)], lambda x: x[0] / x[1]),
+    ("pow_scalar", [((5,), 0.5, 0.5)], lambda x: x[0] ** 2.5),
+    ("pow_neg_base", [((5,), -2, 0.75)], lambda x: x[0] ** 3.0),
+    ("pow_zero_exponent", [((3,), 0, 1)], lambda x: x[0] ** 0.0),
+    ("pow_tensor", [((4,), 0.5, 0.5), ((4,), -1, 0.5)], lambda x: x[0] ** x[1]),
+    ("pow_zero_base", [((3,), 0, 1), ((3,), 0, 1)], lambda x: x[0] ** x[1]),
+    ("rsub", [((3,), -1, 1)], lambda x: 2.0 - x[0]),
+    ("exp_log", [((4,), 0.25, 0.5)], lambda x: torch.log(torch.exp(x[0]) + x[0])),
+    ("sqrt_zero", [((3,), 0, 1)], lambda x: torch.sqrt(x[0])),
+    ("abs_zero", [((5,), -2, 1)], lambda x: torch.abs(x[0])),
+    ("relu_zero", [((5,), -2, 1)], lambda x: torch.relu(x[0])),
+    ("clamp_edges", [((7,), -1.5, 0.5)], lambda x: torch.clamp(x[0], -1.0, 1.0)),
+    ("tanh_sigmoid", [((5,), -2, 1)], lambda x: torch.tanh(x[0]) * torch.sigmoid(x[0])),
+    ("where_bcast", [((2, 3), -1, 0.5), ((3,), 5, 1)], lambda x: torch.where(x[0] > 0, x[0], x[1])),
+    ("sum_axes", [((2, 3, 4), -1, 0.1)], lambda x: x[0].sum((0, -1))),
+    ("sum_keepdims", [((2, 3, 4), -1, 0.1)], lambda x: x[0].sum(-2, keepdim=True)),
+    ("mean_keepdims", [((2, 3, 4), -1, 0.1)], lambda x: x[0].mean((0, 2), keepdim=True)),
+    ("mean_all", [((2, 3), -1, 0.1)], lambda x: x[0].mean()),
+    ("max_axis", [((2, 3, 4), -1, 0.37)], lambda x: x[0].max(-2).values),
+    ("max_keepdims", [((2, 3, 4), -1, 0.37)], lambda x: x[0].max(0, keepdim=True).values),
+    ("softmax_axis", [((2, 3, 4), -1, 0.37)], lambda x: torch.softmax(x[0], -2)),
+    ("log_softmax_axis", [((2, 3, 4), -1, 0.37)], lambda x: torch.log_softmax(x[0], 0)),
+    ("transpose_neg", [((2, 3, 4), -1, 0.37)], lambda x: x[0].transpose(-1, 0)),
+    ("permute", [((2, 3, 4), -1, 0.37)], lambda x: x[0].permute(2, 0, 1)),
+    ("matmul_tt", [((3, 2), -1, 0.37), ((4, 3), 0.5, 0.1)], lambda x: x[0].T @ x[1].T),
+    ("matmul_batched", [((2, 3, 4), -1, 0.1), ((4, 5), 0.5, 0.1)], lambda x: x[0] @ x[1]),
+    ("matmul_batch_batch", [((2, 3, 4), -1, 0.1), ((2, 4, 5), 0.5, 0.1)], lambda x: x[0] @ x[1]),
+    ("linear_3d", [((2, 3, 4), -1, 0.1), ((5, 4), 0.5, 0.1), ((5,), 0.1, 0.2)],
+     lambda x: F.linear(x[0], x[1], x[2])),
+    ("cross_entropy_mean", [((3, 4), -1, 0.37)], lambda x: F.cross_entropy(x[0], T_CE)),
+    ("cross_entropy_sum", [((3, 4), -1, 0.37)], lambda x: F.cross_entropy(x[0], T_CE, reduction="sum")),
+    ("cross_entropy_none", [((3, 4), -1, 0.37)], lambda x: F.cross_entropy(x[0], T_CE, reduction="none")),
+    ("mse_sum", [((3, 4), -1, 0.37), ((3, 4), 1, -0.2)], lambda x: F.mse_loss(x[0], x[1], reduction="sum")),
+    ("masked_fill_bcast", [((2, 3), -1, 0.5)],
+     lambda x: x[0].masked_fill(torch.tensor([True, False, True]), -7.0)),
+    ("gather_repeats", [((3, 4), -1, 0.37)],
+     lambda x: torch.gather(x[0], 1, torch.tensor([[0, 0], [3, 3], [1, 2]]))),
+    ("index_select_repeats", [((3, 4), -1, 0.37)], lambda x: x[0].index_select(0, torch.tensor([2, 2, 0]))),
+    ("topk_largest", [((2, 5), -1, 0.37)], lambda x: torch.topk(x[0], 2, -1).values),
+    ("topk_smallest", [((2, 5), -1, 0.37)], lambda x: torch.topk(x[0], 3, 1, largest=False).values),
+    ("narrow_neg", [((2, 3, 4), -1, 0.1)], lambda x: x[0].narrow(-1, 1, 2)),
+    ("chunk_neg", [((2, 6), -1, 0.1)], lambda x: torch.chunk(x[0], 3, -1)[2]),
+    ("select_neg", [((2, 3, 4), -1, 0.1)], lambda x: x[0].select(-2, -1)),
+    ("split_neg", [((2, 3, 4), -1, 0.1)], lambda x: torch.split(x[0], [1, 3], -1)[1]),
+    ("concat_neg", [((2, 3), -1, 0.1), ((2, 2), 1, 0.1)], lambda x: torch.cat([x[0], x[1]], -1)),
+    ("stack_neg1", [((2, 3), -1, 0.1), ((2, 3), 1, 0.1)], lambda x: torch.stack([x[0], x[1]], -1)),
+    ("stack_neg3", [((2, 3), -1, 0.1), ((2, 3), 1, 0.1)], lambda x: torch.stack([x[0], x[1]], -3)),
+    ("unsqueeze_neg", [((2, 3), -1, 0.1)], lambda x: x[0].unsqueeze(-1) * x[0].unsqueeze(-2)),
+    ("unsqueeze_neg3", [((2, 3), -1, 0.1)], lambda x: x[0].unsqueeze(-3)),
+    ("squeeze_neg", [((2, 1, 3), -1, 0.1)], lambda x: x[0].squeeze(-2)),
+    ("broadcast_to", [((3, 1), -1, 0.5)], lambda x: x[0].broadcast_to(2, 3, 4)),
+    ("reshape_infer", [((2, 3, 4), -1, 0.1)], lambda x: x[0].reshape(-1, 6)),
+    ("scalar_ops", [((3,), 1, 1)], lambda x: 2.0 / x[0] - x[0] / 4.0),
+]
+
+
+def fx_op_conventions(out):
+    """op_conventions_f64.npz: for each case, `<case>.y` and `<case>.g<i>`, the gradient of
+    sum(y ⊙ w) with w_k = cos(k) (k the row-major index in y) for input i = ramp(...)."""
+    arr = {}
+    for name, specs, fn in OP_CASES:
+        xs = [torch.from_numpy(ramp(*spec)).requires_grad_() for spec in specs]
+        y = fn(xs)
+        w = torch.cos(torch.arange(y.numel(), dtype=torch.float64)).reshape(y.shape)
+        grads = torch.autograd.grad((y * w).sum(), xs)
+        arr[f"{name}.y"] = y.detach().numpy()
+        for i, g in enumerate(grads):
+            arr[f"{name}.g{i}"] = g.numpy()
+    savez(os.path.join(out, "op_conventions_f64.npz"), arr)
+
+
 FIXTURES = {"linear": fx_linear, "rnn_cell": fx_rnn_cell, "gru_cell": fx_gru_cell,
             "gru": fx_gru, "lstm_cell": fx_lstm_cell, "embedding": fx_embedding,
             "cross_entropy": fx_cross_entropy, "mse": fx_mse, "optimizers": fx_optimizers,
             "clip": fx_clip, "char_gru": fx_char_gru,
             "rnn": fx_rnn, "lstm": fx_lstm, "gru_bi": fx_gru_bi, "layer_norm": fx_layer_norm,
             "gelu": fx_gelu, "sequential": fx_sequential, "mha": fx_mha,
-            "transformer": fx_transformer}
+            "transformer": fx_transformer, "op_conventions": fx_op_conventions}
 
 
 def main():

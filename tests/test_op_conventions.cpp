@@ -1,0 +1,156 @@
+// The ops' conventions against PyTorch's (tests/fixtures/op_conventions_f64.npz, made by
+// tools/make_fixtures.py, fx_op_conventions): negative axes, keepdims, broadcasting, and the
+// gradient where a formula gives 0·∞ or has a kink (relu, abs and clamp at their edges, sqrt and
+// pow at 0). gradcheck (test_ops_gradcheck.cpp) shows each VJP is the derivative of its own
+// forward; these cases show that the forward and that choice are PyTorch's. Each case is the
+// fixture script's case of the same name, on the same inputs: input i is ramp(shape, base, step)
+// = base + step·k in row-major order; every gradient is of sum(y ⊙ w), w_k = cos(k).
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "fixture_support.hpp"
+#include "framework/tapegrad.hpp"
+
+using namespace tapegrad;
+
+namespace {
+
+struct Input {
+  Shape shape;
+  double base, step;
+};
+
+struct Case {
+  std::string name;
+  std::vector<Input> inputs;
+  std::function<Tensor(const std::vector<Tensor>&)> op;
+};
+
+Tensor ramp(const Input& in) {
+  std::size_t n = 1;
+  for (std::size_t d : in.shape) n *= d;
+  std::vector<double> v(n);
+  for (std::size_t k = 0; k < n; ++k) v[k] = in.base + in.step * double(k);
+  return from_vector(v, in.shape, DType::Float64).requires_grad_();
+}
+
+/// Equal to 1e-12 relative (of max(1, |expected|)); an infinity or NaN must be the same.
+void expect_matches(const Tensor& actual, const Tensor& expected, const std::string& what) {
+  ASSERT_EQ(actual.shape(), expected.shape()) << what;
+  const double* a = actual.data<double>().data();
+  const double* e = expected.data<double>().data();
+  for (std::size_t i = 0; i < actual.numel(); ++i) {
+    if (std::isnan(e[i]) || std::isinf(e[i])) {
+      EXPECT_TRUE(std::isnan(e[i]) ? std::isnan(a[i]) : a[i] == e[i])
+          << what << "[" << i << "]: " << a[i] << " vs torch " << e[i];
+      continue;
+    }
+    EXPECT_LE(std::fabs(a[i] - e[i]), 1e-12 * std::max(1.0, std::fabs(e[i])))
+        << what << "[" << i << "]: " << a[i] << " vs torch " << e[i];
+  }
+}
+
+Tensor cond_gt0(const Tensor& x) { return gt(x, 0.0); }
+
+const std::vector<Case>& cases() {
+  using X = const std::vector<Tensor>&;
+  static const std::vector<Case> all = {
+      {"add_bcast", {{{2, 3, 4}, -1, 0.1}, {{3, 1}, 0.5, 0.3}}, [](X x) { return x[0] + x[1]; }},
+      {"sub_bcast", {{{4}, -1, 0.5}, {{2, 1, 4}, 0.5, 0.3}}, [](X x) { return x[0] - x[1]; }},
+      {"mul_bcast", {{{2, 1, 4}, -1, 0.25}, {{3, 1}, 0.5, 0.3}}, [](X x) { return x[0] * x[1]; }},
+      {"div_bcast", {{{2, 3}, -1, 0.25}, {{3}, 0.5, 0.3}}, [](X x) { return x[0] / x[1]; }},
+      {"pow_scalar", {{{5}, 0.5, 0.5}}, [](X x) { return pow(x[0], 2.5); }},
+      {"pow_neg_base", {{{5}, -2, 0.75}}, [](X x) { return pow(x[0], 3.0); }},
+      {"pow_zero_exponent", {{{3}, 0, 1}}, [](X x) { return pow(x[0], 0.0); }},
+      {"pow_tensor", {{{4}, 0.5, 0.5}, {{4}, -1, 0.5}}, [](X x) { return pow(x[0], x[1]); }},
+      {"pow_zero_base", {{{3}, 0, 1}, {{3}, 0, 1}}, [](X x) { return pow(x[0], x[1]); }},
+      {"rsub", {{{3}, -1, 1}}, [](X x) { return 2.0 - x[0]; }},
+      {"exp_log", {{{4}, 0.25, 0.5}}, [](X x) { return log(exp(x[0]) + x[0]); }},
+      {"sqrt_zero", {{{3}, 0, 1}}, [](X x) { return sqrt(x[0]); }},
+      {"abs_zero", {{{5}, -2, 1}}, [](X x) { return abs(x[0]); }},
+      {"relu_zero", {{{5}, -2, 1}}, [](X x) { return relu(x[0]); }},
+      {"clamp_edges", {{{7}, -1.5, 0.5}}, [](X x) { return clamp(x[0], -1.0, 1.0); }},
+      {"tanh_sigmoid", {{{5}, -2, 1}}, [](X x) { return tanh(x[0]) * sigmoid(x[0]); }},
+      {"where_bcast", {{{2, 3}, -1, 0.5}, {{3}, 5, 1}}, [](X x) { return where(cond_gt0(x[0]), x[0], x[1]); }},
+      {"sum_axes", {{{2, 3, 4}, -1, 0.1}}, [](X x) { return sum(x[0], Axes{0, -1}); }},
+      {"sum_keepdims", {{{2, 3, 4}, -1, 0.1}}, [](X x) { return sum(x[0], Axes{-2}, true); }},
+      {"mean_keepdims", {{{2, 3, 4}, -1, 0.1}}, [](X x) { return mean(x[0], Axes{0, 2}, true); }},
+      {"mean_all", {{{2, 3}, -1, 0.1}}, [](X x) { return mean(x[0]); }},
+      {"max_axis", {{{2, 3, 4}, -1, 0.37}}, [](X x) { return max(x[0], -2); }},
+      {"max_keepdims", {{{2, 3, 4}, -1, 0.37}}, [](X x) { return max(x[0], 0, true); }},
+      {"softmax_axis", {{{2, 3, 4}, -1, 0.37}}, [](X x) { return softmax(x[0], -2); }},
+      {"log_softmax_axis", {{{2, 3, 4}, -1, 0.37}}, [](X x) { return log_softmax(x[0], 0); }},
+      {"transpose_neg", {{{2, 3, 4}, -1, 0.37}}, [](X x) { return transpose(x[0], -1, 0); }},
+      {"permute", {{{2, 3, 4}, -1, 0.37}}, [](X x) { return permute(x[0], {2, 0, 1}); }},
+      {"matmul_tt", {{{3, 2}, -1, 0.37}, {{4, 3}, 0.5, 0.1}}, [](X x) { return matmul(x[0], x[1], true, true); }},
+      {"matmul_batched", {{{2, 3, 4}, -1, 0.1}, {{4, 5}, 0.5, 0.1}}, [](X x) { return matmul(x[0], x[1]); }},
+      {"matmul_batch_batch", {{{2, 3, 4}, -1, 0.1}, {{2, 4, 5}, 0.5, 0.1}}, [](X x) { return matmul(x[0], x[1]); }},
+      {"linear_3d", {{{2, 3, 4}, -1, 0.1}, {{5, 4}, 0.5, 0.1}, {{5}, 0.1, 0.2}},
+       [](X x) { return linear(x[0], x[1], x[2]); }},
+      {"cross_entropy_mean", {{{3, 4}, -1, 0.37}}, [](X x) { return cross_entropy(x[0], {3, 0, 1}); }},
+      {"cross_entropy_sum", {{{3, 4}, -1, 0.37}},
+       [](X x) { return cross_entropy(x[0], {3, 0, 1}, Reduction::Sum); }},
+      {"cross_entropy_none", {{{3, 4}, -1, 0.37}},
+       [](X x) { return cross_entropy(x[0], {3, 0, 1}, Reduction::None); }},
+      {"mse_sum", {{{3, 4}, -1, 0.37}, {{3, 4}, 1, -0.2}}, [](X x) { return mse(x[0], x[1], Reduction::Sum); }},
+      {"masked_fill_bcast", {{{2, 3}, -1, 0.5}},
+       [](X x) { return masked_fill(x[0], from_vector({1, 0, 1}, {3}, DType::Float64), -7.0); }},
+      {"gather_repeats", {{{3, 4}, -1, 0.37}}, [](X x) {
+         xt::xarray<std::int64_t> index = {{0, 0}, {3, 3}, {1, 2}};
+         return gather(x[0], 1, index);
+       }},
+      {"index_select_repeats", {{{3, 4}, -1, 0.37}}, [](X x) { return index_select(x[0], 0, {2, 2, 0}); }},
+      {"topk_largest", {{{2, 5}, -1, 0.37}}, [](X x) { return topk(x[0], 2, -1).values; }},
+      {"topk_smallest", {{{2, 5}, -1, 0.37}}, [](X x) { return topk(x[0], 3, 1, false).values; }},
+      {"narrow_neg", {{{2, 3, 4}, -1, 0.1}}, [](X x) { return narrow(x[0], -1, 1, 2); }},
+      {"chunk_neg", {{{2, 6}, -1, 0.1}}, [](X x) { return chunk(x[0], 3, -1)[2]; }},
+      {"select_neg", {{{2, 3, 4}, -1, 0.1}}, [](X x) { return select(x[0], -2, -1); }},
+      {"split_neg", {{{2, 3, 4}, -1, 0.1}}, [](X x) { return split(x[0], {1, 3}, -1)[1]; }},
+      {"concat_neg", {{{2, 3}, -1, 0.1}, {{2, 2}, 1, 0.1}}, [](X x) { return concat({x[0], x[1]}, -1); }},
+      {"stack_neg1", {{{2, 3}, -1, 0.1}, {{2, 3}, 1, 0.1}}, [](X x) { return stack({x[0], x[1]}, -1); }},
+      {"stack_neg3", {{{2, 3}, -1, 0.1}, {{2, 3}, 1, 0.1}}, [](X x) { return stack({x[0], x[1]}, -3); }},
+      {"unsqueeze_neg", {{{2, 3}, -1, 0.1}}, [](X x) { return unsqueeze(x[0], -1) * unsqueeze(x[0], -2); }},
+      {"unsqueeze_neg3", {{{2, 3}, -1, 0.1}}, [](X x) { return unsqueeze(x[0], -3); }},
+      {"squeeze_neg", {{{2, 1, 3}, -1, 0.1}}, [](X x) { return squeeze(x[0], -2); }},
+      {"broadcast_to", {{{3, 1}, -1, 0.5}}, [](X x) { return broadcast_to(x[0], {2, 3, 4}); }},
+      {"reshape_infer", {{{2, 3, 4}, -1, 0.1}}, [](X x) { return reshape(x[0], {-1, 6}); }},
+      {"scalar_ops", {{{3}, 1, 1}}, [](X x) { return 2.0 / x[0] - x[0] / 4.0; }},
+  };
+  return all;
+}
+
+class OpConventions : public ::testing::TestWithParam<std::size_t> {};
+
+TEST_P(OpConventions, ValuesAndGradientsAreTorchs) {
+  static const fixture::Fixture f("op_conventions", fixture::kPrecisions[0]);  // float64
+  const Case& c = cases().at(GetParam());
+  std::vector<Tensor> xs;
+  for (const Input& in : c.inputs) xs.push_back(ramp(in));
+  Tensor y = c.op(xs);
+  expect_matches(y, f.get(c.name + ".y"), c.name + ".y");
+  std::vector<double> w(y.numel());
+  for (std::size_t k = 0; k < w.size(); ++k) w[k] = std::cos(double(k));
+  sum(mul(y, from_vector(w, y.shape(), DType::Float64))).backward();
+  for (std::size_t i = 0; i < xs.size(); ++i) {
+    const std::string key = c.name + ".g" + std::to_string(i);
+    ASSERT_TRUE(xs[i].grad().defined()) << key;
+    expect_matches(xs[i].grad(), f.get(key), key);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Cases, OpConventions, ::testing::Range<std::size_t>(0, cases().size()),
+                         [](const ::testing::TestParamInfo<std::size_t>& info) { return cases()[info.param].name; });
+
+// Every case of the fixture is run here (a case added to the script alone would go untested).
+TEST(OpConventionsFixture, HoldsExactlyTheCasesRunHere) {
+  const fixture::Fixture f("op_conventions", fixture::kPrecisions[0]);
+  std::size_t expected_keys = 0;
+  for (const Case& c : cases()) expected_keys += 1 + c.inputs.size();
+  EXPECT_EQ(f.archive.size(), expected_keys);
+}
+
+}  // namespace
