@@ -37,9 +37,11 @@ Sections (--sections, comma-separated; default: all of them, in this order):
              over the rounds are compared.
   gradcheck  the float64 gradcheck of a GRU LM (V=10, H=16, B=2, T=8, 1,546 inputs):
              bench/gradcheck_gru_lm (fused and composed GRU) vs tools/torch_gradcheck_gru_lm.py.
-  ceiling    bench/sgemm_ceiling.cpp (OpenBLAS sgemm 1024^3, 2 and 1 threads, best batch), before
+  ceiling    bench/sgemm_ceiling.cpp (OpenBLAS sgemm 1024^3, 2 and 1 threads, best batch) and
+             bench/fma_peak.cpp (the cores' float32 multiply-add peak, 1 and 2 threads), before
              and after the other sections (the larger is kept); with `fused` L, tapegrad's
-             GFLOP/s as a share of it (flops/char = 3 * (2*(3HV + 3HH) + 2HV)).
+             GFLOP/s as a share of both (flops/char = 3 * (2*(3HV + 3HH) + 2HV)), and PyTorch's
+             as a share of one core's peak.
 
 PyTorch runs with torch.set_num_threads(1) ("t1") and (2) with OMP_WAIT_POLICY=PASSIVE
 ("t2-passive": with the default active wait, torch's OpenMP threads spin against OpenBLAS's own
@@ -185,6 +187,17 @@ def sgemm_ceiling(env, workdir):
         out[threads] = {"best": float(m.group(1)), "median": float(m.group(2)),
                         "corename": core.group(1) if core else "?"}
     return out
+
+
+def fma_peak(workdir):
+    """The cores' float32 multiply-add peak (bench/fma_peak.cpp), GFLOP/s on 1 and 2 threads."""
+    src = os.path.join(REPO, "bench", "fma_peak.cpp")
+    exe = os.path.join(workdir, "fma_peak")
+    if not os.path.exists(exe):
+        subprocess.run(["g++", "-O2", "-march=native", "-o", exe, src, "-lpthread"], check=True)
+    p = subprocess.run([exe], capture_output=True, text=True, check=True)
+    m = re.search(r"lanes\s+(\d+)\s+threads 1\s+([\d.]+)\s+threads 2\s+([\d.]+)", p.stdout)
+    return {"lanes": int(m.group(1)), 1: float(m.group(2)), 2: float(m.group(3))}
 
 
 class Job:
@@ -589,6 +602,7 @@ def main():
     with tempfile.TemporaryDirectory(prefix=".bench_vs_torch.", dir=build) as tmp:
         if "ceiling" in a.sections:
             ceiling_before = sgemm_ceiling(env, tmp)
+            peak_before = fma_peak(tmp)
         if "fused" in a.sections or "composed" in a.sections:
             t0 = time.perf_counter()
             section_char_gru(a, env, tmp, paths, steps, report)
@@ -606,14 +620,22 @@ def main():
                 timings[name] = time.perf_counter() - t0
         if "ceiling" in a.sections:
             ceiling_after = sgemm_ceiling(env, tmp)
+            peak_after = fma_peak(tmp)
 
     if "ceiling" in a.sections:
         ceiling = {t: max(ceiling_before[t]["best"], ceiling_after[t]["best"]) for t in (1, 2)}
         report["sgemm_ceiling_gflops"] = {"2_threads": ceiling[2], "1_thread": ceiling[1],
                                           "before": ceiling_before, "after": ceiling_after}
         report["machine"]["openblas_core"] = ceiling_before[2]["corename"]
+        peak = {t: max(peak_before[t], peak_after[t]) for t in (1, 2)}
+        report["fma_peak_gflops"] = {"2_threads": peak[2], "1_thread": peak[1], "lanes": peak_before["lanes"],
+                                     "before": {str(t): peak_before[t] for t in (1, 2)},
+                                     "after": {str(t): peak_after[t] for t in (1, 2)}}
         if "L" in report.get("fused", {}):
-            report["fused"]["L"]["share_of_2_thread_ceiling"] = report["fused"]["L"]["tapegrad_gflops"] / ceiling[2]
+            L = report["fused"]["L"]
+            L["share_of_2_thread_ceiling"] = L["tapegrad_gflops"] / ceiling[2]
+            L["share_of_2_core_fma_peak"] = L["tapegrad_gflops"] / peak[2]
+            L["torch_share_of_1_core_fma_peak"] = L["torch_gflops"] / peak[1]
     report["machine"]["load_end"] = load_average()
     report["section_seconds"] = timings
     report["elapsed_s"] = time.perf_counter() - t_start
@@ -644,6 +666,14 @@ def main():
             print(f"L (fused): tapegrad {c['tapegrad_gflops']:.1f} GFLOP/s = {100 * c['share_of_2_thread_ceiling']:.0f}% "
                   f"of the 2-thread ceiling (torch {c['torch_gflops']:.1f} GFLOP/s); flops/char = "
                   f"{flops_per_char(c['V'], c['H'])}")
+    if "fma_peak_gflops" in report:
+        pk = report["fma_peak_gflops"]
+        print(f"multiply-add peak (bench/fma_peak.cpp, {pk['lanes']} lanes): 2 cores {pk['2_threads']:.1f} GFLOP/s, "
+              f"1 core {pk['1_thread']:.1f}")
+        if "L" in report.get("fused", {}):
+            c = report["fused"]["L"]
+            print(f"L (fused): tapegrad {100 * c['share_of_2_core_fma_peak']:.0f}% of the 2-core peak, torch "
+                  f"{100 * c['torch_share_of_1_core_fma_peak']:.0f}% of the 1-core peak (nominal flops)")
     if "sample" in report:
         print(f"\nsampling, one character per forward (characters/s, medians of {a.runs}):")
         for name, c in report["sample"].items():
