@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <array>
 #include <cmath>
+#include <type_traits>
 #include <utility>
 
 #include <fmt/format.h>
@@ -20,6 +21,7 @@
 #include <xtensor/xmath.hpp>
 #include <xtensor/xnoalias.hpp>
 #include <xtensor/xoperation.hpp>
+#include <xtensor/xvectorize.hpp>
 
 #include "framework/dispatch.hpp"
 #include "framework/ops.hpp"
@@ -81,7 +83,7 @@ Tensor two_core_elementwise(const char* op, const Shape& shape, F& f, const In&.
 }
 
 /// How a binary op's f may be evaluated: Expression (f on xtensor expressions only), or Scalar
-/// (f is one IEEE operation, +, -, × or ÷, also callable on two numbers: same-shape inputs then
+/// (f is one IEEE operation, +, -, × or ÷, or std::pow, also callable on two numbers: same-shape inputs then
 /// take a plain loop that the compiler vectorises, with none of xtensor's per-call shape and
 /// stepper set-up, which is most of a small op's forward. One operation per element, so there is
 /// nothing to contract into an FMA: the bits are those of xtensor's SIMD evaluation.)
@@ -503,12 +505,29 @@ Tensor nonzero_mask(const Tensor& x) {
   });
 }
 
+/// std::pow on two numbers, or elementwise on two xtensor expressions (broadcasting), never
+/// xsimd's vector pow: xsimd 8 gets IEEE's special cases wrong where a SIMD batch covers the
+/// element (pow(0, 0) = 0, pow(0, −1) = 0, pow(±inf, 0) and pow(1, inf) NaN, denormal results
+/// flushed to 0, pow(−2, 1e10) = −inf in float), so a result depended on the element's position
+/// and on the build. std::pow is IEEE's (and PyTorch's) in every build.
+struct StdPow {
+  template <class X, class Y>
+  auto operator()(const X& x, const Y& y) const {
+    if constexpr (std::is_arithmetic_v<X> && std::is_arithmetic_v<Y>) {
+      return std::pow(x, y);
+    } else {
+      using T = typename X::value_type;
+      return xt::vectorize([](T u, T v) -> T { return std::pow(u, v); })(x, y);
+    }
+  }
+};
+
 }  // namespace
 
 Tensor pow(const Tensor& a, double p) {
   Tensor out = unary_forward("pow", a, [p](const auto& x) {
     using T = typename std::decay_t<decltype(x)>::value_type;
-    return xt::pow(x, static_cast<T>(p));
+    return xt::vectorize([e = static_cast<T>(p)](T u) -> T { return std::pow(u, e); })(x);
   });
   return record("pow", std::move(out), {a}, [p](const Tensor& g, GradSink& s) {
     // a⁰ = 1 has gradient 0, also at a = 0 where p·a^(p−1) would be 0·∞ (PyTorch's convention).
@@ -518,7 +537,7 @@ Tensor pow(const Tensor& a, double p) {
 }
 
 Tensor pow(const Tensor& a, const Tensor& b) {
-  Tensor out = binary_forward("pow", a, b, [](const auto& x, const auto& y) { return xt::pow(x, y); });
+  Tensor out = binary_forward<Eval::Scalar>("pow", a, b, StdPow());
   return record("pow", std::move(out), {a, b}, [y = WeakTensor(out)](const Tensor& g, GradSink& s) {
     const Tensor &a = s.input(0), &b = s.input(1);
     // PyTorch's conventions where the formulas give 0·∞: d/da is 0 where b = 0 (a⁰ = 1), and
