@@ -11,7 +11,7 @@
 
 #include <fmt/format.h>
 // GCC 12 warns "'__Y' may be used uninitialized" inside its own AVX-512 intrinsics as inlined
-// into xsimd's log and pow: a false positive (_mm512_undefined_* on purpose), as in
+// into xsimd's exp and log: a false positive (_mm512_undefined_* on purpose), as in
 // layers/fast/gru_fused.cpp.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #pragma GCC diagnostic ignored "-Wuninitialized"
@@ -83,10 +83,10 @@ Tensor two_core_elementwise(const char* op, const Shape& shape, F& f, const In&.
 }
 
 /// How a binary op's f may be evaluated: Expression (f on xtensor expressions only), or Scalar
-/// (f is one IEEE operation, +, -, × or ÷, or std::pow, also callable on two numbers: same-shape inputs then
-/// take a plain loop that the compiler vectorises, with none of xtensor's per-call shape and
-/// stepper set-up, which is most of a small op's forward. One operation per element, so there is
-/// nothing to contract into an FMA: the bits are those of xtensor's SIMD evaluation.)
+/// (f is one IEEE operation, +, -, × or ÷, or std::pow (StdPow), also callable on two numbers:
+/// same-shape inputs then take a plain loop, with none of xtensor's per-call shape and stepper
+/// set-up, which is most of a small op's forward. One operation per element, so there is nothing
+/// to contract into an FMA: the bits are those of f on the expressions, in any path.)
 enum class Eval { Expression, Scalar };
 
 /// o[i] = f(b[i], y[i]) for i < n (f(y[i], b[i]) when !small_is_y): y is small's row.

@@ -180,17 +180,15 @@ void unpacked_product(std::size_t m, std::size_t n, std::size_t k, const T* a, s
   detail::two_halves(half);
 }
 
-/// dst[i] += src[i] for i < n, the two halves of the range on the engine's two threads from 2^18
-/// elements (the GRU's two partial dW_hh at H = 512: 786,432). Each element is one rounding
-/// whichever thread adds it.
+/// dst[i] += src[i] for i < n, the two halves of the range on the engine's two cores when large
+/// (split_elements: the GRU's two partial dW_hh at H = 512 are 786,432 elements). Each element
+/// is one rounding whichever thread adds it.
 template <class T>
 void add_on_two_cores(T* dst, const T* src, std::size_t n) {
   auto range = [dst, src](std::size_t i0, std::size_t i1) {
     for (std::size_t i = i0; i < i1; ++i) dst[i] += src[i];
   };
-  if (n < (std::size_t(1) << 18) || !detail::have_two_cores()) return range(0, n);
-  auto half = [&](int h) { h == 0 ? range(0, n / 2) : range(n / 2, n); };
-  detail::two_halves(half);
+  detail::split_elements(n, 16, range);
 }
 
 /// Packs B (k × n; given as Bᵀ when transpose_b) into `storage` for PackedGemm, the panels split
