@@ -4,6 +4,9 @@
 //
 //   ad_suite [--repeats R]      (prints one JSON object per case and a table)
 //
+// Each repeat times a batch of function calls, then a batch of gradient calls (each ≥ 20 ms):
+// the two alternate, and the ratio reported is the median over repeats of gradient/function.
+//
 // Cases (float64 unless said):
 //   scalar_loop   y = Σ_{i<1000} x·c_i + x²·d_i over a 0-d x: 3000 scalar-size ops, tape-bound
 //   logsumexp     log Σ exp(x − max x) + max x, x of 10,000 elements
@@ -28,22 +31,42 @@ using namespace tapegrad;
 
 namespace {
 
-double median_us(const std::function<void()>& fn, int repeats) {
-  fn();  // warm-up
-  std::vector<double> t;
-  for (int r = 0; r < repeats; ++r) {
-    auto t0 = std::chrono::steady_clock::now();
-    int inner = 0;
-    double dt = 0;
-    do {
-      fn();
-      ++inner;
-      dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    } while (dt < 0.02);
-    t.push_back(dt / inner * 1e6);
+/// µs per call of fn, over one batch of calls lasting at least 20 ms.
+double batch_us(const std::function<void()>& fn) {
+  auto t0 = std::chrono::steady_clock::now();
+  int inner = 0;
+  double dt = 0;
+  do {
+    fn();
+    ++inner;
+    dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  } while (dt < 0.02);
+  return dt / inner * 1e6;
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+struct Timing {
+  double function_us, gradient_us, ratio;
+};
+
+/// The function's and the gradient's batches alternate, repeat after repeat, so that a slow
+/// spell of the machine falls on both rather than on one of them; the ratio is the median of
+/// each repeat's gradient/function (two batches timed back to back), the times are medians too.
+Timing alternated(const std::function<void()>& function, const std::function<void()>& gradient,
+                  int repeats) {
+  function();  // warm-up
+  gradient();
+  std::vector<double> f, g, r;
+  for (int i = 0; i < repeats; ++i) {
+    f.push_back(batch_us(function));
+    g.push_back(batch_us(gradient));
+    r.push_back(g.back() / f.back());
   }
-  std::sort(t.begin(), t.end());
-  return t[t.size() / 2];
+  return {median(f), median(g), median(r)};
 }
 
 struct Case {
@@ -107,17 +130,19 @@ int main(int argc, char** argv) {
 
   fmt::print("{:<14} {:>12} {:>12} {:>8}\n", "case", "function µs", "gradient µs", "ratio");
   for (Case& k : cases) {
-    double f = median_us([&] {
-      NoGradGuard no_grad;
-      k.f();
-    }, repeats);
-    double g = median_us([&] {
-      for (Tensor& p : k.inputs) p.zero_grad();
-      k.f().backward();
-    }, repeats);
-    fmt::print("{:<14} {:>12.2f} {:>12.2f} {:>8.2f}\n", k.name, f, g, g / f);
+    const Timing t = alternated(
+        [&] {
+          NoGradGuard no_grad;
+          k.f();
+        },
+        [&] {
+          for (Tensor& p : k.inputs) p.zero_grad();
+          k.f().backward();
+        },
+        repeats);
+    fmt::print("{:<14} {:>12.2f} {:>12.2f} {:>8.2f}\n", k.name, t.function_us, t.gradient_us, t.ratio);
     fmt::print(stderr, "{{\"case\": \"{}\", \"function_us\": {:.3f}, \"gradient_us\": {:.3f}, \"ratio\": {:.3f}}}\n",
-               k.name, f, g, g / f);
+               k.name, t.function_us, t.gradient_us, t.ratio);
   }
   return 0;
 }
