@@ -15,22 +15,52 @@
 #include <utility>
 #include <vector>
 
+// OpenBLAS's call that stops its worker threads (the one its own fork handler makes). Weak: a
+// BLAS without it leaves it null, and nothing is stopped.
+extern "C" int blas_thread_shutdown_(void) __attribute__((weak));
+
 namespace tapegrad::detail {
 
 namespace {
 
-/// Runs the enclosing call on one OpenBLAS thread when the product is small.
-class SmallProductThreads {
+/// OpenBLAS's thread count as the program configured it (OPENBLAS_NUM_THREADS, else the
+/// cores), read when this library is loaded; 1 from then on while nothing big is multiplied.
+///
+/// The engine gives OpenBLAS's own threads only products of kSmallProduct multiply-adds and more
+/// (below that it runs its own two halves, each on one OpenBLAS thread, or one call on one). But
+/// OpenBLAS starts its worker threads when it is loaded, and each spins in sched_yield for about
+/// 0.1 s waiting for a first job — and again after every openblas_set_num_threads that raises
+/// the count back. On two cores that third thread took time from the engine's two: the
+/// composed GRU's M benchmark (0.6 s of training) ran ~12 % faster with OPENBLAS_NUM_THREADS=1
+/// (docs/performance.md, session 20). So with OpenBLAS's pthreads build, the count is set to 1
+/// and the workers stopped here, before any thread of the program can be inside OpenBLAS; a
+/// product of kSmallProduct and more raises the count to the configured one for its call
+/// (ProductThreads), which starts them again. The bits are those of before: smaller products
+/// ran on one OpenBLAS thread already. (A program that wants OpenBLAS on one thread for its own
+/// big products too sets OPENBLAS_NUM_THREADS=1.)
+const int configured_blas_threads = [] {
+  const int n = openblas_get_num_threads();
+  if (n > 1 && openblas_get_parallel() == 1 && blas_thread_shutdown_ != nullptr) {
+    openblas_set_num_threads(1);  // first: a later call would start the workers again
+    blas_thread_shutdown_();
+  }
+  return n;
+}();
+
+/// The enclosing call's OpenBLAS thread count: one for a product below kSmallProduct
+/// multiply-adds, the configured count (above) for a bigger one; restored afterwards.
+class ProductThreads {
  public:
-  explicit SmallProductThreads(std::size_t macs)
-      : previous_(macs < kSmallProduct ? openblas_get_num_threads() : 1) {
-    if (previous_ > 1) openblas_set_num_threads(1);
+  explicit ProductThreads(std::size_t macs) : previous_(openblas_get_num_threads()) {
+    const int want = macs < kSmallProduct ? 1 : std::max(previous_, configured_blas_threads);
+    if (want != previous_) openblas_set_num_threads(want);
+    else previous_ = 0;  // nothing to restore
   }
-  ~SmallProductThreads() {
-    if (previous_ > 1) openblas_set_num_threads(previous_);
+  ~ProductThreads() {
+    if (previous_ > 0) openblas_set_num_threads(previous_);
   }
-  SmallProductThreads(const SmallProductThreads&) = delete;
-  SmallProductThreads& operator=(const SmallProductThreads&) = delete;
+  ProductThreads(const ProductThreads&) = delete;
+  ProductThreads& operator=(const ProductThreads&) = delete;
 
  private:
   int previous_;
@@ -306,7 +336,7 @@ void gemm_impl(bool ta, bool tb, std::size_t m, std::size_t n, std::size_t k, co
   }
   if (m >= 2 && (packs<T>(ta, m, n, k, work) || packs_transposed_a<T>(ta, m, n, k, work)))
     return packed_product(ta, tb, m, n, k, a, lda, b, ldb, beta, c, ldc, split_in_halves(m, n, k, work));
-  SmallProductThreads threads(work);
+  ProductThreads threads(work);
   if (m == 1) {
     // The row op(A) is contiguous, or a column of A (stride lda) when A is transposed.
     // y = op(B)ᵀ·a, where op(B) is B (k×n) or Bᵀ (B stored n×k).

@@ -4,9 +4,11 @@
 // was done, and rethrows what a half throws; the elementwise ops it splits give
 // bit-identical results to xtensor's one pass over the whole array, and a split GEMM the same bits
 // whether or not the helper was free; a pair of independent GEMMs (a matmul's two gradients) the
-// bits of two separate calls; same-shape add/sub/mul/div in a plain loop the bits of xtensor's.
+// bits of two separate calls; same-shape add/sub/mul/div in a plain loop the bits of xtensor's;
+// OpenBLAS's own threads are held at one except for a product big enough for them (blas.cpp).
 #include <gtest/gtest.h>
 
+#include <cblas.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -646,6 +648,33 @@ TEST(TwoCoreGemm, MatmulGradientsAreTheProducts) {
       for (std::size_t i = 0; i < m; ++i) want += x.at(i * k + p) * r.at(i * n + j);
       ASSERT_NEAR(w.grad().at(p * n + j), want, 1e-10) << "dw[" << p << ", " << j << "]";
     }
+}
+
+/// OpenBLAS's own thread count while the engine runs (blas.cpp, configured_blas_threads): one,
+/// with its worker threads stopped when the library loads, except during a product of
+/// kSmallProduct multiply-adds or more, which gets the configured count for its call (OpenBLAS's
+/// threads, started again) and leaves one behind; that product is the right one. Integer-valued
+/// operands, so every sum is exact in float32 whatever order the threads add in.
+TEST(BlasThreads, OneOutsideBigProductsAndBigProductsAreExact) {
+  if (openblas_get_parallel() != 1) GTEST_SKIP() << "not OpenBLAS's pthreads build";
+  EXPECT_EQ(openblas_get_num_threads(), 1);
+  const std::size_t m = 1024, k = 512, n = 512;  // 2^28 multiply-adds: kSmallProduct
+  ASSERT_GE(m * k * n, detail::kSmallProduct);
+  std::vector<float> a(m * k), b(k * n), c(m * n, -1.0f);
+  for (std::size_t i = 0; i < a.size(); ++i) a[i] = float(int(i % 7) - 3);
+  for (std::size_t i = 0; i < b.size(); ++i) b[i] = float(int(i % 5) - 2);
+  detail::gemm(false, false, m, n, k, a.data(), k, b.data(), n, 0.0f, c.data(), n);
+  EXPECT_EQ(openblas_get_num_threads(), 1);
+  for (std::size_t i = 0; i < m; i += 31)
+    for (std::size_t j = 0; j < n; ++j) {
+      long want = 0;
+      for (std::size_t p = 0; p < k; ++p) want += long(a[i * k + p]) * long(b[p * n + j]);
+      ASSERT_EQ(c[i * n + j], float(want)) << "c[" << i << ", " << j << "]";
+    }
+  // A small product on one thread, the count untouched.
+  std::vector<float> small(64 * 64);
+  detail::gemm(false, false, 64, 64, 64, a.data(), k, b.data(), n, 0.0f, small.data(), 64);
+  EXPECT_EQ(openblas_get_num_threads(), 1);
 }
 
 }  // namespace
