@@ -7,6 +7,7 @@
 #include <cblas.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -47,12 +48,19 @@ const int configured_blas_threads = [] {
   return n;
 }();
 
+/// OneBlasThread scopes open now, on any thread (their halves call gemm() on the helper too).
+std::atomic<int> one_blas_thread_scopes{0};
+
 /// The enclosing call's OpenBLAS thread count: one for a product below kSmallProduct
-/// multiply-adds, the configured count (above) for a bigger one; restored afterwards.
+/// multiply-adds, the configured count (above) for a bigger one, except inside a OneBlasThread
+/// scope (the engine's own two threads each multiplying: the fused LSTM's per-half weight
+/// gradients reach 2^29 at H = 512, and two OpenBLAS pools at once took 55 ms a step instead of
+/// 40); restored afterwards.
 class ProductThreads {
  public:
   explicit ProductThreads(std::size_t macs) : previous_(openblas_get_num_threads()) {
-    const int want = macs < kSmallProduct ? 1 : std::max(previous_, configured_blas_threads);
+    const bool big = macs >= kSmallProduct && one_blas_thread_scopes.load(std::memory_order_relaxed) == 0;
+    const int want = big ? std::max(previous_, configured_blas_threads) : 1;
     if (want != previous_) openblas_set_num_threads(want);
     else previous_ = 0;  // nothing to restore
   }
@@ -426,10 +434,12 @@ void gemm_pair(const GemmArgs<float>& p, const GemmArgs<float>& q) { gemm_pair_i
 void gemm_pair(const GemmArgs<double>& p, const GemmArgs<double>& q) { gemm_pair_impl(p, q); }
 
 OneBlasThread::OneBlasThread() : previous_(openblas_get_num_threads()) {
+  one_blas_thread_scopes.fetch_add(1, std::memory_order_relaxed);
   if (previous_ > 1) openblas_set_num_threads(1);
 }
 OneBlasThread::~OneBlasThread() {
   if (previous_ > 1) openblas_set_num_threads(previous_);
+  one_blas_thread_scopes.fetch_sub(1, std::memory_order_relaxed);
 }
 
 void gemm(bool ta, bool tb, std::size_t m, std::size_t n, std::size_t k, const float* a,
