@@ -9,6 +9,7 @@
 #include <gtest/gtest.h>
 
 #include <cblas.h>
+#include <dirent.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -675,6 +676,43 @@ TEST(BlasThreads, OneOutsideBigProductsAndBigProductsAreExact) {
   std::vector<float> small(64 * 64);
   detail::gemm(false, false, 64, 64, 64, a.data(), k, b.data(), n, 0.0f, small.data(), 64);
   EXPECT_EQ(openblas_get_num_threads(), 1);
+}
+
+/// The threads of this process (/proc/self/task).
+int process_threads() {
+  DIR* d = ::opendir("/proc/self/task");
+  if (d == nullptr) return -1;
+  int n = 0;
+  while (const dirent* e = ::readdir(d))
+    if (e->d_name[0] != '.') ++n;
+  ::closedir(d);
+  return n;
+}
+
+/// Inside a OneBlasThread scope (the engine's own two threads each multiplying, as the fused
+/// LSTM's per-half weight gradients do) a product of kSmallProduct multiply-adds and more stays
+/// on one OpenBLAS thread: it starts no OpenBLAS pool. In a child process, which has neither the
+/// engine's helper nor OpenBLAS's workers (OpenBLAS stops them around fork), so that any thread
+/// the product started would show.
+TEST(BlasThreads, BigProductInsideOneBlasThreadScopeStartsNoPool) {
+  if (openblas_get_parallel() != 1) GTEST_SKIP() << "not OpenBLAS's pthreads build";
+  const std::size_t m = 1024, k = 512, n = 512;
+  std::vector<float> a(m * k, 1.0f), b(k * n, 1.0f), c(m * n);
+  const pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    ::alarm(20);
+    const int before = process_threads();
+    {
+      detail::OneBlasThread one;
+      detail::gemm(false, false, m, n, k, a.data(), k, b.data(), n, 0.0f, c.data(), n);
+    }
+    const int after = process_threads();
+    ::_exit(before > 0 && after == before && c[0] == float(k) && c[m * n - 1] == float(k) ? 0 : 1);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "child status " << status;
 }
 
 }  // namespace
