@@ -41,7 +41,9 @@ Sections (--sections, comma-separated; default: all of them, in this order):
              bench/fma_peak.cpp (the cores' float32 multiply-add peak, 1 and 2 threads), before
              and after the other sections (the larger is kept); with `fused` L, tapegrad's
              GFLOP/s as a share of both (flops/char = 3 * (2*(3HV + 3HH) + 2HV)), and PyTorch's
-             as a share of one core's peak.
+             as a share of one core's peak; then again counting the flops each tool really does
+             (own_flops_per_char: tapegrad gathers the one-hot input's columns), with the share
+             of the two cores' peak that twice PyTorch's median would take.
 
 PyTorch runs with torch.set_num_threads(1) ("t1") and (2) with OMP_WAIT_POLICY=PASSIVE
 ("t2-passive": with the default active wait, torch's OpenMP threads spin against OpenBLAS's own
@@ -107,6 +109,16 @@ PY = "/usr/bin/python3"
 def flops_per_char(V, H):
     """Training FLOPs per character (forward + backward = 3x forward)."""
     return 3 * (2 * (3 * H * V + 3 * H * H) + 2 * H * V)
+
+
+def own_flops_per_char(V, H, tool):
+    """The multiply-adds each tool really does per character (x2), forward and backward: the
+    recurrence's three products (h W_hh^T, dgh W_hh, dW_hh) 18 H^2 and the output layer's three
+    6 H V for both; the one-hot input projection differs. PyTorch multiplies by the one-hot
+    vectors (forward and dW_ih: 12 H V; no dx, the input needs no gradient); tapegrad gathers the
+    columns of W_ih and adds dW_ih's rows (3 H additions, no products)."""
+    shared = 18 * H * H + 6 * H * V
+    return shared + (3 * H if tool == "tapegrad" else 12 * H * V)
 
 
 def write_corpus(path, V, n=100_000, seed=1234):
@@ -636,6 +648,16 @@ def main():
             L["share_of_2_thread_ceiling"] = L["tapegrad_gflops"] / ceiling[2]
             L["share_of_2_core_fma_peak"] = L["tapegrad_gflops"] / peak[2]
             L["torch_share_of_1_core_fma_peak"] = L["torch_gflops"] / peak[1]
+            # Counting the flops each tool does: PyTorch's share of one core's peak, tapegrad's of
+            # two, and the share of two cores' peak that 2x this PyTorch would take (its bar).
+            V, H, md = L["V"], L["H"], L["median_chars_per_s"]
+            L["own_flops_per_char"] = {"tapegrad": own_flops_per_char(V, H, "tapegrad"),
+                                       "torch": own_flops_per_char(V, H, "torch")}
+            L["own_share_of_2_core_fma_peak"] = md["tapegrad"] * L["own_flops_per_char"]["tapegrad"] * 1e-9 / peak[2]
+            L["torch_own_share_of_1_core_fma_peak"] = (md[L["best_torch"]] * L["own_flops_per_char"]["torch"] * 1e-9
+                                                       / peak[1])
+            L["share_of_2_core_fma_peak_for_2x"] = (2 * md[L["best_torch"]] * L["own_flops_per_char"]["tapegrad"]
+                                                    * 1e-9 / peak[2])
     report["machine"]["load_end"] = load_average()
     report["section_seconds"] = timings
     report["elapsed_s"] = time.perf_counter() - t_start
@@ -674,6 +696,11 @@ def main():
             c = report["fused"]["L"]
             print(f"L (fused): tapegrad {100 * c['share_of_2_core_fma_peak']:.0f}% of the 2-core peak, torch "
                   f"{100 * c['torch_share_of_1_core_fma_peak']:.0f}% of the 1-core peak (nominal flops)")
+            of = c["own_flops_per_char"]
+            print(f"L (fused), each tool's own flops ({of['tapegrad'] / 1e6:.2f} and {of['torch'] / 1e6:.2f} MFLOP/char): "
+                  f"tapegrad {100 * c['own_share_of_2_core_fma_peak']:.0f}% of the 2-core peak, torch "
+                  f"{100 * c['torch_own_share_of_1_core_fma_peak']:.0f}% of the 1-core peak; 2x this torch would take "
+                  f"{100 * c['share_of_2_core_fma_peak_for_2x']:.0f}% of the 2-core peak for a whole training step")
     if "sample" in report:
         print(f"\nsampling, one character per forward (characters/s, medians of {a.runs}):")
         for name, c in report["sample"].items():
