@@ -41,13 +41,16 @@ Sections (--sections, comma-separated; default: all of them, in this order):
              bench/fma_peak.cpp (the cores' float32 multiply-add peak, 1 and 2 threads), before
              and after the other sections (the larger is kept); with `fused` L, tapegrad's
              GFLOP/s as a share of both (flops/char = 3 * (2*(3HV + 3HH) + 2HV)), and PyTorch's
-             as a share of one core's peak; then again counting the flops each tool really does
+             as a share of the two cores' (its GEMMs use both), the one-core run's of one core's; then again counting the flops each tool really does
              (own_flops_per_char: tapegrad gathers the one-hot input's columns), with the share
              of the two cores' peak that twice PyTorch's median would take.
 
 PyTorch runs with torch.set_num_threads(1) ("t1") and (2) with OMP_WAIT_POLICY=PASSIVE
 ("t2-passive": with the default active wait, torch's OpenMP threads spin against OpenBLAS's own
-and ran 10-20x slower here); --active-t2 adds set_num_threads(2) with the default policy. The
+and ran 10-20x slower here); --active-t2 adds set_num_threads(2) with the default policy.
+torch.set_num_threads does not set the threads of PyTorch's BLAS (Debian's OpenBLAS, pthreads):
+at "t1" its GEMMs still run on both cores. The char-GRU sections add "t1-blas1"
+(OPENBLAS_NUM_THREADS=1: PyTorch on one core) and print each process's CPU time / wall time. The
 better PyTorch median is the one compared. Every comparison runs in alternated rounds (--runs),
 the order of the tools rotated by one each round; each round is printed as it finishes; medians
 per tool are compared. Ratios are tapegrad's speed / PyTorch's speed (> 1: tapegrad is faster)
@@ -102,6 +105,10 @@ OPS_REPETITIONS = 5
 ALPHABET = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.,;:!?-'\"()[]{}<>/"
 TORCH_VARIANTS = [("t1", 1, {}), ("t2-passive", 2, {"OMP_WAIT_POLICY": "PASSIVE"})]
 ACTIVE_T2 = ("t2", 2, {})
+# PyTorch's GEMMs go to Debian's OpenBLAS (pthreads build; torch reports BLAS_INFO=generic), whose
+# own thread pool torch.set_num_threads does not set: at "t1" they run on both cores of this
+# machine (perf stat: 1.9 CPUs utilized). "t1-blas1" confines PyTorch to one core (char-GRU only).
+ONE_CORE = ("t1-blas1", 1, {"OPENBLAS_NUM_THREADS": "1"})
 BLAS_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 PY = "/usr/bin/python3"
 
@@ -141,7 +148,8 @@ def run_json(cmd, env, timeout=900):
 
 def run_child(cmd, env, timeout=1800):
     """Runs cmd; returns (stdout, stderr, peak RSS of the child in MB (its own ru_maxrss, from
-    wait4), wall seconds). Raises RuntimeError if it fails or outlives timeout."""
+    wait4), wall seconds, CPU seconds (user + system, all its threads, from wait4)). Raises
+    RuntimeError if it fails or outlives timeout."""
     t0 = time.perf_counter()
     p = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     chunks = {"out": "", "err": ""}
@@ -166,7 +174,7 @@ def run_child(cmd, env, timeout=1800):
     p.stderr.close()
     if p.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed ({p.returncode}):\n{chunks['err'][-2000:]}")
-    return chunks["out"], chunks["err"], usage.ru_maxrss / 1024.0, wall
+    return chunks["out"], chunks["err"], usage.ru_maxrss / 1024.0, wall, usage.ru_utime + usage.ru_stime
 
 
 def last_json(text):
@@ -214,16 +222,19 @@ def fma_peak(workdir):
 
 class Job:
     """One program of an alternated comparison: label, command, environment, and how to turn its
-    output into a measurement dict (which always gets "peak_rss_mb_child" and "wall_s")."""
+    output into a measurement dict (which always gets "peak_rss_mb_child", "wall_s", "cpu_s" and
+    "cpus_used": the whole process's CPU time over its wall time, start-up included)."""
 
     def __init__(self, label, cmd, env, parse):
         self.label, self.cmd, self.env, self.parse = label, cmd, env, parse
 
     def run(self):
-        out, err, rss, wall = run_child(self.cmd, self.env)
+        out, err, rss, wall, cpu = run_child(self.cmd, self.env)
         res = self.parse(out, err)
         res["peak_rss_mb_child"] = rss
         res["wall_s"] = wall
+        res["cpu_s"] = cpu
+        res["cpus_used"] = cpu / wall if wall > 0 else 0.0
         return res
 
 
@@ -254,9 +265,10 @@ def compare(results, metric, higher_is_better, tapegrad_labels, torch_labels):
             "best_tapegrad": best_tg, "best_torch": best_torch, "ratio": ratio}
 
 
-def torch_variants(env, active_t2):
+def torch_variants(env, active_t2, one_core=False):
     return [(f"torch-{label}", threads, dict(env, **extra))
-            for label, threads, extra in TORCH_VARIANTS + ([ACTIVE_T2] if active_t2 else [])]
+            for label, threads, extra in TORCH_VARIANTS + ([ACTIVE_T2] if active_t2 else [])
+            + ([ONE_CORE] if one_core else [])]
 
 
 def mark(ok):
@@ -284,11 +296,12 @@ def section_char_gru(a, env, tmp, paths, steps, report):
         jobs = [Job(f"tapegrad-{v}", [paths["char_gru"], "train", *common, "--checkpoint", ""]
                     + (["--composed"] if v == "composed" else []), env, parse) for v in variants]
         torch_labels = []
-        for label, threads, e in torch_variants(env, a.active_t2):
+        for label, threads, e in torch_variants(env, a.active_t2, one_core=True):
             jobs.append(Job(label, [PY, paths["torch_char_gru"], *common, "--threads", str(threads)], e, parse))
             torch_labels.append(label)
         results, orders = alternate("/".join(variants), name, jobs, a.runs,
-                                    lambda o: f"{o['chars_per_s']:12.0f} chars/s {o['peak_rss_mb']:7.1f} MB")
+                                    lambda o: f"{o['chars_per_s']:12.0f} chars/s {o['peak_rss_mb']:7.1f} MB "
+                                              f"{o['cpus_used']:5.2f} CPUs")
         for v in variants:
             tg = f"tapegrad-{v}"
             c = compare(results, "chars_per_s", True, [tg], torch_labels)
@@ -300,6 +313,8 @@ def section_char_gru(a, env, tmp, paths, steps, report):
                      "best_torch": c["best_torch"], "ratio": c["ratio"], "target_ratio": target,
                      "meets_target": c["ratio"] >= target,
                      "rss_ratio": rss[tg] / rss[c["best_torch"]],
+                     "median_cpus_used": {("tapegrad" if k == tg else k): statistics.median(o["cpus_used"] for o in results[k])
+                                          for k in [tg] + torch_labels},
                      "tapegrad_gflops": flops_per_char(V, H) * c["median"][tg] * 1e-9,
                      "torch_gflops": flops_per_char(V, H) * c["median"][c["best_torch"]] * 1e-9,
                      "round_order": orders,
@@ -425,7 +440,7 @@ def section_attention(a, env, paths, steps, report):
 def section_ad(a, env, paths, report):
     rounds = []
     for r in range(a.runs):
-        _, err, _, _ = run_child([paths["ad_suite"], "--repeats", str(a.ad_repeats)], env)
+        _, err, _, _, _ = run_child([paths["ad_suite"], "--repeats", str(a.ad_repeats)], env)
         cases = {}
         for line in err.splitlines():
             if line.strip().startswith("{"):
@@ -493,7 +508,7 @@ def section_gradcheck(a, env, paths, report):
         steps = [("tapegrad", [paths["gradcheck_gru_lm"], "--repeat", "1"]),
                  ("torch", [PY, paths["torch_gradcheck_gru_lm"], "--threads", "1"])]
         for who, cmd in (steps if r % 2 == 0 else steps[::-1]):
-            out, _, _, _ = run_child(cmd, env)
+            out, _, _, _, _ = run_child(cmd, env)
             for line in out.splitlines():
                 if not line.strip().startswith("{"):
                     continue
@@ -647,15 +662,20 @@ def main():
             L = report["fused"]["L"]
             L["share_of_2_thread_ceiling"] = L["tapegrad_gflops"] / ceiling[2]
             L["share_of_2_core_fma_peak"] = L["tapegrad_gflops"] / peak[2]
-            L["torch_share_of_1_core_fma_peak"] = L["torch_gflops"] / peak[1]
-            # Counting the flops each tool does: PyTorch's share of one core's peak, tapegrad's of
-            # two, and the share of two cores' peak that 2x this PyTorch would take (its bar).
+            # PyTorch's best setting uses both cores for its GEMMs (ONE_CORE above): its share of
+            # the two cores' peak; the one-core run's share of one core's.
+            L["torch_share_of_2_core_fma_peak"] = L["torch_gflops"] / peak[2]
+            # Counting the flops each tool does, and the share of the two cores' peak that 2x the
+            # best PyTorch median would take (the bar).
             V, H, md = L["V"], L["H"], L["median_chars_per_s"]
             L["own_flops_per_char"] = {"tapegrad": own_flops_per_char(V, H, "tapegrad"),
                                        "torch": own_flops_per_char(V, H, "torch")}
             L["own_share_of_2_core_fma_peak"] = md["tapegrad"] * L["own_flops_per_char"]["tapegrad"] * 1e-9 / peak[2]
-            L["torch_own_share_of_1_core_fma_peak"] = (md[L["best_torch"]] * L["own_flops_per_char"]["torch"] * 1e-9
-                                                       / peak[1])
+            L["torch_own_share_of_2_core_fma_peak"] = (md[L["best_torch"]] * L["own_flops_per_char"]["torch"] * 1e-9
+                                                       / peak[2])
+            one = "torch-" + ONE_CORE[0]
+            if one in md:
+                L["torch_one_core_own_share_of_1_core_fma_peak"] = md[one] * L["own_flops_per_char"]["torch"] * 1e-9 / peak[1]
             L["share_of_2_core_fma_peak_for_2x"] = (2 * md[L["best_torch"]] * L["own_flops_per_char"]["tapegrad"]
                                                     * 1e-9 / peak[2])
     report["machine"]["load_end"] = load_average()
@@ -679,7 +699,9 @@ def main():
                   f"{c['peak_rss_mb']['tapegrad']:7.1f} {c['peak_rss_mb'][c['best_torch']]:9.1f} {c['rss_ratio']:9.3f}")
         for name, c in report[v].items():
             others = ", ".join(f"{k[6:]} {x:.0f}" for k, x in c["median_chars_per_s"].items() if k.startswith("torch"))
-            print(f"  {name}: torch medians by thread setting: {others}")
+            cpus = ", ".join(f"{k} {x:.2f}" for k, x in c["median_cpus_used"].items())
+            print(f"  {name}: torch medians by thread setting: {others}; CPUs used (process CPU time / wall, "
+                  f"start-up included): {cpus}")
     if "sgemm_ceiling_gflops" in report:
         cg = report["sgemm_ceiling_gflops"]
         print(f"sgemm ceiling (1024^3, best batch): 2 threads {cg['2_threads']:.1f} GFLOP/s, 1 thread {cg['1_thread']:.1f}")
@@ -695,12 +717,17 @@ def main():
         if "L" in report.get("fused", {}):
             c = report["fused"]["L"]
             print(f"L (fused): tapegrad {100 * c['share_of_2_core_fma_peak']:.0f}% of the 2-core peak, torch "
-                  f"{100 * c['torch_share_of_1_core_fma_peak']:.0f}% of the 1-core peak (nominal flops)")
+                  f"({c['best_torch'][6:]}) {100 * c['torch_share_of_2_core_fma_peak']:.0f}% of it (nominal flops)")
             of = c["own_flops_per_char"]
+            one = ""
+            if "torch_one_core_own_share_of_1_core_fma_peak" in c:
+                one = (f"; torch on one core ({ONE_CORE[0]}) "
+                       f"{100 * c['torch_one_core_own_share_of_1_core_fma_peak']:.0f}% of the 1-core peak")
             print(f"L (fused), each tool's own flops ({of['tapegrad'] / 1e6:.2f} and {of['torch'] / 1e6:.2f} MFLOP/char): "
                   f"tapegrad {100 * c['own_share_of_2_core_fma_peak']:.0f}% of the 2-core peak, torch "
-                  f"{100 * c['torch_own_share_of_1_core_fma_peak']:.0f}% of the 1-core peak; 2x this torch would take "
-                  f"{100 * c['share_of_2_core_fma_peak_for_2x']:.0f}% of the 2-core peak for a whole training step")
+                  f"({c['best_torch'][6:]}) {100 * c['torch_own_share_of_2_core_fma_peak']:.0f}%{one}; "
+                  f"2x the best torch would take {100 * c['share_of_2_core_fma_peak_for_2x']:.0f}% of the 2-core peak "
+                  f"for a whole training step")
     if "sample" in report:
         print(f"\nsampling, one character per forward (characters/s, medians of {a.runs}):")
         for name, c in report["sample"].items():
