@@ -40,10 +40,11 @@ Sections (--sections, comma-separated; default: all of them, in this order):
   ceiling    bench/sgemm_ceiling.cpp (OpenBLAS sgemm 1024^3, 2 and 1 threads, best batch) and
              bench/fma_peak.cpp (the cores' float32 multiply-add peak, 1 and 2 threads), before
              and after the other sections (the larger is kept); with `fused` L, tapegrad's
-             GFLOP/s as a share of both (flops/char = 3 * (2*(3HV + 3HH) + 2HV)), and PyTorch's
-             as a share of the two cores' (its GEMMs use both), the one-core run's of one core's; then again counting the flops each tool really does
-             (own_flops_per_char: tapegrad gathers the one-hot input's columns), with the share
-             of the two cores' peak that twice PyTorch's median would take.
+             GFLOP/s as a share of both (flops/char = 3 * (2*(3HV + 3HH) + 2HV)), PyTorch's as
+             a share of the two cores' peak (its GEMMs use both) and its one-core run's of one
+             core's; then again counting the flops each tool really does (own_flops_per_char:
+             tapegrad gathers the one-hot input's columns), with the share of the two cores'
+             peak that twice PyTorch's median would take.
 
 PyTorch runs with torch.set_num_threads(1) ("t1") and (2) with OMP_WAIT_POLICY=PASSIVE
 ("t2-passive": with the default active wait, torch's OpenMP threads spin against OpenBLAS's own
