@@ -191,6 +191,48 @@ TEST(CharGruCli, SampleJsonHasTheSamplesAndCountsEveryDraw) {
               1e-6 * j["chars_per_s"].get<double>());
 }
 
+TEST(CharGruCli, SampleFilterIsReportedAndCanBeTurnedOff) {
+  // A --prefix that holds a word of the classroom word list can never give a clean sample: each
+  // is printed as PREFIX[filtered] at once (no draws), with a note on stderr naming the flag that
+  // turns the filter off, and counted in --json's "filtered"; --no-filter prints samples as drawn.
+  // (The word is spelled in ROT13 here, as the list in char_model.cpp is, and uses only letters
+  // of the test corpus's vocabulary.)
+  std::string word = "fuvg";
+  for (char& c : word) c = char('a' + (c - 'a' + 13) % 26);
+  const std::string base = kBin + "/char_gru sample --checkpoint " + trained_checkpoint() +
+                           " --n 2 --seed 4 --max-len 5 --prefix " + word;
+  Result r = run(base);
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, word + "[filtered]\n" + word + "[filtered]\n");
+  EXPECT_NE(r.err.find("sample 1 starts with a --prefix"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("sample 2 starts with a --prefix"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("--no-filter"), std::string::npos) << r.err;
+  Result js = run(base + " --json");
+  ASSERT_EQ(js.code, 0) << js.err;
+  json j = json::parse(js.out);
+  EXPECT_EQ(j["filtered"], 2);
+  EXPECT_EQ(j["characters"], 0);
+
+  Result raw = run(base + " --no-filter");
+  ASSERT_EQ(raw.code, 0) << raw.err;
+  EXPECT_EQ(raw.err, "");
+  std::istringstream lines(raw.out);
+  std::string line;
+  int n = 0;
+  while (std::getline(lines, line)) {
+    ++n;
+    EXPECT_EQ(line.rfind(word, 0), 0u) << line;
+    EXPECT_EQ(line.find("[filtered]"), std::string::npos) << line;
+    EXPECT_LE(line.size(), word.size() + 5);
+  }
+  EXPECT_EQ(n, 2);
+  Result raw_js = run(base + " --no-filter --json");
+  ASSERT_EQ(raw_js.code, 0) << raw_js.err;
+  json k = json::parse(raw_js.out);
+  EXPECT_EQ(k["filtered"], 0);
+  EXPECT_GT(k["characters"].get<std::size_t>(), 0u);
+}
+
 TEST(GruGatesCli, JsonStepIndexingAndStateChain) {
   Result r = run(kBin + "/gru_gates --checkpoint " + trained_checkpoint() + " --text " + q(kText) + " --steps 1,2,33,34 --json");
   ASSERT_EQ(r.code, 0) << r.err;

@@ -105,14 +105,21 @@ std::u32string sample_text(CharGRU& model, const Vocab& vocab, const std::u32str
   return out;
 }
 
+/// How many times clean_sample draws a sample before it gives up.
+constexpr int kFilterTries = 20;
+
 /// A sample fit for a classroom: one containing an offensive word (is_offensive) is drawn again,
-/// up to 20 times.
+/// up to kFilterTries times, and then replaced by prefix + "[filtered]" (*filtered set). A prefix
+/// that itself holds such a word is replaced at once: no draw could pass.
 std::u32string clean_sample(CharGRU& model, const Vocab& vocab, const std::u32string& prefix,
                             double temperature, std::size_t max_len, Generator& gen,
-                            std::size_t* draws = nullptr) {
+                            std::size_t* draws = nullptr, bool* filtered = nullptr) {
+  if (filtered) *filtered = false;
   std::u32string s;
-  for (int tries = 0; tries < 20; ++tries)
-    if (!is_offensive(s = sample_text(model, vocab, prefix, temperature, max_len, gen, draws))) return s;
+  if (!is_offensive(prefix))
+    for (int tries = 0; tries < kFilterTries; ++tries)
+      if (!is_offensive(s = sample_text(model, vocab, prefix, temperature, max_len, gen, draws))) return s;
+  if (filtered) *filtered = true;
   return prefix + U"[filtered]";
 }
 
@@ -444,15 +451,20 @@ int main(int argc, char** argv) {
   std::size_t n = 10, max_len = 80;
   double temperature = 1.0;
   std::uint64_t seed = 0;
-  bool json_out = false;
-  CLI::App* sample_cmd = app.add_subcommand("sample", "generate text from a checkpoint (a sample with an offensive word is drawn again)");
+  bool json_out = false, no_filter = false;
+  CLI::App* sample_cmd = app.add_subcommand(
+      "sample", "generate text from a checkpoint (a sample with an offensive word is drawn again, unless --no-filter)");
   sample_cmd->add_option("--checkpoint", ck, "model checkpoint (.npz)")->required();
   sample_cmd->add_option("--n", n, "number of samples")->capture_default_str()->check(cli::IntRange(1, 100000));
   sample_cmd->add_option("--temperature", temperature, "divides the logits: < 1 sharper, > 1 flatter")->capture_default_str()->check(cli::PositiveFinite);
   sample_cmd->add_option("--seed", seed, "sampling seed")->capture_default_str()->check(cli::UInt64);
   sample_cmd->add_option("--prefix", prefix, "text each sample starts with (default: after a newline)");
   sample_cmd->add_option("--max-len", max_len, "stop after this many generated characters")->capture_default_str()->check(cli::IntRange(1, 1000000));
-  sample_cmd->add_flag("--json", json_out, "print {\"samples\": [...], \"characters\": N, \"seconds\": S, \"chars_per_s\": R} on stdout (N: characters drawn, S: time of the sampling alone)");
+  sample_cmd->add_flag("--no-filter", no_filter,
+                       "print every sample as drawn; by default a sample holding a word of the classroom word list "
+                       "(profanities, slurs, sexual terms) is drawn again, up to 20 times, and then printed as "
+                       "PREFIX[filtered], with a note on stderr");
+  sample_cmd->add_flag("--json", json_out, "print {\"samples\": [...], \"characters\": N, \"seconds\": S, \"chars_per_s\": R, \"filtered\": F} on stdout (N: characters drawn, S: time of the sampling alone, F: samples printed as [filtered])");
 
   CLI::App* score_cmd = app.add_subcommand("score", "mean cross-entropy (nats/char) of a text under a checkpoint");
   score_cmd->add_option("--checkpoint", ck, "model checkpoint (.npz)")->required();
@@ -490,16 +502,26 @@ int main(int argc, char** argv) {
       c.vocab.encode(pre, "--prefix");  // unknown characters fail before sampling
       Generator gen(seed);
       std::vector<std::string> samples;
-      std::size_t draws = 0;
+      std::size_t draws = 0, filtered = 0;
       const auto t0 = std::chrono::steady_clock::now();
       for (std::size_t k = 0; k < n; ++k) {
-        samples.push_back(utf8_encode(clean_sample(*c.model, c.vocab, pre, temperature, max_len, gen, &draws)));
+        bool was_filtered = false;
+        samples.push_back(utf8_encode(
+            no_filter ? sample_text(*c.model, c.vocab, pre, temperature, max_len, gen, &draws)
+                      : clean_sample(*c.model, c.vocab, pre, temperature, max_len, gen, &draws, &was_filtered)));
         if (!json_out) fmt::print("{}\n", samples.back());
+        if (was_filtered) {
+          ++filtered;
+          fmt::print(stderr, "char_gru sample: sample {} {}; printed as '[filtered]' (--no-filter prints samples as drawn)\n",
+                     k + 1, is_offensive(pre) ? "starts with a --prefix that holds a word of the classroom word list"
+                                              : fmt::format("held a word of the classroom word list in all {} draws", kFilterTries));
+        }
       }
       const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       if (json_out)
         std::cout << json{{"samples", samples}, {"characters", draws}, {"seconds", seconds},
-                          {"chars_per_s", seconds > 0 ? double(draws) / seconds : 0.0}}.dump() << std::endl;
+                          {"chars_per_s", seconds > 0 ? double(draws) / seconds : 0.0},
+                          {"filtered", filtered}}.dump() << std::endl;
     } else if (*score_cmd) {
       std::u32string t32 = utf8_decode(text, "--text");
       cli::check_input_file(ck, "--checkpoint", 4ull << 30);
