@@ -10,8 +10,11 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
+#include <iterator>
 #include <string>
+#include <utility>
 
 namespace {
 
@@ -86,6 +89,49 @@ TEST(Assignments, TemplateSkeletonScoresZeroAndWritesGradescopeJson) {
   nlohmann::json j2 = nlohmann::json::parse(in2);
   EXPECT_EQ(j2["score"], 5);
   std::remove(json_path.c_str());
+}
+
+TEST(Assignments, GraderFlagsAreCheckedBeforeAnyTestRuns) {
+  // A bad flag value is an error naming the flag, exit code 2, before any test runs (no
+  // "Grading submission" line): an instructor's typo does not cost a grading run, and no time
+  // limit is silently dropped or overflowed.
+  const std::string dir = ::testing::TempDir() + "tapegrad_grader_flags";
+  ASSERT_EQ(std::system(("rm -rf '" + dir + "' && mkdir -p '" + dir + "'").c_str()), 0);
+  const std::pair<std::string, std::string> bad[] = {
+      {"--time-limit -1", "--time-limit: '-1' is not a number of seconds"},
+      {"--time-limit nan", "--time-limit: 'nan'"},
+      {"--time-limit 1e300", "--time-limit: '1e300'"},
+      {"--time-limit 5x", "--time-limit: '5x'"},
+      {"--time-limit 0", "--time-limit: '0'"},
+      {"--results " + dir, "--results: '" + dir + "' is a directory"},
+      {"--results " + dir + "/missing/r.json", "directory '" + dir + "/missing' does not exist"},
+      {"--text " + dir + "/missing/r.txt", "--text: cannot write"},
+      {"--results " + dir + "/r.json --text " + dir + "/r.json", "--results and --text both name"},
+      {"--fixtures " + dir + "/missing", "--fixtures: '" + dir + "/missing' is not a directory"},
+      {"--tests /etc/passwd", "--tests: '/etc/passwd' is not an executable file"},
+  };
+  for (const auto& [args, message] : bad) {
+    Result r = run("assignment/grade_solution", args);
+    EXPECT_EQ(r.exit_code, 2) << args << "\n" << r.output;
+    EXPECT_TRUE(contains(r.output, "error: ") && contains(r.output, message)) << args << "\n" << r.output;
+    EXPECT_FALSE(contains(r.output, "Grading submission")) << args << "\n" << r.output;
+  }
+  // Good values: both reports written whole, nothing left beside them.
+  Result ok = run("assignment/grade_solution", "--time-limit 20 --results " + dir + "/r.json --text " + dir + "/r.txt");
+  EXPECT_EQ(ok.exit_code, 0) << ok.output;
+  std::ifstream in(dir + "/r.json");
+  EXPECT_EQ(nlohmann::json::parse(in)["score"], 5);
+  std::ifstream text(dir + "/r.txt");
+  std::string report((std::istreambuf_iterator<char>(text)), std::istreambuf_iterator<char>());
+  EXPECT_TRUE(contains(report, "score: 5/5")) << report;
+  FILE* p = ::popen(("ls -A '" + dir + "'").c_str(), "r");
+  ASSERT_NE(p, nullptr);
+  std::string names;
+  char buf[256];
+  for (std::size_t n; (n = std::fread(buf, 1, sizeof buf, p)) > 0;) names.append(buf, n);
+  ::pclose(p);
+  EXPECT_EQ(names, "r.json\nr.txt\n");
+  std::system(("rm -rf '" + dir + "'").c_str());
 }
 
 TEST(Assignments, HostileSubmissionsCannotForgeAPass) {

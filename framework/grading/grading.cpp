@@ -9,9 +9,12 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -21,6 +24,8 @@
 #include <new>
 #include <stdexcept>
 #include <typeinfo>
+#include <utility>
+#include <vector>
 
 #include "framework/error.hpp"
 #include "framework/module.hpp"
@@ -535,10 +540,65 @@ std::string sanitize_utf8(const std::string& s) {
   return out;
 }
 
+/// Writes `text` to `path` atomically: into a temporary file beside it, then renamed over it, so a
+/// reader (Gradescope, a script) never sees half a report and an interrupted run leaves no stub.
 bool write_text_file(const std::string& path, const std::string& text) {
-  std::ofstream f(path, std::ios::binary | std::ios::trunc);
-  f << text;
-  return static_cast<bool>(f.flush());
+  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
+  {
+    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
+    f << text;
+    if (!f.flush()) {
+      std::remove(tmp.c_str());
+      return false;
+    }
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    std::remove(tmp.c_str());
+    return false;
+  }
+  return true;
+}
+
+/// The upper bound of --time-limit, in seconds (a day): beyond it a limit is a typing error, and
+/// the resource limits derived from it would overflow.
+constexpr double kMaxTimeLimit = 86400;
+
+/// --time-limit's value: a finite number of seconds in (0, kMaxTimeLimit], else an error message.
+bool parse_time_limit(const std::string& text, double& out, std::string& error) {
+  char* end = nullptr;
+  errno = 0;
+  const double v = std::strtod(text.c_str(), &end);
+  if (text.empty() || end != text.c_str() + text.size() || errno == ERANGE || !std::isfinite(v) || v <= 0 ||
+      v > kMaxTimeLimit) {
+    error = fmt::format("--time-limit: '{}' is not a number of seconds in (0, {:g}]", text, kMaxTimeLimit);
+    return false;
+  }
+  out = v;
+  return true;
+}
+
+/// Why a report cannot be written to `path` (given with `flag`), or "" when it can be: checked
+/// before any test runs, so that a mistyped path does not cost a whole grading run.
+std::string unwritable_reason(const std::string& flag, const std::string& path) {
+  if (path.empty()) return flag + ": the path is empty";
+  struct stat st {};
+  if (::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode))
+    return fmt::format("{}: '{}' is a directory", flag, path);
+  const std::size_t slash = path.find_last_of('/');
+  const std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
+  if (::stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
+    return fmt::format("{}: cannot write '{}': directory '{}' does not exist", flag, path, dir);
+  if (::access(dir.c_str(), W_OK) != 0)
+    return fmt::format("{}: cannot write '{}': directory '{}' is not writable", flag, path, dir);
+  return "";
+}
+
+/// Whether two report paths name the same file (the same string, or one existing file).
+bool same_file(const std::string& a, const std::string& b) {
+  if (a == b) return true;
+  struct stat sa {}, sb {};
+  return ::stat(a.c_str(), &sa) == 0 && ::stat(b.c_str(), &sb) == 0 && sa.st_dev == sb.st_dev &&
+         sa.st_ino == sb.st_ino;
 }
 
 }  // namespace
@@ -547,6 +607,7 @@ int grader_main(int argc, char** argv, const Manifest& manifest, const GraderCon
   std::string results_path, text_path, fixtures = config.fixture_dir, program = config.test_program;
   bool memory_limit = true;
   double time_limit = 0;  // 0: each test's own
+  bool results_given = false, text_given = false, fixtures_given = false, program_given = false;
 #if defined(__SANITIZE_ADDRESS__)
   memory_limit = false;  // AddressSanitizer reserves terabytes of address space
 #endif
@@ -559,20 +620,25 @@ int grader_main(int argc, char** argv, const Manifest& manifest, const GraderCon
       }
       return argv[++a];
     };
-    if (arg == "--results") results_path = value();
-    else if (arg == "--text") text_path = value();
-    else if (arg == "--fixtures") fixtures = value();
-    else if (arg == "--tests") program = value();
+    if (arg == "--results") results_path = value(), results_given = true;
+    else if (arg == "--text") text_path = value(), text_given = true;
+    else if (arg == "--fixtures") fixtures = value(), fixtures_given = true;
+    else if (arg == "--tests") program = value(), program_given = true;
     else if (arg == "--no-memory-limit") memory_limit = false;
-    else if (arg == "--time-limit") time_limit = std::atof(value().c_str());
-    else if (arg == "--help" || arg == "-h") {
+    else if (arg == "--time-limit") {
+      std::string error;
+      if (!parse_time_limit(value(), time_limit, error)) {
+        std::fprintf(stderr, "error: %s\n", error.c_str());
+        return 2;
+      }
+    } else if (arg == "--help" || arg == "-h") {
       std::printf(
           "%s — grades a submission: %s\n\n"
           "  --results FILE      write Gradescope's results.json\n"
           "  --text FILE         also write the report to FILE\n"
           "  --fixtures DIR      PyTorch fixtures (default %s)\n"
           "  --tests PROGRAM     the compiled tests (default %s)\n"
-          "  --time-limit S      every test's wall-clock limit, in seconds (default: the manifest's)\n"
+          "  --time-limit S      every test's wall-clock limit, in seconds, at most a day (default: the manifest's)\n"
           "  --no-memory-limit   no address-space limit (sanitizer builds)\n\n"
           "Each test runs in its own process with time and memory limits. Exit 0 only when every "
           "test passes.\n",
@@ -582,6 +648,23 @@ int grader_main(int argc, char** argv, const Manifest& manifest, const GraderCon
       std::fprintf(stderr, "error: unknown option '%s' (see --help)\n", arg.c_str());
       return 2;
     }
+  }
+  // Everything the flags name is checked before the first test runs.
+  std::vector<std::string> errors;
+  if (results_given) errors.push_back(unwritable_reason("--results", results_path));
+  if (text_given) errors.push_back(unwritable_reason("--text", text_path));
+  errors.erase(std::remove(errors.begin(), errors.end(), std::string()), errors.end());
+  if (!results_path.empty() && !text_path.empty() && same_file(results_path, text_path))
+    errors.push_back(fmt::format("--results and --text both name '{}': give two files", results_path));
+  struct stat st {};
+  if (fixtures_given && (::stat(fixtures.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)))
+    errors.push_back(fmt::format("--fixtures: '{}' is not a directory", fixtures));
+  if (program_given && (::stat(program.c_str(), &st) != 0 || !S_ISREG(st.st_mode) ||
+                        (st.st_mode & (S_IXUSR | S_IXGRP | S_IXOTH)) == 0 || ::access(program.c_str(), X_OK) != 0))
+    errors.push_back(fmt::format("--tests: '{}' is not an executable file", program));
+  if (!errors.empty()) {
+    for (const std::string& e : errors) std::fprintf(stderr, "error: %s\n", e.c_str());
+    return 2;
   }
   ::signal(SIGPIPE, SIG_IGN);
   std::fflush(stdout);
