@@ -134,6 +134,27 @@ TEST(Assignments, GraderFlagsAreCheckedBeforeAnyTestRuns) {
   std::system(("rm -rf '" + dir + "'").c_str());
 }
 
+TEST(Assignments, TestProgramRejectsBadArgumentsWithoutAborting) {
+  // The tests program is run by the grader, and by hand with --list or --all: a malformed value is
+  // a usage error (exit 2, naming the flag), never an uncaught exception and SIGABRT.
+  const std::pair<std::string, std::string> bad[] = {
+      {"--run-test abc", "--run-test: 'abc' is not a whole number"},
+      {"--run-test 99999999999999999999999", "--run-test: '99999999999999999999999' is not a whole number"},
+      {"--run-test -1", "--run-test: '-1' is not a whole number"},
+      {"--run-test", "--run-test needs a value"},
+      {"--result-fd x --run-test 0 --token-fd 1", "--result-fd: 'x' is not a whole number"},
+      {"--bogus", "unknown option '--bogus'"},
+  };
+  for (const auto& [args, message] : bad) {
+    Result r = run("assignment/grade_solution_tests", args);
+    EXPECT_EQ(r.exit_code, 2) << args << "\n" << r.output;
+    EXPECT_TRUE(contains(r.output, "error: " + message)) << args << "\n" << r.output;
+    EXPECT_TRUE(contains(r.output, "usage: ")) << args << "\n" << r.output;
+  }
+  Result list = run("assignment/grade_solution_tests", "--list");
+  EXPECT_EQ(list.exit_code, 0) << list.output;
+}
+
 TEST(Assignments, HostileSubmissionsCannotForgeAPass) {
   // exit(0) before main, with a printed perfect score: 0 points, exit code 1.
   Result exit_static = run("assignments/hostile_exit_static");

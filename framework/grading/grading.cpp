@@ -235,25 +235,37 @@ int test_main(int argc, char** argv, const Manifest& manifest, const std::vector
   int result_fd = -1, token_fd = -1;
   bool list = false, all = false;
   Context ctx;
+  auto usage = [&](const std::string& problem) {
+    if (!problem.empty()) std::fprintf(stderr, "error: %s\n", problem.c_str());
+    std::fprintf(stderr,
+                 "usage: %s --list | --all [--fixtures DIR] | --run-test N --result-fd R "
+                 "--token-fd T [--fixtures DIR]\n(run by the grader; not a grade by itself)\n",
+                 argv[0]);
+    return 2;
+  };
+  // A whole number in [0, limit] written in decimal digits only, or -1.
+  auto whole = [](const std::string& text, long limit) -> long {
+    if (text.empty() || text.size() > 18 || text.find_first_not_of("0123456789") != std::string::npos) return -1;
+    const long v = std::stol(text);
+    return v <= limit ? v : -1;
+  };
   for (int a = 1; a < argc; ++a) {
     std::string arg = argv[a];
-    auto next = [&]() -> std::string {
-      if (a + 1 >= argc) throw std::invalid_argument(arg + " needs a value");
-      return argv[++a];
-    };
-    if (arg == "--list") list = true;
-    else if (arg == "--all") all = true;
-    else if (arg == "--run-test") run = std::stol(next());
-    else if (arg == "--result-fd") result_fd = std::stoi(next());
-    else if (arg == "--token-fd") token_fd = std::stoi(next());
-    else if (arg == "--fixtures") ctx.fixture_dir = next();
-    else {
-      std::fprintf(stderr,
-                   "usage: %s --list | --all [--fixtures DIR] | --run-test N --result-fd R "
-                   "--token-fd T [--fixtures DIR]\n(run by the grader; not a grade by itself)\n",
-                   argv[0]);
-      return 2;
+    if (arg == "--list") { list = true; continue; }
+    if (arg == "--all") { all = true; continue; }
+    if (arg != "--run-test" && arg != "--result-fd" && arg != "--token-fd" && arg != "--fixtures")
+      return usage("unknown option '" + arg + "'");
+    if (a + 1 >= argc) return usage(arg + " needs a value");
+    const std::string value = argv[++a];
+    if (arg == "--fixtures") {
+      ctx.fixture_dir = value;
+      continue;
     }
+    const long v = whole(value, arg == "--run-test" ? 1000000 : 1000000000);
+    if (v < 0) return usage(arg + ": '" + value + "' is not a whole number");
+    if (arg == "--run-test") run = v;
+    else if (arg == "--result-fd") result_fd = static_cast<int>(v);
+    else token_fd = static_cast<int>(v);
   }
   if (list) {
     for (const TestSpec& t : manifest.tests) std::printf("%s\n", t.name.c_str());
