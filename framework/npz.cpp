@@ -688,6 +688,11 @@ void save_npy(const std::string& path, const Array& array) {
   });
 }
 
+void write_file_atomically(const std::string& path, const std::string& bytes) {
+  const std::string where = "file '" + path + "'";
+  write_atomically(path, where, [&](const std::string& tmp) { write_bytes(tmp, {bytes}, where); });
+}
+
 const Array& find(const Archive& archive, const std::string& name,
                   const std::string& path_for_errors) {
   for (const auto& [n, array] : archive)

@@ -90,6 +90,10 @@ Array load_npy_from_memory(const void* data, std::size_t size, const std::string
 void save_npz(const std::string& path, const Archive& arrays, bool compress = false);
 /// Writes an .npy atomically.
 void save_npy(const std::string& path, const Array& array);
+/// Writes `bytes` to `path` the way save_npz writes (a unique temporary beside it, fsync, rename;
+/// a target that exists and is not a regular file is refused), for the library's other files,
+/// such as a grader's reports. Throws FileError naming the file.
+void write_file_atomically(const std::string& path, const std::string& bytes);
 
 /// The array called `name`; throws "npz: file '<path_for_errors>': missing entry '<name>'".
 const Array& find(const Archive& archive, const std::string& name,

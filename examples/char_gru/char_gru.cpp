@@ -503,6 +503,9 @@ int main(int argc, char** argv) {
       Generator gen(seed);
       std::vector<std::string> samples;
       std::size_t draws = 0, filtered = 0;
+      const std::string why_filtered =
+          is_offensive(pre) ? "starts with a --prefix that holds a word of the classroom word list"
+                            : fmt::format("held a word of the classroom word list in all {} draws", kFilterTries);
       const auto t0 = std::chrono::steady_clock::now();
       for (std::size_t k = 0; k < n; ++k) {
         bool was_filtered = false;
@@ -513,8 +516,7 @@ int main(int argc, char** argv) {
         if (was_filtered) {
           ++filtered;
           fmt::print(stderr, "char_gru sample: sample {} {}; printed as '[filtered]' (--no-filter prints samples as drawn)\n",
-                     k + 1, is_offensive(pre) ? "starts with a --prefix that holds a word of the classroom word list"
-                                              : fmt::format("held a word of the classroom word list in all {} draws", kFilterTries));
+                     k + 1, why_filtered);
         }
       }
       const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

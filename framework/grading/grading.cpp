@@ -20,7 +20,6 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <fstream>
 #include <new>
 #include <stdexcept>
 #include <typeinfo>
@@ -29,6 +28,7 @@
 
 #include "framework/error.hpp"
 #include "framework/module.hpp"
+#include "framework/npz.hpp"
 
 extern char** environ;
 
@@ -552,23 +552,16 @@ std::string sanitize_utf8(const std::string& s) {
   return out;
 }
 
-/// Writes `text` to `path` atomically: into a temporary file beside it, then renamed over it, so a
-/// reader (Gradescope, a script) never sees half a report and an interrupted run leaves no stub.
+/// Writes a report atomically (npz::write_file_atomically: Gradescope never reads half of one, and
+/// an interrupted run leaves no stub); false, with the reason on stderr, when it cannot.
 bool write_text_file(const std::string& path, const std::string& text) {
-  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
-  {
-    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
-    f << text;
-    if (!f.flush()) {
-      std::remove(tmp.c_str());
-      return false;
-    }
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    std::remove(tmp.c_str());
+  try {
+    npz::write_file_atomically(path, text);
+    return true;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
     return false;
   }
-  return true;
 }
 
 /// The upper bound of --time-limit, in seconds (a day): beyond it a limit is a typing error, and
@@ -596,6 +589,8 @@ std::string unwritable_reason(const std::string& flag, const std::string& path) 
   struct stat st {};
   if (::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode))
     return fmt::format("{}: '{}' is a directory", flag, path);
+  if (::stat(path.c_str(), &st) == 0 && !S_ISREG(st.st_mode))
+    return fmt::format("{}: '{}' exists and is not a regular file", flag, path);
   const std::size_t slash = path.find_last_of('/');
   const std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
   if (::stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
@@ -663,9 +658,9 @@ int grader_main(int argc, char** argv, const Manifest& manifest, const GraderCon
   }
   // Everything the flags name is checked before the first test runs.
   std::vector<std::string> errors;
-  if (results_given) errors.push_back(unwritable_reason("--results", results_path));
-  if (text_given) errors.push_back(unwritable_reason("--text", text_path));
-  errors.erase(std::remove(errors.begin(), errors.end(), std::string()), errors.end());
+  for (const std::string& why : {results_given ? unwritable_reason("--results", results_path) : "",
+                                 text_given ? unwritable_reason("--text", text_path) : ""})
+    if (!why.empty()) errors.push_back(why);
   if (!results_path.empty() && !text_path.empty() && same_file(results_path, text_path))
     errors.push_back(fmt::format("--results and --text both name '{}': give two files", results_path));
   struct stat st {};
@@ -732,15 +727,9 @@ int grader_main(int argc, char** argv, const Manifest& manifest, const GraderCon
     std::string json = fmt::format(
         "{{\n  \"score\": {},\n  \"max_score\": {},\n  \"output\": \"{}\",\n  \"tests\": [\n{}\n  ]\n}}\n",
         score, max_score, json_escape(sanitize_utf8(manifest.title)), tests_json);
-    if (!write_text_file(results_path, json)) {
-      std::fprintf(stderr, "error: cannot write %s\n", results_path.c_str());
-      rc = 2;
-    }
+    if (!write_text_file(results_path, json)) rc = 2;
   }
-  if (!text_path.empty() && !write_text_file(text_path, text)) {
-    std::fprintf(stderr, "error: cannot write %s\n", text_path.c_str());
-    rc = 2;
-  }
+  if (!text_path.empty() && !write_text_file(text_path, text)) rc = 2;
   return rc;
 }
 
