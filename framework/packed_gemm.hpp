@@ -117,16 +117,29 @@ class PackedGemm {
   /// the same order whichever range computes it: splitting the panels never changes a bit.
   /// With transpose_a, `a` holds Aᵀ (k × m, leading dimension lda): row kk of it gives the
   /// elements of column kk of A for consecutive rows (a weight's gradient gᵀ h with a short k).
+  ///
+  /// While the row blocks of A run against panel p, the next panel of the range (p0 after the
+  /// last: the next product, a recurrence's next step, starts there) is prefetched into L2, a
+  /// slice per row block, so that it is not fetched from L3 in one burst when its turn comes.
+  /// A recurrent weight at H = 512 (3 MiB for the GRU) does not fit a 2 MiB L2, and without this
+  /// the first row block of every panel waited for it: on the 2-core Xeon of docs/performance.md
+  /// (session 23) the prefetch took the forward product of the GRU at L (32 rows against
+  /// 512 × 1536, both cores) from 240–268 to 288–321 GFLOP/s.
   void multiply_panels(std::size_t p0, std::size_t p1, std::size_t m, const T* a, std::size_t lda,
                        T beta, T* c, std::size_t ldc, bool transpose_a = false) const {
-    for (std::size_t p = p0; p < p1; ++p)
-      for (std::size_t i = 0; i < m; i += MR) {
+    const std::size_t blocks = (m + MR - 1) / MR, panel_bytes = k_ * NR * sizeof(T);
+    for (std::size_t p = p0; p < p1; ++p) {
+      const char* next = reinterpret_cast<const char*>(packed_ + (p + 1 < p1 ? p + 1 : p0) * k_ * NR);
+      for (std::size_t i = 0, ib = 0; i < m; i += MR, ++ib) {
         const std::size_t rows = std::min(MR, m - i);
+        // this block's slice of the next panel: [ib, ib + 1) / blocks of it
+        const Prefetch pf{next + ib * panel_bytes / blocks, panel_bytes / blocks / std::max<std::size_t>(k_ / 2, 1)};
         if (transpose_a)
-          block<true>(rows, p, a + i, lda, beta, c + i * ldc, ldc);
+          block<true>(rows, p, a + i, lda, beta, c + i * ldc, ldc, pf);
         else
-          block<false>(rows, p, a + i * lda, lda, beta, c + i * ldc, ldc);
+          block<false>(rows, p, a + i * lda, lda, beta, c + i * ldc, ldc, pf);
       }
+    }
   }
 
  private:
@@ -151,35 +164,51 @@ class PackedGemm {
 #endif
   }
 
+  /// What a kernel prefetches into L2: one line at `at`, then every `stride` bytes, once per two
+  /// steps of k.
+  struct Prefetch {
+    const char* at;
+    std::size_t stride;
+  };
+
   /// Rows [0, rows) of A against panel p, by a kernel unrolled for that many rows.
   template <bool TA>
   void block(std::size_t rows, std::size_t p, const T* a, std::size_t lda, T beta, T* c,
-             std::size_t ldc) const {
+             std::size_t ldc, Prefetch pf) const {
     switch (rows) {
-      case 1: return kernel<1, TA>(p, a, lda, beta, c, ldc);
-      case 2: return kernel<2, TA>(p, a, lda, beta, c, ldc);
-      case 3: return kernel<3, TA>(p, a, lda, beta, c, ldc);
-      case 4: return kernel<4, TA>(p, a, lda, beta, c, ldc);
-      case 5: return kernel<(MR > 4 ? 5 : 1), TA>(p, a, lda, beta, c, ldc);
-      case 6: return kernel<(MR > 4 ? 6 : 1), TA>(p, a, lda, beta, c, ldc);
-      case 7: return kernel<(MR > 4 ? 7 : 1), TA>(p, a, lda, beta, c, ldc);
-      default: return kernel<MR, TA>(p, a, lda, beta, c, ldc);
+      case 1: return kernel<1, TA>(p, a, lda, beta, c, ldc, pf);
+      case 2: return kernel<2, TA>(p, a, lda, beta, c, ldc, pf);
+      case 3: return kernel<3, TA>(p, a, lda, beta, c, ldc, pf);
+      case 4: return kernel<4, TA>(p, a, lda, beta, c, ldc, pf);
+      case 5: return kernel<(MR > 4 ? 5 : 1), TA>(p, a, lda, beta, c, ldc, pf);
+      case 6: return kernel<(MR > 4 ? 6 : 1), TA>(p, a, lda, beta, c, ldc, pf);
+      case 7: return kernel<(MR > 4 ? 7 : 1), TA>(p, a, lda, beta, c, ldc, pf);
+      default: return kernel<MR, TA>(p, a, lda, beta, c, ldc, pf);
     }
   }
 
   template <std::size_t R, bool TA>
-  void kernel(std::size_t p, const T* a, std::size_t lda, T beta, T* c, std::size_t ldc) const {
+  void kernel(std::size_t p, const T* a, std::size_t lda, T beta, T* c, std::size_t ldc,
+              Prefetch pf) const {
     const T* panel = packed_ + p * k_ * NR;
     V acc0[R], acc1[R];
     for (std::size_t r = 0; r < R; ++r) acc0[r] = V(T(0)), acc1[r] = V(T(0));
-    for (std::size_t kk = 0; kk < k_; ++kk) {
+    auto step = [&](std::size_t kk) {  // acc += A[:, kk] · panel row kk
       const V b0 = V::load_aligned(panel + kk * NR), b1 = V::load_aligned(panel + kk * NR + S);
       for (std::size_t r = 0; r < R; ++r) {
         const V ar(TA ? a[kk * lda + r] : a[r * lda + kk]);
         acc0[r] = fused(ar, b0, acc0[r]);
         acc1[r] = fused(ar, b1, acc1[r]);
       }
+    };
+    std::size_t kk = 0;
+    for (; kk + 2 <= k_; kk += 2) {  // the same sums in the same order, two steps at a time
+      step(kk);
+      __builtin_prefetch(pf.at, 0, 2);  // prefetcht1 on x86: into L2
+      pf.at += pf.stride;
+      step(kk + 1);
     }
+    if (kk < k_) step(kk);
     const std::size_t j0 = p * NR, width = std::min(NR, n_ - j0);
     for (std::size_t r = 0; r < R; ++r) {
       T* row = c + r * ldc + j0;
