@@ -4,6 +4,10 @@
 // parameter's dtype T: scalar factors are computed in double (as Python does) and cast to T
 // where torch passes them to a tensor op (mul_, add_(alpha=), addcmul_(value=), addcdiv_(value=)).
 // The expressions are written in torch's operand order, e.g. addcdiv_ is p + (value·m) / d.
+// GCC 12 warns "'__Y' may be used uninitialized" inside its own AVX-512 intrinsics as inlined
+// into xsimd's sqrt: a false positive (_mm512_undefined_* on purpose), as in ops_elementwise.cpp.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
 #include "framework/optim.hpp"
 
 #include <fmt/format.h>
@@ -12,11 +16,13 @@
 #include <cmath>
 #include <limits>
 #include <stdexcept>
+#include <xtensor/xadapt.hpp>
 #include <xtensor/xmath.hpp>
 #include <xtensor/xnoalias.hpp>
 #include <xtensor/xoperation.hpp>
 
 #include "framework/dispatch.hpp"
+#include "framework/parallel.hpp"
 #include "framework/tape.hpp"
 
 namespace tapegrad {
@@ -49,18 +55,17 @@ struct AdamHyper {
   bool amsgrad, decoupled;
 };
 
-/// torch's _single_tensor_adam / _single_tensor_adamw (capturable=False), on one parameter.
+/// torch's _single_tensor_adam / _single_tensor_adamw (capturable=False), on one parameter. Each
+/// element's update reads only that element, so a large parameter (from kParallelElements) is
+/// updated as two ranges on the engine's two cores (parallel.hpp), split at a multiple of 64
+/// elements: the same expressions over each range, the same bits as one pass (an LM's 512 × 1536
+/// weight and its two moments are 9 MiB a step).
 template <class T>
-void adam_update(xt::xarray<T>& p, const xt::xarray<T>& g_in, Optimizer::ParamState& state,
+void adam_update(xt::xarray<T>& p_all, const xt::xarray<T>& g_all, Optimizer::ParamState& state,
                  const AdamHyper& h) {
-  xt::xarray<T> scratch;
-  if (h.decoupled) p *= static_cast<T>(1 - h.lr * h.weight_decay);
-  const xt::xarray<T>& g = h.decoupled ? g_in : l2_penalized(g_in, p, h.weight_decay, scratch);
-
-  xt::xarray<T>& m = buffer<T>(state, "exp_avg");     // first moment
-  xt::xarray<T>& v = buffer<T>(state, "exp_avg_sq");  // second moment
-  xt::noalias(m) = static_cast<T>(h.beta1) * m + static_cast<T>(1 - h.beta1) * g;
-  xt::noalias(v) = static_cast<T>(h.beta2) * v + static_cast<T>(1 - h.beta2) * g * g;
+  xt::xarray<T>& m_all = buffer<T>(state, "exp_avg");     // first moment
+  xt::xarray<T>& v_all = buffer<T>(state, "exp_avg_sq");  // second moment
+  xt::xarray<T>* v_max_all = h.amsgrad ? &buffer<T>(state, "max_exp_avg_sq") : nullptr;
 
   const double t = static_cast<double>(state.step);
   const double bias_correction1 = 1 - std::pow(h.beta1, t);
@@ -68,16 +73,36 @@ void adam_update(xt::xarray<T>& p, const xt::xarray<T>& g_in, Optimizer::ParamSt
   const double step_size = h.lr / bias_correction1;
   const double bias_correction2_sqrt = std::sqrt(bias_correction2);
 
-  const xt::xarray<T>* second = &v;
-  if (h.amsgrad) {
-    xt::xarray<T>& v_max = buffer<T>(state, "max_exp_avg_sq");
-    xt::noalias(v_max) = xt::maximum(v_max, v);
-    second = &v_max;
-  }
-  // denom = sqrt(v) / sqrt(bc2) + eps;  p.addcdiv_(m, denom, value=-step_size)
-  xt::noalias(p) +=
-      static_cast<T>(-step_size) * m /
-      (xt::sqrt(*second) / static_cast<T>(bias_correction2_sqrt) + static_cast<T>(h.eps));
+  auto range = [&](std::size_t i0, std::size_t i1) {
+    const std::vector<std::size_t> shape{i1 - i0};
+    auto view = [&](auto& a) { return xt::adapt(a.data() + i0, i1 - i0, xt::no_ownership(), shape); };
+    auto p = view(p_all);
+    auto m = view(m_all);
+    auto v = view(v_all);
+    const auto g_in = xt::adapt(g_all.data() + i0, i1 - i0, xt::no_ownership(), shape);
+    xt::xtensor<T, 1> g_penalized;
+    if (h.decoupled) p *= static_cast<T>(1 - h.lr * h.weight_decay);
+    if (!h.decoupled && h.weight_decay != 0) g_penalized = g_in + static_cast<T>(h.weight_decay) * p;  // L2
+    auto update = [&](const auto& g) {
+      xt::noalias(m) = static_cast<T>(h.beta1) * m + static_cast<T>(1 - h.beta1) * g;
+      xt::noalias(v) = static_cast<T>(h.beta2) * v + static_cast<T>(1 - h.beta2) * g * g;
+      auto step = [&](const auto& second) {
+        // denom = sqrt(v) / sqrt(bc2) + eps;  p.addcdiv_(m, denom, value=-step_size)
+        xt::noalias(p) += static_cast<T>(-step_size) * m /
+                          (xt::sqrt(second) / static_cast<T>(bias_correction2_sqrt) + static_cast<T>(h.eps));
+      };
+      if (v_max_all) {
+        auto v_max = view(*v_max_all);
+        xt::noalias(v_max) = xt::maximum(v_max, v);
+        step(v_max);
+      } else {
+        step(v);
+      }
+    };
+    if (g_penalized.size() != 0) update(g_penalized);
+    else update(g_in);
+  };
+  detail::split_elements(p_all.size(), 64, range);
 }
 
 std::vector<std::string> adam_buffer_names(bool amsgrad) {

@@ -435,6 +435,41 @@ TEST(Optimizer, SkipsParametersWithoutGrad) {
   EXPECT_EQ(opt.param_state(1).step, 1);
 }
 
+// A parameter of kParallelElements or more is updated as two ranges on two cores (optim.cpp,
+// adam_update): the same bits as the same values updated as pieces too small to be split, for
+// Adam with an L2 penalty, AdamW, and AMSGrad, over three steps, in both dtypes.
+TEST(Optimizer, AdamOnTwoCoresHasTheBitsOfOnePass) {
+  const std::size_t n = 70001;  // two ranges, the second with a tail of one element
+  const std::size_t pieces[] = {20000, 20001, 30000};  // each below kParallelElements
+  for (DType dtype : {DType::Float32, DType::Float64})
+    for (int config = 0; config < 3; ++config) {
+      Generator gen(11);
+      Tensor start = randn({n}, gen, dtype);
+      std::vector<Tensor> grads;
+      for (int k = 0; k < 3; ++k) grads.push_back(randn({n}, gen, dtype));
+      auto make = [&](std::vector<Tensor> params) -> std::unique_ptr<Optimizer> {
+        if (config == 0) return std::make_unique<Adam>(std::move(params), AdamOptions().lr(0.01).weight_decay(0.1));
+        if (config == 1) return std::make_unique<AdamW>(std::move(params), AdamWOptions().lr(0.01));
+        return std::make_unique<Adam>(std::move(params), AdamOptions().lr(0.01).amsgrad(true));
+      };
+      Tensor whole = param_like(start);
+      std::vector<Tensor> parts;
+      for (std::size_t i = 0, at = 0; i < 3; at += pieces[i++])
+        parts.push_back(param_like(narrow(start, 0, at, pieces[i])));
+      auto opt_whole = make({whole});
+      auto opt_parts = make(parts);
+      for (int k = 0; k < 3; ++k) {
+        whole.set_grad(grads[k]);
+        for (std::size_t i = 0, at = 0; i < 3; at += pieces[i++])
+          parts[i].set_grad(narrow(grads[k], 0, at, pieces[i]));
+        opt_whole->step();
+        opt_parts->step();
+      }
+      EXPECT_EQ(max_abs_diff(whole, concat(parts, 0)), 0.0) << dtype_name(dtype) << " config " << config;
+      EXPECT_GT(max_abs_diff(whole, start), 0.0);
+    }
+}
+
 // step() works on the raw data: nothing is recorded, the parameter stays a leaf.
 TEST(Optimizer, StepAfterBackwardRecordsNothing) {
   Tensor w = param_like(tensor({1.0, -2.0, 3.0}, DType::Float64));

@@ -342,14 +342,16 @@ Tensor layer_forward(const LayerInput& input, std::size_t B, std::size_t Tn, con
       if (!need_whh) return;
       // dW_hh = Σ dghᵀ · h_{t−1}, as rows r|z (G columns 0:2H) and rows n (columns 3H:4H): per
       // sequence b, G[b, 1:T] with out[b, 0:T−1] (both contiguous); then G[b0:b1, 0] with h0.
-      std::fill(mine.dw_hh.begin(), mine.dw_hh.end(), T(0));
+      // The first product of each piece overwrites (beta = 0) instead of adding to zeros.
+      if (Tn == 1 && !has_h0) std::fill(mine.dw_hh.begin(), mine.dw_hh.end(), T(0));
       for (std::size_t piece = 0; piece < 2; ++piece) {
         const std::size_t m = piece == 0 ? 2 * H : H, col = piece == 0 ? 0 : 3 * H;
         T* d = mine.dw_hh.data() + (piece == 0 ? 0 : 2 * H * H);
-        for (std::size_t b = b0; b < b1 && Tn > 1; ++b)
-          gemm(true, false, m, H, Tn - 1, G + (b * Tn + 1) * H4 + col, H4, out + b * Tn * H, H, T(1), d, H);
+        T beta(0);
+        for (std::size_t b = b0; b < b1 && Tn > 1; ++b, beta = T(1))
+          gemm(true, false, m, H, Tn - 1, G + (b * Tn + 1) * H4 + col, H4, out + b * Tn * H, H, beta, d, H);
         if (has_h0)
-          gemm(true, false, m, H, b1 - b0, G + b0 * Tn * H4 + col, Tn * H4, hinit + b0 * H, H, T(1), d, H);
+          gemm(true, false, m, H, b1 - b0, G + b0 * Tn * H4 + col, Tn * H4, hinit + b0 * H, H, beta, d, H);
       }
     });
     if (split) {  // add the second half's partial results into the first's
