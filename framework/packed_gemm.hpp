@@ -124,7 +124,7 @@ class PackedGemm {
   /// A recurrent weight at H = 512 (3 MiB for the GRU) does not fit a 2 MiB L2, and without this
   /// the first row block of every panel waited for it: on the 2-core Xeon of docs/performance.md
   /// (session 23) the prefetch took the forward product of the GRU at L (32 rows against
-  /// 512 × 1536, both cores) from 240–268 to 288–321 GFLOP/s.
+  /// 512 × 1536, both cores) from 240–268 to 287–321 GFLOP/s.
   void multiply_panels(std::size_t p0, std::size_t p1, std::size_t m, const T* a, std::size_t lda,
                        T beta, T* c, std::size_t ldc, bool transpose_a = false) const {
     const std::size_t blocks = (m + MR - 1) / MR, panel_bytes = k_ * NR * sizeof(T);
