@@ -121,6 +121,19 @@ TEST(GRUFused, LargeEnoughForTheSecondThread) {
   check_case({1, 16, 64, 10, 64, false, false, DType::Float32});
 }
 
+// A recurrent weight's gradient of more than 1 MiB (3H·H elements) runs on the engine's kernel
+// with both operands packed across the sequences (gru_fused.cpp, recurrent_weight_gradient):
+// H = 300 (2H = 600 is no multiple of its 128-row blocks), with and without h0, one step (only h0's
+// pairs, or none), one half or two, and more than 512 pairs (two kernel calls per block).
+TEST(GRUFused, WideRecurrentWeightGradientOnTheEngine) {
+  check_case({1, 3, 5, 7, 300, true, false, DType::Float64});
+  check_case({1, 3, 5, 7, 300, false, true, DType::Float32});
+  check_case({1, 3, 1, 7, 300, false, true, DType::Float64});
+  check_case({1, 3, 1, 7, 300, true, false, DType::Float64});
+  check_case({1, 4, 300, 6, 300, true, true, DType::Float64});   // 3H·H·B·T ≥ 2^23: two halves, 600 pairs each
+  check_case({2, 4, 150, 6, 300, false, false, DType::Float32});
+}
+
 TEST(GRUFused, SingleStep) {
   check_case({2, 3, 1, 5, 4, false, true, DType::Float64});
   check_case({1, 1, 1, 5, 4, true, false, DType::Float64});

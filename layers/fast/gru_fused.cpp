@@ -177,6 +177,53 @@ struct DifferentiableBackward {
   }
 };
 
+/// dW_hh (3H × H, overwritten) of sequences [b0, b1) on the engine's kernel, both operands packed
+/// across the sequences: the sum over the pairs (b, t) of G's gate-gradient columns of row (b, t)
+/// (r, z: columns 0:2H; n: 3H:4H) times h_{t−1} of sequence b (h0 for t = 0, when given). One
+/// kernel call runs over up to kKC pairs, so each block of C is loaded and stored once per kKC
+/// steps of k; BLAS called per sequence (below) gets products of k = T − 1, and OpenBLAS's speed
+/// there depends on the kernels it picks (OPENBLAS_CORETYPE). For a large C only (more than
+/// 1 MiB: H = 512). docs/performance.md, session 23.
+template <class T>
+void recurrent_weight_gradient(const T* G, const T* out, const T* hinit, bool has_h0, std::size_t b0,
+                               std::size_t b1, std::size_t Tn, std::size_t H, T* dw) {
+  using P = PackedGemm<T>;
+  constexpr std::size_t kKC = 512, kMC = 128;  // pairs per kernel call; rows of C per block
+  const std::size_t H3 = 3 * H, H4 = 4 * H, t0 = has_h0 ? 0 : 1, per = Tn - t0;
+  const std::size_t K = (b1 - b0) * per;
+  if (K == 0) {
+    std::fill(dw, dw + H3 * H, T(0));
+    return;
+  }
+  auto pair = [&](std::size_t q, const T** g, const T** h) {  // the q-th pair (b, t)
+    const std::size_t b = b0 + q / per, t = t0 + q % per;
+    *g = G + (b * Tn + t) * H4;
+    *h = t == 0 ? hinit + b * H : out + (b * Tn + t - 1) * H;
+  };
+  const std::size_t most = std::min(K, kKC);
+  Buffer<T> hrows(most * H), packed(P::storage_size(most, H)), gt(most * kMC);
+  for (std::size_t k0 = 0; k0 < K; k0 += kKC) {
+    const std::size_t kc = std::min(kKC, K - k0);
+    const T *g, *h;
+    for (std::size_t q = 0; q < kc; ++q) {
+      pair(k0 + q, &g, &h);
+      std::memcpy(hrows.data() + q * H, h, H * sizeof(T));
+    }
+    const P hp(packed.data(), hrows.data(), H, /*transpose_b=*/false, kc, H);
+    for (std::size_t r0 = 0; r0 < H3;) {  // row r of dW_hh is G's column r (r < 2H) or r + H
+      const std::size_t end = std::min(r0 + kMC, r0 < 2 * H ? 2 * H : H3), mc = end - r0;
+      const std::size_t col = r0 < 2 * H ? r0 : r0 + H;
+      for (std::size_t q = 0; q < kc; ++q) {  // Aᵀ (kc × mc): these columns of the pairs' rows of G
+        pair(k0 + q, &g, &h);
+        std::memcpy(gt.data() + q * mc, g + col, mc * sizeof(T));
+      }
+      hp.multiply_panels(0, P::panels(H), mc, gt.data(), mc, k0 == 0 ? T(0) : T(1), dw + r0 * H, H,
+                         /*transpose_a=*/true);
+      r0 = end;
+    }
+  }
+}
+
 template <class T>
 Tensor layer_forward(const LayerInput& input, std::size_t B, std::size_t Tn, const Tensor& w_ih,
                      const Tensor& w_hh, const Tensor& b_ih, const Tensor& b_hh,
@@ -293,6 +340,7 @@ Tensor layer_forward(const LayerInput& input, std::size_t B, std::size_t Tn, con
     const bool need_whh = sink.needs(iw + 1);
     const bool scatter = !dense && sink.needs(iw);  // dW_ihᵀ (V, 3H) for one-hot ids
     const bool split = split_batch(3, B, Tn, H);
+    const bool engine_dw_hh = PackedGemm<T>::available() && H3 * H * sizeof(T) > (std::size_t(1) << 20);
     // dL/dh_{t−1} += S W_hh at every step: W_hh packed once (packed_gemm.hpp), or BLAS.
     std::optional<PackedGemm<T>> whh_packed;
     Buffer<T> whh_storage(PackedGemm<T>::available() ? PackedGemm<T>::storage_size(H3, H) : 1);
@@ -340,6 +388,7 @@ Tensor layer_forward(const LayerInput& input, std::size_t B, std::size_t Tn, con
       }
       if (b0 == 0) dh_final = dh;  // both halves end on the same buffer
       if (!need_whh) return;
+      if (engine_dw_hh) return recurrent_weight_gradient<T>(G, out, hinit, has_h0, b0, b1, Tn, H, mine.dw_hh.data());
       // dW_hh = Σ dghᵀ · h_{t−1}, as rows r|z (G columns 0:2H) and rows n (columns 3H:4H): per
       // sequence b, G[b, 1:T] with out[b, 0:T−1] (both contiguous); then G[b0:b1, 0] with h0.
       // The first product of each piece overwrites (beta = 0) instead of adding to zeros.
