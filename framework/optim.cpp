@@ -80,9 +80,7 @@ void adam_update(xt::xarray<T>& p_all, const xt::xarray<T>& g_all, Optimizer::Pa
     auto m = view(m_all);
     auto v = view(v_all);
     const auto g_in = xt::adapt(g_all.data() + i0, i1 - i0, xt::no_ownership(), shape);
-    xt::xtensor<T, 1> g_penalized;
     if (h.decoupled) p *= static_cast<T>(1 - h.lr * h.weight_decay);
-    if (!h.decoupled && h.weight_decay != 0) g_penalized = g_in + static_cast<T>(h.weight_decay) * p;  // L2
     auto update = [&](const auto& g) {
       xt::noalias(m) = static_cast<T>(h.beta1) * m + static_cast<T>(1 - h.beta1) * g;
       xt::noalias(v) = static_cast<T>(h.beta2) * v + static_cast<T>(1 - h.beta2) * g * g;
@@ -99,8 +97,9 @@ void adam_update(xt::xarray<T>& p_all, const xt::xarray<T>& g_all, Optimizer::Pa
         step(v);
       }
     };
-    if (g_penalized.size() != 0) update(g_penalized);
-    else update(g_in);
+    if (h.decoupled || h.weight_decay == 0) return update(g_in);
+    const xt::xtensor<T, 1> g_l2 = g_in + static_cast<T>(h.weight_decay) * p;  // L2: torch's grad.add(p, alpha=wd)
+    update(g_l2);
   };
   detail::split_elements(p_all.size(), 64, range);
 }

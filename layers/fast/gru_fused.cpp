@@ -195,28 +195,22 @@ void recurrent_weight_gradient(const T* G, const T* out, const T* hinit, bool ha
     std::fill(dw, dw + H3 * H, T(0));
     return;
   }
-  auto pair = [&](std::size_t q, const T** g, const T** h) {  // the q-th pair (b, t)
-    const std::size_t b = b0 + q / per, t = t0 + q % per;
-    *g = G + (b * Tn + t) * H4;
-    *h = t == 0 ? hinit + b * H : out + (b * Tn + t - 1) * H;
-  };
   const std::size_t most = std::min(K, kKC);
   Buffer<T> hrows(most * H), packed(P::storage_size(most, H)), gt(most * kMC);
+  std::vector<const T*> grows(most);  // the block's rows of G
   for (std::size_t k0 = 0; k0 < K; k0 += kKC) {
     const std::size_t kc = std::min(kKC, K - k0);
-    const T *g, *h;
-    for (std::size_t q = 0; q < kc; ++q) {
-      pair(k0 + q, &g, &h);
-      std::memcpy(hrows.data() + q * H, h, H * sizeof(T));
+    for (std::size_t q = 0; q < kc; ++q) {  // pair k0 + q is (b, t): G's row (b, t), h_{t−1} of b
+      const std::size_t b = b0 + (k0 + q) / per, t = t0 + (k0 + q) % per;
+      grows[q] = G + (b * Tn + t) * H4;
+      std::memcpy(hrows.data() + q * H, t == 0 ? hinit + b * H : out + (b * Tn + t - 1) * H, H * sizeof(T));
     }
     const P hp(packed.data(), hrows.data(), H, /*transpose_b=*/false, kc, H);
     for (std::size_t r0 = 0; r0 < H3;) {  // row r of dW_hh is G's column r (r < 2H) or r + H
       const std::size_t end = std::min(r0 + kMC, r0 < 2 * H ? 2 * H : H3), mc = end - r0;
       const std::size_t col = r0 < 2 * H ? r0 : r0 + H;
-      for (std::size_t q = 0; q < kc; ++q) {  // Aᵀ (kc × mc): these columns of the pairs' rows of G
-        pair(k0 + q, &g, &h);
-        std::memcpy(gt.data() + q * mc, g + col, mc * sizeof(T));
-      }
+      for (std::size_t q = 0; q < kc; ++q)  // Aᵀ (kc × mc): these columns of the pairs' rows of G
+        std::memcpy(gt.data() + q * mc, grows[q] + col, mc * sizeof(T));
       hp.multiply_panels(0, P::panels(H), mc, gt.data(), mc, k0 == 0 ? T(0) : T(1), dw + r0 * H, H,
                          /*transpose_a=*/true);
       r0 = end;
