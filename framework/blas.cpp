@@ -8,11 +8,14 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cctype>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <new>
+#include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -328,6 +331,67 @@ void packed_product(bool ta, bool tb, std::size_t m, std::size_t n, std::size_t 
   two_halves(half);
 }
 
+// ---- large products when OpenBLAS's kernel has narrower vectors than the engine's ----------------
+
+/// The engine's kernel width in bits (0 when PackedGemm is not available: a portable build).
+template <class T>
+constexpr int engine_bits() {
+  return PackedGemm<T>::available() ? int(sizeof(T) * PackedGemm<T>::S * 8) : 0;
+}
+
+/// Whether gemm_impl gives this process's large products to blocked_product (blas.hpp,
+/// engine_replaces_blas): decided once, from the kernel OpenBLAS chose when it was loaded.
+template <class T>
+bool engine_takes_large_products() {
+  static const bool yes = engine_replaces_blas(openblas_get_corename(), engine_bits<T>());
+  return yes;
+}
+
+/// C = op(A) · op(B) + beta · C on PackedGemm for a product of any size (blas.hpp, engine_gemm).
+/// Blocked as GEMMs are: kKC rows of op(B) at a time (a longer k is summed block after block,
+/// C = partial + C), and kNC columns, so that a packed block of B (512 KiB) stays in L2 while
+/// row blocks of kMC rows of A run against it (A read where it is, kMC · kKC elements in L2 too).
+/// Two halves on the engine's two threads: rows of C when m ≥ n, else B's panels; each thread
+/// packs into a buffer of its own. Each element of C is summed in the same order however the
+/// halves and blocks of rows and columns fall: the bits depend on (m, n, k) alone.
+template <class T>
+void blocked_product(bool ta, bool tb, std::size_t m, std::size_t n, std::size_t k, const T* a,
+                     std::size_t lda, const T* b, std::size_t ldb, T beta, T* c, std::size_t ldc) {
+  using P = PackedGemm<T>;
+  if (m == 0 || n == 0) return;
+  if (k == 0) {  // an empty sum: C = beta·C
+    for (std::size_t i = 0; i < m; ++i)
+      for (std::size_t j = 0; j < n; ++j) c[i * ldc + j] = beta == T(0) ? T(0) : beta * c[i * ldc + j];
+    return;
+  }
+  constexpr std::size_t kKC = 512, kMC = 128;
+  constexpr std::size_t kNC = std::max<std::size_t>((std::size_t(512) << 10) / sizeof(T) / kKC / P::NR, 1) * P::NR;
+  auto part = [&](std::size_t i0, std::size_t i1, std::size_t j0, std::size_t j1) {
+    thread_local Buffer<T> storage;
+    if (!storage) storage = aligned_buffer<T>(P::storage_size(kKC, kNC));
+    for (std::size_t jc = j0; jc < j1; jc += kNC) {
+      const std::size_t nc = std::min(kNC, j1 - jc), panels = P::panels(nc);
+      for (std::size_t k0 = 0; k0 < k; k0 += kKC) {
+        const std::size_t kc = std::min(kKC, k - k0);
+        P::pack_panels(storage.get(), tb ? b + jc * ldb + k0 : b + k0 * ldb + jc, ldb, tb, kc, nc, 0, panels);
+        const P g(storage.get(), kc, nc);
+        for (std::size_t i = i0; i < i1; i += kMC)
+          g.multiply_panels(0, panels, std::min(kMC, i1 - i), ta ? a + k0 * lda + i : a + i * lda + k0, lda,
+                            k0 == 0 ? beta : T(1), c + i * ldc + jc, ldc, ta);
+      }
+    }
+  };
+  // the halves: rows at a multiple of the kernel's row block, or columns at a panel's edge
+  const std::size_t mid_row = m / 2 / P::MR * P::MR, mid_col = P::panels(n) / 2 * P::NR;
+  auto half = [&](int h) {
+    if (m >= n)
+      h == 0 ? part(0, mid_row, 0, n) : part(mid_row, m, 0, n);
+    else
+      h == 0 ? part(0, m, 0, mid_col) : part(0, m, mid_col, n);
+  };
+  two_halves(half);
+}
+
 template <class T>
 void gemm_impl(bool ta, bool tb, std::size_t m, std::size_t n, std::size_t k, const T* a,
                std::size_t lda, const T* b, std::size_t ldb, T beta, T* c, std::size_t ldc) {
@@ -344,6 +408,8 @@ void gemm_impl(bool ta, bool tb, std::size_t m, std::size_t n, std::size_t k, co
   }
   if (m >= 2 && (packs<T>(ta, m, n, k, work) || packs_transposed_a<T>(ta, m, n, k, work)))
     return packed_product(ta, tb, m, n, k, a, lda, b, ldb, beta, c, ldc, split_in_halves(m, n, k, work));
+  if (m >= 2 && work >= kSplitProduct && engine_takes_large_products<T>())
+    return blocked_product(ta, tb, m, n, k, a, lda, b, ldb, beta, c, ldc);
   ProductThreads threads(work);
   if (m == 1) {
     // The row op(A) is contiguous, or a column of A (stride lda) when A is transposed.
@@ -422,6 +488,34 @@ void gemm_split_impl(const GemmArgs<T>& g) {
 }
 
 }  // namespace
+
+int blas_kernel_bits(std::string_view core) {
+  std::string name(core);
+  for (char& ch : name) ch = char(std::tolower(static_cast<unsigned char>(ch)));
+  for (const char* x : {"skylakex", "cooperlake", "sapphirerapids"})
+    if (name == x) return 512;
+  for (const char* x : {"haswell", "zen", "sandybridge"})
+    if (name == x) return 256;
+  for (const char* x : {"katmai", "coppermine", "northwood", "prescott", "banias", "atom", "core2", "penryn",
+                        "dunnington", "nehalem", "athlon", "opteron", "opteron_sse3", "barcelona", "nano",
+                        "bobcat"})
+    if (name == x) return 128;
+  return 0;
+}
+
+bool engine_replaces_blas(std::string_view core, int engine_vector_bits) {
+  const int blas = blas_kernel_bits(core);
+  return blas > 0 && engine_vector_bits > blas;
+}
+
+bool engine_replaces_blas() { return engine_takes_large_products<float>(); }
+
+void engine_gemm(const GemmArgs<float>& g) {
+  blocked_product(g.ta, g.tb, g.m, g.n, g.k, g.a, g.lda, g.b, g.ldb, g.beta, g.c, g.ldc);
+}
+void engine_gemm(const GemmArgs<double>& g) {
+  blocked_product(g.ta, g.tb, g.m, g.n, g.k, g.a, g.lda, g.b, g.ldb, g.beta, g.c, g.ldc);
+}
 
 bool gemm_runs_apart(const GemmArgs<float>& g) { return runs_apart_impl(g); }
 bool gemm_runs_apart(const GemmArgs<double>& g) { return runs_apart_impl(g); }

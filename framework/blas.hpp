@@ -43,11 +43,23 @@
 //   of its own call, so no result moves. The composed GRU's H = 128, B = 32 backward has two such
 //   products per step (1.6 M each); its training step ran 7–20 % faster in three alternated rounds
 //   (bench_gru, session 7: docs/performance.md).
+// - when OpenBLAS runs a GEMM kernel of narrower vectors than the engine's own (the machine sets
+//   OPENBLAS_CORETYPE=Haswell, AVX2, and the build is for AVX-512), a product of kSplitProduct
+//   multiply-adds and more runs on the engine's kernel, blocked over k, rows and columns
+//   (engine_gemm), instead of OpenBLAS. On the 2-core AVX-512 Xeon of docs/performance.md
+//   (session 24) the engine ran such products 1.1–1.5× faster than OpenBLAS's Haswell kernel
+//   (the char-GRU's output layer at H = 512: 4096 × 512 by 512 × 65 and its two gradients);
+//   against OpenBLAS's own AVX-512 kernel it is not faster everywhere, so with no variable set
+//   nothing changes. Products below kSplitProduct stay on OpenBLAS either way: the documented
+//   outputs (recorded with the Haswell kernel) do not move. Which kernel OpenBLAS runs is
+//   decided when it is loaded (OPENBLAS_CORETYPE, else the CPU), so results already depended on
+//   it; within one process the shape alone decides, as for every rule here.
 // The thread count is OpenBLAS's global setting, lowered for the call and restored after it.
 // Not part of the public API (not included by tapegrad.hpp).
 #pragma once
 
 #include <cstddef>
+#include <string_view>
 
 namespace tapegrad::detail {
 
@@ -143,5 +155,25 @@ bool gemm_runs_apart(const GemmArgs<double>& g);
 /// same order however the panels are split: the bits are gemm()'s.
 void gemm_split(const GemmArgs<float>& g);
 void gemm_split(const GemmArgs<double>& g);
+
+/// Width in bits of the vectors in OpenBLAS's GEMM kernels for an x86 core, given by the name
+/// openblas_get_corename() returns (OPENBLAS_CORETYPE's spelling, any case): 512 for SkylakeX,
+/// Cooperlake and SapphireRapids, 256 for Haswell, Zen and Sandybridge, 128 for the SSE-era
+/// cores; 0 for a name not known here (another architecture, a newer core).
+int blas_kernel_bits(std::string_view core);
+
+/// Whether the engine takes OpenBLAS's large products: when OpenBLAS's kernel for `core` is known
+/// and narrower than the engine's (engine_vector_bits, 0 for a build without PackedGemm).
+bool engine_replaces_blas(std::string_view core, int engine_vector_bits);
+/// ... for this process: OpenBLAS's kernel as loaded against this build's float kernel.
+bool engine_replaces_blas();
+
+/// C = op(A) · op(B) + beta · C on the engine's own kernel (packed_gemm.hpp) for a product of any
+/// shape: what gemm() runs for a product of kSplitProduct multiply-adds and more when
+/// engine_replaces_blas(). Blocked over k (512 at a time: C = partial sum + C between blocks),
+/// rows and columns, on the engine's two threads; the bits depend on the shape alone.
+/// Needs PackedGemm<T>::available().
+void engine_gemm(const GemmArgs<float>& g);
+void engine_gemm(const GemmArgs<double>& g);
 
 }  // namespace tapegrad::detail

@@ -261,3 +261,113 @@ TEST(PackedGemm, UnpackedProductHasTheKernelsBits) {
       }
   run(float(), 1, 3 * 512, 512, 0.0);  // the fused GRU's step at H = 512
 }
+
+namespace {
+
+/// C = op(A) op(B) + beta C on detail::engine_gemm against a plain loop in double (long double
+/// for float64), every element; the padding of C untouched; returns C.
+template <class T>
+std::vector<T> check_engine_gemm(bool ta, bool tb, std::size_t m, std::size_t n, std::size_t k, double beta) {
+  SCOPED_TRACE(fmt::format("{} ta={} tb={} m={} n={} k={} beta={}", sizeof(T) == 4 ? "float32" : "float64", ta,
+                           tb, m, n, k, beta));
+  Generator gen(5 * m + 3 * n + k + (ta ? 1 : 0) + (tb ? 2 : 0));
+  const std::size_t lda = (ta ? m : k) + 3, ldb = (tb ? k : n) + 1, ldc = n + 2;
+  std::vector<T> a((ta ? k : m) * lda), b((tb ? n : k) * ldb), c(m * ldc);
+  for (T& x : a) x = T(gen.uniform(-1, 1));
+  for (T& x : b) x = T(gen.uniform(-1, 1));
+  for (T& x : c) x = beta == 0 ? std::numeric_limits<T>::quiet_NaN() : T(gen.uniform(-1, 1));
+  const std::vector<T> c0 = c;
+  detail::engine_gemm(detail::GemmArgs<T>{ta, tb, m, n, k, a.data(), lda, b.data(), ldb, T(beta), c.data(), ldc});
+  const double tol = (sizeof(T) == 4 ? 4e-7 : 1e-15) * double(k + 1);
+  for (std::size_t i = 0; i < m; ++i) {
+    for (std::size_t j = 0; j < n; ++j) {
+      long double acc = beta == 0 ? 0.0L : (long double)beta * c0[i * ldc + j];
+      for (std::size_t p = 0; p < k; ++p)
+        acc += (long double)(ta ? a[p * lda + i] : a[i * lda + p]) * (tb ? b[j * ldb + p] : b[p * ldb + j]);
+      EXPECT_NEAR(double(c[i * ldc + j]), double(acc), tol) << "C[" << i << ", " << j << "]";
+      if (::testing::Test::HasFailure()) return c;
+    }
+    for (std::size_t j = n; j < ldc; ++j)  // padding: untouched
+      if (!std::isnan(c0[i * ldc + j])) EXPECT_EQ(c[i * ldc + j], c0[i * ldc + j]);
+  }
+  return c;
+}
+
+}  // namespace
+
+TEST(PackedGemm, EngineGemmEqualsTheReference) {
+  // engine_gemm (blas.cpp, blocked_product): what gemm() runs for large products when OpenBLAS's
+  // kernel is narrower than the engine's. Shapes across every block edge: k beyond one block of
+  // 512 (partial sums added into C), n beyond one block of columns (256 float32, 128 float64)
+  // with a partial last panel, m above and below n (rows or columns split over the two threads),
+  // k = 1 and k = 0 (C = beta C); A and B each given directly or transposed; beta 0 (C not
+  // read), 1 and 0.5.
+  if (!detail::PackedGemm<float>::available()) GTEST_SKIP() << "no 256-bit vectors in this build";
+  struct Shape { std::size_t m, n, k; };
+  for (Shape s : {Shape{37, 300, 1100}, Shape{301, 65, 600}, Shape{2, 513, 513}, Shape{150, 40, 1}, Shape{9, 9, 0}})
+    for (bool ta : {false, true})
+      for (bool tb : {false, true})
+        for (double beta : {0.0, 1.0, 0.5}) {
+          check_engine_gemm<float>(ta, tb, s.m, s.n, s.k, beta);
+          check_engine_gemm<double>(ta, tb, s.m, s.n, s.k, beta);
+          if (HasFailure()) return;
+        }
+}
+
+TEST(PackedGemm, EngineGemmBitsDependOnTheShapeAlone) {
+  // Each element of C is summed in one order whichever half of the rows or columns, and which
+  // block of columns, holds it: the first 100 rows (or columns) of a product, multiplied on
+  // their own, equal those of the whole product bit for bit, though the halves and blocks fall
+  // elsewhere.
+  if (!detail::PackedGemm<float>::available()) GTEST_SKIP() << "no 256-bit vectors in this build";
+  const std::size_t m = 301, n = 300, k = 1100;
+  Generator gen(24);
+  std::vector<float> a(m * k), b(k * n), whole(m * n), rows(100 * n), cols(m * 100);
+  for (float& x : a) x = float(gen.uniform(-1, 1));
+  for (float& x : b) x = float(gen.uniform(-1, 1));
+  detail::engine_gemm(detail::GemmArgs<float>{false, false, m, n, k, a.data(), k, b.data(), n, 0.f, whole.data(), n});
+  detail::engine_gemm(detail::GemmArgs<float>{false, false, 100, n, k, a.data(), k, b.data(), n, 0.f, rows.data(), n});
+  detail::engine_gemm(detail::GemmArgs<float>{false, false, m, 100, k, a.data(), k, b.data(), n, 0.f, cols.data(), 100});
+  for (std::size_t i = 0; i < 100; ++i)
+    for (std::size_t j = 0; j < n; ++j) ASSERT_EQ(rows[i * n + j], whole[i * n + j]) << "row block, C[" << i << ", " << j << "]";
+  for (std::size_t i = 0; i < m; ++i)
+    for (std::size_t j = 0; j < 100; ++j) ASSERT_EQ(cols[i * 100 + j], whole[i * n + j]) << "column block, C[" << i << ", " << j << "]";
+}
+
+TEST(PackedGemm, EngineTakesLargeProductsOnlyFromANarrowerBlasKernel) {
+  // OpenBLAS's kernel widths by core name (OPENBLAS_CORETYPE's spelling, any case), and the rule:
+  // the engine takes the large products only when OpenBLAS's kernel is known and narrower.
+  EXPECT_EQ(detail::blas_kernel_bits("SkylakeX"), 512);
+  EXPECT_EQ(detail::blas_kernel_bits("COOPERLAKE"), 512);
+  EXPECT_EQ(detail::blas_kernel_bits("SapphireRapids"), 512);
+  EXPECT_EQ(detail::blas_kernel_bits("Haswell"), 256);
+  EXPECT_EQ(detail::blas_kernel_bits("zen"), 256);
+  EXPECT_EQ(detail::blas_kernel_bits("Nehalem"), 128);
+  EXPECT_EQ(detail::blas_kernel_bits("NEOVERSEN1"), 0);  // not known here
+  EXPECT_EQ(detail::blas_kernel_bits(""), 0);
+  EXPECT_TRUE(detail::engine_replaces_blas("Haswell", 512));
+  EXPECT_TRUE(detail::engine_replaces_blas("Nehalem", 256));
+  EXPECT_FALSE(detail::engine_replaces_blas("SkylakeX", 512));
+  EXPECT_FALSE(detail::engine_replaces_blas("Haswell", 256));
+  EXPECT_FALSE(detail::engine_replaces_blas("Zen", 0));  // a build without the engine's kernel
+  EXPECT_FALSE(detail::engine_replaces_blas("Unknown", 512));
+
+  // In this process: a large product through gemm() has engine_gemm's bits exactly when the
+  // rule says the engine takes it (OPENBLAS_CORETYPE=Haswell on an AVX-512 machine), and is
+  // close to them either way.
+  if (!detail::PackedGemm<float>::available()) return;
+  const std::size_t m = 512, n = 520, k = 130;  // 34.6 M multiply-adds, above kSplitProduct
+  ASSERT_GE(m * n * k, detail::kSplitProduct);
+  Generator gen(7);
+  std::vector<float> a(m * k), b(n * k), via_gemm(m * n), via_engine(m * n);
+  for (float& x : a) x = float(gen.uniform(-1, 1));
+  for (float& x : b) x = float(gen.uniform(-1, 1));
+  detail::gemm(false, true, m, n, k, a.data(), k, b.data(), k, 0.f, via_gemm.data(), n);
+  detail::engine_gemm(detail::GemmArgs<float>{false, true, m, n, k, a.data(), k, b.data(), k, 0.f, via_engine.data(), n});
+  bool identical = true;
+  for (std::size_t e = 0; e < via_gemm.size(); ++e) {
+    ASSERT_NEAR(via_gemm[e], via_engine[e], 1e-4) << "element " << e;
+    identical = identical && via_gemm[e] == via_engine[e];
+  }
+  if (detail::engine_replaces_blas()) EXPECT_TRUE(identical) << "gemm() did not run the engine's product";
+}

@@ -693,7 +693,9 @@ int process_threads() {
 /// LSTM's per-half weight gradients do) a product of kSmallProduct multiply-adds and more stays
 /// on one OpenBLAS thread: it starts no OpenBLAS pool. In a child process, which has neither the
 /// engine's helper nor OpenBLAS's workers (OpenBLAS stops them around fork), so that any thread
-/// the product started would show.
+/// the product started would show. (Where OpenBLAS's kernel is narrower than the engine's, as
+/// with OPENBLAS_CORETYPE=Haswell on an AVX-512 machine, the product runs on the engine's kernel
+/// instead (blas.hpp): then the engine's one helper thread may start, and nothing else.)
 TEST(BlasThreads, BigProductInsideOneBlasThreadScopeStartsNoPool) {
   if (openblas_get_parallel() != 1) GTEST_SKIP() << "not OpenBLAS's pthreads build";
   const std::size_t m = 1024, k = 512, n = 512;
@@ -707,8 +709,8 @@ TEST(BlasThreads, BigProductInsideOneBlasThreadScopeStartsNoPool) {
       detail::OneBlasThread one;
       detail::gemm(false, false, m, n, k, a.data(), k, b.data(), n, 0.0f, c.data(), n);
     }
-    const int after = process_threads();
-    ::_exit(before > 0 && after == before && c[0] == float(k) && c[m * n - 1] == float(k) ? 0 : 1);
+    const int after = process_threads(), allowed = detail::engine_replaces_blas() ? 1 : 0;
+    ::_exit(before > 0 && after >= before && after <= before + allowed && c[0] == float(k) && c[m * n - 1] == float(k) ? 0 : 1);
   }
   int status = 0;
   ASSERT_EQ(::waitpid(pid, &status, 0), pid);
