@@ -134,6 +134,15 @@ TEST(GRUFused, WideRecurrentWeightGradientOnTheEngine) {
   check_case({2, 4, 150, 6, 300, false, false, DType::Float32});
 }
 
+// One sequence (or a few: fewer rows than the kernel's register block) against a recurrent
+// weight of 2^18 multiply-adds a step or more: the weight's panels run as two halves on the two
+// cores at every step (fused_kernels.hpp, StepWeight::multiply), `char_gru score`'s case.
+TEST(GRUFused, OneSequenceAgainstAWideWeightOnTwoCores) {
+  check_case({1, 1, 6, 7, 300, true, false, DType::Float32});
+  check_case({2, 1, 4, 5, 300, false, true, DType::Float64});
+  check_case({1, 2, 3, 5, 300, true, true, DType::Float64});
+}
+
 TEST(GRUFused, SingleStep) {
   check_case({2, 3, 1, 5, 4, false, true, DType::Float64});
   check_case({1, 1, 1, 5, 4, true, false, DType::Float64});

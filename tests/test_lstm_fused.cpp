@@ -137,6 +137,13 @@ TEST(LSTMFused, SingleStep) {
   check_case({1, 1, 2, 5, 260, true, true, false, true, DType::Float32});  // 4H·H ≥ 2^18: two cores
 }
 
+// One sequence through several steps against a weight of 4H·H ≥ 2^18 multiply-adds: W_hh packed,
+// its panels run as two halves on the two cores at every step (fused_kernels.hpp, StepWeight).
+TEST(LSTMFused, OneSequenceAgainstAWideWeightOnTwoCores) {
+  check_case({1, 1, 6, 5, 260, true, true, false, true, DType::Float32});
+  check_case({2, 1, 4, 5, 260, false, false, true, false, DType::Float64});
+}
+
 TEST(LSTMFused, NoGradForwardGivesTheSameValues) {
   Generator gen(3);
   LSTM lstm(LSTMOptions(6, 8).num_layers(2).batch_first(true), gen);

@@ -227,8 +227,24 @@ class StepWeight {
   }
 
   /// C (m × n, ldc) = A (m × k, lda) · Wᵀ + beta · C.
+  ///
+  /// A step of fewer rows than the kernel's register block (one sequence: `char_gru score`, the
+  /// held-out loss after training) against a large weight (from 2^18 multiply-adds: one row at
+  /// H = 512 is 786,432) reads the whole packed weight to do little arithmetic with it. Its
+  /// panels then run as two halves on the two cores, each core always the same half, so that
+  /// each keeps its half in its own L2 from step to step (the GRU's 3 MiB at H = 512 do not fit
+  /// one core's 2 MiB; 1.5 MiB do). Splitting the panels changes no bit (packed_gemm.hpp).
+  /// (Inside a half of over_batch the helper is busy and both halves run here, one after the other.)
   void multiply(std::size_t m, const T* a, std::size_t lda, T beta, T* c, std::size_t ldc) const {
-    if (packed_) packed_->multiply(m, a, lda, beta, c, ldc);
+    using P = detail::PackedGemm<T>;
+    const std::size_t panels = P::panels(n_);
+    if (packed_ && m < P::MR && m * n_ * k_ >= (std::size_t(1) << 18) && panels >= 2 && detail::have_two_cores()) {
+      auto half = [&](int h) {
+        if (h == 0) packed_->multiply_panels(0, panels / 2, m, a, lda, beta, c, ldc);
+        else packed_->multiply_panels(panels / 2, panels, m, a, lda, beta, c, ldc);
+      };
+      detail::two_halves(half);
+    } else if (packed_) packed_->multiply(m, a, lda, beta, c, ldc);
     else if (detail::PackedGemm<T>::available()) unpacked_product<T>(m, n_, k_, a, lda, w_, k_, beta, c, ldc);
     else detail::gemm(false, true, m, n_, k_, a, lda, w_, k_, beta, c, ldc);
   }
