@@ -187,9 +187,13 @@ class PackedGemm {
     }
   }
 
+  /// Never inlined: compiled on its own, GCC 12 keeps the 2R accumulators in registers; inlined
+  /// into the fused GRU's recurrent_weight_gradient (gru_fused.cpp), it kept them on the stack,
+  /// stored and reloaded at every step of k, and that product ran at half the kernel's speed
+  /// (docs/performance.md, session 24). A call costs nothing next to a panel's k steps.
   template <std::size_t R, bool TA>
-  void kernel(std::size_t p, const T* a, std::size_t lda, T beta, T* c, std::size_t ldc,
-              Prefetch pf) const {
+  [[gnu::noinline]] void kernel(std::size_t p, const T* a, std::size_t lda, T beta, T* c, std::size_t ldc,
+                                Prefetch pf) const {
     const T* panel = packed_ + p * k_ * NR;
     V acc0[R], acc1[R];
     for (std::size_t r = 0; r < R; ++r) acc0[r] = V(T(0)), acc1[r] = V(T(0));
