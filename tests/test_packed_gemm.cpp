@@ -2,8 +2,10 @@
 // (framework/blas.hpp) and a plain triple loop: every row count up to two register blocks and
 // beyond, column counts around the panel width (full panels, a partial last panel, fewer columns
 // than one panel), B given directly and transposed, beta 0 (C not read: NaN there stays out) and
-// beta 1, leading dimensions larger than the widths, float32 and float64; and gemm()'s cache of
-// packed operands, which must never serve a stale one.
+// beta 1, leading dimensions larger than the widths, float32 and float64; gemm()'s cache of
+// packed operands, which must never serve a stale one; and engine_gemm (blas.cpp), the blocked
+// product on the same kernel that gemm() runs for large shapes when OpenBLAS's kernel is narrower,
+// with the rule that decides it.
 #include <gtest/gtest.h>
 
 #include <cmath>
