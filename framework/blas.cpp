@@ -331,6 +331,13 @@ void packed_product(bool ta, bool tb, std::size_t m, std::size_t n, std::size_t 
   two_halves(half);
 }
 
+/// C = beta · C: a product with k = 0 (an empty sum), C not read when beta = 0.
+template <class T>
+void empty_sum(std::size_t m, std::size_t n, T beta, T* c, std::size_t ldc) {
+  for (std::size_t i = 0; i < m; ++i)
+    for (std::size_t j = 0; j < n; ++j) c[i * ldc + j] = beta == T(0) ? T(0) : beta * c[i * ldc + j];
+}
+
 // ---- large products when OpenBLAS's kernel has narrower vectors than the engine's ----------------
 
 /// The engine's kernel width in bits (0 when PackedGemm is not available: a portable build).
@@ -359,11 +366,7 @@ void blocked_product(bool ta, bool tb, std::size_t m, std::size_t n, std::size_t
                      std::size_t lda, const T* b, std::size_t ldb, T beta, T* c, std::size_t ldc) {
   using P = PackedGemm<T>;
   if (m == 0 || n == 0) return;
-  if (k == 0) {  // an empty sum: C = beta·C
-    for (std::size_t i = 0; i < m; ++i)
-      for (std::size_t j = 0; j < n; ++j) c[i * ldc + j] = beta == T(0) ? T(0) : beta * c[i * ldc + j];
-    return;
-  }
+  if (k == 0) return empty_sum(m, n, beta, c, ldc);
   constexpr std::size_t kKC = 512, kMC = 128;
   constexpr std::size_t kNC = std::max<std::size_t>((std::size_t(512) << 10) / sizeof(T) / kKC / P::NR, 1) * P::NR;
   auto part = [&](std::size_t i0, std::size_t i1, std::size_t j0, std::size_t j1) {
@@ -396,11 +399,7 @@ template <class T>
 void gemm_impl(bool ta, bool tb, std::size_t m, std::size_t n, std::size_t k, const T* a,
                std::size_t lda, const T* b, std::size_t ldb, T beta, T* c, std::size_t ldc) {
   if (m == 0 || n == 0) return;
-  if (k == 0) {  // an empty sum: C = beta·C
-    for (std::size_t i = 0; i < m; ++i)
-      for (std::size_t j = 0; j < n; ++j) c[i * ldc + j] = beta == T(0) ? T(0) : beta * c[i * ldc + j];
-    return;
-  }
+  if (k == 0) return empty_sum(m, n, beta, c, ldc);
   const std::size_t work = work_of(m, n, k);
   if (work <= kTinyProduct) {  // a plain loop: cheaper than BLAS's call and packing
     tiny_gemm(ta, tb, m, n, k, a, lda, b, ldb, beta, c, ldc);
