@@ -52,9 +52,9 @@
 //   as gemm() did on OpenBLAS's Haswell kernel (medians of three); against OpenBLAS's own AVX-512
 //   kernel it is 0.80–1.14× as fast, so with no variable set nothing changes. Products below
 //   kSplitProduct stay on OpenBLAS either way: the documented outputs (recorded with the Haswell
-//   kernel) do not move. Which kernel OpenBLAS runs is
-//   decided when it is loaded (OPENBLAS_CORETYPE, else the CPU), so results already depended on
-//   it; within one process the shape alone decides, as for every rule here.
+//   kernel) do not move. Which kernel OpenBLAS runs is decided when it is loaded
+//   (OPENBLAS_CORETYPE, else the CPU), so results already depended on it; within one process the
+//   shape alone decides, as for every rule here.
 // The thread count is OpenBLAS's global setting, lowered for the call and restored after it.
 // Not part of the public API (not included by tapegrad.hpp).
 #pragma once
