@@ -2,7 +2,8 @@
 // alone (no tape) and of the function with its gradient (recorded forward + backward), and their
 // ratio, in the style of ADBench (Adept reports gradient/function < 4, FastAD 1.2–3.2).
 //
-//   ad_suite [--repeats R]      (prints one JSON object per case and a table)
+//   ad_suite [--repeats R] [--case NAME]   (prints one JSON object per case and a table;
+//                                           --case: only that case, e.g. for a profiler)
 //
 // Each repeat times a batch of function calls, then a batch of gradient calls (each ≥ 20 ms):
 // the two alternate, and the ratio reported is the median over repeats of gradient/function.
@@ -79,7 +80,21 @@ struct Case {
 
 int main(int argc, char** argv) {
   int repeats = 7;
-  if (argc == 3 && std::strcmp(argv[1], "--repeats") == 0) repeats = std::max(1, std::atoi(argv[2]));
+  std::string only;
+  for (int a = 1; a + 1 < argc; a += 2) {
+    if (std::strcmp(argv[a], "--repeats") == 0) {
+      repeats = std::max(1, std::atoi(argv[a + 1]));
+    } else if (std::strcmp(argv[a], "--case") == 0) {
+      only = argv[a + 1];
+    } else {
+      fmt::print(stderr, "ad_suite: unknown option '{}' (usage: ad_suite [--repeats R] [--case NAME])\n", argv[a]);
+      return 2;
+    }
+  }
+  if (argc % 2 == 0) {
+    fmt::print(stderr, "ad_suite: option '{}' needs a value\n", argv[argc - 1]);
+    return 2;
+  }
   Generator gen(0);
   std::vector<Case> cases;
 
@@ -128,8 +143,14 @@ int main(int argc, char** argv) {
                      }});
   }
 
+  if (!only.empty() &&
+      std::none_of(cases.begin(), cases.end(), [&](const Case& k) { return only == k.name; })) {
+    fmt::print(stderr, "ad_suite: no case named '{}'\n", only);
+    return 2;
+  }
   fmt::print("{:<14} {:>12} {:>12} {:>8}\n", "case", "function µs", "gradient µs", "ratio");
   for (Case& k : cases) {
+    if (!only.empty() && only != k.name) continue;
     const Timing t = alternated(
         [&] {
           NoGradGuard no_grad;

@@ -9,12 +9,18 @@
 //                  a block wastes at most 25 % of its size
 //   not cached     blocks above 256 MiB (malloc serves those with mmap anyway), and any block
 //                  that would take the thread's cache above its limit: freed at once
-//   limit          64 MiB, or the most this thread has had allocated from the pool at once
-//                  (its high-water mark) if that is more, up to 1 GiB. A training step of the
-//                  composed GRU at H = 512 keeps ~400 MiB of tape values alive until its backward; with a
-//                  fixed 64 MiB most of them went back to malloc, and the next step page-faulted
-//                  them in again (a tenth of its time). Cached blocks never take the thread
-//                  above a size it has already reached once: the peak RSS does not grow.
+//   limit          64 MiB, or twice the most this thread has had allocated from the pool at
+//                  once (its high-water mark) if that is more, up to 1 GiB. A training step of
+//                  the composed GRU at H = 512 keeps ~400 MiB of tape values alive until its
+//                  backward; with a fixed 64 MiB most of them went back to malloc, and the next
+//                  step page-faulted them in again (a tenth of its time). Twice, because the
+//                  blocks a step frees are not of the sizes, nor in the order, the next one asks
+//                  for them. With one high-water mark, composed L sent ~90 MB a step back to
+//                  malloc; since a backward frees values as it goes (tape.cpp), glibc then also
+//                  gave pages back, and ~4,000 a step faulted in again (4–8 % slower). With
+//                  twice, nothing goes back once training is warm (docs/performance.md, session
+//                  26; peak RSS 216 -> 239 MB). The cache stays bounded by the thread's own
+//                  peak: it does not grow from step to step.
 //   alignment      64 bytes (posix_memalign)
 //
 // A block freed on another thread than the one that allocated it joins that other thread's
@@ -37,6 +43,7 @@ constexpr std::size_t kAlignment = 64;
 constexpr std::size_t kMaxCachedBlock = std::size_t(1) << 28;  // 256 MiB
 constexpr std::size_t kMaxCachedBytes = std::size_t(1) << 26;  // 64 MiB per thread, at least
 constexpr std::size_t kCacheCeiling = std::size_t(1) << 30;    // 1 GiB per thread, at most
+constexpr std::ptrdiff_t kLimitPerPeak = 2;  // the limit: twice the high-water mark (above)
 // Class 0 holds ≤ 64 bytes; sizes in (2^(e−1), 2^e] for e = 7 … 28 are split in four.
 constexpr std::size_t kClasses = 1 + 4 * (28 - 6);
 
@@ -78,7 +85,7 @@ struct Cache {
   FreeBlock* blocks[kClasses] = {};  // singly linked through the blocks themselves
   std::size_t bytes = 0;               // cached now
   std::ptrdiff_t outstanding = 0;      // allocated here minus freed here (may go below 0)
-  std::size_t limit = kMaxCachedBytes;  // max(64 MiB, the high-water mark of outstanding)
+  std::size_t limit = kMaxCachedBytes;  // max(64 MiB, 2 × the high-water mark of outstanding)
   ~Cache();
 };
 
@@ -108,8 +115,8 @@ void* pool_allocate(std::size_t bytes) {
   const std::size_t k = size_class(bytes, &rounded);
   Cache& c = cache();
   c.outstanding += std::ptrdiff_t(rounded);
-  if (c.outstanding > std::ptrdiff_t(c.limit))
-    c.limit = std::min(std::size_t(c.outstanding), kCacheCeiling);
+  if (kLimitPerPeak * c.outstanding > std::ptrdiff_t(c.limit))
+    c.limit = std::min(std::size_t(kLimitPerPeak * c.outstanding), kCacheCeiling);
   if (FreeBlock* b = c.blocks[k]) {
     c.blocks[k] = b->next;
     c.bytes -= rounded;

@@ -30,6 +30,10 @@ thread_local bool t_weight_grads_apart = true;  // detail::SerialWeightGradients
 // point of thread exit, unlike tape() itself).
 thread_local std::uint64_t t_tape_id = 0;
 constexpr std::size_t kMinFreedValueBytes = 4096;  // smaller values are never freed early
+// ... in the forward; a backward pass frees values from this size on (docs/performance.md,
+// session 26: freeing every size made the AD suite's scalar_loop, 3,000 one-element ops, slower:
+// ratio 6.10 / 5.95 against 5.65 / 5.77 from 256 bytes on).
+constexpr std::size_t kMinFreedInPassBytes = 256;
 // The node whose VJP is running, and its output (for anomaly messages from ops inside it).
 thread_local const Node* t_backward_node = nullptr;
 thread_local const Tensor* t_backward_output = nullptr;
@@ -133,6 +137,15 @@ void NodeInputs::clear(bool on_recording_thread) {
   size_ = 0;
 }
 
+namespace {
+/// Frees t's value, keeping its shape and dtype (data<T>() then throws AutogradError).
+void free_value(TensorImpl& t) noexcept {
+  std::visit([](auto& a) { a.storage() = typename std::decay_t<decltype(a)>::storage_type(); },
+             t.value);
+  t.value_freed = true;
+}
+}  // namespace
+
 void Tensor::free_value_if_unread() noexcept {
   // drop_handle() checked the flags; what is left: do only non-reading nodes and this handle
   // hold the tensor? Then nothing can read the value again. Only its own thread decides: the
@@ -146,9 +159,7 @@ void Tensor::free_value_if_unread() noexcept {
   // use_count() has seen the handle gone.
   std::atomic_thread_fence(std::memory_order_acquire);
   if (t.keep_value) return;
-  std::visit([](auto& a) { a.storage() = typename std::decay_t<decltype(a)>::storage_type(); },
-             t.value);
-  t.value_freed = true;
+  free_value(t);
 }
 
 namespace {
@@ -181,6 +192,43 @@ void Node::release() {
     n->drop_backward();
     drop_inputs(*n, orphans);
   }  // each orphan is destroyed here, with nothing left to destroy recursively
+}
+
+void Node::release_in_pass(std::vector<Tensor>& held) {
+  released = true;
+  drop_backward();  // first: the VJP may hold a second handle on an input
+  inputs.release_in_pass(held);
+}
+
+void NodeInputs::release_in_pass(std::vector<Tensor>& held) {
+  const std::uint64_t here = t_tape_id;
+  Tensor* in = begin();
+  for (std::size_t i = 0; i < size_; ++i) {
+    TensorImpl* p = in[i].impl();
+    if (!p) continue;
+    if (i < 64 && (unread_mask_ >> i & 1)) p->unread_holders = p->unread_holders - 1;
+    if (!p->grad_fn || p->grad_fn->tape != here || p->grad_fn->released) {
+      in[i] = Tensor();  // a leaf, or a node that has run already (or is not ours)
+      continue;
+    }
+    // Its own node is still to run. When only this handle and the pass's hold it, no one can
+    // read its value any more (its node does not read its output either): the value goes now.
+    const std::size_t k = p->held_by_pass;
+    const bool held_already = k < held.size() && held[k].impl() == p;
+    if (in[i].impl_ptr().use_count() == 1 + long(held_already) && !p->grad_fn->reads_output &&
+        !p->value_freed &&
+        in[i].numel() * (in[i].dtype() == DType::Float32 ? 4 : 8) >= kMinFreedInPassBytes)
+      free_value(*p);
+    if (held_already) {
+      in[i] = Tensor();
+    } else {
+      p->held_by_pass = held.size();
+      held.push_back(std::move(in[i]));
+    }
+  }
+  unread_mask_ = 0;
+  more_.clear();
+  size_ = 0;
 }
 
 void detail::NodeDeleter::operator()(Node* node) const noexcept { node->destroy(); }
@@ -294,6 +342,7 @@ void push_node(NodePtr node, const Tensor& output, Reads reads) {
   if (!(static_cast<unsigned>(reads) & static_cast<unsigned>(Reads::Output)) &&
       output.numel() * (output.dtype() == DType::Float32 ? 4 : 8) >= kMinFreedValueBytes)
     output.impl()->keep_value = false;
+  node->reads_output = static_cast<unsigned>(reads) & static_cast<unsigned>(Reads::Output);
   node->seq = t.next_seq_++;
   node->tape = t.owner_;
   TensorImpl& out = *output.impl();
@@ -804,6 +853,50 @@ struct Delivery {
 
 }  // namespace
 
+// ---- release as the pass goes -------------------------------------------------------------------
+//
+// In a backward that keeps no graph (no retain_graph), each node is released as soon as its VJP
+// has run, as PyTorch frees a node's saved tensors: its VJP and what it saved go, and so do its
+// handles on its inputs. The memory returns to the pool while it is still in cache, and the next
+// VJP's gradients reuse it (product_chain's backward: 18.6 -> 12.0 µs, docs/performance.md,
+// session 26); Tape::clear() at the end finds little left to do.
+// An input whose own node is still to run must live until that node has run: its pending
+// gradient and its node are in it. The pass holds each such input once, in a list (its index is
+// TensorImpl::held_by_pass), and lets it go right after its node has run. (Another holder cannot
+// be relied on: it may be a handle on another thread, or the helper's operands, dropped any
+// moment.) And when the node's handle was the only one left and the input's own node does not
+// read its output, nothing can read that value any more: it is freed at once.
+
+namespace {
+
+/// Removes t from the pass's list `held`, if it is there (the last one moves into its place).
+void unhold(std::vector<Tensor>& held, TensorImpl& t) {
+  const std::size_t k = t.held_by_pass;
+  if (k >= held.size() || held[k].impl() != &t) return;  // not held (or by another, nested pass)
+  t.held_by_pass = TensorImpl::kNotHeld;
+  Tensor last = std::move(held.back());
+  held.pop_back();
+  if (k < held.size()) {
+    last.impl()->held_by_pass = k;
+    held[k] = std::move(last);
+  }
+}
+
+/// After the VJP of out's node ran: releases the node and lets go of out.
+void release_ran(const Tensor& out, std::vector<Tensor>& held) {
+  out.impl()->grad_fn->release_in_pass(held);
+  unhold(held, *out.impl());
+}
+
+/// Lets go of every tensor the pass still holds (the end of a pass, or a failed one).
+void let_go(std::vector<Tensor>& held) {
+  for (std::size_t k = 0; k < held.size(); ++k)
+    if (held[k].impl()->held_by_pass == k) held[k].impl()->held_by_pass = TensorImpl::kNotHeld;
+  held.clear();
+}
+
+}  // namespace
+
 /// The backward pass. With `capture` (torch.autograd.grad), the gradients reaching the captured
 /// tensors are returned instead of accumulated into any .grad.
 struct BackwardPass {
@@ -839,6 +932,7 @@ std::vector<Tensor> BackwardPass::run(const Tensor& root, const Tensor& seed, bo
   GradModeGuard mode(create_graph);
   const std::size_t top = tp.position(r.grad_fn->seq);
   ++tp.walking_;  // entries_ keeps its order while we walk it (create_graph appends)
+  std::vector<Tensor> held;  // release as the pass goes (above): tensors whose node is to run
   try {
     // The tape is in execution order, i.e. topologically sorted: one reverse sweep suffices.
     // Each output is held (locked) while its gradient is finished and its VJP runs: a hook, a
@@ -850,8 +944,10 @@ std::vector<Tensor> BackwardPass::run(const Tensor& root, const Tensor& seed, bo
       const Tensor out = tp.entries_[i].output.lock();
       if (!out.defined() || !out.impl()->pending.defined()) continue;  // gone, or off the path
       sink.run(out, deliver.finish(*out.impl(), false));
+      if (!sink.retain_graph()) release_ran(out, held);
     }
     settle_apart();
+    let_go(held);  // what is left: inputs whose node received no gradient
     for (Tensor& leaf : sink.leaves_) deliver.finish(*leaf.impl(), true);
   } catch (...) {  // leave no half-finished pass behind: drop every pending gradient
     t_backward_node = nullptr;
@@ -862,6 +958,7 @@ std::vector<Tensor> BackwardPass::run(const Tensor& root, const Tensor& seed, bo
     for (std::size_t i = 0; i <= top; ++i)
       if (Tensor out = tp.entries_[i].output.lock(); out.defined()) drop_pending(*out.impl());
     for (Tensor& leaf : sink.leaves_) drop_pending(*leaf.impl());
+    let_go(held);
     --tp.walking_;
     throw;
   }

@@ -10,9 +10,12 @@
 // its inputs. The tape only *lists* the nodes (weak references, in execution order), so a graph
 // that nothing can reach any more — an evaluation loop without backward, an abandoned
 // experiment — is freed as soon as its last tensor goes out of scope, and the tape forgets it.
-// After backward (unless retain_graph) every node on the tape is released: its saved tensors
-// and its VJP are dropped. Using a tensor made before that in a later backward is an
-// AutogradError ("backward through a freed tape").
+// A backward without retain_graph releases each node as soon as its VJP has run (as PyTorch
+// frees a node's saved tensors): its VJP, what it saved and its handles on its inputs are
+// dropped, and values nothing can read any more are freed, so a graph's memory comes back during
+// the pass (tape.cpp, "release as the pass goes"); at the end every node on the tape is
+// released. Using a tensor made before that in a later backward is an AutogradError
+// ("backward through a freed tape").
 //
 // A VJP must not keep its own output alive (that would be a cycle: output → node → VJP →
 // output); an op that needs its output in backward captures a WeakTensor.
@@ -89,6 +92,10 @@ class NodeInputs {
   /// This node's VJP never reads its inputs' values: counts it as an unread holder of each
   /// input that no reading op holds (TensorImpl, "value lifetime"; undone by clear()).
   void hold_unread();
+  /// clear(true), except that an input whose own node is still to run in the backward pass
+  /// under way moves to the pass's list `held` (once; a second handle is just dropped), and its
+  /// value is freed when nothing can read it any more (tape.cpp, "release as the pass goes").
+  void release_in_pass(std::vector<Tensor>& held);
 
  private:
   [[noreturn]] void throw_out_of_range(std::size_t i) const;
@@ -107,6 +114,7 @@ struct Node {
   std::uint64_t seq = 0;    // position in execution order (increases along the tape)
   std::uint64_t tape = 0;   // which thread's tape recorded it
   bool released = false;    // a backward without retain_graph (or tape().clear()) freed it
+  bool reads_output = true;  // its VJP reads its output's value (push_node, Reads)
 
   template <class Range>
   Node(const char* op, const Range& inputs) : op(op), inputs(inputs.begin(), inputs.end()) {}
@@ -118,6 +126,9 @@ struct Node {
   virtual void backward(const Tensor& grad_output, GradSink& sink) = 0;
   /// Drops the VJP (and the tensors it saved) and the inputs, without recursion.
   void release();
+  /// release(), right after this node's VJP ran in a backward that keeps no graph; `held` is the
+  /// pass's list of tensors whose own node is still to run (NodeInputs::release_in_pass).
+  void release_in_pass(std::vector<Tensor>& held);
   /// Destroys this node and frees its memory (NodeDeleter): the node knows its own size.
   virtual void destroy() noexcept = 0;
 

@@ -63,7 +63,8 @@ void Tensor::throw_dtype_mismatch(DType asked) const {
 void Tensor::throw_value_freed() const {
   throw AutogradError(fmt::format(
       "data: the value of tensor{} (made by '{}') was freed: no handle to it was left and the "
-      "recorded ops that hold it never read it (their gradients need only its shape)",
+      "recorded ops that hold it never read it (their gradients need only its shape), or the "
+      "backward that read it last has run",
       shape_str(shape()), op()));
 }
 

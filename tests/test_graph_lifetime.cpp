@@ -617,3 +617,161 @@ TEST(ValueLifetime, IntermediateSharedWithAGraphDroppedOnAnotherThreadIsSafe) {
   tape().clear();
   EXPECT_EQ(tape().size(), 0u);
 }
+
+// ---- release as the pass goes (tape.cpp) ----------------------------------------------------------
+// A backward without retain_graph releases each node as soon as its VJP has run (as PyTorch frees
+// a node's saved tensors), so the memory of the graph comes back during the pass, not after it.
+
+namespace {
+/// A chain p_k = p_{k−1} ⊙ x_k (k = 1 … n−1, p_0 = x_0) of kBig-element float64 vectors, no handle
+/// kept on any p_k; its root is Σ p_{n−1}. The test reaches p_k only through weak[k].
+struct ProductChain {
+  std::vector<Tensor> xs;
+  std::vector<WeakTensor> weak;
+  Tensor root;
+  explicit ProductChain(int n) {
+    for (int k = 0; k < n; ++k)
+      xs.push_back(full({kBig}, 1.0 + 0.01 * k, DType::Float64).requires_grad_());
+    Tensor p = xs[0];
+    weak.emplace_back();  // p_0 is the leaf x_0
+    for (int k = 1; k < n; ++k) {
+      p = mul(p, xs[k]);
+      weak.emplace_back(p);
+    }
+    root = sum(p);
+  }
+  /// dΣp/dx_k at every element: the product of the other x's.
+  double expected_grad(int k) const {
+    double g = 1;
+    for (int j = 0; j < int(xs.size()); ++j)
+      if (j != k) g *= 1.0 + 0.01 * j;
+    return g;
+  }
+};
+}  // namespace
+
+TEST(ReleaseInPass, NodesThatRanAreReleasedAndTheirValuesFreedDuringThePass) {
+  tape().clear();
+  ProductChain chain(6);
+  ASSERT_EQ(tape().size(), 6u);  // five muls and the sum
+  // When p_2's gradient is complete (its hook runs, before its own node's VJP), the nodes of
+  // p_3, p_4, p_5 and the sum have run: those tensors are gone, and p_2's value, read by p_3's
+  // mul alone, is freed. p_1 and p_2 still have a node to run.
+  bool seen = false;
+  Tensor p2 = chain.weak[2].lock();
+  p2.register_hook([&](const Tensor&) {
+    seen = true;
+    for (int k : {3, 4, 5}) EXPECT_TRUE(chain.weak[k].expired()) << "p_" << k;
+    EXPECT_FALSE(chain.weak[1].expired());
+    EXPECT_TRUE(chain.weak[2].lock().impl()->value_freed);
+    EXPECT_FALSE(chain.weak[1].lock().impl()->value_freed);  // p_2's node reads it, still to run
+    EXPECT_EQ(tape().size(), 3u);  // the muls of p_1 and p_2, and the sum (its root is held)
+    return Tensor();
+  });
+  p2 = Tensor();
+  chain.root.backward();
+  EXPECT_TRUE(seen);
+  for (int k = 0; k < 6; ++k)
+    for (std::size_t i : {std::size_t(0), kBig - 1})
+      EXPECT_NEAR(chain.xs[k].grad().at(i), chain.expected_grad(k), 1e-12) << "x_" << k;
+  EXPECT_EQ(tape().size(), 0u);
+  for (int k = 1; k < 5; ++k) EXPECT_TRUE(chain.weak[k].expired()) << "p_" << k;
+}
+
+TEST(ReleaseInPass, RetainGraphReleasesNothingAndBothPassesAgree) {
+  tape().clear();
+  ProductChain chain(6);
+  int pass = 0, seen = 0;
+  Tensor p2 = chain.weak[2].lock();
+  p2.register_hook([&](const Tensor&) {
+    ++seen;
+    const bool retained = pass == 1;
+    for (int k : {3, 4, 5}) EXPECT_EQ(chain.weak[k].expired(), !retained) << "p_" << k;
+    EXPECT_EQ(chain.weak[2].lock().impl()->value_freed, !retained);
+    EXPECT_EQ(tape().size(), retained ? 6u : 3u);
+    return Tensor();
+  });
+  p2 = Tensor();
+  pass = 1;
+  backward(chain.root, Tensor(), /*retain_graph=*/true);
+  EXPECT_EQ(seen, 1);
+  std::vector<xt::xarray<double>> first;
+  for (Tensor& x : chain.xs) first.push_back(x.grad().to_f64()), x.zero_grad();
+  pass = 2;
+  backward(chain.root);  // the retained graph, this time released as the pass goes
+  EXPECT_EQ(seen, 2);
+  for (int k = 0; k < 6; ++k) EXPECT_EQ(chain.xs[k].grad().to_f64(), first[k]) << "x_" << k;
+  EXPECT_EQ(tape().size(), 0u);
+}
+
+TEST(ReleaseInPass, ValuesStillToBeReadAreKept) {
+  tape().clear();
+  Tensor a = full({kBig}, 0.5, DType::Float64).requires_grad_();
+  Tensor c = full({kBig}, 3.0, DType::Float64).requires_grad_();
+  Tensor y;
+  int seen = 0;
+  {
+    Tensor t = add(a, c);       // read by two muls: the first to run must not free it
+    Tensor s = sigmoid(a);      // its own VJP reads it, after mul's has run
+    y = add(add(mul(t, c), mul(t, a)), mul(s, c));
+    // When their gradients are complete (hooks), every op reading them has run: t's value is
+    // freed (add's VJP does not read it), s's is kept for sigmoid's own VJP.
+    t.register_hook([&seen, w = WeakTensor(t)](const Tensor&) {
+      ++seen;
+      EXPECT_TRUE(w.lock().impl()->value_freed);
+      return Tensor();
+    });
+    s.register_hook([&seen, w = WeakTensor(s)](const Tensor&) {
+      ++seen;
+      EXPECT_FALSE(w.lock().impl()->value_freed);
+      return Tensor();
+    });
+  }
+  backward(y, ones({kBig}, DType::Float64));
+  EXPECT_EQ(seen, 2);
+  // y = (a + c)·c + (a + c)·a + σ(a)·c: dy/da = c + (2a + c) + σ'(a)·c, dy/dc = (a + 2c) + a + σ(a)
+  const double sg = 1 / (1 + std::exp(-0.5));
+  for (std::size_t i : {std::size_t(0), kBig - 1}) {
+    EXPECT_NEAR(a.grad().at(i), 3.0 + 4.0 + sg * (1 - sg) * 3.0, 1e-14);
+    EXPECT_NEAR(c.grad().at(i), 6.5 + 0.5 + sg, 1e-14);
+  }
+}
+
+TEST(ReleaseInPass, AnInputWhoseOtherHolderGoesMidPassKeepsItsGradient) {
+  // h's consumer (the add) runs first and lets go of h while `side` still holds it; a hook that
+  // runs next drops `side`. The pass itself must hold h until h's own node has run: else h, its
+  // pending gradient and its node die there, and x's gradient misses h's part. (A handle on
+  // another thread, or the helper's operands, can go the same way at any moment.)
+  tape().clear();
+  Tensor x = full({kBig}, 0.25, DType::Float64).requires_grad_();
+  Tensor side = mul(x, 2.0);        // h: `side` is its only handle
+  Tensor m = mul(x, 3.0);
+  Tensor z = add(side, m);          // holds h and m
+  m.register_hook([&side](const Tensor&) {
+    side = Tensor();  // after the add ran, before h's node runs
+    return Tensor();
+  });
+  m = Tensor();
+  sum(z).backward();
+  EXPECT_FALSE(side.defined());
+  EXPECT_EQ(x.grad().at(0), 5.0);  // 2 through h, 3 through m
+  EXPECT_EQ(x.grad().at(kBig - 1), 5.0);
+}
+
+TEST(ReleaseInPass, AFailedPassHasReleasedWhatRanAndABackwardAgainSaysSo) {
+  tape().clear();
+  ProductChain chain(4);
+  Tensor p1 = chain.weak[1].lock();
+  p1.register_hook([](const Tensor&) -> Tensor { throw ValueError("hook failed"); });
+  p1 = Tensor();
+  EXPECT_THROW(chain.root.backward(), ValueError);
+  for (const Tensor& x : chain.xs) EXPECT_FALSE(x.grad().defined());  // nothing half-delivered
+  try {
+    chain.root.backward();
+    ADD_FAILURE() << "a second backward through released nodes must throw";
+  } catch (const AutogradError& e) {
+    EXPECT_NE(std::string(e.what()).find("freed tape"), std::string::npos) << e.what();
+  }
+  tape().clear();
+  EXPECT_EQ(tape().size(), 0u);
+}
