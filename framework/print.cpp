@@ -3,7 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
-#include <set>
+#include <map>
 #include <unordered_map>
 
 #include "framework/tape.hpp"
@@ -149,7 +149,9 @@ std::string Tape::listing() const {
 std::string Tape::to_dot() const {
   Numbered nodes;
   std::string out = "digraph tape {\n  rankdir=LR;\n  node [fontname=\"Helvetica\"];\n";
-  std::set<const TensorImpl*> leaves;
+  // Leaves are numbered in the order they first appear (not by address: the same graph then
+  // gives the same file on every run).
+  std::map<const TensorImpl*, std::size_t> leaves;
   for (std::size_t i = 0; i < nodes.outputs.size(); ++i) {
     const Tensor& o = nodes.outputs[i];
     const Node& n = *o.impl()->grad_fn;
@@ -161,11 +163,11 @@ std::string Tape::to_dot() const {
       if (std::ptrdiff_t j = nodes.of(in); j >= 0) {
         out += fmt::format("  n{} -> n{};\n", j, i);
       } else {
-        if (leaves.insert(p).second)
-          out += fmt::format("  l{} [shape=ellipse, label=\"{}\\n{}\"];\n",
-                             reinterpret_cast<std::uintptr_t>(p),
+        auto [it, added] = leaves.emplace(p, leaves.size());
+        if (added)
+          out += fmt::format("  l{} [shape=ellipse, label=\"{}\\n{}\"];\n", it->second,
                              p->name.empty() ? "leaf" : p->name, shape_str(in.shape()));
-        out += fmt::format("  l{} -> n{};\n", reinterpret_cast<std::uintptr_t>(p), i);
+        out += fmt::format("  l{} -> n{};\n", it->second, i);
       }
     }
   }

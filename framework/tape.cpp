@@ -858,8 +858,8 @@ struct Delivery {
 // In a backward that keeps no graph (no retain_graph), each node is released as soon as its VJP
 // has run, as PyTorch frees a node's saved tensors: its VJP and what it saved go, and so do its
 // handles on its inputs. The memory returns to the pool while it is still in cache, and the next
-// VJP's gradients reuse it (product_chain's backward: 18.6 -> 12.0 µs, docs/performance.md,
-// session 26); Tape::clear() at the end finds little left to do.
+// VJP's gradients reuse it (the AD suite's product_chain: gradient 25.8–26.1 -> 19.9–20.2 µs,
+// docs/performance.md, session 26); Tape::clear() at the end finds little left to do.
 // An input whose own node is still to run must live until that node has run: its pending
 // gradient and its node are in it. The pass holds each such input once, in a list (its index is
 // TensorImpl::held_by_pass), and lets it go right after its node has run. (Another holder cannot

@@ -296,6 +296,15 @@ TEST(Tape, ListingAndDot) {
   std::string dot = tape().to_dot();
   EXPECT_EQ(dot.rfind("digraph", 0), 0u);
   EXPECT_NE(dot.find("n0 -> n1"), std::string::npos) << dot;
+  // Leaves are numbered by first appearance (x, then W), not by address.
+  EXPECT_NE(dot.find("l0 [shape=ellipse, label=\"x\\n(1, 3)\"]"), std::string::npos) << dot;
+  EXPECT_NE(dot.find("l1 -> n0"), std::string::npos) << dot;
+  tape().clear();
+  // The same graph from other tensors (other addresses) gives the same DOT, byte for byte.
+  Tensor W2 = randn({3, 2}, DType::Float64).requires_grad_().set_name("W");
+  Tensor x2 = randn({1, 3}, DType::Float64).set_name("x");
+  Tensor h2 = tanh(matmul(x2, W2)).set_name("h");
+  EXPECT_EQ(tape().to_dot(), dot);
   tape().clear();
 }
 
