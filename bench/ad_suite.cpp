@@ -83,7 +83,14 @@ int main(int argc, char** argv) {
   std::string only;
   for (int a = 1; a + 1 < argc; a += 2) {
     if (std::strcmp(argv[a], "--repeats") == 0) {
-      repeats = std::max(1, std::atoi(argv[a + 1]));
+      char* end = nullptr;
+      const long r = std::strtol(argv[a + 1], &end, 10);
+      if (end == argv[a + 1] || *end != '\0' || r < 1 || r > 1000) {
+        fmt::print(stderr, "ad_suite: --repeats needs a whole number from 1 to 1000, not '{}'\n",
+                   argv[a + 1]);
+        return 2;
+      }
+      repeats = static_cast<int>(r);
     } else if (std::strcmp(argv[a], "--case") == 0) {
       only = argv[a + 1];
     } else {
