@@ -16,6 +16,7 @@
 #include <nlohmann/json.hpp>
 
 #include "framework/npz.hpp"
+#include "process_support.hpp"
 
 using json = nlohmann::json;
 using namespace tapegrad;
@@ -30,12 +31,11 @@ struct Result {
   std::string out, err;
 };
 
-std::string temp_dir() {
-  static std::string dir = [] {
-    char tmpl[] = "/tmp/tapegrad_cli_XXXXXX";
-    return std::string(mkdtemp(tmpl));
-  }();
-  return dir;
+/// This process's scratch directory, removed with everything in it when the process exits (each
+/// test runs as its own process under ctest: a directory left behind by each would pile up).
+const std::string& temp_dir() {
+  static const process::ScratchDir dir("tapegrad_cli");
+  return dir.path;
 }
 
 std::string slurp(const std::string& path) {
