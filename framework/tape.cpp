@@ -194,13 +194,32 @@ void Node::release() {
   }  // each orphan is destroyed here, with nothing left to destroy recursively
 }
 
-void Node::release_in_pass(std::vector<Tensor>& held) {
+/// What a backward pass that keeps no graph holds: the tensors whose own node is still to run,
+/// each in the place of its node on the tape (tape.cpp, "release as the pass goes").
+struct PassHolds {
+  PassHolds(const Tape& tape, std::size_t size) : tape(tape), at(size) {}
+  const Tape& tape;
+  std::vector<Tensor> at;  // at[k]: the output of the tape's entry k while the pass holds it
+  std::size_t here = 0;    // the tape entry whose node has just run, and its number
+  std::uint64_t here_seq = 0;
+  /// The place of the node numbered seq (recorded before the one that has just run).
+  Tensor& place(std::uint64_t seq) {
+    // Entries are numbered in order, so with nothing forgotten in between (Tape::compact) the
+    // place is exactly so many entries back; otherwise a search finds it.
+    const std::uint64_t back = here_seq - seq;
+    std::size_t k = back <= here ? here - static_cast<std::size_t>(back) : 0;
+    if (tape.entries_[k].seq != seq) k = tape.position(seq);
+    return at[k];
+  }
+};
+
+void Node::release_in_pass(PassHolds& held) {
   released = true;
   drop_backward();  // first: the VJP may hold a second handle on an input
   inputs.release_in_pass(held);
 }
 
-void NodeInputs::release_in_pass(std::vector<Tensor>& held) {
+void NodeInputs::release_in_pass(PassHolds& held) {
   const std::uint64_t here = t_tape_id;
   Tensor* in = begin();
   for (std::size_t i = 0; i < size_; ++i) {
@@ -213,18 +232,16 @@ void NodeInputs::release_in_pass(std::vector<Tensor>& held) {
     }
     // Its own node is still to run. When only this handle and the pass's hold it, no one can
     // read its value any more (its node does not read its output either): the value goes now.
-    const std::size_t k = p->held_by_pass;
-    const bool held_already = k < held.size() && held[k].impl() == p;
+    Tensor& place = held.place(p->grad_fn->seq);
+    const bool held_already = place.impl() == p;
     if (in[i].impl_ptr().use_count() == 1 + long(held_already) && !p->grad_fn->reads_output &&
         !p->value_freed &&
         in[i].numel() * (in[i].dtype() == DType::Float32 ? 4 : 8) >= kMinFreedInPassBytes)
       free_value(*p);
-    if (held_already) {
+    if (held_already)
       in[i] = Tensor();
-    } else {
-      p->held_by_pass = held.size();
-      held.push_back(std::move(in[i]));
-    }
+    else
+      place = std::move(in[i]);
   }
   unread_mask_ = 0;
   more_.clear();
@@ -254,6 +271,10 @@ std::vector<Tensor> Tape::outputs() const {
 }
 
 void Tape::clear() {
+  if (walking_ > 0)
+    throw AutogradError(
+        "Tape::clear: called while a backward pass walks this thread's tape (from a gradient "
+        "hook or a custom op's backward); call it after that backward has returned");
   // Oldest first: each node's inputs are then released already, so nothing cascades.
   // The handle `t` keeps the node alive while it is released: a node whose VJP holds its own
   // output (a custom op saving its result) would otherwise be destroyed halfway, and so would one
@@ -861,41 +882,12 @@ struct Delivery {
 // VJP's gradients reuse it (the AD suite's product_chain: gradient 25.8–26.1 -> 19.9–20.2 µs,
 // docs/performance.md, session 26); Tape::clear() at the end finds little left to do.
 // An input whose own node is still to run must live until that node has run: its pending
-// gradient and its node are in it. The pass holds each such input once, in a list (its index is
-// TensorImpl::held_by_pass), and lets it go right after its node has run. (Another holder cannot
-// be relied on: it may be a handle on another thread, or the helper's operands, dropped any
-// moment.) And when the node's handle was the only one left and the input's own node does not
-// read its output, nothing can read that value any more: it is freed at once.
-
-namespace {
-
-/// Removes t from the pass's list `held`, if it is there (the last one moves into its place).
-void unhold(std::vector<Tensor>& held, TensorImpl& t) {
-  const std::size_t k = t.held_by_pass;
-  if (k >= held.size() || held[k].impl() != &t) return;  // not held (or by another, nested pass)
-  t.held_by_pass = TensorImpl::kNotHeld;
-  Tensor last = std::move(held.back());
-  held.pop_back();
-  if (k < held.size()) {
-    last.impl()->held_by_pass = k;
-    held[k] = std::move(last);
-  }
-}
-
-/// After the VJP of out's node ran: releases the node and lets go of out.
-void release_ran(const Tensor& out, std::vector<Tensor>& held) {
-  out.impl()->grad_fn->release_in_pass(held);
-  unhold(held, *out.impl());
-}
-
-/// Lets go of every tensor the pass still holds (the end of a pass, or a failed one).
-void let_go(std::vector<Tensor>& held) {
-  for (std::size_t k = 0; k < held.size(); ++k)
-    if (held[k].impl()->held_by_pass == k) held[k].impl()->held_by_pass = TensorImpl::kNotHeld;
-  held.clear();
-}
-
-}  // namespace
+// gradient and its node are in it. The pass holds each such input once, in the place of its node
+// on the tape (PassHolds), takes it from there when the sweep reaches that node (so the sweep
+// needs no atomic lock of the tape's weak handle for it), and lets it go right after its node has
+// run. (Another holder cannot be relied on: it may be a handle on another thread, or the helper's
+// operands, dropped any moment.) And when the node's handle was the only one left and the input's
+// own node does not read its output, nothing can read that value any more: it is freed at once.
 
 /// The backward pass. With `capture` (torch.autograd.grad), the gradients reaching the captured
 /// tensors are returned instead of accumulated into any .grad.
@@ -919,6 +911,13 @@ std::vector<Tensor> grad(const Tensor& output, const std::vector<Tensor>& inputs
 std::vector<Tensor> BackwardPass::run(const Tensor& root, const Tensor& seed, bool retain_graph,
                                       bool create_graph, const std::vector<Tensor>* capture) {
   Tape& tp = tape();
+  // A pass inside a pass (from a hook or a custom op's backward) would run the outer pass's
+  // pending nodes as its own and clear the tape under it.
+  if (tp.walking_ > 0)
+    throw AutogradError(fmt::format(
+        "{}: called while a backward pass is running on this thread (from a gradient hook or a "
+        "custom op's backward); call it after that backward has returned",
+        capture ? "grad" : "backward"));
   TensorImpl& r = *root.impl();
   r.pending = checked_seed(root, seed, tp.owner_);
   r.pending_owned = false;
@@ -932,22 +931,29 @@ std::vector<Tensor> BackwardPass::run(const Tensor& root, const Tensor& seed, bo
   GradModeGuard mode(create_graph);
   const std::size_t top = tp.position(r.grad_fn->seq);
   ++tp.walking_;  // entries_ keeps its order while we walk it (create_graph appends)
-  std::vector<Tensor> held;  // release as the pass goes (above): tensors whose node is to run
+  // Release as the pass goes (above): the tensors whose node is still to run.
+  PassHolds held(tp, sink.retain_graph() ? 0 : top + 1);
   try {
     // The tape is in execution order, i.e. topologically sorted: one reverse sweep suffices.
-    // Each output is held (locked) while its gradient is finished and its VJP runs: a hook, a
-    // custom op's backward or another thread may drop the program's last handle on it meanwhile.
-    // (Reading the tape's entries without a handle saved two atomic operations per node, but a
-    // tensor handed to another thread and dropped there mid-pass would then be read after its
-    // death: docs/performance.md, session 14.)
+    // Each output is held while its gradient is finished and its VJP runs: a hook, a custom op's
+    // backward or another thread may drop the program's last handle on it meanwhile. (Reading
+    // the tape's entries without a handle saved two atomic operations per node, but a tensor
+    // handed to another thread and dropped there mid-pass would then be read after its death:
+    // docs/performance.md, session 14.) An output the pass holds already is taken from there,
+    // with no count changed; any other (the root, or with retain_graph) is locked.
     for (std::size_t i = top + 1; i-- > 0;) {
-      const Tensor out = tp.entries_[i].output.lock();
+      Tensor out = held.at.empty() ? Tensor() : std::move(held.at[i]);
+      if (!out.defined()) out = tp.entries_[i].output.lock();
       if (!out.defined() || !out.impl()->pending.defined()) continue;  // gone, or off the path
       sink.run(out, deliver.finish(*out.impl(), false));
-      if (!sink.retain_graph()) release_ran(out, held);
+      if (!sink.retain_graph()) {
+        held.here = i;
+        held.here_seq = tp.entries_[i].seq;
+        out.impl()->grad_fn->release_in_pass(held);
+      }
     }
     settle_apart();
-    let_go(held);  // what is left: inputs whose node received no gradient
+    held.at.clear();  // what is left: inputs whose node received no gradient
     for (Tensor& leaf : sink.leaves_) deliver.finish(*leaf.impl(), true);
   } catch (...) {  // leave no half-finished pass behind: drop every pending gradient
     t_backward_node = nullptr;
@@ -958,7 +964,7 @@ std::vector<Tensor> BackwardPass::run(const Tensor& root, const Tensor& seed, bo
     for (std::size_t i = 0; i <= top; ++i)
       if (Tensor out = tp.entries_[i].output.lock(); out.defined()) drop_pending(*out.impl());
     for (Tensor& leaf : sink.leaves_) drop_pending(*leaf.impl());
-    let_go(held);
+    held.at.clear();
     --tp.walking_;
     throw;
   }

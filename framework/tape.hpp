@@ -41,6 +41,7 @@ namespace tapegrad {
 
 class GradSink;
 struct BackwardPass;
+struct PassHolds;  // what a backward pass holds until its node has run (tape.cpp)
 struct Slice;  // where a slice's gradient goes (GradSink::add_narrow)
 enum class Reads : unsigned;  // what a VJP reads (below, before push_node)
 
@@ -93,9 +94,9 @@ class NodeInputs {
   /// input that no reading op holds (TensorImpl, "value lifetime"; undone by clear()).
   void hold_unread();
   /// clear(true), except that an input whose own node is still to run in the backward pass
-  /// under way moves to the pass's list `held` (once; a second handle is just dropped), and its
+  /// under way moves to the pass's hold `held` (once; a second handle is just dropped), and its
   /// value is freed when nothing can read it any more (tape.cpp, "release as the pass goes").
-  void release_in_pass(std::vector<Tensor>& held);
+  void release_in_pass(PassHolds& held);
 
  private:
   [[noreturn]] void throw_out_of_range(std::size_t i) const;
@@ -126,9 +127,9 @@ struct Node {
   virtual void backward(const Tensor& grad_output, GradSink& sink) = 0;
   /// Drops the VJP (and the tensors it saved) and the inputs, without recursion.
   void release();
-  /// release(), right after this node's VJP ran in a backward that keeps no graph; `held` is the
-  /// pass's list of tensors whose own node is still to run (NodeInputs::release_in_pass).
-  void release_in_pass(std::vector<Tensor>& held);
+  /// release(), right after this node's VJP ran in a backward that keeps no graph; `held` is
+  /// where the pass holds tensors whose own node is still to run (NodeInputs::release_in_pass).
+  void release_in_pass(PassHolds& held);
   /// Destroys this node and frees its memory (NodeDeleter): the node knows its own size.
   virtual void destroy() noexcept = 0;
 
@@ -189,6 +190,7 @@ class Tape {
  private:
   friend void push_node(NodePtr, const Tensor&, Reads);
   friend struct BackwardPass;
+  friend struct PassHolds;
   struct Entry {
     WeakTensor output;  // does not keep the graph alive
     std::uint64_t seq;

@@ -273,10 +273,6 @@ struct TensorImpl {
   // the rest is written with zeros when anything else reads or adds to it (tape.cpp).
   bool pending_partial = false;
   std::size_t pending_axis = 0, pending_lo = 0, pending_hi = 0;
-  // Where the running backward pass holds this tensor alive until its own node has run (its
-  // index in the pass's list, tape.cpp "release as the pass goes"), or kNotHeld.
-  static constexpr std::size_t kNotHeld = ~std::size_t(0);
-  std::size_t held_by_pass = kNotHeld;
 };
 
 // Inline: every op asks for shapes, sizes, dtypes and data several times.

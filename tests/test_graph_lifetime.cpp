@@ -775,3 +775,69 @@ TEST(ReleaseInPass, AFailedPassHasReleasedWhatRanAndABackwardAgainSaysSo) {
   tape().clear();
   EXPECT_EQ(tape().size(), 0u);
 }
+
+TEST(ReleaseInPass, AnInputIsFoundOnATapeCompactedBetweenItsNodeAndItsReader) {
+  // The pass holds an input in the place of its node on the tape, found from the node's number:
+  // exactly so many entries back unless entries in between were forgotten (Tape::compact), as
+  // here, where 300 discarded ops lie between p (the last of a chain of 200) and its reader.
+  // u, recorded first and held by the pass alone once the add has run, sits in the place a
+  // plain count back would give for p: had p been put there, u and its gradient would be lost.
+  auto run = [](bool with_discarded) {
+    tape().clear();
+    Tensor x = full({kBig}, 1.001, DType::Float64).requires_grad_();
+    Tensor root;
+    {
+      Tensor u = mul(x, x);
+      Tensor p = mul(x, 1.0);
+      for (int k = 1; k < 200; ++k) p = mul(p, 1.0 + 1e-4 * k);
+      if (with_discarded)
+        for (int k = 0; k < 300; ++k) Tensor gone = mul(x, 2.0);  // recorded, then dropped
+      root = sum(add(mul(p, x), u));
+    }
+    root.backward();
+    EXPECT_EQ(tape().size(), 0u);
+    return x.grad().to_f64();
+  };
+  const xt::xarray<double> plain = run(false), with_gap = run(true);
+  EXPECT_EQ(with_gap, plain);  // bit for bit
+  double c = 1.0;
+  for (int k = 1; k < 200; ++k) c *= 1.0 + 1e-4 * k;
+  EXPECT_NEAR(plain(0), 2 * 1.001 * c + 2 * 1.001, 1e-9);  // d(c·x² + x²)/dx
+}
+
+TEST(NestedPass, ABackwardOrGradOrTapeClearFromInsideABackwardIsAClearError) {
+  // A pass started inside a pass would run the outer pass's pending nodes as its own and clear
+  // the tape under it (it once ended in "node input 0 of 0"). It is refused, naming what to do;
+  // the outer pass then fails cleanly (nothing half-delivered) and the thread goes on.
+  for (int what = 0; what < 3; ++what) {
+    tape().clear();
+    Tensor x = full({4}, 2.0, DType::Float64).requires_grad_();
+    Tensor a = full({4}, 3.0, DType::Float64).requires_grad_();
+    Tensor inner = sum(mul(a, a));
+    Tensor y = mul(x, x);
+    y.register_hook([&](const Tensor&) -> Tensor {
+      if (what == 0) inner.backward();
+      if (what == 1) grad(inner, {a});
+      if (what == 2) tape().clear();
+      return Tensor();
+    });
+    Tensor z = sum(mul(y, x));
+    try {
+      z.backward();
+      ADD_FAILURE() << "case " << what << ": a pass inside a pass must throw";
+    } catch (const AutogradError& e) {
+      const std::string msg = e.what();
+      EXPECT_NE(msg.find(what == 0 ? "backward: " : what == 1 ? "grad: " : "Tape::clear: "),
+                std::string::npos) << msg;
+      EXPECT_NE(msg.find("after that backward has returned"), std::string::npos) << msg;
+    }
+    EXPECT_FALSE(x.grad().defined());
+    EXPECT_FALSE(a.grad().defined());
+    inner.backward();  // outside any pass: fine
+    EXPECT_EQ(a.grad().at(0), 6.0);
+    Tensor w = sum(mul(x, x));
+    w.backward();
+    EXPECT_EQ(x.grad().at(0), 4.0);
+  }
+  tape().clear();
+}
