@@ -270,11 +270,18 @@ std::vector<Tensor> Tape::outputs() const {
   return live;
 }
 
+/// A pass inside a pass (`who` called from a gradient hook or a custom op's backward) would run
+/// the outer pass's pending nodes as its own and clear the tape under it: refused.
+static void refuse_inside_pass(int walking, const char* who) {
+  if (walking > 0)
+    throw AutogradError(fmt::format(
+        "{}: called while a backward pass is running on this thread (from a gradient hook or a "
+        "custom op's backward); call it after that backward has returned",
+        who));
+}
+
 void Tape::clear() {
-  if (walking_ > 0)
-    throw AutogradError(
-        "Tape::clear: called while a backward pass walks this thread's tape (from a gradient "
-        "hook or a custom op's backward); call it after that backward has returned");
+  refuse_inside_pass(walking_, "Tape::clear");
   // Oldest first: each node's inputs are then released already, so nothing cascades.
   // The handle `t` keeps the node alive while it is released: a node whose VJP holds its own
   // output (a custom op saving its result) would otherwise be destroyed halfway, and so would one
@@ -911,13 +918,7 @@ std::vector<Tensor> grad(const Tensor& output, const std::vector<Tensor>& inputs
 std::vector<Tensor> BackwardPass::run(const Tensor& root, const Tensor& seed, bool retain_graph,
                                       bool create_graph, const std::vector<Tensor>* capture) {
   Tape& tp = tape();
-  // A pass inside a pass (from a hook or a custom op's backward) would run the outer pass's
-  // pending nodes as its own and clear the tape under it.
-  if (tp.walking_ > 0)
-    throw AutogradError(fmt::format(
-        "{}: called while a backward pass is running on this thread (from a gradient hook or a "
-        "custom op's backward); call it after that backward has returned",
-        capture ? "grad" : "backward"));
+  refuse_inside_pass(tp.walking_, capture ? "grad" : "backward");
   TensorImpl& r = *root.impl();
   r.pending = checked_seed(root, seed, tp.owner_);
   r.pending_owned = false;

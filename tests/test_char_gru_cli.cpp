@@ -38,12 +38,7 @@ const std::string& temp_dir() {
   return dir.path;
 }
 
-std::string slurp(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+using process::slurp;  // the whole file
 
 /// Runs `args` (already shell-quoted) through the shell; captures stdout, stderr, exit code.
 Result run(const std::string& args) {
