@@ -951,6 +951,7 @@ std::vector<Tensor> BackwardPass::run(const Tensor& root, const Tensor& seed, bo
         held.here = i;
         held.here_seq = tp.entries_[i].seq;
         out.impl()->grad_fn->release_in_pass(held);
+        tp.entries_[i].output.reset();  // the tape forgets it (compacted away at the end)
       }
     }
     settle_apart();
@@ -970,7 +971,9 @@ std::vector<Tensor> BackwardPass::run(const Tensor& root, const Tensor& seed, bo
     throw;
   }
   --tp.walking_;
-  if (!sink.retain_graph()) tp.clear();
+  // Only the nodes this pass ran are released (and forgotten); a graph it did not reach (one
+  // recorded before, still to be differentiated) stays on the tape, as in PyTorch.
+  if (!sink.retain_graph()) tp.compact();
   return std::move(deliver.captured);
 }
 

@@ -13,9 +13,10 @@
 // A backward without retain_graph releases each node as soon as its VJP has run (as PyTorch
 // frees a node's saved tensors): its VJP, what it saved and its handles on its inputs are
 // dropped, and values nothing can read any more are freed, so a graph's memory comes back during
-// the pass (tape.cpp, "release as the pass goes"); at the end every node on the tape is
-// released. Using a tensor made before that in a later backward is an AutogradError
-// ("backward through a freed tape").
+// the pass (tape.cpp, "release as the pass goes"), and the tape forgets them. A graph the pass did
+// not reach (recorded before it and still held) stays on the tape, as in PyTorch. Differentiating
+// again through a node that a backward released is an AutogradError ("backward through a freed
+// tape").
 //
 // A VJP must not keep its own output alive (that would be a cycle: output → node → VJP →
 // output); an op that needs its output in backward captures a WeakTensor.
@@ -171,8 +172,9 @@ class Tape {
   const Node& node(std::size_t i) const { return *outputs().at(i).impl()->grad_fn; }
   /// The outputs of the live nodes, in execution order (their grad_fn is the node).
   std::vector<Tensor> outputs() const;
-  /// Releases every recorded node (as a backward without retain_graph does) and empties the
-  /// tape. Tensors made before keep their values but cannot be differentiated through any more.
+  /// Releases every recorded node (a backward without retain_graph releases only the nodes it
+  /// ran) and empties the tape. Tensors made before keep their values but cannot be
+  /// differentiated through any more.
   void clear();
   /// One line per live node: index, op, inputs (by node index or leaf name), output shape, name.
   /// (Defined in print.cpp, with the rest of the printing.)

@@ -225,6 +225,7 @@ class WeakTensor {
     return t;
   }
   bool expired() const { return impl_.expired(); }
+  void reset() { impl_.reset(); }
 
  private:
   std::weak_ptr<TensorImpl> impl_;

@@ -15,7 +15,7 @@ int main() {
   Tensor x = scalar(2.0, DType::Float64).requires_grad_().set_name("x");
   Tensor y = x * x + 3.0 * x;
   std::cout << "the tape after y = x*x + 3*x:\n" << tape().listing();
-  y.backward();  // reverse sweep; the tape is cleared afterwards
+  y.backward();  // reverse sweep; the nodes it ran are released and leave the tape
   fmt::print("y = {}, dy/dx = {} (expected 7)\n", y.item(), x.grad().item());
   bool ok = x.grad().item() == 7.0;
 
