@@ -898,39 +898,95 @@ struct Delivery {
 
 /// The backward pass. With `capture` (torch.autograd.grad), the gradients reaching the captured
 /// tensors are returned instead of accumulated into any .grad.
+/// One pass from n roots (seeds[k] for roots[k]; an undefined seed means 1 for a one-element root).
 struct BackwardPass {
-  static std::vector<Tensor> run(const Tensor& root, const Tensor& seed, bool retain_graph,
-                                 bool create_graph, const std::vector<Tensor>* capture);
+  static std::vector<Tensor> run(const Tensor* roots, const Tensor* seeds, std::size_t n,
+                                 bool retain_graph, bool create_graph,
+                                 const std::vector<Tensor>* capture);
 };
 
 void backward(const Tensor& root, const Tensor& seed, bool retain_graph, bool create_graph) {
-  BackwardPass::run(root, seed, retain_graph, create_graph, nullptr);
+  BackwardPass::run(&root, &seed, 1, retain_graph, create_graph, nullptr);
+}
+
+namespace {
+/// The seeds of several roots, checked against them: one per root, or none (all undefined).
+std::vector<Tensor> seeds_for(const char* who, const std::vector<Tensor>& roots,
+                              const std::vector<Tensor>& seeds) {
+  if (roots.empty()) throw AutogradError(fmt::format("{}: no tensors given", who));
+  if (!seeds.empty() && seeds.size() != roots.size())
+    throw AutogradError(fmt::format("{}: {} tensors but {} seed gradients (give one per tensor, "
+                                    "or none)",
+                                    who, roots.size(), seeds.size()));
+  return seeds.empty() ? std::vector<Tensor>(roots.size()) : seeds;
+}
+
+void check_grad_inputs(const std::vector<Tensor>& inputs) {
+  for (const Tensor& in : inputs)
+    if (!in.defined() || !in.requires_grad())
+      throw AutogradError("grad: every input must be a defined tensor that requires grad");
+}
+}  // namespace
+
+void backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& seeds,
+              bool retain_graph, bool create_graph) {
+  const std::vector<Tensor> s = seeds_for("backward", roots, seeds);
+  BackwardPass::run(roots.data(), s.data(), roots.size(), retain_graph, create_graph, nullptr);
 }
 
 std::vector<Tensor> grad(const Tensor& output, const std::vector<Tensor>& inputs, const Tensor& seed,
                          bool retain_graph, bool create_graph) {
-  for (const Tensor& in : inputs)
-    if (!in.defined() || !in.requires_grad())
-      throw AutogradError("grad: every input must be a defined tensor that requires grad");
-  return BackwardPass::run(output, seed, retain_graph, create_graph, &inputs);
+  check_grad_inputs(inputs);
+  return BackwardPass::run(&output, &seed, 1, retain_graph, create_graph, &inputs);
 }
 
-std::vector<Tensor> BackwardPass::run(const Tensor& root, const Tensor& seed, bool retain_graph,
-                                      bool create_graph, const std::vector<Tensor>* capture) {
+std::vector<Tensor> grad(const std::vector<Tensor>& outputs, const std::vector<Tensor>& inputs,
+                         const std::vector<Tensor>& seeds, bool retain_graph, bool create_graph) {
+  const std::vector<Tensor> s = seeds_for("grad", outputs, seeds);
+  check_grad_inputs(inputs);
+  return BackwardPass::run(outputs.data(), s.data(), outputs.size(), retain_graph, create_graph,
+                           &inputs);
+}
+
+std::vector<Tensor> BackwardPass::run(const Tensor* roots, const Tensor* seeds, std::size_t n,
+                                      bool retain_graph, bool create_graph,
+                                      const std::vector<Tensor>* capture) {
   Tape& tp = tape();
   refuse_inside_pass(tp.walking_, capture ? "grad" : "backward");
-  TensorImpl& r = *root.impl();
-  r.pending = checked_seed(root, seed, tp.owner_);
-  r.pending_owned = false;
+  // Every root is checked before any gradient is set: a refused call leaves nothing behind.
+  Tensor first_seed = checked_seed(roots[0], seeds[0], tp.owner_);
+  std::vector<Tensor> more_seeds;
+  for (std::size_t k = 1; k < n; ++k) more_seeds.push_back(checked_seed(roots[k], seeds[k], tp.owner_));
   Delivery deliver{capture, create_graph, std::vector<Tensor>(capture ? capture->size() : 0)};
-  if (root.is_leaf()) {
-    deliver.finish(r, true);
-    return std::move(deliver.captured);
-  }
   GradSink sink(create_graph, retain_graph || create_graph);
   sink.tape_ = tp.owner_;
+  // The seeds become the roots' pending gradients (summed where a root is given twice); a root
+  // that is a leaf is finished with the other leaves, after the sweep. The sweep starts at the
+  // latest root on the tape.
+  bool any_node = false;
+  std::uint64_t top_seq = 0;
+  for (std::size_t k = 0; k < n; ++k) {
+    TensorImpl& r = *roots[k].impl();
+    Tensor& seed = k == 0 ? first_seed : more_seeds[k - 1];
+    if (r.pending.defined()) {
+      accumulate(r.pending, r.pending_owned, seed, create_graph);
+      continue;
+    }
+    r.pending = std::move(seed);
+    r.pending_owned = false;
+    if (!r.grad_fn) {
+      sink.leaves_.push_back(roots[k]);
+    } else if (!any_node || r.grad_fn->seq > top_seq) {
+      any_node = true;
+      top_seq = r.grad_fn->seq;
+    }
+  }
+  if (!any_node) {
+    for (Tensor& leaf : sink.leaves_) deliver.finish(*leaf.impl(), true);
+    return std::move(deliver.captured);
+  }
   GradModeGuard mode(create_graph);
-  const std::size_t top = tp.position(r.grad_fn->seq);
+  const std::size_t top = tp.position(top_seq);
   ++tp.walking_;  // entries_ keeps its order while we walk it (create_graph appends)
   // Release as the pass goes (above): the tensors whose node is still to run.
   PassHolds held(tp, sink.retain_graph() ? 0 : top + 1);

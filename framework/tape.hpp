@@ -270,10 +270,21 @@ class AnomalyGuard {
 void backward(const Tensor& root, const Tensor& seed = Tensor(), bool retain_graph = false,
               bool create_graph = false);
 
+/// Several roots in one pass, like torch.autograd.backward(tensors, grad_tensors): the same as
+/// backward(sum of seeds[k] · roots[k]), each graph walked once, so two losses that share nodes
+/// need no retain_graph. `seeds`: one per root, or none (then every root must have one element).
+void backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& seeds = {},
+              bool retain_graph = false, bool create_graph = false);
+
 /// d(outputs)/d(inputs) without touching .grad: returns one gradient per input (undefined where
 /// no path exists), like torch.autograd.grad.
 std::vector<Tensor> grad(const Tensor& output, const std::vector<Tensor>& inputs,
                          const Tensor& seed = Tensor(), bool retain_graph = false,
+                         bool create_graph = false);
+/// grad() of several outputs at once (the sum of their seeded gradients), like
+/// torch.autograd.grad(outputs, inputs, grad_outputs).
+std::vector<Tensor> grad(const std::vector<Tensor>& outputs, const std::vector<Tensor>& inputs,
+                         const std::vector<Tensor>& seeds = {}, bool retain_graph = false,
                          bool create_graph = false);
 
 /// Where a node's backward puts its gradients (they all end in accumulate(), tape.cpp).

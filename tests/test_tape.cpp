@@ -194,6 +194,122 @@ TEST(Tape, GradCapturesWithoutTouchingOtherLeaves) {
   EXPECT_FALSE(b.grad().defined());
 }
 
+// ---- several roots in one pass (torch.autograd.backward / grad with a list of tensors) ----------
+
+namespace {
+/// Two losses over one shared trunk h = tanh(w ⊙ x): l1 = Σh, l2 = Σh².
+struct TwoHeads {
+  Tensor w = from_vector({0.3, -0.8, 1.2}, {3}, DType::Float64).requires_grad_();
+  Tensor x = from_vector({1.0, 0.5, -2.0}, {3}, DType::Float64);
+  Tensor h, l1, l2;
+  TwoHeads() { record(); }
+  void record() {
+    h = tanh(w * x);
+    l1 = sum(h);
+    l2 = sum(h * h);
+  }
+  /// d(c1·l1 + c2·l2)/dw_i = (c1 + 2 c2 h_i)(1 − h_i²) x_i
+  double expected(int i, double c1, double c2) const {
+    const double hi = std::tanh(w.at(i) * x.at(i));
+    return (c1 + 2 * c2 * hi) * (1 - hi * hi) * x.at(i);
+  }
+};
+}  // namespace
+
+TEST(MultiRoot, TwoLossesSharingATrunkInOnePassNeedNoRetainGraph) {
+  tape().clear();
+  TwoHeads m;
+  backward({m.l1, m.l2});
+  for (int i = 0; i < 3; ++i) EXPECT_NEAR(m.w.grad().at(i), m.expected(i, 1, 1), 1e-15) << i;
+  EXPECT_EQ(tape().size(), 0u);  // each shared node ran once, then was released
+  // the same as the backward of their sum
+  Tensor once = m.w.grad().detach();
+  m.w.zero_grad();
+  m.record();
+  (m.l1 + m.l2).backward();
+  for (int i = 0; i < 3; ++i) EXPECT_DOUBLE_EQ(m.w.grad().at(i), once.at(i)) << i;
+}
+
+TEST(MultiRoot, SeedsWeighTheRootsAndARootGivenTwiceCountsTwice) {
+  tape().clear();
+  TwoHeads m;
+  backward({m.l1, m.l2, m.l1}, {scalar(0.5, DType::Float64), scalar(-3.0, DType::Float64),
+                                scalar(2.0, DType::Float64)});
+  for (int i = 0; i < 3; ++i) EXPECT_NEAR(m.w.grad().at(i), m.expected(i, 2.5, -3.0), 1e-15) << i;
+  // A non-scalar root with its seed, and a leaf among the roots (its seed goes to its .grad).
+  m.w.zero_grad();
+  m.record();
+  Tensor seed_h = from_vector({1.0, 2.0, 3.0}, {3}, DType::Float64);
+  Tensor seed_w = from_vector({10.0, 20.0, 30.0}, {3}, DType::Float64);
+  backward({m.h, m.w}, {seed_h, seed_w});
+  for (int i = 0; i < 3; ++i) {
+    const double hi = std::tanh(m.w.at(i) * m.x.at(i));
+    EXPECT_NEAR(m.w.grad().at(i), seed_w.at(i) + seed_h.at(i) * (1 - hi * hi) * m.x.at(i), 1e-14) << i;
+  }
+  EXPECT_DOUBLE_EQ(seed_h.at(0), 1.0);  // the caller's seeds are not written into
+  EXPECT_DOUBLE_EQ(seed_w.at(0), 10.0);
+}
+
+TEST(MultiRoot, GradOfSeveralOutputsIsTheGradOfTheirSum) {
+  tape().clear();
+  TwoHeads m;
+  std::vector<Tensor> g = grad({m.l1, m.l2}, {m.w, m.h});
+  ASSERT_EQ(g.size(), 2u);
+  EXPECT_FALSE(m.w.grad().defined());  // grad() does not touch .grad
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_NEAR(g[0].at(i), m.expected(i, 1, 1), 1e-15) << i;
+    const double hi = std::tanh(m.w.at(i) * m.x.at(i));
+    EXPECT_NEAR(g[1].at(i), 1 + 2 * hi, 1e-15) << i;
+  }
+}
+
+TEST(MultiRoot, BadCallsAreClearErrorsAndLeaveNothingBehind) {
+  tape().clear();
+  TwoHeads m;
+  auto message = [](auto&& call) {
+    try {
+      call();
+    } catch (const AutogradError& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  EXPECT_NE(message([&] { backward(std::vector<Tensor>{}); }).find("backward: no tensors given"),
+            std::string::npos);
+  EXPECT_NE(message([&] { backward({m.l1, m.l2}, {scalar(1.0, DType::Float64)}); })
+                .find("2 tensors but 1 seed gradients"),
+            std::string::npos);
+  // the second root is refused (a non-scalar without a seed): nothing may stay pending on the first
+  EXPECT_NE(message([&] { backward({m.l1, m.h}); }).find("needs an explicit seed"),
+            std::string::npos);
+  EXPECT_NE(message([&] { grad({m.l1}, {m.x}); }).find("every input must be"), std::string::npos);
+  EXPECT_FALSE(m.w.grad().defined());
+  backward({m.l1, m.l2});  // the same graph, unharmed, and no stale seed added in
+  for (int i = 0; i < 3; ++i) EXPECT_NEAR(m.w.grad().at(i), m.expected(i, 1, 1), 1e-15) << i;
+  // after a pass released the trunk, a second one through it is refused as for one root
+  m.record();
+  Tensor l3 = sum(m.h * 3.0);
+  backward({m.l1});
+  EXPECT_NE(message([&] { backward({m.l2, l3}); }).find("backward through a freed tape"),
+            std::string::npos);
+}
+
+TEST(MultiRoot, CreateGraphGivesGradientsThatCanBeDifferentiatedAgain) {
+  tape().clear();
+  TwoHeads m;
+  backward({m.l1, m.l2}, {}, /*retain_graph=*/false, /*create_graph=*/true);
+  Tensor g = m.w.grad();
+  ASSERT_TRUE(g.requires_grad());
+  // d/dw_i of Σ_j dL/dw_j, L = l1 + l2: with u = w_i x_i, dL/dw_i = (1 + 2h)(1 − h²) x and
+  // its derivative in w_i is x² (2(1 − h²)² − 2h(1 + 2h)(1 − h²)).
+  std::vector<Tensor> gg = grad(sum(g), {m.w});
+  m.w.zero_grad();  // breaks the cycle w -> .grad -> its graph -> w
+  for (int i = 0; i < 3; ++i) {
+    const double xi = m.x.at(i), hi = std::tanh(m.w.at(i) * xi), s = 1 - hi * hi;
+    EXPECT_NEAR(gg[0].at(i), xi * xi * (2 * s * s - 2 * hi * (1 + 2 * hi) * s), 1e-14) << i;
+  }
+}
+
 TEST(Tape, SliceGradientsAccumulateInPlace) {
   // 3 narrows of one parent: the parent receives exactly one gradient buffer.
   Tensor p = randn({4, 6}, DType::Float64).requires_grad_();
