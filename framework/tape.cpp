@@ -896,9 +896,9 @@ struct Delivery {
 // operands, dropped any moment.) And when the node's handle was the only one left and the input's
 // own node does not read its output, nothing can read that value any more: it is freed at once.
 
-/// The backward pass. With `capture` (torch.autograd.grad), the gradients reaching the captured
+/// The backward pass from n roots (seeds[k] for roots[k]; an undefined seed means 1 for a
+/// one-element root). With `capture` (torch.autograd.grad), the gradients reaching the captured
 /// tensors are returned instead of accumulated into any .grad.
-/// One pass from n roots (seeds[k] for roots[k]; an undefined seed means 1 for a one-element root).
 struct BackwardPass {
   static std::vector<Tensor> run(const Tensor* roots, const Tensor* seeds, std::size_t n,
                                  bool retain_graph, bool create_graph,
@@ -981,8 +981,13 @@ std::vector<Tensor> BackwardPass::run(const Tensor* roots, const Tensor* seeds, 
       top_seq = r.grad_fn->seq;
     }
   }
-  if (!any_node) {
-    for (Tensor& leaf : sink.leaves_) deliver.finish(*leaf.impl(), true);
+  if (!any_node) {  // only leaves: their seeds are their gradients
+    try {
+      for (Tensor& leaf : sink.leaves_) deliver.finish(*leaf.impl(), true);
+    } catch (...) {  // a hook threw: no seed stays pending on the leaves after it
+      for (Tensor& leaf : sink.leaves_) drop_pending(*leaf.impl());
+      throw;
+    }
     return std::move(deliver.captured);
   }
   GradModeGuard mode(create_graph);

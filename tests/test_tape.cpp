@@ -6,6 +6,7 @@
 #include <cmath>
 #include <fstream>
 #include <functional>
+#include <stdexcept>
 #include <thread>
 #include <tuple>
 
@@ -292,6 +293,15 @@ TEST(MultiRoot, BadCallsAreClearErrorsAndLeaveNothingBehind) {
   backward({m.l1});
   EXPECT_NE(message([&] { backward({m.l2, l3}); }).find("backward through a freed tape"),
             std::string::npos);
+}
+
+TEST(MultiRoot, AHookThrowingOnALeafRootLeavesNoSeedPendingOnTheOthers) {
+  Tensor a = scalar64(1.0), b = scalar64(2.0);
+  a.register_hook([](const Tensor&) -> Tensor { throw std::runtime_error("hook says no"); });
+  EXPECT_THROW(backward({a, b}, {scalar(5.0, DType::Float64), scalar(7.0, DType::Float64)}),
+               std::runtime_error);
+  backward({b}, {scalar(7.0, DType::Float64)});
+  EXPECT_DOUBLE_EQ(b.grad().item(), 7.0);  // not 14: the failed call's seed did not stay behind
 }
 
 TEST(MultiRoot, CreateGraphGivesGradientsThatCanBeDifferentiatedAgain) {
