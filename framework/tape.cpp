@@ -954,47 +954,33 @@ std::vector<Tensor> BackwardPass::run(const Tensor* roots, const Tensor* seeds, 
   Tape& tp = tape();
   refuse_inside_pass(tp.walking_, capture ? "grad" : "backward");
   // Every root is checked before any gradient is set: a refused call leaves nothing behind.
-  Tensor first_seed = checked_seed(roots[0], seeds[0], tp.owner_);
-  std::vector<Tensor> more_seeds;
-  for (std::size_t k = 1; k < n; ++k) more_seeds.push_back(checked_seed(roots[k], seeds[k], tp.owner_));
+  std::vector<Tensor> checked;
+  checked.reserve(n);
+  for (std::size_t k = 0; k < n; ++k) checked.push_back(checked_seed(roots[k], seeds[k], tp.owner_));
   Delivery deliver{capture, create_graph, std::vector<Tensor>(capture ? capture->size() : 0)};
   GradSink sink(create_graph, retain_graph || create_graph);
   sink.tape_ = tp.owner_;
   // The seeds become the roots' pending gradients (summed where a root is given twice); a root
-  // that is a leaf is finished with the other leaves, after the sweep. The sweep starts at the
-  // latest root on the tape.
-  bool any_node = false;
-  std::uint64_t top_seq = 0;
+  // that is a leaf is finished with the other leaves, after the sweep. The sweep covers the tape
+  // up to the latest root (nothing when every root is a leaf).
+  std::size_t end = 0;  // entries [0, end) are swept
   for (std::size_t k = 0; k < n; ++k) {
     TensorImpl& r = *roots[k].impl();
-    Tensor& seed = k == 0 ? first_seed : more_seeds[k - 1];
     if (r.pending.defined()) {
-      accumulate(r.pending, r.pending_owned, seed, create_graph);
+      accumulate(r.pending, r.pending_owned, checked[k], create_graph);
       continue;
     }
-    r.pending = std::move(seed);
+    r.pending = std::move(checked[k]);
     r.pending_owned = false;
-    if (!r.grad_fn) {
+    if (!r.grad_fn)
       sink.leaves_.push_back(roots[k]);
-    } else if (!any_node || r.grad_fn->seq > top_seq) {
-      any_node = true;
-      top_seq = r.grad_fn->seq;
-    }
-  }
-  if (!any_node) {  // only leaves: their seeds are their gradients
-    try {
-      for (Tensor& leaf : sink.leaves_) deliver.finish(*leaf.impl(), true);
-    } catch (...) {  // a hook threw: no seed stays pending on the leaves after it
-      for (Tensor& leaf : sink.leaves_) drop_pending(*leaf.impl());
-      throw;
-    }
-    return std::move(deliver.captured);
+    else
+      end = std::max(end, tp.position(r.grad_fn->seq) + 1);
   }
   GradModeGuard mode(create_graph);
-  const std::size_t top = tp.position(top_seq);
   ++tp.walking_;  // entries_ keeps its order while we walk it (create_graph appends)
   // Release as the pass goes (above): the tensors whose node is still to run.
-  PassHolds held(tp, sink.retain_graph() ? 0 : top + 1);
+  PassHolds held(tp, sink.retain_graph() ? 0 : end);
   try {
     // The tape is in execution order, i.e. topologically sorted: one reverse sweep suffices.
     // Each output is held while its gradient is finished and its VJP runs: a hook, a custom op's
@@ -1003,7 +989,7 @@ std::vector<Tensor> BackwardPass::run(const Tensor* roots, const Tensor* seeds, 
     // handed to another thread and dropped there mid-pass would then be read after its death:
     // docs/performance.md, session 14.) An output the pass holds already is taken from there,
     // with no count changed; any other (the root, or with retain_graph) is locked.
-    for (std::size_t i = top + 1; i-- > 0;) {
+    for (std::size_t i = end; i-- > 0;) {
       Tensor out = held.at.empty() ? Tensor() : std::move(held.at[i]);
       if (!out.defined()) out = tp.entries_[i].output.lock();
       if (!out.defined() || !out.impl()->pending.defined()) continue;  // gone, or off the path
@@ -1024,7 +1010,7 @@ std::vector<Tensor> BackwardPass::run(const Tensor* roots, const Tensor* seeds, 
       settle_apart();  // the pass's own error is the one to report
     } catch (...) {
     }
-    for (std::size_t i = 0; i <= top; ++i)
+    for (std::size_t i = 0; i < end; ++i)
       if (Tensor out = tp.entries_[i].output.lock(); out.defined()) drop_pending(*out.impl());
     for (Tensor& leaf : sink.leaves_) drop_pending(*leaf.impl());
     held.at.clear();

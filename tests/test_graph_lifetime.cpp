@@ -305,6 +305,38 @@ TEST(GraphLifetime, TrainingStepsNextToAHeldGraphKeepTheTapeSmall) {
   EXPECT_EQ(tape().size(), 0u);
 }
 
+TEST(GraphLifetime, AMetricKeptAsATensorKeepsItsGraphItsItemDoesNot) {
+  // docs/pitfalls.md, 11: a logged tensor that is never differentiated keeps its own nodes and
+  // the values they read (here the prediction), step after step; its item() keeps nothing.
+  tape().clear();
+  Tensor w = full({64}, 0.5, DType::Float64).requires_grad_();
+  Tensor x = full({64}, 2.0, DType::Float64), y = full({64}, 1.5, DType::Float64);
+  std::vector<Tensor> logged;
+  std::vector<WeakTensor> preds;
+  for (int step = 0; step < 100; ++step) {
+    Tensor pred = x * w;
+    Tensor loss = sum((pred - y) * (pred - y));
+    Tensor metric = sum(abs(pred - y));  // three nodes the backward does not reach
+    loss.backward();
+    logged.push_back(metric);
+    preds.push_back(WeakTensor(pred));
+  }
+  EXPECT_EQ(tape().size(), 300u);
+  for (const WeakTensor& p : preds) EXPECT_FALSE(p.expired());  // held through the metrics
+  logged.clear();
+  EXPECT_EQ(tape().size(), 0u);
+  for (const WeakTensor& p : preds) EXPECT_TRUE(p.expired());
+  std::vector<double> values;
+  for (int step = 0; step < 100; ++step) {
+    Tensor pred = x * w;
+    Tensor loss = sum((pred - y) * (pred - y));
+    Tensor metric = sum(abs(pred - y));
+    loss.backward();
+    values.push_back(metric.item());
+  }
+  EXPECT_EQ(tape().size(), 0u);
+}
+
 TEST(GraphLifetime, AGraphSharingNodesWithAReleasedOneIsAClearError) {
   // Two losses over one shared intermediate: the first backward (no retain_graph) released the
   // shared node, so the second stops there with PyTorch's advice instead of a partial gradient.
