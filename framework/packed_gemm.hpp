@@ -191,14 +191,23 @@ class PackedGemm {
   /// into the fused GRU's recurrent_weight_gradient (gru_fused.cpp), it kept them on the stack,
   /// stored and reloaded at every step of k, and that product ran at half the kernel's speed
   /// (docs/performance.md, session 24). A call costs nothing next to a panel's k steps.
+  ///
+  /// The loops over the R rows are unrolled by pragma, not left to the optimiser: at -O2 (a
+  /// RelWithDebInfo build, or a distribution's default flags) GCC 12 did not unroll them, the
+  /// accumulators went to the stack and the kernel ran at half speed (32 rows × 512 × 1536 on one
+  /// core of the 2-core AMD EPYC of docs/performance.md, session 29: 50 GFLOP/s at -O2, 105 at
+  /// -O3); and at -O3 the transposed-A kernel (a weight's gradient) ran 7–16 % slower than with
+  /// the pragma (512 × 64 × 768: 97–98 → 104–107 GFLOP/s).
   template <std::size_t R, bool TA>
   [[gnu::noinline]] void kernel(std::size_t p, const T* a, std::size_t lda, T beta, T* c, std::size_t ldc,
                                 Prefetch pf) const {
     const T* panel = packed_ + p * k_ * NR;
     V acc0[R], acc1[R];
+#pragma GCC unroll 8
     for (std::size_t r = 0; r < R; ++r) acc0[r] = V(T(0)), acc1[r] = V(T(0));
     auto step = [&](std::size_t kk) {  // acc += A[:, kk] · panel row kk
       const V b0 = V::load_aligned(panel + kk * NR), b1 = V::load_aligned(panel + kk * NR + S);
+#pragma GCC unroll 8
       for (std::size_t r = 0; r < R; ++r) {
         const V ar(TA ? a[kk * lda + r] : a[r * lda + kk]);
         acc0[r] = fused(ar, b0, acc0[r]);
@@ -214,6 +223,7 @@ class PackedGemm {
     }
     if (kk < k_) step(kk);
     const std::size_t j0 = p * NR, width = std::min(NR, n_ - j0);
+#pragma GCC unroll 8
     for (std::size_t r = 0; r < R; ++r) {
       T* row = c + r * ldc + j0;
       if (width == NR) {
