@@ -22,7 +22,9 @@
 
 // GCC 12 warns "'__Y' may be used uninitialized" inside its own AVX-512 intrinsics: a false positive.
 #pragma GCC diagnostic push
+#if !defined(__clang__)  // clang has no such warning, and warns about an unknown one
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #include <xsimd/xsimd.hpp>
 #pragma GCC diagnostic pop
