@@ -15,6 +15,9 @@
 //   BM_RawSgemm128x3      the same 3 GEMMs as raw cblas_sgemm calls
 //   BM_GruGemm/...        the GRU's GEMM shapes for S, M and L (framework/blas.hpp gemm), GFLOP/s
 //   BM_SgemmThreads/...   raw sgemm of the recurrent shapes on 1 and 2 OpenBLAS threads
+//   BM_PackedGemm/s       the engine's own kernel (framework/packed_gemm.hpp) on one core, B packed
+//                         once: s = 0 32 rows × 512 × 1536 (fused L's forward product on one
+//                         core), 1 Aᵀ 512 × 64 × 768 and 2 Aᵀ 64 × 32 × 1536 (weight gradients)
 //   BM_StepWeightGrad/b   composed M's T per-step weight gradients dW_hh += dghᵀ·h as raw sgemm
 //                         calls: b = 0 T calls with k = B (what the tape does), b = 1 batched: the
 //                         T blocks copied into two (T·B)-row arrays and one call with k = T·B
@@ -30,6 +33,7 @@
 #include <fmt/format.h>
 
 #include "framework/blas.hpp"
+#include "framework/packed_gemm.hpp"
 #include "framework/ops.hpp"
 #include "framework/random.hpp"
 #include "framework/tape.hpp"
@@ -262,6 +266,31 @@ void BM_GruGemm(benchmark::State& state) {
   state.counters["GFLOP/s"] = gflops(2.0 * double(m * n * k));
 }
 BENCHMARK(BM_GruGemm)->ArgsProduct({{0, 1, 2}, {0, 1, 2, 3}})->UseRealTime();
+
+/// The engine's kernel alone: C = A · B + C for B packed once, as the fused recurrences run it.
+void BM_PackedGemm(benchmark::State& state) {
+  using G = detail::PackedGemm<float>;
+  if (!G::available()) {
+    state.SkipWithError("this build has no 256-bit vectors: the fused layers use BLAS");
+    return;
+  }
+  struct Shape {
+    std::size_t m, k, n;
+    bool ta;
+  };
+  constexpr Shape kShapes[] = {{32, 512, 1536, false}, {512, 64, 768, true}, {64, 32, 1536, true}};
+  const Shape sh = kShapes[state.range(0)];
+  std::vector<float> a(sh.m * sh.k, 0.02f), b(sh.k * sh.n, 0.01f), out(sh.m * sh.n);
+  std::vector<float, detail::pool_allocator<float>> storage(G::storage_size(sh.k, sh.n));
+  const G g(storage.data(), b.data(), sh.n, false, sh.k, sh.n);
+  for (auto _ : state) {
+    g.multiply_panels(0, G::panels(sh.n), sh.m, a.data(), sh.ta ? sh.m : sh.k, 1.0f, out.data(), sh.n, sh.ta);
+    benchmark::DoNotOptimize(out.data());
+  }
+  state.SetLabel(fmt::format("m={} k={} n={}{}", sh.m, sh.k, sh.n, sh.ta ? " Aᵀ" : ""));
+  state.counters["GFLOP/s"] = gflops(2.0 * double(sh.m * sh.n * sh.k));
+}
+BENCHMARK(BM_PackedGemm)->DenseRange(0, 2)->UseRealTime();
 
 /// Raw cblas_sgemm of the recurrent forward shape on `threads` OpenBLAS threads.
 void BM_SgemmThreads(benchmark::State& state) {

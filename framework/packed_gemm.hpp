@@ -196,10 +196,9 @@ class PackedGemm {
   ///
   /// The loops over the R rows are unrolled by pragma, not left to the optimiser: at -O2 (a
   /// RelWithDebInfo build, or a distribution's default flags) GCC 12 did not unroll them, the
-  /// accumulators went to the stack and the kernel ran at half speed (32 rows × 512 × 1536 on one
-  /// core of the 2-core AMD EPYC of docs/performance.md, session 29: 50 GFLOP/s at -O2, 105 at
-  /// -O3); and at -O3 the transposed-A kernel (a weight's gradient) ran 7–16 % slower than with
-  /// the pragma (512 × 64 × 768: 97–98 → 104–107 GFLOP/s).
+  /// accumulators went to the stack and the kernel ran at less than half speed; at -O3 the
+  /// transposed-A kernel (a weight's gradient) ran 5–20 % slower than with the pragma
+  /// (bench_ops BM_PackedGemm, one core of the AMD EPYC of docs/performance.md, session 29).
   template <std::size_t R, bool TA>
   [[gnu::noinline]] void kernel(std::size_t p, const T* a, std::size_t lda, T beta, T* c, std::size_t ldc,
                                 Prefetch pf) const {
