@@ -18,6 +18,7 @@
 //   BM_PackedGemm/s       the engine's own kernel (framework/packed_gemm.hpp) on one core, B packed
 //                         once: s = 0 32 rows × 512 × 1536 (fused L's forward product on one
 //                         core), 1 Aᵀ 512 × 64 × 768 and 2 Aᵀ 64 × 32 × 1536 (weight gradients)
+//                         (the process's build of it; TAPEGRAD_GEMM_KERNEL=avx2 etc. chooses, the label names it)
 //   BM_StepWeightGrad/b   composed M's T per-step weight gradients dW_hh += dghᵀ·h as raw sgemm
 //                         calls: b = 0 T calls with k = B (what the tape does), b = 1 batched: the
 //                         T blocks copied into two (T·B)-row arrays and one call with k = T·B
@@ -271,7 +272,7 @@ BENCHMARK(BM_GruGemm)->ArgsProduct({{0, 1, 2}, {0, 1, 2, 3}})->UseRealTime();
 void BM_PackedGemm(benchmark::State& state) {
   using G = detail::PackedGemm<float>;
   if (!G::available()) {
-    state.SkipWithError("this build has no 256-bit vectors: the fused layers use BLAS");
+    state.SkipWithError("no build of the engine's kernel runs here (or TAPEGRAD_GEMM_KERNEL=blas)");
     return;
   }
   struct Shape {
@@ -287,7 +288,7 @@ void BM_PackedGemm(benchmark::State& state) {
     g.multiply_panels(0, G::panels(sh.n), sh.m, a.data(), sh.ta ? sh.m : sh.k, 1.0f, out.data(), sh.n, sh.ta);
     benchmark::DoNotOptimize(out.data());
   }
-  state.SetLabel(fmt::format("m={} k={} n={}{}", sh.m, sh.k, sh.n, sh.ta ? " Aᵀ" : ""));
+  state.SetLabel(fmt::format("m={} k={} n={}{} {}", sh.m, sh.k, sh.n, sh.ta ? " Aᵀ" : "", g.kernel().name));
   state.counters["GFLOP/s"] = gflops(2.0 * double(sh.m * sh.n * sh.k));
 }
 BENCHMARK(BM_PackedGemm)->DenseRange(0, 2)->UseRealTime();

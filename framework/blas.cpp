@@ -342,8 +342,8 @@ void empty_sum(std::size_t m, std::size_t n, T beta, T* c, std::size_t ldc) {
 
 /// The engine's kernel width in bits (0 when PackedGemm is not available: a portable build).
 template <class T>
-constexpr int engine_bits() {
-  return PackedGemm<T>::available() ? int(sizeof(T) * PackedGemm<T>::S * 8) : 0;
+int engine_bits() {
+  return PackedGemm<T>::available() ? gemm_kernel<T>()->bits : 0;
 }
 
 /// Whether gemm_impl gives this process's large products to blocked_product (blas.hpp,
@@ -368,7 +368,8 @@ void blocked_product(bool ta, bool tb, std::size_t m, std::size_t n, std::size_t
   if (m == 0 || n == 0) return;
   if (k == 0) return empty_sum(m, n, beta, c, ldc);
   constexpr std::size_t kKC = 512, kMC = 128;
-  constexpr std::size_t kNC = std::max<std::size_t>((std::size_t(512) << 10) / sizeof(T) / kKC / P::NR, 1) * P::NR;
+  const std::size_t nr = P::panel_width();
+  const std::size_t kNC = std::max<std::size_t>((std::size_t(512) << 10) / sizeof(T) / kKC / nr, 1) * nr;
   auto part = [&](std::size_t i0, std::size_t i1, std::size_t j0, std::size_t j1) {
     thread_local Buffer<T> storage;
     if (!storage) storage = aligned_buffer<T>(P::storage_size(kKC, kNC));
@@ -385,7 +386,7 @@ void blocked_product(bool ta, bool tb, std::size_t m, std::size_t n, std::size_t
     }
   };
   // the halves: rows at a multiple of the kernel's row block, or columns at a panel's edge
-  const std::size_t mid_row = m / 2 / P::MR * P::MR, mid_col = P::panels(n) / 2 * P::NR;
+  const std::size_t mr = P::block_rows(), mid_row = m / 2 / mr * mr, mid_col = P::panels(n) / 2 * nr;
   auto half = [&](int h) {
     if (m >= n)
       h == 0 ? part(0, mid_row, 0, n) : part(mid_row, m, 0, n);

@@ -1,5 +1,6 @@
-// The fused recurrences' per-step product (framework/packed_gemm.hpp) against BLAS
-// (framework/blas.hpp) and a plain triple loop: every row count up to two register blocks and
+// The fused recurrences' per-step product (framework/packed_gemm.hpp), every build of it this CPU
+// runs (native, avx512, avx2), against BLAS (framework/blas.hpp), a plain triple loop and each
+// other bit for bit, and how a process chooses one: every row count up to two register blocks and
 // beyond, column counts around the panel width (full panels, a partial last panel, fewer columns
 // than one panel), B given directly and transposed, beta 0 (C not read: NaN there stays out) and
 // beta 1, leading dimensions larger than the widths, float32 and float64; gemm()'s cache of
@@ -8,16 +9,23 @@
 // with the rule that decides it.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
+#include <stdexcept>
+#include <string>
 #include <vector>
 
 #include <fmt/format.h>
-// GCC 12 warns "'__Y' may be used uninitialized" inside its own AVX-512 intrinsics as inlined
-// into the kernel: a false positive (_mm512_undefined_* on purpose).
+#pragma GCC diagnostic push
+#if !defined(__clang__)  // GCC 12's false positive inside its own AVX-512 intrinsics (xsimd's allocator header)
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 #pragma GCC diagnostic ignored "-Wuninitialized"
+#include <xsimd/xsimd.hpp>
+#pragma GCC diagnostic pop
 
 #include "framework/blas.hpp"
 #include "framework/ops.hpp"
@@ -43,7 +51,7 @@ void check(std::size_t m, std::size_t n, std::size_t k, bool transpose_b, T beta
   std::vector<T> a = fill(m * lda), b = fill((transpose_b ? n : k) * ldb), c0 = fill(m * ldc);
   if (beta == T(0))  // C must not be read
     for (T& x : c0) x = std::numeric_limits<T>::quiet_NaN();
-  std::vector<T> expected(m * ldc), blas = c0, packed_c = c0;
+  std::vector<T> expected(m * ldc), blas = c0;
   for (std::size_t i = 0; i < m; ++i)
     for (std::size_t j = 0; j < n; ++j) {
       double acc = beta == T(0) ? 0.0 : double(beta) * double(c0[i * ldc + j]);
@@ -52,39 +60,121 @@ void check(std::size_t m, std::size_t n, std::size_t k, bool transpose_b, T beta
       expected[i * ldc + j] = T(acc);
     }
   detail::gemm(false, transpose_b, m, n, k, a.data(), lda, b.data(), ldb, beta, blas.data(), ldc);
-  std::vector<T, xsimd::aligned_allocator<T, 64>> storage(detail::PackedGemm<T>::storage_size(k, n));
-  detail::PackedGemm<T> packed(storage.data(), b.data(), ldb, transpose_b, k, n);
-  packed.multiply(m, a.data(), lda, beta, packed_c.data(), ldc);
-  const double tol = (sizeof(T) == 4 ? 1e-6 : 1e-15) * double(k);
-  double worst = 0;
   for (std::size_t i = 0; i < m; ++i)
-    for (std::size_t j = 0; j < n; ++j) {
-      worst = std::max(worst, std::abs(double(packed_c[i * ldc + j]) - double(expected[i * ldc + j])));
-      ASSERT_NEAR(double(blas[i * ldc + j]), double(expected[i * ldc + j]), tol);  // the reference agrees
-    }
-  EXPECT_LE(worst, tol);
-  for (std::size_t i = 0; i < m; ++i)  // the padding columns of C are untouched
-    for (std::size_t j = n; j < ldc; ++j)
-      if (!(std::isnan(c0[i * ldc + j]) && std::isnan(packed_c[i * ldc + j])))
-        ASSERT_EQ(packed_c[i * ldc + j], c0[i * ldc + j]);
+    for (std::size_t j = 0; j < n; ++j)  // the reference agrees
+      ASSERT_NEAR(double(blas[i * ldc + j]), double(expected[i * ldc + j]), (sizeof(T) == 4 ? 1e-6 : 1e-15) * double(k));
+  std::vector<T> first;  // the first kernel's C: every other kernel must give the same bits
+  for (const detail::GemmKernel<T>* kernel : detail::gemm_kernels<T>()) {
+    SCOPED_TRACE(std::string("kernel ") + kernel->name);
+    std::vector<T> packed_c = c0;
+    std::vector<T, xsimd::aligned_allocator<T, 64>> storage(detail::PackedGemm<T>::storage_size(k, n, kernel));
+    detail::PackedGemm<T> packed(storage.data(), b.data(), ldb, transpose_b, k, n, kernel);
+    packed.multiply(m, a.data(), lda, beta, packed_c.data(), ldc);
+    const double tol = (sizeof(T) == 4 ? 1e-6 : 1e-15) * double(k);
+    double worst = 0;
+    for (std::size_t i = 0; i < m; ++i)
+      for (std::size_t j = 0; j < n; ++j)
+        worst = std::max(worst, std::abs(double(packed_c[i * ldc + j]) - double(expected[i * ldc + j])));
+    EXPECT_LE(worst, tol);
+    for (std::size_t i = 0; i < m; ++i)  // the padding columns of C are untouched
+      for (std::size_t j = n; j < ldc; ++j)
+        if (!(std::isnan(c0[i * ldc + j]) && std::isnan(packed_c[i * ldc + j])))
+          ASSERT_EQ(packed_c[i * ldc + j], c0[i * ldc + j]);
+    if (first.empty()) first = packed_c;
+    for (std::size_t i = 0; i < m; ++i)
+      for (std::size_t j = 0; j < n; ++j)
+        ASSERT_EQ(std::memcmp(&packed_c[i * ldc + j], &first[i * ldc + j], sizeof(T)), 0)
+            << "C[" << i << ", " << j << "]: " << packed_c[i * ldc + j] << " here, "
+            << first[i * ldc + j] << " from " << detail::gemm_kernels<T>().front()->name;
+  }
 }
 
+/// Around each kernel's register block (MR rows) and panel width (NR columns).
 template <class T>
 void check_all() {
-  using P = detail::PackedGemm<T>;
-  for (std::size_t m : {std::size_t(1), std::size_t(3), P::MR - 1, P::MR, P::MR + 1, 2 * P::MR + 3})
-    for (std::size_t n : {std::size_t(1), P::NR - 1, P::NR, P::NR + 1, 3 * P::NR + 5})
-      for (std::size_t k : {1, 7, 64})
-        for (bool transpose_b : {false, true})
-          for (T beta : {T(0), T(1)}) check<T>(m, n, k, transpose_b, beta);
+  for (const detail::GemmKernel<T>* kernel : detail::gemm_kernels<T>()) {
+    const std::size_t MR = kernel->MR, NR = kernel->NR;
+    for (std::size_t m : {std::size_t(1), std::size_t(3), MR - 1, MR, MR + 1, 2 * MR + 3})
+      for (std::size_t n : {std::size_t(1), NR - 1, NR, NR + 1, 3 * NR + 5})
+        for (std::size_t k : {1, 7, 64})
+          for (bool transpose_b : {false, true})
+            for (T beta : {T(0), T(1)}) check<T>(m, n, k, transpose_b, beta);
+  }
 }
+
+/// GTEST_SKIP()s a test where no build of the kernel runs (every product on BLAS).
+#define SKIP_WITHOUT_KERNEL()                                                                  \
+  if (detail::gemm_kernels<float>().empty()) GTEST_SKIP() << "no build of the kernel runs here"
 
 }  // namespace
 
-TEST(PackedGemm, EqualsBlasFloat32) { check_all<float>(); }
-TEST(PackedGemm, EqualsBlasFloat64) { check_all<double>(); }
+TEST(PackedGemm, EqualsBlasFloat32) {
+  SKIP_WITHOUT_KERNEL();
+  check_all<float>();
+}
+TEST(PackedGemm, EqualsBlasFloat64) {
+  SKIP_WITHOUT_KERNEL();
+  check_all<double>();
+}
+
+TEST(PackedGemm, EveryKernelTheCpuRunsIsOffered) {
+  // The list a process chooses from: on x86-64 the AVX2 and AVX-512 builds wherever the CPU has
+  // them; first the build compiled with the library's own flags where they give 256-bit vectors
+  // (the default build's -march=native; a portable build has none).
+  auto names = [] {
+    std::vector<std::string> out;
+    for (const detail::GemmKernel<float>* k : detail::gemm_kernels<float>()) out.push_back(k->name);
+    return out;
+  }();
+  auto has = [&](const char* name) { return std::find(names.begin(), names.end(), name) != names.end(); };
+#if defined(__x86_64__)
+  __builtin_cpu_init();
+  EXPECT_EQ(has("avx2"), __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"));
+  EXPECT_EQ(has("avx512"), __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+                               __builtin_cpu_supports("avx512f"));
+#endif
+#if defined(__AVX2__) || defined(__AVX512F__)  // this test has the library's flags
+  ASSERT_FALSE(names.empty());
+  EXPECT_EQ(names.front(), "native");
+#else
+  EXPECT_FALSE(has("native"));
+#endif
+  ASSERT_EQ(detail::gemm_kernels<double>().size(), names.size());
+  for (std::size_t i = 0; i < names.size(); ++i) {
+    EXPECT_EQ(detail::gemm_kernels<double>()[i]->name, names[i]);
+    EXPECT_EQ(detail::gemm_kernels<float>()[i]->NR, 2 * detail::gemm_kernels<double>()[i]->NR) << names[i];
+  }
+}
+
+TEST(PackedGemm, TheEnvironmentChoosesTheKernel) {
+  // TAPEGRAD_GEMM_KERNEL: unset or empty gives the first kernel offered (none: BLAS), "blas"
+  // gives BLAS, a kernel's name gives it, and anything else is an error that names the variable
+  // and lists what there is.
+  const auto& all = detail::gemm_kernels<float>();
+  EXPECT_EQ(detail::choose_gemm_kernel<float>(nullptr), all.empty() ? nullptr : all.front());
+  EXPECT_EQ(detail::choose_gemm_kernel<float>(""), all.empty() ? nullptr : all.front());
+  EXPECT_EQ(detail::choose_gemm_kernel<float>("blas"), nullptr);
+  EXPECT_EQ(detail::choose_gemm_kernel<double>("blas"), nullptr);
+  for (const detail::GemmKernel<float>* k : all) EXPECT_EQ(detail::choose_gemm_kernel<float>(k->name), k);
+  for (const char* bad : {"AVX2", "sse2", "avx2 ", "native;rm -rf /", "\n\x01"}) {
+    try {
+      detail::choose_gemm_kernel<float>(bad);
+      ADD_FAILURE() << "accepted \"" << bad << "\"";
+    } catch (const std::invalid_argument& e) {
+      const std::string what = e.what();
+      EXPECT_NE(what.find("TAPEGRAD_GEMM_KERNEL="), std::string::npos) << what;
+      EXPECT_NE(what.find("blas"), std::string::npos) << what;
+      for (const detail::GemmKernel<float>* k : all) EXPECT_NE(what.find(k->name), std::string::npos) << what;
+      EXPECT_EQ(what.find('\n'), std::string::npos) << "unprintable characters printed: " << what;
+    }
+  }
+  // and this process followed its own environment (ctest runs the suite with each kernel)
+  EXPECT_EQ(detail::gemm_kernel<float>(), detail::choose_gemm_kernel<float>(std::getenv("TAPEGRAD_GEMM_KERNEL")));
+  EXPECT_EQ(detail::gemm_kernel<double>(), detail::choose_gemm_kernel<double>(std::getenv("TAPEGRAD_GEMM_KERNEL")));
+}
 
 TEST(PackedGemm, RecurrentShapes) {
+  SKIP_WITHOUT_KERNEL();
   // The shapes the fused LSTM and GRU run: half a batch of 16 rows against (H, 4H) and (4H, H).
   check<float>(16, 2048, 512, true, 1.0f);
   check<float>(16, 512, 2048, false, 0.0f);
@@ -239,11 +329,13 @@ TEST(PackedGemm, UnpackedProductHasTheKernelsBits) {
     for (T& x : a) x = T(gen.uniform(-1, 1));
     for (T& x : bt) x = T(gen.uniform(-1, 1));
     for (T& x : c) x = beta == 0 ? std::numeric_limits<T>::quiet_NaN() : T(gen.uniform(-1, 1));
+    for (const detail::GemmKernel<T>* kernel : detail::gemm_kernels<T>()) {
+    SCOPED_TRACE(std::string("kernel ") + kernel->name);
     std::vector<T> packed_c = c, unpacked_c = c;
-    std::vector<T, xsimd::aligned_allocator<T, 64>> storage(P::storage_size(k, n));
-    P packed(storage.data(), bt.data(), ldbt, /*transpose_b=*/true, k, n);
+    std::vector<T, xsimd::aligned_allocator<T, 64>> storage(P::storage_size(k, n, kernel));
+    P packed(storage.data(), bt.data(), ldbt, /*transpose_b=*/true, k, n, kernel);
     packed.multiply(m, a.data(), lda, T(beta), packed_c.data(), ldc);
-    P::multiply_unpacked(m, n, k, a.data(), lda, bt.data(), ldbt, T(beta), unpacked_c.data(), ldc);
+    P::multiply_unpacked(m, n, k, a.data(), lda, bt.data(), ldbt, T(beta), unpacked_c.data(), ldc, kernel);
     for (std::size_t e = 0; e < c.size(); ++e) {
       if (e % ldc >= n) {  // padding: untouched (NaN stays NaN)
         if (!std::isnan(c[e])) ASSERT_EQ(unpacked_c[e], c[e]);
@@ -253,8 +345,9 @@ TEST(PackedGemm, UnpackedProductHasTheKernelsBits) {
       ASSERT_EQ(std::memcmp(&unpacked_c[e], &packed_c[e], sizeof(T)), 0)
           << "element " << e << ": " << unpacked_c[e] << " vs " << packed_c[e];
     }
+    }
   };
-  if (!detail::PackedGemm<float>::available()) GTEST_SKIP() << "no 256-bit vectors in this build";
+  SKIP_WITHOUT_KERNEL();
   for (std::size_t m : {1, 2, 3})
     for (std::size_t n : {1, 7, 8, 9, 33, 3 * 37})
       for (double beta : {0.0, 1.0}) {
@@ -304,7 +397,7 @@ TEST(PackedGemm, EngineGemmEqualsTheReference) {
   // with a partial last panel, m above and below n (rows or columns split over the two threads),
   // k = 1 and k = 0 (C = beta C); A and B each given directly or transposed; beta 0 (C not
   // read), 1 and 0.5.
-  if (!detail::PackedGemm<float>::available()) GTEST_SKIP() << "no 256-bit vectors in this build";
+  if (!detail::PackedGemm<float>::available()) GTEST_SKIP() << "this process multiplies on BLAS (no kernel here, or TAPEGRAD_GEMM_KERNEL=blas)";
   struct Shape { std::size_t m, n, k; };
   for (Shape s : {Shape{37, 300, 1100}, Shape{301, 65, 600}, Shape{2, 513, 513}, Shape{150, 40, 1}, Shape{9, 9, 0}})
     for (bool ta : {false, true})
@@ -321,7 +414,7 @@ TEST(PackedGemm, EngineGemmBitsDependOnTheShapeAlone) {
   // block of columns, holds it: the first 100 rows (or columns) of a product, multiplied on
   // their own, equal those of the whole product bit for bit, though the halves and blocks fall
   // elsewhere.
-  if (!detail::PackedGemm<float>::available()) GTEST_SKIP() << "no 256-bit vectors in this build";
+  if (!detail::PackedGemm<float>::available()) GTEST_SKIP() << "this process multiplies on BLAS (no kernel here, or TAPEGRAD_GEMM_KERNEL=blas)";
   const std::size_t m = 301, n = 300, k = 1100;
   Generator gen(24);
   std::vector<float> a(m * k), b(k * n), whole(m * n), rows(100 * n), cols(m * 100);

@@ -48,9 +48,9 @@ void zero(const std::vector<Tensor>& params) {
   for (Tensor p : params) p.zero_grad();
 }
 
-/// The helper takes products only where there are two cores and the engine's own kernel was
-/// compiled (vectors of 256 bits or more: not in a portable build, TAPEGRAD_NATIVE=OFF, which
-/// the sanitizer builds use): elsewhere the count stays, and the tests check the bits alone.
+/// The helper takes products only where there are two cores and the process has the engine's own
+/// kernel (framework/packed_gemm.hpp: none on a CPU without AVX2, or with
+/// TAPEGRAD_GEMM_KERNEL=blas): elsewhere the count stays, and the tests check the bits alone.
 void expect_started(std::size_t before, DType dt) {
   const bool kernel = dt == DType::Float32 ? detail::PackedGemm<float>::available()
                                            : detail::PackedGemm<double>::available();

@@ -238,9 +238,8 @@ class StepWeight {
   /// one core's 2 MiB; 1.5 MiB do). Splitting the panels changes no bit (packed_gemm.hpp).
   /// (Inside a half of over_batch the helper is busy and both halves run here, one after the other.)
   void multiply(std::size_t m, const T* a, std::size_t lda, T beta, T* c, std::size_t ldc) const {
-    using P = detail::PackedGemm<T>;
-    const std::size_t panels = P::panels(n_);
-    if (packed_ && m < P::MR && m * n_ * k_ >= (std::size_t(1) << 18) && panels >= 2 && detail::have_two_cores()) {
+    const std::size_t panels = packed_ ? detail::PackedGemm<T>::panels(n_, &packed_->kernel()) : 0;
+    if (packed_ && m < packed_->kernel().MR && m * n_ * k_ >= (std::size_t(1) << 18) && panels >= 2 && detail::have_two_cores()) {
       auto half = [&](int h) {
         if (h == 0) packed_->multiply_panels(0, panels / 2, m, a, lda, beta, c, ldc);
         else packed_->multiply_panels(panels / 2, panels, m, a, lda, beta, c, ldc);

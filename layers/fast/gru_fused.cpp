@@ -338,7 +338,7 @@ Tensor layer_forward(const LayerInput& input, std::size_t B, std::size_t Tn, con
     // dL/dh_{t−1} += S W_hh at every step: W_hh packed once (packed_gemm.hpp), or BLAS.
     std::optional<PackedGemm<T>> whh_packed;
     Buffer<T> whh_storage(PackedGemm<T>::available() ? PackedGemm<T>::storage_size(H3, H) : 1);
-    if constexpr (PackedGemm<T>::available())
+    if (PackedGemm<T>::available())
       whh_packed.emplace(pack_on_two_cores<T>(whh_storage.data(), Whh, H, /*transpose_b=*/false, H3, H));
     Buffer<T> dh_buf(B * H), dhn_buf(B * H), s_buf(B * H3);
     // Per half of the batch: column sums of G (4H), dW_ihᵀ (V, 3H), dW_hh (3H, H); added up below.

@@ -223,7 +223,7 @@ Tensor layer_forward(const Tensor& x, const Tensor& w_ih, const Tensor& w_hh, co
     // dL/dh_{t−1} = da_t W_hh for rows [b0, b1), at every step (W_hh packed once, as in forward).
     std::optional<PackedGemm<T>> whh_packed;
     Buffer<T> whh_storage(PackedGemm<T>::available() ? PackedGemm<T>::storage_size(H4, H) : 1);
-    if constexpr (PackedGemm<T>::available())
+    if (PackedGemm<T>::available())
       whh_packed.emplace(pack_on_two_cores<T>(whh_storage.data(), Whh, H, /*transpose_b=*/false, H4, H));
     auto recurrent = [&](std::size_t m, const T* da, std::size_t ld, T* d) {
       if (whh_packed) whh_packed->multiply(m, da, ld, T(0), d, H);
