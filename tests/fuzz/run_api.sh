@@ -24,7 +24,7 @@ mapfile -t sources < <(find framework layers -name '*.cpp' | sort)
 # An object is rebuilt when it is older than its source or than any header of the repository.
 # FUZZ_SKIP_BUILD=1 runs the existing binary (e.g. when the build was done under a lock).
 if [[ -z ${FUZZ_SKIP_BUILD:-} || ! -x "$work/fuzz_api" ]]; then
-newest_header=$(find framework layers -name '*.hpp' -printf '%T@\n' | sort -n | tail -n 1)
+newest_header=$(find framework layers \( -name '*.hpp' -o -name '*.inc' \) -printf '%T@\n' | sort -n | tail -n 1)
 mtime() { stat -c %Y "$1"; }
 running=0
 rebuilt=0
@@ -34,8 +34,18 @@ for src in "${sources[@]}" tests/fuzz/fuzz_api.cpp; do
     continue
   fi
   [[ $src == tests/fuzz/fuzz_api.cpp ]] && san=-fsanitize=fuzzer || san=-fsanitize=fuzzer-no-link
+  # the engine's GEMM kernel as CMakeLists.txt compiles it on x86-64: once for AVX2, once for
+  # AVX-512, chosen at run time (framework/packed_gemm.hpp)
+  extra=()
+  if [[ $(uname -m) == x86_64 ]]; then
+    case $src in
+      framework/packed_gemm_avx2.cpp) extra=(-mavx2 -mfma -mno-avx512f) ;;
+      framework/packed_gemm_avx512.cpp) extra=(-mavx512f -mavx2 -mfma) ;;
+      framework/packed_gemm.cpp) extra=(-DTAPEGRAD_GEMM_X86) ;;
+    esac
+  fi
   echo "compiling $src"
-  "$cxx" "${flags[@]}" "$san" -c "$src" -o "$obj" &
+  "$cxx" "${flags[@]}" "${extra[@]}" "$san" -c "$src" -o "$obj" &
   rebuilt=1
   running=$((running + 1))
   if (( running >= jobs )); then wait -n; running=$((running - 1)); fi
