@@ -399,6 +399,9 @@ void blocked_product(bool ta, bool tb, std::size_t m, std::size_t n, std::size_t
 template <class T>
 void gemm_impl(bool ta, bool tb, std::size_t m, std::size_t n, std::size_t k, const T* a,
                std::size_t lda, const T* b, std::size_t ldb, T beta, T* c, std::size_t ldc) {
+  // which kernel this process uses, chosen (and TAPEGRAD_GEMM_KERNEL checked) at the first product
+  // of any shape, so that a bad setting is reported whatever the shapes (packed_gemm.hpp)
+  gemm_kernel<T>();
   if (m == 0 || n == 0) return;
   if (k == 0) return empty_sum(m, n, beta, c, ldc);
   const std::size_t work = work_of(m, n, k);

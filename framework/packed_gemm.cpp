@@ -92,3 +92,12 @@ template const GemmKernel<float>* gemm_kernel<float>();
 template const GemmKernel<double>* gemm_kernel<double>();
 
 }  // namespace tapegrad::detail
+
+namespace tapegrad {
+
+const char* gemm_kernel_name() {
+  const detail::GemmKernel<float>* k = detail::gemm_kernel<float>();
+  return k ? k->name : "blas";
+}
+
+}  // namespace tapegrad

@@ -142,3 +142,13 @@ class PackedGemm {
 };
 
 }  // namespace tapegrad::detail
+
+namespace tapegrad {
+
+/// The build of the engine's GEMM kernel this process multiplies on: "native", "avx512" or
+/// "avx2", or "blas" when BLAS does every product (framework/packed_gemm.hpp says how it is
+/// chosen; `char_gru train --json` reports it as "gemm_kernel"). Throws std::invalid_argument
+/// when TAPEGRAD_GEMM_KERNEL names a kernel this machine does not have.
+const char* gemm_kernel_name();
+
+}  // namespace tapegrad

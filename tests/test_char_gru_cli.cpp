@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <csignal>
+#include <filesystem>
 #include <cstdio>
 #include <fstream>
 #include <sstream>
@@ -105,6 +106,25 @@ TEST(CharGruCli, TrainJsonContractAndLearning) {
   EXPECT_LT(j["heldout_loss"].get<double>(), 0.5 * std::log(double(V))) << r.out;
   EXPECT_GT(j["chars_per_s"].get<double>(), 0.0);
   EXPECT_NE(r.err.find("chars/s"), std::string::npos) << "progress bar on stderr";
+  // which build of the engine's GEMM kernel the run multiplied on (framework/packed_gemm.hpp)
+  ASSERT_TRUE(j.contains("gemm_kernel")) << r.out;
+  const std::string kernel = j["gemm_kernel"];
+  EXPECT_TRUE(kernel == "native" || kernel == "avx512" || kernel == "avx2" || kernel == "blas") << kernel;
+}
+
+TEST(CharGruCli, TheGemmKernelCanBeChosenAndABadChoiceIsAClearError) {
+  // TAPEGRAD_GEMM_KERNEL=blas: every product on BLAS, reported as such; a name that is not a
+  // kernel: exit status 1 and one line naming the variable and the choices, no checkpoint written.
+  Result r = run("TAPEGRAD_GEMM_KERNEL=blas " + small_train("--steps 20 --json"));
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(json::parse(r.out)["gemm_kernel"], "blas") << r.out;
+  const std::string ck = temp_dir() + "/bad_kernel.npz";
+  r = run("TAPEGRAD_GEMM_KERNEL='avx9; touch " + temp_dir() + "/pwned' " + small_train("--steps 20 --checkpoint " + ck));
+  EXPECT_EQ(r.code, 1) << r.err;
+  EXPECT_NE(r.err.find("error: TAPEGRAD_GEMM_KERNEL=\"avx9; touch"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("blas"), std::string::npos) << r.err;
+  EXPECT_FALSE(std::filesystem::exists(ck));
+  EXPECT_FALSE(std::filesystem::exists(temp_dir() + "/pwned"));
 }
 
 TEST(CharGruCli, SameSeedGivesBitIdenticalLosses) {

@@ -38,6 +38,7 @@
 #include "char_model.hpp"
 #include "cli/cli.hpp"
 #include "framework/optim.hpp"
+#include "framework/packed_gemm.hpp"
 #include "train_state.hpp"
 
 using namespace tapegrad;
@@ -434,7 +435,7 @@ void check_train_flags(CLI::App* cmd, TrainArgs& a) {
 json train_json(const TrainResult& r) {
   return {{"train_loss", r.train_loss}, {"heldout_loss", r.heldout_loss}, {"chars_per_s", r.chars_per_s},
           {"seconds", r.seconds}, {"steps", r.steps}, {"vocab_size", r.vocab_size},
-          {"peak_rss_mb", cli::peak_rss_mb()}};
+          {"peak_rss_mb", cli::peak_rss_mb()}, {"gemm_kernel", gemm_kernel_name()}};
 }
 
 }  // namespace
