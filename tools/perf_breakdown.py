@@ -3,7 +3,7 @@
 (bench/bench_gru's BM_TrainStep, one OpenBLAS thread so that every sample is the training
 thread's own work) and sums the self time of each symbol into categories:
 
-  GEMM          OpenBLAS (kernels and packing)
+  GEMM          OpenBLAS (kernels and packing) and the engine's own kernel (framework/packed_gemm_kernel.inc)
   GRU gates     the fused GRU's gate loops (forward, BPTT) and its small copies
   elementwise   xtensor expressions (bias add, Adam, clipping, ...), cross-entropy, exp/log
   tape          the engine's bookkeeping: Tensor/TensorImpl, shared_ptr, std::function, the tape,
@@ -24,7 +24,7 @@ import sys
 import tempfile
 
 CATEGORIES = [
-    ("GEMM", [r"libopenblas", r"\bsgemm|\bdgemm|gemv"]),
+    ("GEMM", [r"libopenblas", r"\bsgemm|\bdgemm|gemv", r"PackedKernel|PackedGemm|multiply_panels|multiply_unpacked"]),
     ("GRU gates", [r"layer_forward", r"gates_(forward|backward)", r"gru_fused"]),
     ("allocation", [r"\bmalloc\b|_int_malloc|_int_free|\bcfree\b|\bfree\b|malloc_consolidate|unlink_chunk|"
                     r"_int_memalign|posix_memalign|aligned_alloc|memalign|operator new|operator delete|"
