@@ -340,7 +340,7 @@ void empty_sum(std::size_t m, std::size_t n, T beta, T* c, std::size_t ldc) {
 
 // ---- large products when OpenBLAS's kernel has narrower vectors than the engine's ----------------
 
-/// The engine's kernel width in bits (0 when PackedGemm is not available: a portable build).
+/// The width in bits of the kernel this process uses (0 when it has none: BLAS only).
 template <class T>
 int engine_bits() {
   return PackedGemm<T>::available() ? gemm_kernel<T>()->bits : 0;

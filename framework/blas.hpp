@@ -164,9 +164,9 @@ void gemm_split(const GemmArgs<double>& g);
 int blas_kernel_bits(std::string_view core);
 
 /// Whether the engine takes OpenBLAS's large products: when OpenBLAS's kernel for `core` is known
-/// and narrower than the engine's (engine_vector_bits, 0 for a build without PackedGemm).
+/// and narrower than the engine's (engine_vector_bits, 0 for a process without the kernel).
 bool engine_replaces_blas(std::string_view core, int engine_vector_bits);
-/// ... for this process: OpenBLAS's kernel as loaded against this build's float kernel.
+/// ... for this process: OpenBLAS's kernel as loaded against this process's float kernel.
 bool engine_replaces_blas();
 
 /// C = op(A) · op(B) + beta · C on the engine's own kernel (packed_gemm.hpp) for a product of any

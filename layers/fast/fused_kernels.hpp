@@ -215,8 +215,8 @@ detail::PackedGemm<T> pack_on_two_cores(T* storage, const T* b, std::size_t ldb,
 }
 
 /// A fused layer's recurrent weight W (n × k, as stored: W_hh) for the forward's per-step
-/// products h_{t−1} Wᵀ: packed once for the engine's kernel (packed_gemm.hpp), or BLAS where
-/// vectors are narrow. A forward of fewer than 4 rows in all (B · T < 4: sampling one character
+/// products h_{t−1} Wᵀ: packed once for the engine's kernel (packed_gemm.hpp), or BLAS where the
+/// process has no kernel. A forward of fewer than 4 rows in all (B · T < 4: sampling one character
 /// at a time) forms the kernel's own sums from W where it is (unpacked_product), since packing
 /// would cost more than the products it serves; the bits are the same either way.
 template <class T>
