@@ -1,4 +1,14 @@
 // tapegrad — reductions, softmax family and losses. Each op: forward, then its VJP.
+
+// GCC 12 warns "'__Y' (may be) used uninitialized" inside its own AVX-512 intrinsics as inlined into
+// xsimd's log (xtensor's vectorised log below, in a -march=native build on an AVX-512 machine): a
+// false positive (_mm512_undefined_* on purpose), printed 35 times by a fresh build. The warning
+// is reported at the intrinsic's own line, so this comes before the first include.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#endif
+
 #include <algorithm>
 #include <cmath>
 #include <limits>
