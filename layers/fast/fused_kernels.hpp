@@ -1,6 +1,7 @@
-// tapegrad — what the fused recurrent kernels (gru_fused.cpp, lstm_fused.cpp) share: the gate
-// nonlinearities written once for a SIMD batch or a scalar, a pool for their big buffers, and the
-// split of a batch over two cores. Internal to layers/fast/ (not part of the public API).
+// tapegrad — what the fused recurrent kernels (gru_fused.cpp, lstm_fused.cpp) share besides their
+// gate passes (gate_kernels.hpp): a pool for their big buffers, the split of a batch over two
+// cores, and the recurrent weight's per-step products. Internal to layers/fast/ (not part of the
+// public API).
 #pragma once
 
 #include <algorithm>
@@ -29,55 +30,6 @@
 #include "framework/parallel.hpp"
 
 namespace tapegrad::fused {
-
-// ---- the gate math, for one SIMD batch or one scalar --------------------------------------------
-// Each kernel is written once over V = xsimd::batch<T> (the main loop) or V = T (the tail).
-
-template <class V>
-struct scalar_of { using type = V; };
-template <class T, class A>
-struct scalar_of<xsimd::batch<T, A>> { using type = T; };
-
-template <class T>
-inline T vexp(T x) { return std::exp(x); }
-template <class T, class A>
-xsimd::batch<T, A> vexp(const xsimd::batch<T, A>& x) { return xsimd::exp(x); }
-/// σ(x) = 1 / (1 + e^−x): one exp and one division, no branch. Where e^−x overflows to +inf
-/// (x < −88 in float32) the quotient is exactly 0 instead of a value below 1e-38; elsewhere it
-/// agrees with sigmoid()'s two-sided form to rounding.
-template <class V>
-V sigm(V x) {
-  const V one(typename scalar_of<V>::type(1));
-  return one / (one + vexp(-x));
-}
-
-/// tanh(x) = 1 − 2 / (e^{2x} + 1): one exp and one division (±1 at the overflow ends); absolute
-/// error within a few ulp of 1, like tanh's own.
-template <class V>
-V tanh_fast(V x) {
-  const V one(typename scalar_of<V>::type(1));
-  return one - (one + one) / (vexp(x + x) + one);
-}
-
-template <class T, class V>
-V load_from(const T* p) {
-  if constexpr (std::is_same_v<V, T>) return *p;
-  else return V::load_unaligned(p);
-}
-template <class T, class V>
-void store_to(T* p, const V& v) {
-  if constexpr (std::is_same_v<V, T>) *p = v;
-  else v.store_unaligned(p);
-}
-
-/// Runs kernel<V> over [0, H): SIMD batches, then a scalar tail.
-template <class T, class Kernel>
-void over_columns(std::size_t H, Kernel&& kernel) {
-  using V = xsimd::batch<T>;
-  std::size_t j = 0;
-  for (; j + V::size <= H; j += V::size) kernel(V{}, j);
-  for (; j < H; ++j) kernel(T{}, j);
-}
 
 // ---- an arena for the big buffers -------------------------------------------------------------
 // A training step of L (B = 64, T = 64, H = 512) saves ~40 MB per layer. Allocations that large

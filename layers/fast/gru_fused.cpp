@@ -22,6 +22,7 @@
 #include "framework/ops.hpp"
 #include "framework/tape.hpp"
 #include "layers/fast/fused_kernels.hpp"
+#include "layers/fast/gate_kernels.hpp"
 
 namespace tapegrad {
 
@@ -29,63 +30,7 @@ namespace {
 
 using detail::gemm;  // framework/blas.hpp: transpose flags, gemv for one row, 1 thread when small
 using detail::PackedGemm;  // framework/packed_gemm.hpp: the per-step products
-using namespace fused;  // fused_kernels.hpp: sigm, tanh_fast, over_columns, Buffer, over_batch
-
-/// Pointers of one batch row of one step (each H long, disjoint).
-template <class T>
-struct RowPtrs {
-  T* r;        // G: (gi_r →) r → da_r
-  T* z;        // G: (gi_z →) z → da_z
-  T* n;        // G: (gi_n →) n → da_n
-  T* gn;       // G: gh_n → dgh_n
-  const T* gh; // h_{t−1} W_hhᵀ (3H), forward only
-  const T* hp; // h_{t−1}
-  T* h;        // forward: h_t; backward: dL/dh_{t−1} (the direct part, dh ⊙ z)
-  const T* d;  // backward: dL/dh_t carried from step t+1
-  const T* go; // backward: dL/d(out) at step t
-  T* s;        // backward: [da_r | da_z | dgh_n] (3H) for the dh_{t−1} GEMM
-  T* sums;     // backward: column sums of G's new rows (4H) (→ db_ih, db_hh), or null
-  T* dwt;      // backward, one-hot ids: row id of dW_ihᵀ (3H) += [da_r | da_z | da_n], or null
-};
-
-/// Forward of the gates at columns [j, j + width of V); gi is the row's x W_ihᵀ (3H): G's own
-/// first columns (dense input) or a row of W_ihᵀ (one-hot ids).
-template <class T, class V>
-void gates_forward(const RowPtrs<T>& p, const T* gi, const T* bih, const T* bhh, std::size_t H,
-                   std::size_t j) {
-  const V r = sigm((load_from<T, V>(gi + j) + load_from<T, V>(bih + j)) +
-                   (load_from<T, V>(p.gh + j) + load_from<T, V>(bhh + j)));
-  const V z = sigm((load_from<T, V>(gi + H + j) + load_from<T, V>(bih + H + j)) +
-                   (load_from<T, V>(p.gh + H + j) + load_from<T, V>(bhh + H + j)));
-  const V ghn = load_from<T, V>(p.gh + 2 * H + j) + load_from<T, V>(bhh + 2 * H + j);
-  const V n = tanh_fast((load_from<T, V>(gi + 2 * H + j) + load_from<T, V>(bih + 2 * H + j)) + r * ghn);
-  const V hp = load_from<T, V>(p.hp + j);
-  store_to(p.r + j, r), store_to(p.z + j, z), store_to(p.n + j, n), store_to(p.gn + j, ghn);
-  store_to(p.h + j, n + z * (hp - n));  // (1 − z) ⊙ n + z ⊙ h
-}
-
-/// BPTT through the gates at columns [j, j + width of V).
-template <class T, class V>
-void gates_backward(const RowPtrs<T>& p, std::size_t H, std::size_t j) {
-  const V one(T(1));
-  const V d = load_from<T, V>(p.d + j) + load_from<T, V>(p.go + j);  // dL/dh_t
-  const V r = load_from<T, V>(p.r + j), z = load_from<T, V>(p.z + j), n = load_from<T, V>(p.n + j);
-  const V ghn = load_from<T, V>(p.gn + j), hp = load_from<T, V>(p.hp + j);
-  const V da_n = d * (one - z) * (one - n * n);
-  const V da_r = da_n * ghn * r * (one - r);
-  const V da_z = d * (hp - n) * z * (one - z);
-  const V dghn = da_n * r;
-  store_to(p.r + j, da_r), store_to(p.z + j, da_z), store_to(p.n + j, da_n), store_to(p.gn + j, dghn);
-  store_to(p.s + j, da_r), store_to(p.s + H + j, da_z), store_to(p.s + 2 * H + j, dghn);
-  store_to(p.h + j, d * z);
-  // Reductions over rows, done here while the row is in cache.
-  auto add_to = [&](T* q, const V& v) { store_to(q, load_from<T, V>(q) + v); };
-  if (p.sums) {
-    add_to(p.sums + j, da_r), add_to(p.sums + H + j, da_z);
-    add_to(p.sums + 2 * H + j, da_n), add_to(p.sums + 3 * H + j, dghn);
-  }
-  if (p.dwt) add_to(p.dwt + j, da_r), add_to(p.dwt + H + j, da_z), add_to(p.dwt + 2 * H + j, da_n);
-}
+using namespace fused;  // fused_kernels.hpp: Buffer, over_batch, StepWeight; gate_kernels.hpp: the gate passes
 
 // ---- the layer ---------------------------------------------------------------------------------
 
@@ -266,6 +211,7 @@ Tensor layer_forward(const LayerInput& input, std::size_t B, std::size_t Tn, con
   Buffer<T> gh_buf(B * H3);  // h_{t−1} W_hhᵀ (B, 3H)
   T* gh = gh_buf.data();
   const StepWeight<T> whh(Whh, H3, H, B * Tn);  // packed once, unless B · T < 4 (fused_kernels.hpp)
+  const GateKernel<T>& gates = gate_kernel<T>();  // this CPU's widest build (gate_kernels.hpp)
   over_batch(B, split_batch(3, B, Tn, H), [&](std::size_t b0, std::size_t b1) {
     for (std::size_t t = 0; t < Tn; ++t) {
       std::size_t ld;
@@ -273,10 +219,9 @@ Tensor layer_forward(const LayerInput& input, std::size_t B, std::size_t Tn, con
       whh.multiply(b1 - b0, hprev + b0 * ld, ld, T(0), gh + b0 * H3, H3);
       for (std::size_t b = b0; b < b1; ++b) {
         T* row = G + (b * Tn + t) * H4;  // [gi_r gi_z gi_n ·] or [· · · ·] → [r z n gh_n]
-        RowPtrs<T> p{row, row + H, row + 2 * H, row + 3 * H, gh + b * H3, hprev + b * ld,
+        GruRow<T> p{row, row + H, row + 2 * H, row + 3 * H, gh + b * H3, hprev + b * ld,
                      out + (b * Tn + t) * H, nullptr, nullptr, nullptr, nullptr, nullptr};
-        const T* gi = gi_row(b * Tn + t);
-        over_columns<T>(H, [&](auto v, std::size_t j) { gates_forward<T, decltype(v)>(p, gi, bih, bhh, H, j); });
+        gates.gru_forward(p, gi_row(b * Tn + t), bih, bhh, H);
       }
     }
   });
@@ -341,6 +286,7 @@ Tensor layer_forward(const LayerInput& input, std::size_t B, std::size_t Tn, con
     if (PackedGemm<T>::available())
       whh_packed.emplace(pack_on_two_cores<T>(whh_storage.data(), Whh, H, /*transpose_b=*/false, H3, H));
     Buffer<T> dh_buf(B * H), dhn_buf(B * H), s_buf(B * H3);
+    const GateKernel<T>& gates = gate_kernel<T>();
     // Per half of the batch: column sums of G (4H), dW_ihᵀ (V, 3H), dW_hh (3H, H); added up below.
     struct Partial {
       xt::xarray<T> sums, dwt, dw_hh;
@@ -368,11 +314,11 @@ Tensor layer_forward(const LayerInput& input, std::size_t B, std::size_t Tn, con
         const T* hprev = previous_states<T>(out, hinit, t, Tn, H, &ld);
         for (std::size_t b = b0; b < b1; ++b) {
           T* row = G + (b * Tn + t) * H4;
-          RowPtrs<T> p{row,           row + H,     row + 2 * H, row + 3 * H, nullptr,
+          GruRow<T> p{row,           row + H,     row + 2 * H, row + 3 * H, nullptr,
                        hprev + b * ld, dhn + b * H, dh + b * H,  go + (b * Tn + t) * H, S + b * H3,
                        need_bias ? mine.sums.data() : nullptr,
                        scatter ? mine.dwt.data() + std::size_t((*ids)[b * Tn + t]) * H3 : nullptr};
-          over_columns<T>(H, [&](auto v, std::size_t j) { gates_backward<T, decltype(v)>(p, H, j); });
+          gates.gru_backward(p, H);
         }
         if (t > 0 || need_h0) {
           if (whh_packed) whh_packed->multiply(b1 - b0, S + b0 * H3, H3, T(1), dhn + b0 * H, H);

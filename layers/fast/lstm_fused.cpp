@@ -20,6 +20,7 @@
 #include "framework/ops.hpp"
 #include "framework/tape.hpp"
 #include "layers/fast/fused_kernels.hpp"
+#include "layers/fast/gate_kernels.hpp"
 #include "layers/rnn.hpp"
 
 namespace tapegrad {
@@ -28,56 +29,7 @@ namespace {
 
 using detail::gemm;     // framework/blas.hpp: transpose flags, gemv for one row, 1 thread when small
 using detail::PackedGemm;  // framework/packed_gemm.hpp: the per-step products
-using namespace fused;  // fused_kernels.hpp: sigm, tanh_fast, over_columns, Buffer, over_batch
-
-/// Pointers of one batch row of one step.
-template <class T>
-struct RowPtrs {
-  T* g;         // G row (5H): a → [i | f | g | o | tanh(c_t)] → [da_i | da_f | da_g | da_o | ·]
-  const T* cp;  // c_{t−1} (H)
-  T* y;         // forward: Y row [h_t | c_t] (2H)
-  const T* gy;  // backward: dL/dY row (2H)
-  const T* dh;  // backward: dL/dh_t carried from step t+1 (H)
-  T* dc;        // backward: dL/dc_t carried from step t+1 in, dL/dc_{t−1} out (H)
-  T* sums;      // backward: column sums of da (4H) (→ db_ih = db_hh), or null
-};
-
-/// Forward of the gates at columns [j, j + width of V); bias = b_ih + b_hh (4H).
-template <class T, class V>
-void gates_forward(const RowPtrs<T>& p, const T* bias, std::size_t H, std::size_t j) {
-  T* g = p.g;
-  const V i = sigm(load_from<T, V>(g + j) + load_from<T, V>(bias + j));
-  const V f = sigm(load_from<T, V>(g + H + j) + load_from<T, V>(bias + H + j));
-  const V n = tanh_fast(load_from<T, V>(g + 2 * H + j) + load_from<T, V>(bias + 2 * H + j));
-  const V o = sigm(load_from<T, V>(g + 3 * H + j) + load_from<T, V>(bias + 3 * H + j));
-  const V c = f * load_from<T, V>(p.cp + j) + i * n;
-  const V tc = tanh_fast(c);
-  store_to(g + j, i), store_to(g + H + j, f), store_to(g + 2 * H + j, n), store_to(g + 3 * H + j, o);
-  store_to(g + 4 * H + j, tc);
-  store_to(p.y + j, o * tc), store_to(p.y + H + j, c);
-}
-
-/// BPTT through the gates at columns [j, j + width of V).
-template <class T, class V>
-void gates_backward(const RowPtrs<T>& p, std::size_t H, std::size_t j) {
-  const V one(T(1));
-  T* g = p.g;
-  const V i = load_from<T, V>(g + j), f = load_from<T, V>(g + H + j), n = load_from<T, V>(g + 2 * H + j);
-  const V o = load_from<T, V>(g + 3 * H + j), tc = load_from<T, V>(g + 4 * H + j);
-  const V dh = load_from<T, V>(p.dh + j) + load_from<T, V>(p.gy + j);                 // dL/dh_t
-  const V dc = load_from<T, V>(p.dc + j) + load_from<T, V>(p.gy + H + j) + dh * o * (one - tc * tc);  // dL/dc_t
-  const V da_i = dc * n * i * (one - i);
-  const V da_f = dc * load_from<T, V>(p.cp + j) * f * (one - f);
-  const V da_g = dc * i * (one - n * n);
-  const V da_o = dh * tc * o * (one - o);
-  store_to(g + j, da_i), store_to(g + H + j, da_f), store_to(g + 2 * H + j, da_g), store_to(g + 3 * H + j, da_o);
-  store_to(p.dc + j, dc * f);  // dL/dc_{t−1}
-  if (p.sums) {
-    auto add_to = [&](T* q, const V& v) { store_to(q, load_from<T, V>(q) + v); };
-    add_to(p.sums + j, da_i), add_to(p.sums + H + j, da_f);
-    add_to(p.sums + 2 * H + j, da_g), add_to(p.sums + 3 * H + j, da_o);
-  }
-}
+using namespace fused;  // fused_kernels.hpp: Buffer, over_batch, StepWeight; gate_kernels.hpp: the gate passes
 
 /// A layer's initial state: undefined (zeros) or slice j of an (L·D, B, H) tensor, read in place;
 /// its gradient is added in place into that slice (GradSink::add_narrow).
@@ -173,6 +125,7 @@ Tensor layer_forward(const Tensor& x, const Tensor& w_ih, const Tensor& w_hh, co
   T* G = saved->G.data();
   xt::xarray<T> y_arr = xt::xarray<T>::from_shape({B, Tn, 2 * H});  // rows [h_t | c_t]
   T* Y = y_arr.data();
+  const GateKernel<T>& gates = gate_kernel<T>();  // this CPU's widest build (gate_kernels.hpp)
   over_batch(B, split_batch(4, B, Tn, H), [&](std::size_t b0, std::size_t b1) {
     // x W_ihᵀ for all T steps of sequences b0..: one GEMM into G[b0:b1, :, 0:4H].
     gemm(false, true, (b1 - b0) * Tn, H4, in, x.data<T>().data() + b0 * Tn * in, in, Wih, in, T(0),
@@ -184,9 +137,9 @@ Tensor layer_forward(const Tensor& x, const Tensor& w_ih, const Tensor& w_hh, co
       whh.multiply(b1 - b0, hp, ldh, T(1), G + (b0 * Tn + t) * H5, Tn * H5);
       for (std::size_t b = b0; b < b1; ++b) {
         const std::size_t r = b * Tn + t;
-        RowPtrs<T> p{G + r * H5, t == 0 ? saved->c0.data() + b * H : Y + (r - 1) * 2 * H + H,
+        LstmRow<T> p{G + r * H5, t == 0 ? saved->c0.data() + b * H : Y + (r - 1) * 2 * H + H,
                      Y + r * 2 * H, nullptr, nullptr, nullptr, nullptr};
-        over_columns<T>(H, [&](auto v, std::size_t j) { gates_forward<T, decltype(v)>(p, bias, H, j); });
+        gates.lstm_forward(p, bias, H);
       }
     }
   });
@@ -246,6 +199,7 @@ Tensor layer_forward(const Tensor& x, const Tensor& w_ih, const Tensor& w_hh, co
     // Per half of the batch: column sums of da (4H), allocated on this thread (as in the GRU's
     // backward: the helper thread keeps no cache of freed blocks) and zeroed by each half.
     xt::xarray<T> sums[2] = {xt::xarray<T>::from_shape({H4}), xt::xarray<T>::from_shape({H4})};
+    const GateKernel<T>& gates = gate_kernel<T>();
     over_batch(B, split, [&](std::size_t b0, std::size_t b1) {
       xt::xarray<T>& mine = sums[b0 == 0 ? 0 : 1];
       std::fill(mine.begin(), mine.end(), T(0));
@@ -254,9 +208,9 @@ Tensor layer_forward(const Tensor& x, const Tensor& w_ih, const Tensor& w_hh, co
       for (std::size_t t = Tn; t-- > 0;) {
         for (std::size_t b = b0; b < b1; ++b) {
           const std::size_t r = b * Tn + t;
-          RowPtrs<T> p{G + r * H5, t == 0 ? saved->c0.data() + b * H : Y + (r - 1) * 2 * H + H, nullptr,
+          LstmRow<T> p{G + r * H5, t == 0 ? saved->c0.data() + b * H : Y + (r - 1) * 2 * H + H, nullptr,
                        GY + r * 2 * H, dh + b * H, dc + b * H, need_bias ? mine.data() : nullptr};
-          over_columns<T>(H, [&](auto v, std::size_t j) { gates_backward<T, decltype(v)>(p, H, j); });
+          gates.lstm_backward(p, H);
         }
         if (t > 0 || need_h0)  // dL/dh_{t−1} = da_t W_hh
           recurrent(b1 - b0, G + (b0 * Tn + t) * H5, Tn * H5, dh + b0 * H);
