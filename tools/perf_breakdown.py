@@ -4,7 +4,7 @@
 thread's own work) and sums the self time of each symbol into categories:
 
   GEMM          OpenBLAS (kernels and packing) and the engine's own kernel (framework/packed_gemm_kernel.inc)
-  GRU gates     the fused GRU's gate loops (forward, BPTT) and its small copies
+  GRU gates     the fused GRU's gate passes (forward, BPTT: layers/fast/gate_kernels.inc) and its small copies
   elementwise   xtensor expressions (bias add, Adam, clipping, ...), cross-entropy, exp/log
   tape          the engine's bookkeeping: Tensor/TensorImpl, shared_ptr, std::function, the tape,
                 the backward loop, GradSink, shape handling
@@ -25,7 +25,8 @@ import tempfile
 
 CATEGORIES = [
     ("GEMM", [r"libopenblas", r"\bsgemm|\bdgemm|gemv", r"PackedKernel|PackedGemm|multiply_panels|multiply_unpacked"]),
-    ("GRU gates", [r"layer_forward", r"gates_(forward|backward)", r"gru_fused"]),
+    ("GRU gates", [r"layer_forward", r"gates_(forward|backward)", r"gru_fused",
+                   r"fused::\w+::(gru|lstm)_(forward|backward)"]),
     ("allocation", [r"\bmalloc\b|_int_malloc|_int_free|\bcfree\b|\bfree\b|malloc_consolidate|unlink_chunk|"
                     r"_int_memalign|posix_memalign|aligned_alloc|memalign|operator new|operator delete|"
                     r"page_fault|clear_page|do_anonymous_page|handle_mm_fault|__memset|memset|mmap|munmap|brk|"
