@@ -5,25 +5,13 @@
 #pragma once
 
 #include <algorithm>
-#include <cmath>
 #include <cstdlib>
 #include <cstddef>
 #include <mutex>
 #include <new>
 #include <optional>
-#include <type_traits>
 #include <utility>
 #include <vector>
-
-// GCC 12 warns "'__Y' may be used uninitialized" inside its own AVX-512 intrinsics as inlined
-// into xsimd's exp/tanh: a false positive (_mm512_undefined_* on purpose).
-#pragma GCC diagnostic push
-#if !defined(__clang__)  // clang has no such warning, and warns about an unknown one
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#include <xsimd/xsimd.hpp>
-#pragma GCC diagnostic pop
 
 #include "framework/blas.hpp"
 #include "framework/packed_gemm.hpp"

@@ -221,6 +221,7 @@ Tensor layer_forward(const LayerInput& input, std::size_t B, std::size_t Tn, con
         T* row = G + (b * Tn + t) * H4;  // [gi_r gi_z gi_n ·] or [· · · ·] → [r z n gh_n]
         GruRow<T> p{row, row + H, row + 2 * H, row + 3 * H, gh + b * H3, hprev + b * ld,
                      out + (b * Tn + t) * H, nullptr, nullptr, nullptr, nullptr, nullptr};
+        // r, z, n, h_t of this row (the equations: gru_gates_forward in gate_kernels.inc)
         gates.gru_forward(p, gi_row(b * Tn + t), bih, bhh, H);
       }
     }
@@ -318,7 +319,7 @@ Tensor layer_forward(const LayerInput& input, std::size_t B, std::size_t Tn, con
                        hprev + b * ld, dhn + b * H, dh + b * H,  go + (b * Tn + t) * H, S + b * H3,
                        need_bias ? mine.sums.data() : nullptr,
                        scatter ? mine.dwt.data() + std::size_t((*ids)[b * Tn + t]) * H3 : nullptr};
-          gates.gru_backward(p, H);
+          gates.gru_backward(p, H);  // BPTT through the gates (gru_gates_backward, gate_kernels.inc)
         }
         if (t > 0 || need_h0) {
           if (whh_packed) whh_packed->multiply(b1 - b0, S + b0 * H3, H3, T(1), dhn + b0 * H, H);

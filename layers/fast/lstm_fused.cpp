@@ -139,7 +139,7 @@ Tensor layer_forward(const Tensor& x, const Tensor& w_ih, const Tensor& w_hh, co
         const std::size_t r = b * Tn + t;
         LstmRow<T> p{G + r * H5, t == 0 ? saved->c0.data() + b * H : Y + (r - 1) * 2 * H + H,
                      Y + r * 2 * H, nullptr, nullptr, nullptr, nullptr};
-        gates.lstm_forward(p, bias, H);
+        gates.lstm_forward(p, bias, H);  // i, f, g, o, c_t, h_t (lstm_gates_forward, gate_kernels.inc)
       }
     }
   });
@@ -210,7 +210,7 @@ Tensor layer_forward(const Tensor& x, const Tensor& w_ih, const Tensor& w_hh, co
           const std::size_t r = b * Tn + t;
           LstmRow<T> p{G + r * H5, t == 0 ? saved->c0.data() + b * H : Y + (r - 1) * 2 * H + H, nullptr,
                        GY + r * 2 * H, dh + b * H, dc + b * H, need_bias ? mine.data() : nullptr};
-          gates.lstm_backward(p, H);
+          gates.lstm_backward(p, H);  // BPTT through the gates (lstm_gates_backward, gate_kernels.inc)
         }
         if (t > 0 || need_h0)  // dL/dh_{t−1} = da_t W_hh
           recurrent(b1 - b0, G + (b0 * Tn + t) * H5, Tn * H5, dh + b0 * H);
