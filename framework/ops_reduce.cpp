@@ -24,6 +24,7 @@
 #include "framework/ops.hpp"
 #include "framework/parallel.hpp"
 #include "framework/tape.hpp"
+#include "framework/vector_math.hpp"
 
 namespace tapegrad {
 
@@ -341,7 +342,7 @@ Tensor cross_entropy(const Tensor& logits, const std::vector<std::int64_t>& targ
       m[i] = *std::max_element(row, row + c);
       for (std::size_t k = 0; k < c; ++k) p.data()[i * c + k] = row[k] - m[i];
     }
-    xt::noalias(p) = xt::exp(p);  // one vectorised pass
+    detail::vector_math<T>().exp(p.data(), p.data(), n * c);  // one vectorised pass (vector_math.hpp)
     Tensor r_t = detail::empty_for<T>("cross_entropy", Shape{n});
     xt::xarray<T>& r = r_t.data<T>();
     for (std::size_t i = 0; i < n; ++i) {

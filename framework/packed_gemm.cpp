@@ -2,9 +2,12 @@
 #include "framework/packed_gemm.hpp"
 
 #include <cstdlib>
+#include <cstring>
 #include <stdexcept>
 #include <string>
 #include <type_traits>
+
+#include "framework/arch_builds.hpp"
 
 namespace tapegrad::detail {
 
@@ -84,6 +87,21 @@ const GemmKernel<T>* gemm_kernel() {
   return chosen;
 }
 
+bool cpu_runs_build(const char* name) {
+  if (std::strcmp(name, "native") == 0) return true;
+  for (const GemmKernel<float>* k : gemm_kernels<float>())
+    if (std::strcmp(k->name, name) == 0) return true;
+  return false;
+}
+
+template <class T>
+const char* process_build_name() {
+  const GemmKernel<T>* k = gemm_kernel<T>();
+  return k ? k->name : "blas";
+}
+
+template const char* process_build_name<float>();
+template const char* process_build_name<double>();
 template const std::vector<const GemmKernel<float>*>& gemm_kernels<float>();
 template const std::vector<const GemmKernel<double>*>& gemm_kernels<double>();
 template const GemmKernel<float>* choose_gemm_kernel<float>(const char*);

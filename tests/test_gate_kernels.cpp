@@ -23,6 +23,7 @@
 #include "framework/packed_gemm.hpp"
 #include "framework/random.hpp"
 #include "layers/fast/gate_kernels.hpp"
+#include "arch_build_support.hpp"
 
 using namespace tapegrad;
 using fused::GateKernel;
@@ -246,32 +247,19 @@ TEST(GateKernels, SaturatedGatesAreExactlyZeroOrOne) {
 }
 
 TEST(GateKernels, BuildsAreListedWidestFirst) {
-  const auto& all = fused::gate_kernels<float>();
-  ASSERT_FALSE(all.empty());
-  bool native = false;
-  for (std::size_t i = 0; i < all.size(); ++i) {
-    native = native || std::string(all[i]->name) == "native";
-    if (i > 0) EXPECT_GE(all[i - 1]->bits, all[i]->bits);
-  }
-  EXPECT_TRUE(native) << "the build compiled with the library's own flags runs wherever the library does";
-  // every GEMM kernel this CPU runs has gate passes of the same instruction set
-  for (const detail::GemmKernel<float>* g : detail::gemm_kernels<float>())
-    EXPECT_STREQ(fused::choose_gate_kernel<float>(g->name).name, g->name);
-#if defined(__x86_64__)
-  __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) EXPECT_GE(all.front()->bits, 256);
-#endif
+  arch_builds::expect_builds_widest_first(fused::gate_kernels<float>(),
+                                      [](const char* n) -> auto& { return fused::choose_gate_kernel<float>(n); });
+  arch_builds::expect_builds_widest_first(fused::gate_kernels<double>(),
+                                      [](const char* n) -> auto& { return fused::choose_gate_kernel<double>(n); });
 }
 
 TEST(GateKernels, TheyFollowTheGemmKernel) {
-  // "blas" (every product on BLAS) and anything unknown: the widest build
-  EXPECT_EQ(&fused::choose_gate_kernel<float>("blas"), fused::gate_kernels<float>().front());
-  EXPECT_EQ(&fused::choose_gate_kernel<double>(nullptr), fused::gate_kernels<double>().front());
-  // this process: the build named like its GEMM kernel (ctest runs this with each of them)
-  const char* gemm = gemm_kernel_name();
-  EXPECT_EQ(&fused::gate_kernel<float>(), &fused::choose_gate_kernel<float>(gemm));
-  if (std::strcmp(gemm, "blas") != 0) EXPECT_STREQ(fused::gate_kernel<float>().name, gemm);
-  EXPECT_EQ(&fused::gate_kernel<double>(), &fused::choose_gate_kernel<double>(gemm));
+  arch_builds::expect_build_follows_gemm_kernel(
+      fused::gate_kernels<float>(), [](const char* n) -> auto& { return fused::choose_gate_kernel<float>(n); },
+      fused::gate_kernel<float>());
+  arch_builds::expect_build_follows_gemm_kernel(
+      fused::gate_kernels<double>(), [](const char* n) -> auto& { return fused::choose_gate_kernel<double>(n); },
+      fused::gate_kernel<double>());
 }
 
 #if defined(TAPEGRAD_ARCH_OBJECTS)
@@ -294,8 +282,8 @@ bool own_xsimd_instantiation(std::string name, bool avx512) {
 }
 
 TEST(GateKernels, SharesNoCodeBetweenBuilds) {
-  // Every function the AVX2 and AVX-512 object files (gate passes and GEMM kernel) may hand the
-  // linker to choose between copies (weak and unique symbols) must be in that build's own
+  // Every function the AVX2 and AVX-512 object files (gate passes, GEMM kernel, vector math) may
+  // hand the linker to choose between copies (weak and unique symbols) must be in that build's own
   // namespace, or xsimd's for that build's own vector type: any other could replace the portable
   // copy of the same function elsewhere.
   std::istringstream objects(TAPEGRAD_ARCH_OBJECTS);
@@ -331,7 +319,7 @@ TEST(GateKernels, SharesNoCodeBetweenBuilds) {
     ASSERT_TRUE(rc == 0 && symbols > 0) << "nm could not read " << object;
     ++checked;
   }
-  EXPECT_EQ(checked, 4);  // gate_kernels_avx2, gate_kernels_avx512, packed_gemm_avx2, packed_gemm_avx512
+  EXPECT_EQ(checked, 6);  // {gate_kernels, packed_gemm, vector_math}_{avx2, avx512}
 }
 
 TEST(GateKernels, OwnXsimdInstantiationsAreRecognised) {

@@ -5,7 +5,8 @@ thread's own work) and sums the self time of each symbol into categories:
 
   GEMM          OpenBLAS (kernels and packing) and the engine's own kernel (framework/packed_gemm_kernel.inc)
   GRU gates     the fused GRU's gate passes (forward, BPTT: layers/fast/gate_kernels.inc) and its small copies
-  elementwise   xtensor expressions (bias add, Adam, clipping, ...), cross-entropy, exp/log
+  elementwise   xtensor expressions (bias add, Adam, clipping, ...), cross-entropy, exp/log, the
+                vector math of exp, log, tanh and sigmoid (framework/vector_math.inc)
   tape          the engine's bookkeeping: Tensor/TensorImpl, shared_ptr, std::function, the tape,
                 the backward loop, GradSink, shape handling
   allocation    malloc/free, page faults and the kernel zeroing fresh pages, memset
@@ -34,7 +35,7 @@ CATEGORIES = [
     ("threads", [r"\[kernel|futex|sched|pthread_cond|pthread_mutex|clone|start_thread"]),
     ("copies", [r"__memmove|__memcpy|memcpy|memmove"]),
     ("elementwise", [r"xt::|xsimd|cross_entropy|adam|Adam|clip_grad|__expf|__exp|__log|expf|logf|"
-                     r"sum_to|broadcast|softmax"]),
+                     r"sum_to|broadcast|softmax", r"detail::\w+::(exp|log|tanh|sigmoid)_of"]),
     ("tape", [r"tapegrad::|std::_Function|_Sp_counted|shared_ptr|std::vector|svector|"
               r"BackwardPass|GradSink|push_node|Tensor"]),
 ]

@@ -34,15 +34,18 @@ for src in "${sources[@]}" tests/fuzz/fuzz_api.cpp; do
     continue
   fi
   [[ $src == tests/fuzz/fuzz_api.cpp ]] && san=-fsanitize=fuzzer || san=-fsanitize=fuzzer-no-link
-  # the engine's GEMM kernel and the fused layers' gate passes as CMakeLists.txt compiles them on
-  # x86-64: once for AVX2, once for AVX-512, chosen at run time (framework/packed_gemm.hpp,
-  # layers/fast/gate_kernels.hpp)
+  # the engine's GEMM kernel, its vector math and the fused layers' gate passes as CMakeLists.txt
+  # compiles them on x86-64: once for AVX2, once for AVX-512, chosen at run time
+  # (framework/arch_builds.hpp)
   extra=()
   if [[ $(uname -m) == x86_64 ]]; then
     case $src in
       framework/packed_gemm_avx2.cpp) extra=(-mavx2 -mfma -mno-avx512f) ;;
       framework/packed_gemm_avx512.cpp) extra=(-mavx512f -mavx2 -mfma) ;;
       framework/packed_gemm.cpp) extra=(-DTAPEGRAD_GEMM_X86) ;;
+      framework/vector_math_avx2.cpp) extra=(-mavx2 -mfma -mno-avx512f) ;;
+      framework/vector_math_avx512.cpp) extra=(-mavx512f -mavx2 -mfma) ;;
+      framework/vector_math.cpp) extra=(-DTAPEGRAD_VMATH_X86) ;;
       layers/fast/gate_kernels_avx2.cpp) extra=(-mavx2 -mfma -mno-avx512f) ;;
       layers/fast/gate_kernels_avx512.cpp) extra=(-mavx512f -mavx2 -mfma) ;;
       layers/fast/gate_kernels.cpp) extra=(-DTAPEGRAD_GATES_X86) ;;
