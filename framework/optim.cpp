@@ -24,6 +24,7 @@
 #include "framework/dispatch.hpp"
 #include "framework/parallel.hpp"
 #include "framework/tape.hpp"
+#include "framework/vector_math.hpp"
 
 namespace tapegrad {
 
@@ -59,7 +60,8 @@ struct AdamHyper {
 /// element's update reads only that element, so a large parameter (from kParallelElements) is
 /// updated as two ranges on the engine's two cores (parallel.hpp), split at a multiple of 64
 /// elements: the same expressions over each range, the same bits as one pass (an LM's 512 × 1536
-/// weight and its two moments are 9 MiB a step).
+/// weight and its two moments are 9 MiB a step). The update itself is the vector math's
+/// (vector_math.hpp), compiled for the CPU's widest vectors also in a portable build.
 template <class T>
 void adam_update(xt::xarray<T>& p_all, const xt::xarray<T>& g_all, Optimizer::ParamState& state,
                  const AdamHyper& h) {
@@ -73,33 +75,23 @@ void adam_update(xt::xarray<T>& p_all, const xt::xarray<T>& g_all, Optimizer::Pa
   const double step_size = h.lr / bias_correction1;
   const double bias_correction2_sqrt = std::sqrt(bias_correction2);
 
+  const detail::AdamStep<T> step{h.decoupled,
+                                 static_cast<T>(1 - h.lr * h.weight_decay),
+                                 !h.decoupled && h.weight_decay != 0,
+                                 static_cast<T>(h.weight_decay),
+                                 static_cast<T>(h.beta1),
+                                 static_cast<T>(1 - h.beta1),
+                                 static_cast<T>(h.beta2),
+                                 static_cast<T>(1 - h.beta2),
+                                 static_cast<T>(-step_size),
+                                 static_cast<T>(bias_correction2_sqrt),
+                                 static_cast<T>(h.eps)};
+  const auto adam = detail::vector_math<T>().adam;  // compiled for the CPU's widest vectors
+  T* p = p_all.data();
+  const T* g = g_all.data();
+  T *m = m_all.data(), *v = v_all.data(), *v_max = v_max_all ? v_max_all->data() : nullptr;
   auto range = [&](std::size_t i0, std::size_t i1) {
-    const std::vector<std::size_t> shape{i1 - i0};
-    auto view = [&](auto& a) { return xt::adapt(a.data() + i0, i1 - i0, xt::no_ownership(), shape); };
-    auto p = view(p_all);
-    auto m = view(m_all);
-    auto v = view(v_all);
-    const auto g_in = xt::adapt(g_all.data() + i0, i1 - i0, xt::no_ownership(), shape);
-    if (h.decoupled) p *= static_cast<T>(1 - h.lr * h.weight_decay);
-    auto update = [&](const auto& g) {
-      xt::noalias(m) = static_cast<T>(h.beta1) * m + static_cast<T>(1 - h.beta1) * g;
-      xt::noalias(v) = static_cast<T>(h.beta2) * v + static_cast<T>(1 - h.beta2) * g * g;
-      auto step = [&](const auto& second) {
-        // denom = sqrt(v) / sqrt(bc2) + eps;  p.addcdiv_(m, denom, value=-step_size)
-        xt::noalias(p) += static_cast<T>(-step_size) * m /
-                          (xt::sqrt(second) / static_cast<T>(bias_correction2_sqrt) + static_cast<T>(h.eps));
-      };
-      if (v_max_all) {
-        auto v_max = view(*v_max_all);
-        xt::noalias(v_max) = xt::maximum(v_max, v);
-        step(v_max);
-      } else {
-        step(v);
-      }
-    };
-    if (h.decoupled || h.weight_decay == 0) return update(g_in);
-    const xt::xtensor<T, 1> g_l2 = g_in + static_cast<T>(h.weight_decay) * p;  // L2: torch's grad.add(p, alpha=wd)
-    update(g_l2);
+    adam(p + i0, g + i0, m + i0, v + i0, v_max ? v_max + i0 : nullptr, i1 - i0, step);
   };
   detail::split_elements(p_all.size(), 64, range);
 }

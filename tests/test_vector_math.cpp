@@ -1,5 +1,5 @@
-// The vector math of the elementwise ops exp, log, tanh and sigmoid (framework/vector_math.hpp),
-// every build of it this CPU runs (native, avx512, avx2): each against std::exp, std::log and
+// The vector math of the elementwise ops exp, log, tanh and sigmoid and the Adam update
+// (framework/vector_math.hpp), every build of it this CPU runs (native, avx512, avx2): each against std::exp, std::log and
 // std::tanh evaluated in double (long double for float64), over lengths with and without a tail,
 // in float32 and float64; the special values (±0, ±inf, NaN, overflow, underflow) and denormal
 // inputs and results (where xsimd's own exp and log are wrong);
@@ -9,6 +9,7 @@
 // builds share no code with the rest of the library is test_gate_kernels' SharesNoCodeBetweenBuilds.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -223,6 +224,60 @@ TEST(VectorMath, TheOpsUseTheProcesssBuild) {
     }
   }
 }
+
+/// Adam's update as the expressions read, one number at a time, in long double.
+template <class T>
+void adam_reference(std::vector<long double>& p, const std::vector<T>& g_in, std::vector<long double>& m,
+                    std::vector<long double>& v, std::vector<long double>* v_max, const detail::AdamStep<T>& h) {
+  using L = long double;
+  for (std::size_t i = 0; i < p.size(); ++i) {
+    if (h.decoupled) p[i] = p[i] * L(h.decay);
+    const L g = h.l2 ? L(g_in[i]) + L(h.weight_decay) * p[i] : L(g_in[i]);
+    m[i] = L(h.beta1) * m[i] + L(h.one_minus_beta1) * g;
+    v[i] = L(h.beta2) * v[i] + L(h.one_minus_beta2) * g * g;
+    L second = v[i];
+    if (v_max) second = (*v_max)[i] = std::max((*v_max)[i], v[i]);
+    p[i] = p[i] + L(h.neg_step_size) * m[i] / (std::sqrt(second) / L(h.bias_correction2_sqrt) + L(h.eps));
+  }
+}
+
+template <class T>
+void check_adam() {
+  // every build against the expressions in long double: Adam, Adam with L2 weight decay, AdamW,
+  // amsgrad; lengths with and without a tail; three steps on the same state. p, m and v within a
+  // few ulp (the builds round differently where they fuse multiply-adds)
+  Generator gen(13);
+  const long double tol = 16 * std::numeric_limits<T>::epsilon();
+  for (const VectorMath<T>* k : detail::vector_maths<T>())
+    for (int variant = 0; variant < 4; ++variant)
+      for (std::size_t n : {1, 5, 16, 17, 40, 129}) {
+        SCOPED_TRACE(std::string(k->name) + " variant " + std::to_string(variant) + " n = " + std::to_string(n));
+        const bool decoupled = variant == 2, l2 = variant == 1, amsgrad = variant == 3;
+        std::vector<T> p(n), m(n, T(0)), v(n, T(0)), vm(n, T(0));
+        for (T& x : p) x = T(gen.uniform(-1, 1));
+        std::vector<long double> p2(p.begin(), p.end()), m2(n, 0), v2(n, 0), vm2(n, 0);
+        for (int t = 1; t <= 3; ++t) {
+          std::vector<T> g(n);
+          for (T& x : g) x = T(gen.uniform(-2, 2));
+          const double bc1 = 1 - std::pow(0.9, t), bc2 = 1 - std::pow(0.999, t);
+          const detail::AdamStep<T> h{decoupled, T(1 - 0.01 * 0.1), l2,           T(0.1),
+                                      T(0.9),    T(1 - 0.9),        T(0.999),     T(1 - 0.999),
+                                      T(-0.01 / bc1),               T(std::sqrt(bc2)), T(1e-8)};
+          k->adam(p.data(), g.data(), m.data(), v.data(), amsgrad ? vm.data() : nullptr, n, h);
+          adam_reference(p2, g, m2, v2, amsgrad ? &vm2 : nullptr, h);
+          for (std::size_t i = 0; i < n; ++i) {
+            ASSERT_LE(std::abs(p[i] - p2[i]), tol * std::abs(p2[i]) + tol) << "step " << t << " p[" << i << "]";
+            // m's two terms can cancel: within a few ulp of the larger
+            ASSERT_LE(std::abs(m[i] - m2[i]), tol * (std::abs(m2[i]) + std::abs(g[i]))) << "step " << t << " m[" << i << "]";
+            ASSERT_LE(std::abs(v[i] - v2[i]), tol * std::abs(v2[i])) << "step " << t << " v[" << i << "]";
+            if (amsgrad) ASSERT_LE(std::abs(vm[i] - vm2[i]), tol * std::abs(vm2[i])) << "step " << t << " v_max[" << i << "]";
+          }
+        }
+      }
+}
+
+TEST(VectorMath, AdamInEveryBuildFloat32) { check_adam<float>(); }
+TEST(VectorMath, AdamInEveryBuildFloat64) { check_adam<double>(); }
 
 TEST(VectorMath, BuildsAreListedWidestFirst) {
   arch_builds::expect_builds_widest_first(detail::vector_maths<float>(),
