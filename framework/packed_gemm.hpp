@@ -14,8 +14,8 @@
 // CPU without AVX2), every product goes to BLAS, as it does with TAPEGRAD_GEMM_KERNEL=blas. The
 // environment variable TAPEGRAD_GEMM_KERNEL=native|avx512|avx2|blas chooses (tests, comparisons);
 // naming a kernel this CPU or build does not have is an error that lists the ones it has. The
-// fused layers' gate passes are compiled the same ways and follow this choice
-// (layers/fast/gate_kernels.hpp).
+// fused layers' gate passes and the elementwise ops' vector math are compiled the same ways and
+// follow this choice (framework/arch_builds.hpp).
 // Every build forms each element of C as the same sum in the same order (0, then one fused
 // multiply-add per step of k, then beta), so the choice changes the speed, never a bit:
 // tests/test_packed_gemm.cpp compares the kernels bit for bit.
