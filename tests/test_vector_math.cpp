@@ -1,12 +1,13 @@
 // The vector math of the elementwise ops exp, log, tanh and sigmoid and the Adam update
-// (framework/vector_math.hpp), every build of it this CPU runs (native, avx512, avx2): each against std::exp, std::log and
-// std::tanh evaluated in double (long double for float64), over lengths with and without a tail,
-// in float32 and float64; the special values (±0, ±inf, NaN, overflow, underflow) and denormal
-// inputs and results (where xsimd's own exp and log are wrong);
+// (framework/vector_math.hpp), every build of it this CPU runs (native, avx512, avx2): each
+// against std::exp, std::log and std::tanh evaluated in double (long double for float64), over
+// lengths with and without a tail, in float32 and float64; the special values (±0, ±inf, NaN,
+// overflow, underflow) and denormal inputs and results (where xsimd's own exp and log are wrong);
 // that a result does not depend on its element's position (the tail goes through the same vector
-// code) nor on how the ops split a large tensor between the cores; in-place use; and how a process
-// chooses a build (it follows the GEMM kernel, TAPEGRAD_GEMM_KERNEL). That the AVX2 and AVX-512
-// builds share no code with the rest of the library is test_gate_kernels' SharesNoCodeBetweenBuilds.
+// code) nor on how the ops split a large tensor between the cores; in-place use; Adam against its
+// expressions; and how a process chooses a build (it follows the GEMM kernel,
+// TAPEGRAD_GEMM_KERNEL). That the AVX2 and AVX-512 builds share no code with the rest of the
+// library is test_gate_kernels' SharesNoCodeBetweenBuilds.
 #include <gtest/gtest.h>
 
 #include <algorithm>
