@@ -13,6 +13,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 namespace tapegrad::detail {
@@ -33,6 +34,25 @@ template <class K>
 std::vector<const K*> widest_first(std::vector<const K*> builds) {
   std::stable_sort(builds.begin(), builds.end(), [](const K* a, const K* b) { return a->bits > b->bits; });
   return builds;
+}
+
+/// The float or double table of one compiled build ({f32, f64}).
+template <class T, class Tables>
+auto table_for(const Tables& t) {
+  if constexpr (std::is_same_v<T, float>) return t.f32;
+  else return t.f64;
+}
+
+/// The builds this CPU runs of a piece compiled per instruction set, widest first: `native` (the
+/// build's own flags) always, `avx512` and `avx2` where compiled (else nullptr) and the CPU runs
+/// them. Each returns that build's tables.
+template <class T, class Tables>
+auto runnable_builds(Tables (*native)(), std::common_type_t<Tables (*)()> avx512,  // (not deduced:
+                     std::common_type_t<Tables (*)()> avx2) {                      //  nullptr is fine)
+  std::vector<decltype(table_for<T>(native()))> all{table_for<T>(native())};
+  if (avx512 && cpu_runs_build("avx512")) all.push_back(table_for<T>(avx512()));
+  if (avx2 && cpu_runs_build("avx2")) all.push_back(table_for<T>(avx2()));
+  return widest_first(all);
 }
 
 /// The build of that name among `builds` (widest first), or the widest for any other name

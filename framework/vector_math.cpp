@@ -1,8 +1,6 @@
 // tapegrad — which build of the vector math a process uses (vector_math.hpp).
 #include "framework/vector_math.hpp"
 
-#include <type_traits>
-
 #include "framework/arch_builds.hpp"
 
 namespace tapegrad::detail {
@@ -14,29 +12,15 @@ VectorMaths vector_maths_avx2();
 VectorMaths vector_maths_avx512();
 #endif
 
-namespace {
-
-template <class T>
-const VectorMath<T>* of(const VectorMaths& k) {
-  if constexpr (std::is_same_v<T, float>) return k.f32;
-  else return k.f64;
-}
-
-template <class T>
-std::vector<const VectorMath<T>*> runnable() {
-  std::vector<const VectorMath<T>*> all{of<T>(vector_maths_native())};
-#if defined(TAPEGRAD_VMATH_X86)
-  if (cpu_runs_build("avx512")) all.push_back(of<T>(vector_maths_avx512()));
-  if (cpu_runs_build("avx2")) all.push_back(of<T>(vector_maths_avx2()));
-#endif
-  return widest_first(all);
-}
-
-}  // namespace
-
 template <class T>
 const std::vector<const VectorMath<T>*>& vector_maths() {
-  static const std::vector<const VectorMath<T>*> all = runnable<T>();
+#if defined(TAPEGRAD_VMATH_X86)
+  static const std::vector<const VectorMath<T>*> all =
+      runnable_builds<T>(&vector_maths_native, &vector_maths_avx512, &vector_maths_avx2);
+#else
+  static const std::vector<const VectorMath<T>*> all =
+      runnable_builds<T>(&vector_maths_native, nullptr, nullptr);
+#endif
   return all;
 }
 

@@ -1,8 +1,6 @@
 // tapegrad — which build of the fused layers' gate passes a process uses (gate_kernels.hpp).
 #include "layers/fast/gate_kernels.hpp"
 
-#include <type_traits>
-
 #include "framework/arch_builds.hpp"
 
 namespace tapegrad::fused {
@@ -14,29 +12,15 @@ GateKernels gate_kernels_avx2();
 GateKernels gate_kernels_avx512();
 #endif
 
-namespace {
-
-template <class T>
-const GateKernel<T>* of(const GateKernels& k) {
-  if constexpr (std::is_same_v<T, float>) return k.f32;
-  else return k.f64;
-}
-
-template <class T>
-std::vector<const GateKernel<T>*> runnable() {
-  std::vector<const GateKernel<T>*> all{of<T>(gate_kernels_native())};
-#if defined(TAPEGRAD_GATES_X86)
-  if (detail::cpu_runs_build("avx512")) all.push_back(of<T>(gate_kernels_avx512()));
-  if (detail::cpu_runs_build("avx2")) all.push_back(of<T>(gate_kernels_avx2()));
-#endif
-  return detail::widest_first(all);
-}
-
-}  // namespace
-
 template <class T>
 const std::vector<const GateKernel<T>*>& gate_kernels() {
-  static const std::vector<const GateKernel<T>*> all = runnable<T>();
+#if defined(TAPEGRAD_GATES_X86)
+  static const std::vector<const GateKernel<T>*> all =
+      detail::runnable_builds<T>(&gate_kernels_native, &gate_kernels_avx512, &gate_kernels_avx2);
+#else
+  static const std::vector<const GateKernel<T>*> all =
+      detail::runnable_builds<T>(&gate_kernels_native, nullptr, nullptr);
+#endif
   return all;
 }
 
