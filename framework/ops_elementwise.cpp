@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <array>
 #include <cmath>
+#include <limits>
 #include <type_traits>
 #include <utility>
 
@@ -226,6 +227,25 @@ Tensor unary_forward(const char* op, const Tensor& a, F&& f) {
       return two_core_elementwise<T>(op, a.shape(), f, a.data<T>());
     Tensor out = detail::empty_for<T>(op, a.shape());
     detail::guard_alloc<T>(op, a.shape(), [&] { xt::noalias(out.data<T>()) = f(a.data<T>()); });
+    return out;
+  });
+}
+
+/// out[i] = f(a[i]) by a plain loop over the contiguous values (f takes and returns T), split
+/// over two cores from kParallelElements elements on: for ops whose xtensor expression is not
+/// vectorised (a comparison cast to T, a function of the C library).
+template <class F>
+Tensor unary_loop(const char* op, const Tensor& a, F&& f) {
+  detail::require_defined(a, op, "a");
+  return dispatch(a.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    Tensor out = detail::empty_for<T>(op, a.shape());
+    const T* x = a.data<T>().data();
+    T* y = out.data<T>().data();
+    auto part = [&](std::size_t i0, std::size_t i1) {
+      for (std::size_t i = i0; i < i1; ++i) y[i] = f(x[i]);
+    };
+    detail::split_elements(a.numel(), 16, part);
     return out;
   });
 }
@@ -546,10 +566,58 @@ struct StdPow {
 
 }  // namespace
 
+namespace {
+
+/// x^p for a number p, one element: the forms PyTorch uses for the exponents models write most
+/// (x·x for 2, x·x·x for 3, 1/x for −1, 1/(x·x) for −2, √x for ½: the same bits as torch.pow),
+/// std::pow for every other p. They keep the C library's special values (a zero's sign, ±inf,
+/// NaN), which torch.pow's √ does not for −0 and −inf (tests
+/// SpecialValuesAreTheCLibrarysInEveryPositionAndBuild, ScalarExponentsTakePyTorchsForms). Before, every element called std::pow:
+/// pow(x, 3.0) forward and backward took 26× PyTorch's time (docs/performance.md, session 33).
+template <class T>
+struct PowScalar {
+  T p;
+  enum class Form { Zero, One, Two, Three, MinusOne, MinusTwo, Half, General } form;
+  explicit PowScalar(double e) : p(static_cast<T>(e)) {
+    form = p == T(0) ? Form::Zero : p == T(1) ? Form::One : p == T(2) ? Form::Two
+         : p == T(3) ? Form::Three : p == T(-1) ? Form::MinusOne : p == T(-2) ? Form::MinusTwo
+         : p == T(0.5) ? Form::Half : Form::General;
+  }
+};
+
+/// y = x^p over n contiguous values, one loop per form (each vectorises).
+template <class T>
+void pow_scalar_values(const PowScalar<T>& e, const T* x, T* y, std::size_t i0, std::size_t i1) {
+  using Form = typename PowScalar<T>::Form;
+  const T inf = std::numeric_limits<T>::infinity();
+  switch (e.form) {
+    case Form::Zero: std::fill(y + i0, y + i1, T(1)); return;  // also 0⁰, inf⁰ and NaN⁰
+    case Form::One: std::copy(x + i0, x + i1, y + i0); return;
+    case Form::Two: for (std::size_t i = i0; i < i1; ++i) y[i] = x[i] * x[i]; return;
+    case Form::Three: for (std::size_t i = i0; i < i1; ++i) y[i] = x[i] * x[i] * x[i]; return;
+    case Form::MinusOne: for (std::size_t i = i0; i < i1; ++i) y[i] = T(1) / x[i]; return;
+    case Form::MinusTwo: for (std::size_t i = i0; i < i1; ++i) y[i] = T(1) / (x[i] * x[i]); return;
+    // pow(−0, ½) = +0 (√ gives −0, made +0 by adding +0) and pow(−inf, ½) = inf.
+    case Form::Half:
+      for (std::size_t i = i0; i < i1; ++i) y[i] = x[i] == -inf ? inf : std::sqrt(x[i]) + T(0);
+      return;
+    case Form::General: for (std::size_t i = i0; i < i1; ++i) y[i] = std::pow(x[i], e.p); return;
+  }
+}
+
+}  // namespace
+
 Tensor pow(const Tensor& a, double p) {
-  Tensor out = unary_forward("pow", a, [p](const auto& x) {
-    using T = typename std::decay_t<decltype(x)>::value_type;
-    return xt::vectorize([e = static_cast<T>(p)](T u) -> T { return std::pow(u, e); })(x);
+  detail::require_defined(a, "pow", "a");
+  Tensor out = dispatch(a.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    const PowScalar<T> e(p);
+    Tensor r = detail::empty_for<T>("pow", a.shape());
+    const T* x = a.data<T>().data();
+    T* y = r.data<T>().data();
+    auto part = [&](std::size_t i0, std::size_t i1) { pow_scalar_values(e, x, y, i0, i1); };
+    detail::split_elements(a.numel(), 16, part);
+    return r;
   });
   return record("pow", std::move(out), {a}, [p](const Tensor& g, GradSink& s) {
     // a⁰ = 1 has gradient 0, also at a = 0 where p·a^(p−1) would be 0·∞ (PyTorch's convention).
@@ -661,17 +729,19 @@ Tensor sigmoid(const Tensor& a) {
 
 // ---- piecewise ----------------------------------------------------------------------------------
 
+// (Plain loops: xtensor's cast of a comparison is not vectorised, and relu's VJP, mul(g, gt(x,
+// 0)), spent 39 % of its time in it.)
 Tensor gt(const Tensor& a, double v) {
-  return unary_forward("gt", a, [v](const auto& x) {
-    using T = typename std::decay_t<decltype(x)>::value_type;
-    return xt::cast<T>(x > static_cast<T>(v));
+  return unary_loop("gt", a, [v](auto x) {
+    using T = decltype(x);
+    return x > static_cast<T>(v) ? T(1) : T(0);
   });
 }
 
 Tensor lt(const Tensor& a, double v) {
-  return unary_forward("lt", a, [v](const auto& x) {
-    using T = typename std::decay_t<decltype(x)>::value_type;
-    return xt::cast<T>(x < static_cast<T>(v));
+  return unary_loop("lt", a, [v](auto x) {
+    using T = decltype(x);
+    return x < static_cast<T>(v) ? T(1) : T(0);
   });
 }
 
@@ -700,6 +770,75 @@ Tensor clamp(const Tensor& a, double lo, double hi) {
   });
 }
 
+namespace {
+
+/// The period with which an operand of shape s repeats over the flat elements of a result of
+/// shape `out` it broadcasts to, when it does so by repeating whole: s's axes other than
+/// leading 1s are out's trailing axes (a (T, T) mask over (B, T, T) scores: period T·T; one
+/// element: 1; out's own shape: all of it). 0 otherwise.
+std::size_t repeat_period(const Shape& s, const Shape& out) {
+  if (s.size() > out.size()) return 0;
+  const std::size_t lead = out.size() - s.size();
+  std::size_t i = 0;
+  while (i < s.size() && s[i] == 1) ++i;
+  std::size_t period = 1;
+  for (; i < s.size(); ++i) {
+    if (s[i] != out[lead + i]) return 0;
+    period *= s[i];
+  }
+  return period;
+}
+
+/// out = c ≠ 0 ? a : b over n elements, each operand read at its flat index modulo its period
+/// (1: one element; else a multiple of `run`, the smallest period above 1): runs of `run`
+/// elements, in which every operand is contiguous or one value. CS, AS, BS: the operand is one
+/// element (so that each case's loop vectorises).
+template <class T, bool CS, bool AS, bool BS>
+void where_runs(const T* c, std::size_t pc, const T* a, std::size_t pa, const T* b, std::size_t pb,
+                T* out, std::size_t e0, std::size_t e1, std::size_t run) {
+  for (std::size_t e = e0; e < e1; e += run) {
+    const T* cr = CS ? c : c + e % pc;
+    const T* ar = AS ? a : a + e % pa;
+    const T* br = BS ? b : b + e % pb;
+    T* o = out + e;
+    for (std::size_t k = 0; k < run; ++k) {  // both read first: a select, not a branch
+      const T av = ar[AS ? 0 : k], bv = br[BS ? 0 : k];
+      o[k] = cr[CS ? 0 : k] != T(0) ? av : bv;
+    }
+  }
+}
+
+/// where() by where_runs when every operand repeats whole (repeat_period): same shapes, a
+/// scalar fill value (masked_fill, the VJP's zero), a mask over leading batch axes. The
+/// selection of xtensor's where, without its broadcast stepping (masked_fill of a (256, 1024)
+/// tensor took 2.5× PyTorch's time). False when some operand broadcasts otherwise.
+template <class T>
+bool where_by_runs(const Tensor& cond, const Tensor& a, const Tensor& b, Tensor& out) {
+  const Shape& shape = out.shape();
+  const std::size_t pc = repeat_period(cond.shape(), shape), pa = repeat_period(a.shape(), shape),
+                    pb = repeat_period(b.shape(), shape);
+  if (pc == 0 || pa == 0 || pb == 0) return false;
+  const std::size_t n = out.numel();
+  std::size_t run = n;
+  for (std::size_t p : {pc, pa, pb})
+    if (p > 1) run = std::min(run, p);
+  if (n == 0) return true;
+  const T *pcv = cond.data<T>().data(), *pav = a.data<T>().data(), *pbv = b.data<T>().data();
+  T* o = out.data<T>().data();
+  using Fn = void (*)(const T*, std::size_t, const T*, std::size_t, const T*, std::size_t, T*,
+                      std::size_t, std::size_t, std::size_t);
+  static constexpr Fn kinds[8] = {where_runs<T, false, false, false>, where_runs<T, false, false, true>,
+                                  where_runs<T, false, true, false>,  where_runs<T, false, true, true>,
+                                  where_runs<T, true, false, false>,  where_runs<T, true, false, true>,
+                                  where_runs<T, true, true, false>,   where_runs<T, true, true, true>};
+  const Fn f = kinds[(pc == 1) * 4 + (pa == 1) * 2 + (pb == 1)];
+  auto body = [&](std::size_t e0, std::size_t e1) { f(pcv, pc, pav, pa, pbv, pb, o, e0, e1, run); };
+  detail::split_elements(n, run, body);
+  return true;
+}
+
+}  // namespace
+
 Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
   detail::require_same_dtype(a, b, "where");
   detail::require_same_dtype(cond, a, "where");
@@ -708,13 +847,14 @@ Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
   detail::checked_numel("where", out_shape);
   Tensor out = dispatch(a.dtype(), [&](auto tag) {
     using T = decltype(tag);
+    if (Tensor r = detail::empty_for<T>("where", out_shape); where_by_runs<T>(cond, a, b, r)) return r;
     return detail::guard_alloc<T>("where", out_shape, [&] {
       return Tensor(xt::xarray<T>(
           xt::where(xt::not_equal(cond.data<T>(), T(0)), a.data<T>(), b.data<T>())));
     });
   });
   return record("where", std::move(out), {a, b}, [cond](const Tensor& g, GradSink& s) {
-    Tensor zero = zeros_like(g);
+    const Tensor zero = full(Shape{}, 0.0, g.dtype());  // broadcast: one element, not a tensor of zeros
     if (s.needs(0)) s.add(0, sum_to(where(cond, g, zero), s.input(0).shape()));
     if (s.needs(1)) s.add(1, sum_to(where(cond, zero, g), s.input(1).shape()));
   });

@@ -149,6 +149,65 @@ void transpose_last_two(const T* in, T* out, std::size_t total, std::size_t rows
       }
 }
 
+
+/// out = in permuted (axis d of out is axis dims[d] of in), any rank, for the permutations other
+/// than a swap of the last two axes. When the last axis stays last, rows are copied whole;
+/// otherwise out's last axis (contiguous writes) and the out axis holding in's last axis
+/// (contiguous reads) are copied in 32 × 32 tiles, as transpose_last_two does, for every index
+/// of the other axes. (xtensor's strided copy took 2.6× PyTorch's time for a (32, 64, 128)
+/// tensor permuted to (2, 0, 1), forward and backward: docs/performance.md, session 33.)
+template <class T>
+void permute_copy(const T* in, T* out, const Shape& ishape, const std::vector<std::size_t>& dims) {
+  const std::size_t n = dims.size();
+  std::size_t total = 1;
+  for (std::size_t v : ishape) total *= v;
+  if (total == 0) return;
+  if (n == 0) {  // a 0-d tensor: its one element
+    out[0] = in[0];
+    return;
+  }
+  std::vector<std::size_t> istride(n, 1), oshape(n), ostride(n, 1), src(n);
+  for (std::size_t d = n - 1; d-- > 0;) istride[d] = istride[d + 1] * ishape[d + 1];
+  for (std::size_t d = 0; d < n; ++d) oshape[d] = ishape[dims[d]], src[d] = istride[dims[d]];
+  for (std::size_t d = n - 1; d-- > 0;) ostride[d] = ostride[d + 1] * oshape[d + 1];
+  std::size_t q = 0;  // the out axis that is in's last axis
+  while (dims[q] != n - 1) ++q;
+  const std::size_t last = n - 1;
+  std::vector<std::size_t> other;  // the axes the tiles do not cover, outermost first
+  for (std::size_t d = 0; d < n; ++d)
+    if (d != last && d != q) other.push_back(d);
+  std::vector<std::size_t> idx(other.size(), 0);
+  std::size_t ibase = 0, obase = 0, count = 1;
+  for (std::size_t d : other) count *= oshape[d];
+  constexpr std::size_t kTile = 32;
+  const std::size_t rows = oshape[q], cols = oshape[last], sstep = src[last], ostep = ostride[q];
+  const bool down_rows = __builtin_ctzll(sstep) <= __builtin_ctzll(ostep);
+  for (std::size_t c = 0; c < count; ++c) {
+    if (q == last) {  // rows contiguous on both sides
+      std::copy_n(in + ibase, cols, out + obase);
+    } else {
+      for (std::size_t i0 = 0; i0 < rows; i0 += kTile)
+        for (std::size_t j0 = 0; j0 < cols; j0 += kTile) {
+          const std::size_t i1 = std::min(rows, i0 + kTile), j1 = std::min(cols, j0 + kTile);
+          if (down_rows) {
+            for (std::size_t j = j0; j < j1; ++j)
+              for (std::size_t i = i0; i < i1; ++i) out[obase + i * ostep + j] = in[ibase + i + j * sstep];
+          } else {
+            for (std::size_t i = i0; i < i1; ++i)
+              for (std::size_t j = j0; j < j1; ++j) out[obase + i * ostep + j] = in[ibase + i + j * sstep];
+          }
+        }
+    }
+    for (std::size_t k = other.size(); k-- > 0;) {  // the next index of the other axes
+      const std::size_t d = other[k];
+      ibase += src[d], obase += ostride[d];
+      if (++idx[k] < oshape[d]) break;
+      ibase -= src[d] * oshape[d], obase -= ostride[d] * oshape[d];
+      idx[k] = 0;
+    }
+  }
+}
+
 }  // namespace
 
 Tensor permute(const Tensor& a, const std::vector<std::size_t>& dims) {
@@ -162,7 +221,8 @@ Tensor permute(const Tensor& a, const std::vector<std::size_t>& dims) {
                                    dims.size(), shape_str(a.shape())));
   // The last two axes swapped (a matrix transpose, or one per batch): a blocked copy instead of
   // xtensor's stepper. char_gru's composed path transposes the (3H, V) input weight every step:
-  // 7.5 % of the S training step's perf samples before, 2.2 % after. Other permutations: xtensor.
+  // 7.5 % of the S training step's perf samples before, 2.2 % after. Other permutations:
+  // permute_copy.
   const std::size_t n = a.dim();
   bool last_two = n >= 2 && dims[n - 2] == n - 1 && dims[n - 1] == n - 2;
   for (std::size_t i = 0; last_two && i + 2 < n; ++i) last_two = dims[i] == i;
@@ -177,9 +237,11 @@ Tensor permute(const Tensor& a, const std::vector<std::size_t>& dims) {
                          a.shape()[n - 1]);
       return o_t;
     }
-    return detail::guard_alloc<T>("permute", a.shape(), [&] {
-      return Tensor(xt::xarray<T>(xt::transpose(a.data<T>(), dims)));
-    });
+    Shape shape(n);
+    for (std::size_t d = 0; d < n; ++d) shape[d] = a.shape()[dims[d]];
+    Tensor o_t = detail::empty_for<T>("permute", shape);
+    permute_copy(a.data<T>().data(), o_t.data<T>().data(), a.shape(), dims);
+    return o_t;
   });
   std::vector<std::size_t> inverse(dims.size());
   for (std::size_t i = 0; i < dims.size(); ++i) inverse[dims[i]] = i;

@@ -16,6 +16,7 @@
 #include <atomic>
 #include <chrono>
 #include <cmath>
+#include <limits>
 #include <stdexcept>
 #include <thread>
 #include <vector>
@@ -408,10 +409,30 @@ TEST(BlockBroadcastLoop, BitIdenticalToXtensor) {
       }
 }
 
+/// The sum over every axis as ops_reduce.cpp's sum_all adds it: 16 lanes (value k into lane
+/// k mod 16) added pairwise; from 2^15 values on, the two halves split at n/2 rounded down to a
+/// multiple of 16, each summed so, then added.
+template <class T>
+T lane_sum_reference(const T* a, std::size_t n) {
+  T acc[16] = {};
+  for (std::size_t k = 0; k < n; ++k) acc[k % 16] += a[k];
+  for (std::size_t w = 8; w >= 1; w /= 2)
+    for (std::size_t j = 0; j < w; ++j) acc[j] += acc[j + w];
+  return acc[0];
+}
+template <class T>
+T sum_all_reference(const T* a, std::size_t n) {
+  if (n < (std::size_t(1) << 15)) return lane_sum_reference(a, n);
+  const std::size_t mid = n / 2 / 16 * 16;
+  return lane_sum_reference(a, mid) + lane_sum_reference(a + mid, n - mid);
+}
+
 /// sum over the trailing axes (a keepdims row sum) runs 8 row sums at once (ops_reduce.cpp,
 /// sum_rows), each still adding its elements one after the other from +0: the bits of xtensor's
-/// immediate sum, split over two cores or not. Other axis sets (the leading ones, all, a middle
-/// one, two apart) keep xtensor's reducer and are checked too.
+/// immediate sum, split over two cores or not. Other axis sets (the leading ones, a middle one,
+/// two apart) keep xtensor's reducer and are checked too. The sum over every axis is sum_all's
+/// (lane_sum_reference above), within 2 · (n/16 + 4) ε · Σ|x| of the exact sum, whether its
+/// halves run on two cores or, the helper busy, one after the other.
 TEST(BlockSum, BitIdenticalToXtensor) {
   struct Case {
     Shape shape;
@@ -422,7 +443,8 @@ TEST(BlockSum, BitIdenticalToXtensor) {
                         {{3, 4, 50}, {2}},     {{3, 4, 50}, {0, 1}},   {{100, 2, 300}, {0}},
                         {{5, 1, 9}, {2}},      {{9, 1}, {1}},          {{300, 500}, {1}},
                         {{3, 4, 50}, {1}},     {{3, 4, 50}, {0, 2}},   {{64, 384}, {0, 1}},
-                        {{0, 5}, {1}},         {{17}, {0}}};
+                        {{0, 5}, {1}},         {{17}, {0}},            {{2048, 384}, {0, 1}},
+                        {{3, 4, 50}, {0, 1, 2}}, {{40001}, {0}},       {{5}, {0}}};
   for (DType dtype : {DType::Float32, DType::Float64})
     for (const Case& c : cases)
       for (bool keepdims : {false, true}) {
@@ -441,7 +463,24 @@ TEST(BlockSum, BitIdenticalToXtensor) {
                 : Tensor(xt::xarray<double>(
                       xt::sum(x.data<double>(), axes, xt::evaluation_strategy::immediate)));
         ASSERT_EQ(r.numel(), ref.numel());
-        for (std::size_t i = 0; i < r.numel(); ++i) ASSERT_EQ(r.at(i), ref.at(i)) << "element " << i;
+        if (c.axes.size() == c.shape.size() && x.numel() != 0) {  // every axis: sum_all
+          const double lanes = dtype == DType::Float32
+                                   ? double(sum_all_reference(x.data<float>().data(), x.numel()))
+                                   : sum_all_reference(x.data<double>().data(), x.numel());
+          ASSERT_EQ(r.at(0), lanes);
+          long double exact = 0, size = 0;
+          for (std::size_t i = 0; i < x.numel(); ++i) exact += x.at(i), size += std::abs((long double)x.at(i));
+          const double eps = dtype == DType::Float32 ? 0x1p-24 : 0x1p-53;
+          EXPECT_NEAR(r.at(0), double(exact), 2 * (double(x.numel()) / 16 + 4) * eps * double(size));
+          Tensor busy_sum;  // the halves one after the other
+          auto busy = [&](int h) {
+            if (h == 1) busy_sum = sum(x, c.axes, keepdims);
+          };
+          detail::two_halves(busy);
+          ASSERT_EQ(busy_sum.at(0), r.at(0));
+        } else {
+          for (std::size_t i = 0; i < r.numel(); ++i) ASSERT_EQ(r.at(i), ref.at(i)) << "element " << i;
+        }
         // A negative zero sums to +0, as in xtensor (each sum starts at +0).
         if (x.numel() != 0) {
           const Tensor z = sum(mul(zeros(c.shape, dtype), -1.0), c.axes, keepdims);
@@ -450,10 +489,12 @@ TEST(BlockSum, BitIdenticalToXtensor) {
       }
 }
 
-/// log_softmax runs plain loops per line of its axis, and softmax per row of the last axis
-/// (ops_reduce.cpp): the bits of the xtensor expressions they replace (below), on every axis,
-/// split over two cores or not, with rows holding ±inf and NaN too (NaN where the expressions
-/// give NaN).
+/// log_softmax runs plain loops per line of its axis (ops_reduce.cpp): the bits of the xtensor
+/// expressions they replace (below), on every axis, split over two cores or not, with rows
+/// holding ±inf and NaN too (NaN where the expressions give NaN). softmax along other axes than
+/// the last is that expression; along the last axis it takes exp from the vector math and sums
+/// over 16 lanes (lane_sum): within 4 ulp (and the rounding of x − max) of softmax in long
+/// double there, exactly 0 where the expression is 0 (a −inf mask) and NaN where it is NaN.
 template <class T>
 void expect_softmax_equals_expressions(const xt::xarray<T>& x, std::size_t axis) {
   const auto keep = xt::keep_dims | xt::evaluation_strategy::immediate;
@@ -464,6 +505,23 @@ void expect_softmax_equals_expressions(const xt::xarray<T>& x, std::size_t axis)
   const xt::xarray<T> shifted = x - m;
   const xt::xarray<T> lse = xt::log(xt::sum(xt::exp(shifted), {axis}, keep));
   const xt::xarray<T> logsoft = shifted - lse;
+  // softmax along the last axis, in long double (rows where the expression is finite).
+  // (x − max, rounded to T, is exp's argument: its rounding moves the result by up to
+  // |x − max| ε/2 relative, `shift`.)
+  std::vector<long double> exact(x.size(), 0.0L), shift(x.size(), 0.0L);
+  if (axis + 1 == x.dimension() && x.size() != 0) {
+    const std::size_t len = x.shape()[axis];
+    for (std::size_t r = 0; r < x.size() / len; ++r) {
+      const T* row = x.data() + r * len;
+      const long double mx = *std::max_element(row, row + len);
+      long double z = 0;
+      for (std::size_t k = 0; k < len; ++k) z += std::exp((long double)row[k] - mx);
+      for (std::size_t k = 0; k < len; ++k) {
+        exact[r * len + k] = std::exp((long double)row[k] - mx) / z;
+        shift[r * len + k] = std::abs((long double)row[k] - mx);
+      }
+    }
+  }
   const Tensor t(x);
   const Tensor got[2] = {softmax(t, std::ptrdiff_t(axis)), log_softmax(t, std::ptrdiff_t(axis))};
   const xt::xarray<T>* want[2] = {&soft, &logsoft};
@@ -474,6 +532,10 @@ void expect_softmax_equals_expressions(const xt::xarray<T>& x, std::size_t axis)
       const T w = want[j]->data()[i];
       if (std::isnan(w))
         ASSERT_TRUE(std::isnan(g[i])) << (j ? "log_softmax" : "softmax") << " element " << i;
+      else if (j == 0 && axis + 1 == x.dimension() && w != T(0))
+        ASSERT_NEAR(g[i], exact[i], (4 + shift[i]) * std::numeric_limits<T>::epsilon() * exact[i] +
+                                        std::numeric_limits<T>::denorm_min())
+            << "softmax element " << i << " (the expression: " << w << ")";
       else
         ASSERT_EQ(g[i], w) << (j ? "log_softmax" : "softmax") << " element " << i;
     }
