@@ -762,9 +762,9 @@ Tensor clamp(const Tensor& a, double lo, double hi) {
     return xt::clip(x, static_cast<T>(lo), static_cast<T>(hi));
   });
   return record("clamp", std::move(out), {a}, [lo, hi](const Tensor& g, GradSink& s) {
-    Tensor inside = unary_forward("clamp_mask", s.input(0), [lo, hi](const auto& x) {
-      using T = typename std::decay_t<decltype(x)>::value_type;
-      return xt::cast<T>(x >= static_cast<T>(lo) && x <= static_cast<T>(hi));
+    Tensor inside = unary_loop("clamp_mask", s.input(0), [lo, hi](auto x) {
+      using T = decltype(x);
+      return T((x >= static_cast<T>(lo)) & (x <= static_cast<T>(hi)));  // & not &&: no branch
     });
     s.add(0, mul(g, inside));
   });

@@ -100,6 +100,36 @@ void sum_rows(const T* a, std::size_t rows, std::size_t n, T* out) {
   detail::split_elements(rows * n, n, body);
 }
 
+/// The largest of a line's len elements (stride st). Which of two equal maxima (−0 and +0) it
+/// keeps, or whether it keeps a NaN, does not change softmax's or log_softmax's results: a line
+/// holding a NaN or +inf, or only −inf, comes out all NaN whatever the maximum (test SoftmaxLoops).
+template <class T>
+T line_max(const T* x, std::size_t len, std::size_t st) {
+  T m = x[0];
+  for (std::size_t k = 1; k < len; ++k) m = x[k * st] > m ? x[k * st] : m;
+  return m;
+}
+
+/// The largest of a contiguous row of n elements over 16 lanes (k mod 16) combined pairwise at
+/// the end, as lane_sum adds: independent chains that vectorise, where one running maximum is a
+/// chain of dependent operations. Which of two equal maxima, or whether a NaN, it keeps does
+/// not change softmax's result (line_max above); max() does not rely on it when a NaN is
+/// present (max_runs).
+template <class T>
+T row_max(const T* x, std::size_t n) {
+  constexpr std::size_t L = 16;
+  if (n < L) return line_max(x, n, 1);
+  T acc[L];
+  std::copy_n(x, L, acc);
+  std::size_t k = L;
+  for (; k + L <= n; k += L)
+    for (std::size_t j = 0; j < L; ++j) acc[j] = x[k + j] > acc[j] ? x[k + j] : acc[j];
+  for (; k < n; ++k) acc[k % L] = x[k] > acc[k % L] ? x[k] : acc[k % L];
+  for (std::size_t w = L / 2; w >= 1; w /= 2)
+    for (std::size_t j = 0; j < w; ++j) acc[j] = acc[j + w] > acc[j] ? acc[j + w] : acc[j];
+  return acc[0];
+}
+
 /// The sum of n contiguous values over 16 lanes (value k into lane k mod 16), the lanes added
 /// pairwise at the end: 16 independent chains that vectorise. From kParallelElements values on,
 /// the two halves (split at a multiple of 16 fixed by n alone) are summed this way on two cores
@@ -212,17 +242,45 @@ Tensor max(const Tensor& a, std::ptrdiff_t axis_in, bool keepdims) {
     T* m = mask.data<T>().data();
     Tensor r_t = detail::empty_for<T>("max", kshape);
     xt::xarray<T>& r = r_t.data<T>();
-    for (std::size_t o = 0; o < outer; ++o)
-      for (std::size_t i = 0; i < inner; ++i) {
-        std::size_t best = 0;
-        T bv = x[(o * len) * inner + i];
-        for (std::size_t k = 1; k < len; ++k) {
-          T v = x[(o * len + k) * inner + i];
-          if (v > bv || (std::isnan(v) && !std::isnan(bv))) bv = v, best = k;
-        }
-        r.data()[o * inner + i] = bv;
-        m[(o * len + best) * inner + i] = T(1);
+    // The first maximum of each run (a NaN, the first NaN): a value replaces the best so far if
+    // it is larger, or a NaN where the best is not.
+    auto better = [](T v, T bv) { return v > bv || (std::isnan(v) && !std::isnan(bv)); };
+    if (inner > 1) {
+      // Along an axis that is not the last: a whole row of `inner` runs at a time, reading x in
+      // order (one run at a time, the reads went `inner` elements apart: a (256, 1024) max over
+      // axis 0 took 1.5× PyTorch's time, forward and backward; docs/performance.md, session 33).
+      std::vector<std::size_t> best(inner);
+      for (std::size_t o = 0; o < outer; ++o) {
+        const T* xo = x + o * len * inner;
+        T* bv = r.data() + o * inner;
+        std::copy_n(xo, inner, bv);
+        std::fill(best.begin(), best.end(), std::size_t(0));
+        for (std::size_t k = 1; k < len; ++k)
+          for (std::size_t i = 0; i < inner; ++i)
+            if (better(xo[k * inner + i], bv[i])) bv[i] = xo[k * inner + i], best[i] = k;
+        for (std::size_t i = 0; i < inner; ++i) m[(o * len + best[i]) * inner + i] = T(1);
       }
+      if (!keepdims) r.reshape(reduced_shape(s, {axis}, false));
+      return r_t;
+    }
+    // Along the last axis, each run is contiguous: first whether it holds a NaN and its largest
+    // value (row_max, 16 lanes), then the first element that is a NaN or that largest value: the
+    // element the scan above would keep, in passes that vectorise (the scan's conditional
+    // update is one chain: 1.4× PyTorch's time for a (256, 1024) max over the last axis).
+    for (std::size_t o = 0; o < outer; ++o) {
+      const T* run = x + o * len;
+      unsigned nan = 0;
+      for (std::size_t k = 0; k < len; ++k) nan |= unsigned(run[k] != run[k]);
+      std::size_t best = 0;
+      if (nan) {
+        while (!std::isnan(run[best])) ++best;
+      } else {
+        const T top = row_max(run, len);
+        while (run[best] != top) ++best;
+      }
+      r.data()[o] = run[best];
+      m[o * len + best] = T(1);
+    }
     if (!keepdims) r.reshape(reduced_shape(s, {axis}, false));
     return r_t;
   });
@@ -256,34 +314,6 @@ void over_lines(const Lines& l, F&& f) {
   detail::split_elements(l.outer * block, block, body);
 }
 
-/// The largest of a line's len elements (stride st). Which of two equal maxima (−0 and +0) it
-/// keeps, or whether it keeps a NaN, does not change softmax's or log_softmax's results: a line
-/// holding a NaN or +inf, or only −inf, comes out all NaN whatever the maximum (test SoftmaxLoops).
-template <class T>
-T line_max(const T* x, std::size_t len, std::size_t st) {
-  T m = x[0];
-  for (std::size_t k = 1; k < len; ++k) m = x[k * st] > m ? x[k * st] : m;
-  return m;
-}
-
-/// The largest of a contiguous row of n elements over 16 lanes (k mod 16) combined pairwise at
-/// the end, as lane_sum adds: independent chains that vectorise, where one running maximum is a
-/// chain of dependent operations. Which of two equal maxima, or whether a NaN, it keeps does
-/// not change softmax's result (line_max above).
-template <class T>
-T row_max(const T* x, std::size_t n) {
-  constexpr std::size_t L = 16;
-  if (n < L) return line_max(x, n, 1);
-  T acc[L];
-  std::copy_n(x, L, acc);
-  std::size_t k = L;
-  for (; k + L <= n; k += L)
-    for (std::size_t j = 0; j < L; ++j) acc[j] = x[k + j] > acc[j] ? x[k + j] : acc[j];
-  for (; k < n; ++k) acc[k % L] = x[k] > acc[k % L] ? x[k] : acc[k % L];
-  for (std::size_t w = L / 2; w >= 1; w /= 2)
-    for (std::size_t j = 0; j < w; ++j) acc[j] = acc[j + w] > acc[j] ? acc[j + w] : acc[j];
-  return acc[0];
-}
 
 }  // namespace
 
@@ -345,6 +375,23 @@ Tensor log_softmax(const Tensor& a, std::ptrdiff_t axis_in) {
     const T* x = a.data<T>().data();
     xt::xarray<T>& shifted = r.data<T>();
     T* y = shifted.data();
+    if (lines.inner == 1) {
+      // Along the last axis, per row (contiguous): e = exp(x − m) by the vector math into the
+      // result row, lse = log Σ e over 16 lanes (lane_sum), then (x − m) − lse over it. Before,
+      // xtensor's lazy exp and one chain of additions: 1.3× PyTorch's time for (256, 1024)
+      // forward and backward (docs/performance.md, session 33).
+      const auto vexp = detail::vector_math<T>().exp;
+      over_lines(lines, [&](std::size_t base) {
+        const std::size_t len = lines.len;
+        const T m = row_max(x + base, len);
+        T* row = y + base;
+        for (std::size_t k = 0; k < len; ++k) row[k] = x[base + k] - m;
+        vexp(row, row, len);
+        const T lse = std::log(lane_sum(row, len));
+        for (std::size_t k = 0; k < len; ++k) row[k] = (x[base + k] - m) - lse;
+      });
+      return r;
+    }
     // shifted = x − max per line; lse = log Σ exp(shifted) per line; the result shifted − lse.
     // The subtractions are exact operations, whatever the loop: the same bits as the broadcast
     // expressions they replace (test SoftmaxLoops).
@@ -396,16 +443,20 @@ Tensor cross_entropy(const Tensor& logits, const std::vector<std::int64_t>& targ
     std::vector<T> m(n);
     for (std::size_t i = 0; i < n; ++i) {
       const T* row = x + i * c;
-      m[i] = *std::max_element(row, row + c);
+      m[i] = row_max(row, c);
       for (std::size_t k = 0; k < c; ++k) p.data()[i * c + k] = row[k] - m[i];
     }
     detail::vector_math<T>().exp(p.data(), p.data(), n * c);  // one vectorised pass (vector_math.hpp)
     Tensor r_t = detail::empty_for<T>("cross_entropy", Shape{n});
     xt::xarray<T>& r = r_t.data<T>();
+    // Each row's sum from +0 in order, as one loop per row added it (the losses and gradients of
+    // the documented training runs depend on these bits), 8 rows at a time (sum_rows): one row
+    // at a time, the chain of additions took 0.3 ms of a (256, 1024) cross-entropy.
+    std::vector<T> zs(n);
+    if (n > 0) sum_rows(p.data(), n, c, zs.data());  // (c > 0: a target is in range)
     for (std::size_t i = 0; i < n; ++i) {
       T* e = p.data() + i * c;
-      T z = 0;
-      for (std::size_t k = 0; k < c; ++k) z += e[k];
+      const T z = zs[i];
       r(i) = -(x[i * c + targets[i]] - m[i] - std::log(z));
       for (std::size_t k = 0; k < c; ++k) e[k] /= z;
     }

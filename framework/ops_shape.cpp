@@ -181,7 +181,8 @@ void permute_copy(const T* in, T* out, const Shape& ishape, const std::vector<st
   for (std::size_t d : other) count *= oshape[d];
   constexpr std::size_t kTile = 32;
   const std::size_t rows = oshape[q], cols = oshape[last], sstep = src[last], ostep = ostride[q];
-  const bool down_rows = __builtin_ctzll(sstep) <= __builtin_ctzll(ostep);
+  // Within a tile, walk along the stride with fewer trailing zero bits (transpose_last_two).
+  const bool down_rows = __builtin_ctzll(ostep) <= __builtin_ctzll(sstep);
   for (std::size_t c = 0; c < count; ++c) {
     if (q == last) {  // rows contiguous on both sides
       std::copy_n(in + ibase, cols, out + obase);

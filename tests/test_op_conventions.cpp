@@ -261,3 +261,38 @@ TEST(Pow, ScalarExponentsTakePyTorchsForms) {
   expect_pytorch_forms<double>(DType::Float64);
   expect_pytorch_forms<float>(DType::Float32);
 }
+
+// max along an axis keeps the first maximum of each run, or its first NaN, and its gradient goes
+// there alone (PyTorch's choice for ties), on every axis: the last (one run after the other) and
+// the others (whole rows of runs at a time, ops_reduce.cpp). Values with many ties, NaN and −inf.
+TEST(MaxAlongAnAxis, FirstMaximumOrNaNOnEveryAxis) {
+  const Shape shape{5, 7, 9};
+  const double choices[] = {-1.0, 0.0, 1.0, 2.0, -INFINITY, NAN};
+  std::vector<double> v(5 * 7 * 9);
+  for (std::size_t i = 0; i < v.size(); ++i) v[i] = choices[(i * 7 + i / 5) % (i % 11 == 0 ? 6 : 5)];
+  for (DType dtype : {DType::Float32, DType::Float64})
+    for (std::size_t axis = 0; axis < 3; ++axis) {
+      SCOPED_TRACE(testing::Message() << dtype_name(dtype) << " axis " << axis);
+      Tensor x = cast(from_vector(v, shape, DType::Float64), dtype).requires_grad_();
+      Tensor m = max(x, std::ptrdiff_t(axis));
+      backward(m, ones_like(m));
+      const std::size_t len = shape[axis], inner = axis == 2 ? 1 : axis == 1 ? 9 : 63,
+                        outer = v.size() / (len * inner);
+      std::vector<double> want_grad(v.size(), 0.0);
+      for (std::size_t o = 0; o < outer; ++o)
+        for (std::size_t i = 0; i < inner; ++i) {
+          std::size_t best = 0;
+          for (std::size_t k = 1; k < len; ++k) {
+            const double a = v[(o * len + k) * inner + i], b = v[(o * len + best) * inner + i];
+            if (a > b || (std::isnan(a) && !std::isnan(b))) best = k;
+          }
+          const double want = v[(o * len + best) * inner + i], got = m.at(o * inner + i);
+          if (std::isnan(want))
+            EXPECT_TRUE(std::isnan(got)) << "run " << o << ", " << i;
+          else
+            EXPECT_EQ(got, want) << "run " << o << ", " << i;
+          want_grad[(o * len + best) * inner + i] = 1.0;
+        }
+      for (std::size_t e = 0; e < v.size(); ++e) ASSERT_EQ(x.grad().at(e), want_grad[e]) << "gradient element " << e;
+    }
+}

@@ -489,12 +489,12 @@ TEST(BlockSum, BitIdenticalToXtensor) {
       }
 }
 
-/// log_softmax runs plain loops per line of its axis (ops_reduce.cpp): the bits of the xtensor
-/// expressions they replace (below), on every axis, split over two cores or not, with rows
-/// holding ±inf and NaN too (NaN where the expressions give NaN). softmax along other axes than
-/// the last is that expression; along the last axis it takes exp from the vector math and sums
-/// over 16 lanes (lane_sum): within 4 ulp (and the rounding of x − max) of softmax in long
-/// double there, exactly 0 where the expression is 0 (a −inf mask) and NaN where it is NaN.
+/// softmax and log_softmax along other axes than the last are the xtensor expressions below
+/// (log_softmax by plain loops per line, ops_reduce.cpp: the expressions' bits), split over two
+/// cores or not, with rows holding ±inf and NaN too (NaN where the expressions give NaN). Along
+/// the last axis both take exp from the vector math and sum over 16 lanes (lane_sum): within
+/// 4 ulp (and the rounding of x − max) of the long double result there, exactly 0 or ±inf where
+/// the expression is, and NaN where it is NaN.
 template <class T>
 void expect_softmax_equals_expressions(const xt::xarray<T>& x, std::size_t axis) {
   const auto keep = xt::keep_dims | xt::evaluation_strategy::immediate;
@@ -508,7 +508,7 @@ void expect_softmax_equals_expressions(const xt::xarray<T>& x, std::size_t axis)
   // softmax along the last axis, in long double (rows where the expression is finite).
   // (x − max, rounded to T, is exp's argument: its rounding moves the result by up to
   // |x − max| ε/2 relative, `shift`.)
-  std::vector<long double> exact(x.size(), 0.0L), shift(x.size(), 0.0L);
+  std::vector<long double> exact(x.size(), 0.0L), exact_log(x.size(), 0.0L), shift(x.size(), 0.0L);
   if (axis + 1 == x.dimension() && x.size() != 0) {
     const std::size_t len = x.shape()[axis];
     for (std::size_t r = 0; r < x.size() / len; ++r) {
@@ -518,6 +518,7 @@ void expect_softmax_equals_expressions(const xt::xarray<T>& x, std::size_t axis)
       for (std::size_t k = 0; k < len; ++k) z += std::exp((long double)row[k] - mx);
       for (std::size_t k = 0; k < len; ++k) {
         exact[r * len + k] = std::exp((long double)row[k] - mx) / z;
+        exact_log[r * len + k] = ((long double)row[k] - mx) - std::log(z);
         shift[r * len + k] = std::abs((long double)row[k] - mx);
       }
     }
@@ -536,6 +537,9 @@ void expect_softmax_equals_expressions(const xt::xarray<T>& x, std::size_t axis)
         ASSERT_NEAR(g[i], exact[i], (4 + shift[i]) * std::numeric_limits<T>::epsilon() * exact[i] +
                                         std::numeric_limits<T>::denorm_min())
             << "softmax element " << i << " (the expression: " << w << ")";
+      else if (j == 1 && axis + 1 == x.dimension() && !std::isinf(w))
+        ASSERT_NEAR(g[i], exact_log[i], 4 * std::numeric_limits<T>::epsilon() * (1 + shift[i] + std::abs(exact_log[i])))
+            << "log_softmax element " << i << " (the expression: " << w << ")";
       else
         ASSERT_EQ(g[i], w) << (j ? "log_softmax" : "softmax") << " element " << i;
     }

@@ -28,6 +28,13 @@ Sections (--sections, comma-separated; default: all of them, in this order):
              decoder) vs tools/torch_date_translation.py. Metrics: seconds of the training loop
              and peak RSS of the child process (ru_maxrss from wait4, the same for both tools).
   ad         bench/ad_suite: gradient time / function time per case (no PyTorch side).
+  primitives bench/primitives vs tools/torch_primitives.py: each primitive op a model is written
+             with (elementwise, broadcasting, reductions, softmax family, losses, indexing,
+             shape ops, matmul, a composed layer norm; 256 x 1024 float32 mostly), forward +
+             backward one op at a time, each process timing every case (--ad-repeats batches of
+             >= 20 ms, the median batch). Metric: microseconds per call; the ratio per op is the
+             better PyTorch median / tapegrad's (> 1: tapegrad faster). No target (issue 13 names
+             none per op); the ops where tapegrad is slower than PyTorch are listed.
   ops        bench/bench_ops with OPENBLAS_NUM_THREADS=1: tape overhead per recorded small op
              (BM_TapeAdd64 minus BM_RawAdd64, ns per op) and a 128x128 matmul forward + backward
              through the tape against the same three raw sgemm calls (BM_TapeMatmul128 /
@@ -63,7 +70,7 @@ Programs: examples from --build (default build/), Google Benchmark programs from
 corpora of fused/composed are written to a scratch directory inside --build, removed at exit).
 
   /usr/bin/python3 tools/bench_vs_torch.py [--build build] [--bench-build build-bench] [--runs 3]
-      [--sections fused,composed,sample,lstm,mlp,attention,ad,ops,gradcheck,ceiling] [--configs S,M,L]
+      [--sections fused,composed,sample,lstm,mlp,attention,ad,primitives,ops,gradcheck,ceiling] [--configs S,M,L]
       [--steps S=2000,M=60,L=15,sample=2000,adding=100,char-lm=40,char-lm-512=8,mlp=200,attention=150]
       [--min-time 0.5] [--ad-repeats 7] [--unset-blas-env] [--active-t2] [--json out.json]
 
@@ -100,7 +107,8 @@ DEFAULT_STEPS = {**{k: v[4] for k, v in CONFIGS.items()},
                  "adding": 100, "char-lm": 40, "char-lm-512": 8,  # PyTorch LSTM steps per run
                  "mlp": 200,  # epochs
                  "attention": 150}
-SECTIONS = ("fused", "composed", "sample", "lstm", "mlp", "attention", "ad", "ops", "gradcheck", "ceiling")
+SECTIONS = ("fused", "composed", "sample", "lstm", "mlp", "attention", "ad", "primitives", "ops", "gradcheck",
+            "ceiling")
 OPS_BENCHMARKS = ("BM_TapeAdd64", "BM_RawAdd64", "BM_TapeMatmul128", "BM_RawSgemm128x3")
 OPS_REPETITIONS = 5
 ALPHABET = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.,;:!?-'\"()[]{}<>/"
@@ -456,6 +464,42 @@ def section_ad(a, env, paths, report):
           + ", ".join(f"{k} {v['ratio']:.2f}" for k, v in med.items()), flush=True)
 
 
+def section_primitives(a, env, paths, report):
+    def parse(o, err):
+        cases = {}
+        for line in o.splitlines():
+            if line.strip().startswith("{"):
+                d = json.loads(line)
+                cases[d["case"]] = d["us"]
+        if not cases:
+            raise RuntimeError("no case printed: " + err[-500:])
+        return {"us": cases}
+    tg_names = subprocess.run([paths["primitives"], "--list"], capture_output=True, text=True, check=True).stdout.split()
+    torch_names = subprocess.run([PY, paths["torch_primitives"], "--list"], capture_output=True, text=True,
+                                 check=True).stdout.split()
+    if tg_names != torch_names:
+        raise RuntimeError(f"bench/primitives and tools/torch_primitives.py list different cases: "
+                           f"{sorted(set(tg_names) ^ set(torch_names))}")
+    jobs = [Job("tapegrad", [paths["primitives"], "--repeats", str(a.ad_repeats)], env, parse)]
+    torch_labels = []
+    for label, threads, e in torch_variants(env, a.active_t2):
+        jobs.append(Job(label, [PY, paths["torch_primitives"], "--threads", str(threads), "--repeats", str(a.ad_repeats)],
+                        e, parse))
+        torch_labels.append(label)
+    results, orders = alternate("primitives", "all ops", jobs, a.runs,
+                                lambda o: f"{len(o['us'])} cases, {sum(o['us'].values()) / 1e3:8.2f} ms in all")
+    per_case = {}
+    for name in tg_names:
+        med = {k: statistics.median(o["us"][name] for o in results[k]) for k in ["tapegrad"] + torch_labels}
+        best = min(torch_labels, key=lambda k: med[k])
+        per_case[name] = {"median_us": med, "best_torch": best, "ratio": med[best] / med["tapegrad"]}
+    slower = [n for n, c in per_case.items() if c["ratio"] < 1.0]
+    report["primitives"] = {"repeats": a.ad_repeats, "cases": per_case, "slower_than_torch": slower,
+                            "round_order": orders, "runs": results}
+    print(f"  -> primitives: {len(per_case)} ops, tapegrad slower than PyTorch in {len(slower)}"
+          + (": " + ", ".join(f"{n} {per_case[n]['ratio']:.2f}x" for n in slower) if slower else ""), flush=True)
+
+
 def section_ops(a, env, paths, report):
     e1 = dict(env, OPENBLAS_NUM_THREADS="1")
 
@@ -556,7 +600,7 @@ def main():
                          + ",".join(f"{k}={v}" for k, v in DEFAULT_STEPS.items()) + ")")
     ap.add_argument("--min-time", type=float, default=0.5,
                     help="--benchmark_min_time (s) for bench_lstm and bench_ops")
-    ap.add_argument("--ad-repeats", type=int, default=7, help="ad_suite --repeats")
+    ap.add_argument("--ad-repeats", type=int, default=7, help="ad_suite and primitives --repeats")
     ap.add_argument("--unset-blas-env", action="store_true",
                     help="unset OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE for every process started here")
     ap.add_argument("--active-t2", action="store_true",
@@ -591,6 +635,8 @@ def main():
         "bench_lstm": os.path.join(bench_build, "bench", "bench_lstm"),
         "bench_ops": os.path.join(bench_build, "bench", "bench_ops"),
         "ad_suite": os.path.join(bench_build, "bench", "ad_suite"),
+        "primitives": os.path.join(bench_build, "bench", "primitives"),
+        "torch_primitives": os.path.join(REPO, "tools", "torch_primitives.py"),
         "gradcheck_gru_lm": os.path.join(bench_build, "bench", "gradcheck_gru_lm"),
         "torch_char_gru": os.path.join(REPO, "tools", "torch_char_gru.py"),
         "torch_char_gru_sample": os.path.join(REPO, "tools", "torch_char_gru_sample.py"),
@@ -600,13 +646,13 @@ def main():
         "torch_gradcheck_gru_lm": os.path.join(REPO, "tools", "torch_gradcheck_gru_lm.py"),
     }
     needs = {"fused": ["char_gru"], "composed": ["char_gru"], "sample": ["char_gru"], "lstm": ["bench_lstm"], "mlp": ["mlp_spirals"],
-             "attention": ["date_translation"], "ad": ["ad_suite"], "ops": ["bench_ops"],
+             "attention": ["date_translation"], "ad": ["ad_suite"], "primitives": ["primitives"], "ops": ["bench_ops"],
              "gradcheck": ["gradcheck_gru_lm"], "ceiling": []}
     missing = sorted({paths[p] for s in a.sections for p in needs[s] if not os.path.exists(paths[p])})
     if missing:
         sys.exit("error: not built: " + ", ".join(missing) + "\n(examples: cmake --build " + build
                  + " --target char_gru mlp_spirals date_translation; benchmarks: cmake -S . -B build-bench "
-                 "-DTAPEGRAD_BUILD_BENCH=ON && cmake --build build-bench --target bench_lstm bench_ops ad_suite "
+                 "-DTAPEGRAD_BUILD_BENCH=ON && cmake --build build-bench --target bench_lstm bench_ops ad_suite primitives "
                  "gradcheck_gru_lm; or leave the section out with --sections)")
 
     env = dict(os.environ)
@@ -640,6 +686,7 @@ def main():
                          ("mlp", lambda: section_mlp(a, env, paths, steps, report)),
                          ("attention", lambda: section_attention(a, env, paths, steps, report)),
                          ("ad", lambda: section_ad(a, env, paths, report)),
+                         ("primitives", lambda: section_primitives(a, env, paths, report)),
                          ("ops", lambda: section_ops(a, env, paths, report)),
                          ("gradcheck", lambda: section_gradcheck(a, env, paths, report))):
             if name in a.sections:
@@ -761,6 +808,14 @@ def main():
         print(f"  {'case':14s} {'function us':>12s} {'gradient us':>12s} {'ratio':>7s}")
         for k, v in report["ad"]["median"].items():
             print(f"  {k:14s} {v['function_us']:12.2f} {v['gradient_us']:12.2f} {v['ratio']:7.2f}")
+    if "primitives" in report:
+        p = report["primitives"]
+        print(f"\nprimitives, forward + backward (us per call, medians of {a.runs}; ratio = better torch / tapegrad):")
+        print(f"  {'op':18s} {'tapegrad':>10s} {'torch':>10s} {'(best)':11s} {'ratio':>6s}")
+        for n, c in p["cases"].items():
+            print(f"  {n:18s} {c['median_us']['tapegrad']:10.1f} {c['median_us'][c['best_torch']]:10.1f} "
+                  f"{c['best_torch'][6:]:11s} {c['ratio']:6.2f}")
+        print(f"  slower than PyTorch: {', '.join(p['slower_than_torch']) or 'none'}")
     if "ops" in report:
         c = report["ops"]
         print(f"\nengine micro-benchmarks (OPENBLAS_NUM_THREADS=1, medians of {a.runs}):")
