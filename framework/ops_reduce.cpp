@@ -317,6 +317,25 @@ void over_lines(const Lines& l, F&& f) {
 
 }  // namespace
 
+namespace {
+
+/// For a contiguous row x of len elements: m its largest (row_max), e = exp(x − m) by `vexp` (the
+/// vector math's exp), and Σ e over 16 lanes (lane_sum): softmax's and log_softmax's common part
+/// along the last axis.
+template <class T>
+struct MaxAndSum {
+  T max, sum;
+};
+template <class T, class Exp>
+MaxAndSum<T> exp_of_shifted_row(const T* x, std::size_t len, Exp vexp, T* e) {
+  const T m = row_max(x, len);
+  for (std::size_t k = 0; k < len; ++k) e[k] = x[k] - m;
+  vexp(e, e, len);
+  return {m, lane_sum(e, len)};
+}
+
+}  // namespace
+
 Tensor softmax(const Tensor& a, std::ptrdiff_t axis_in) {
   detail::require_defined(a, "softmax", "a");
   std::size_t axis = normalize_axis(axis_in, a.dim(), "softmax");
@@ -346,13 +365,9 @@ Tensor softmax(const Tensor& a, std::ptrdiff_t axis_in) {
     T* y = r.data<T>().data();
     const auto vexp = detail::vector_math<T>().exp;
     over_lines(lines, [&](std::size_t base) {
-      const std::size_t len = lines.len;
-      const T m = row_max(x + base, len);
       T* e = y + base;
-      for (std::size_t k = 0; k < len; ++k) e[k] = x[base + k] - m;
-      vexp(e, e, len);
-      const T z = lane_sum(e, len);
-      for (std::size_t k = 0; k < len; ++k) e[k] /= z;
+      const T z = exp_of_shifted_row(x + base, lines.len, vexp, e).sum;
+      for (std::size_t k = 0; k < lines.len; ++k) e[k] /= z;
     });
     return r;
   });
@@ -382,13 +397,10 @@ Tensor log_softmax(const Tensor& a, std::ptrdiff_t axis_in) {
       // forward and backward (docs/performance.md, session 33).
       const auto vexp = detail::vector_math<T>().exp;
       over_lines(lines, [&](std::size_t base) {
-        const std::size_t len = lines.len;
-        const T m = row_max(x + base, len);
         T* row = y + base;
-        for (std::size_t k = 0; k < len; ++k) row[k] = x[base + k] - m;
-        vexp(row, row, len);
-        const T lse = std::log(lane_sum(row, len));
-        for (std::size_t k = 0; k < len; ++k) row[k] = (x[base + k] - m) - lse;
+        const auto [m, z] = exp_of_shifted_row(x + base, lines.len, vexp, row);
+        const T lse = std::log(z);
+        for (std::size_t k = 0; k < lines.len; ++k) row[k] = (x[base + k] - m) - lse;
       });
       return r;
     }
