@@ -13,6 +13,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cmath>
@@ -797,3 +798,66 @@ TEST(BlasThreads, BigProductInsideOneBlasThreadScopeStartsNoPool) {
 }
 
 }  // namespace
+
+/// where() selects by runs when every operand repeats whole over the result (ops_elementwise.cpp,
+/// where_by_runs: same shapes, one element, a mask over leading axes) and by xtensor's broadcast
+/// otherwise: cond ≠ 0 ? a : b element for element, on both paths, split over two cores or not,
+/// with a condition holding NaN (nonzero: true) and −0 (false). (xtensor's own where, which every
+/// call used before, took a NaN for false inside a SIMD batch and for true in an array's tail.)
+TEST(WhereByRuns, NonzeroConditionTakesAOnEveryPath) {
+  struct Case {
+    Shape cond, a, b;
+  };
+  const Case cases[] = {{{4, 5, 6}, {4, 5, 6}, {4, 5, 6}}, {{5, 6}, {4, 5, 6}, {}},
+                        {{4, 5, 6}, {1}, {6}},             {{}, {4, 5, 6}, {4, 5, 6}},
+                        {{1, 5, 6}, {4, 1, 6}, {4, 5, 6}}, {{4, 1, 1}, {4, 5, 6}, {}},
+                        {{128, 128}, {16, 128, 128}, {}},  {{16, 128, 128}, {1, 128}, {16, 128, 128}},
+                        {{0, 3}, {0, 3}, {}}};
+  for (DType dtype : {DType::Float32, DType::Float64})
+    for (const Case& c : cases) {
+      SCOPED_TRACE(testing::Message() << dtype_name(dtype) << " cond " << shape_str(c.cond) << " a "
+                                      << shape_str(c.a) << " b " << shape_str(c.b));
+      Generator gen(c.cond.size() + 3 * c.a.size());
+      Tensor cond = gt(randn(c.cond, gen, dtype), 0.0);
+      if (cond.numel() > 2) {  // a NaN is true, a −0 false
+        cond = cast(cond, DType::Float64);
+        cond.data<double>().data()[0] = NAN;
+        cond.data<double>().data()[1] = -0.0;
+        cond = cast(cond, dtype);
+      }
+      const Tensor a = randn(c.a, gen, dtype), b = randn(c.b, gen, dtype);
+      const Tensor r = where(cond, a, b);
+      const Shape out = broadcast_shapes(broadcast_shapes(c.cond, c.a, "test"), c.b, "test");
+      ASSERT_EQ(r.shape(), out);
+      const xt::xarray<double> cc = xt::broadcast(cond.to_f64(), out), aa = xt::broadcast(a.to_f64(), out),
+                               bb = xt::broadcast(b.to_f64(), out);
+      for (std::size_t i = 0; i < r.numel(); ++i)
+        ASSERT_EQ(r.at(i), cc.data()[i] != 0.0 ? aa.data()[i] : bb.data()[i]) << "element " << i;
+    }
+}
+
+/// permute() of any axes (ops_shape.cpp: a swap of the last two by transpose_last_two, the others
+/// by permute_copy's tiles) is xtensor's transpose, element for element: every permutation of
+/// rank 0 to 4, sizes that leave partial tiles, and its gradient the inverse permutation.
+TEST(PermuteCopy, EveryPermutationIsXtensorsTranspose) {
+  const Shape shapes[] = {{}, {7}, {3, 5}, {33, 65, 2}, {3, 5, 7}, {2, 3, 4, 5}, {40, 1, 37, 3}, {0, 4, 2}};
+  for (const Shape& shape : shapes) {
+    std::vector<std::size_t> dims(shape.size());
+    for (std::size_t d = 0; d < dims.size(); ++d) dims[d] = d;
+    do {
+      SCOPED_TRACE(testing::Message() << shape_str(shape) << " dims " << ::testing::PrintToString(dims));
+      Generator gen(shape.size());
+      Tensor x = randn(shape, gen, DType::Float64).requires_grad_();
+      Tensor y = permute(x, dims);
+      const xt::xarray<double> ref = xt::transpose(x.data<double>(), dims);
+      ASSERT_EQ(y.shape(), Shape(ref.shape().begin(), ref.shape().end()));
+      for (std::size_t i = 0; i < y.numel(); ++i) ASSERT_EQ(y.at(i), ref.data()[i]) << "element " << i;
+      const Tensor seed = randn(y.shape(), gen, DType::Float64);
+      backward(y, seed);
+      std::vector<std::size_t> inverse(dims.size());
+      for (std::size_t d = 0; d < dims.size(); ++d) inverse[dims[d]] = d;
+      const xt::xarray<double> back = xt::transpose(seed.data<double>(), inverse);
+      for (std::size_t i = 0; i < x.numel(); ++i) ASSERT_EQ(x.grad().at(i), back.data()[i]) << "gradient element " << i;
+    } while (std::next_permutation(dims.begin(), dims.end()));
+  }
+}
