@@ -34,7 +34,10 @@ Sections (--sections, comma-separated; default: all of them, in this order):
              backward one op at a time, each process timing every case (--ad-repeats batches of
              >= 20 ms, the median batch). Metric: microseconds per call; the ratio per op is the
              better PyTorch median / tapegrad's (> 1: tapegrad faster). No target (issue 13 names
-             none per op); the ops where tapegrad is slower than PyTorch are listed.
+             none per op); the ops where tapegrad is slower than PyTorch are listed. With
+             --primitives-baseline DIR (another build with bench/primitives, e.g. of an older
+             commit) that build runs in the same alternated rounds, and each op's speed-up over
+             it is reported too.
   ops        bench/bench_ops with OPENBLAS_NUM_THREADS=1: tape overhead per recorded small op
              (BM_TapeAdd64 minus BM_RawAdd64, ns per op) and a 128x128 matmul forward + backward
              through the tape against the same three raw sgemm calls (BM_TapeMatmul128 /
@@ -72,7 +75,8 @@ corpora of fused/composed are written to a scratch directory inside --build, rem
   /usr/bin/python3 tools/bench_vs_torch.py [--build build] [--bench-build build-bench] [--runs 3]
       [--sections fused,composed,sample,lstm,mlp,attention,ad,primitives,ops,gradcheck,ceiling] [--configs S,M,L]
       [--steps S=2000,M=60,L=15,sample=2000,adding=100,char-lm=40,char-lm-512=8,mlp=200,attention=150]
-      [--min-time 0.5] [--ad-repeats 7] [--unset-blas-env] [--active-t2] [--json out.json]
+      [--min-time 0.5] [--ad-repeats 7] [--primitives-baseline DIR] [--unset-blas-env] [--active-t2]
+      [--json out.json]
 
 --unset-blas-env removes OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE from the environment of every
 process this command starts and nowhere else.
@@ -481,6 +485,13 @@ def section_primitives(a, env, paths, report):
         raise RuntimeError(f"bench/primitives and tools/torch_primitives.py list different cases: "
                            f"{sorted(set(tg_names) ^ set(torch_names))}")
     jobs = [Job("tapegrad", [paths["primitives"], "--repeats", str(a.ad_repeats)], env, parse)]
+    baseline = None
+    if a.primitives_baseline:
+        baseline = os.path.join(os.path.abspath(a.primitives_baseline), "bench", "primitives")
+        base_names = subprocess.run([baseline, "--list"], capture_output=True, text=True, check=True).stdout.split()
+        if base_names != tg_names:
+            raise RuntimeError(f"{baseline} lists other cases than {paths['primitives']}")
+        jobs.append(Job("tapegrad-baseline", [baseline, "--repeats", str(a.ad_repeats)], env, parse))
     torch_labels = []
     for label, threads, e in torch_variants(env, a.active_t2):
         jobs.append(Job(label, [PY, paths["torch_primitives"], "--threads", str(threads), "--repeats", str(a.ad_repeats)],
@@ -490,12 +501,15 @@ def section_primitives(a, env, paths, report):
                                 lambda o: f"{len(o['us'])} cases, {sum(o['us'].values()) / 1e3:8.2f} ms in all")
     per_case = {}
     for name in tg_names:
-        med = {k: statistics.median(o["us"][name] for o in results[k]) for k in ["tapegrad"] + torch_labels}
+        med = {k: statistics.median(o["us"][name] for o in results[k]) for k in results}
         best = min(torch_labels, key=lambda k: med[k])
         per_case[name] = {"median_us": med, "best_torch": best, "ratio": med[best] / med["tapegrad"]}
+        if baseline:
+            per_case[name]["baseline_ratio"] = med[best] / med["tapegrad-baseline"]
+            per_case[name]["speedup_over_baseline"] = med["tapegrad-baseline"] / med["tapegrad"]
     slower = [n for n, c in per_case.items() if c["ratio"] < 1.0]
     report["primitives"] = {"repeats": a.ad_repeats, "cases": per_case, "slower_than_torch": slower,
-                            "round_order": orders, "runs": results}
+                            "baseline": baseline, "round_order": orders, "runs": results}
     print(f"  -> primitives: {len(per_case)} ops, tapegrad slower than PyTorch in {len(slower)}"
           + (": " + ", ".join(f"{n} {per_case[n]['ratio']:.2f}x" for n in slower) if slower else ""), flush=True)
 
@@ -601,6 +615,8 @@ def main():
     ap.add_argument("--min-time", type=float, default=0.5,
                     help="--benchmark_min_time (s) for bench_lstm and bench_ops")
     ap.add_argument("--ad-repeats", type=int, default=7, help="ad_suite and primitives --repeats")
+    ap.add_argument("--primitives-baseline", default=None,
+                    help="a build directory with bench/primitives (another commit) to run in the primitives rounds")
     ap.add_argument("--unset-blas-env", action="store_true",
                     help="unset OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE for every process started here")
     ap.add_argument("--active-t2", action="store_true",
@@ -811,10 +827,16 @@ def main():
     if "primitives" in report:
         p = report["primitives"]
         print(f"\nprimitives, forward + backward (us per call, medians of {a.runs}; ratio = better torch / tapegrad):")
-        print(f"  {'op':18s} {'tapegrad':>10s} {'torch':>10s} {'(best)':11s} {'ratio':>6s}")
+        base = p.get("baseline")
+        print(f"  {'op':18s} {'tapegrad':>10s} {'torch':>10s} {'(best)':11s} {'ratio':>6s}"
+              + (f" {'baseline':>10s} {'its ratio':>9s} {'speed-up':>8s}" if base else ""))
         for n, c in p["cases"].items():
             print(f"  {n:18s} {c['median_us']['tapegrad']:10.1f} {c['median_us'][c['best_torch']]:10.1f} "
-                  f"{c['best_torch'][6:]:11s} {c['ratio']:6.2f}")
+                  f"{c['best_torch'][6:]:11s} {c['ratio']:6.2f}"
+                  + (f" {c['median_us']['tapegrad-baseline']:10.1f} {c['baseline_ratio']:9.2f} "
+                     f"{c['speedup_over_baseline']:8.2f}" if base else ""))
+        if base:
+            print(f"  (baseline: {base})")
         print(f"  slower than PyTorch: {', '.join(p['slower_than_torch']) or 'none'}")
     if "ops" in report:
         c = report["ops"]
