@@ -568,12 +568,12 @@ struct StdPow {
 
 namespace {
 
-/// x^p for a number p, one element: the forms PyTorch uses for the exponents models write most
-/// (x·x for 2, x·x·x for 3, 1/x for −1, 1/(x·x) for −2, √x for ½: the same bits as torch.pow),
-/// std::pow for every other p. They keep the C library's special values (a zero's sign, ±inf,
-/// NaN), which torch.pow's √ does not for −0 and −inf (tests
-/// SpecialValuesAreTheCLibrarysInEveryPositionAndBuild, ScalarExponentsTakePyTorchsForms). Before, every element called std::pow:
-/// pow(x, 3.0) forward and backward took 26× PyTorch's time (docs/performance.md, session 33).
+/// x^p for a number p: the forms PyTorch uses for the exponents models write most (x·x for 2,
+/// x·x·x for 3, 1/x for −1, 1/(x·x) for −2, √x for ½: the same bits as torch.pow), std::pow for
+/// every other p. They keep the C library's special values (a zero's sign, ±inf, NaN), which
+/// torch.pow's √ does not for −0 and −inf (tests SpecialValuesAreTheCLibrarysInEveryPositionAndBuild
+/// and ScalarExponentsTakePyTorchsForms). Before, every element called std::pow: pow(x, 2.0)
+/// forward and backward took 15× PyTorch's time (docs/performance.md, session 33, run CG).
 template <class T>
 struct PowScalar {
   T p;
@@ -729,8 +729,8 @@ Tensor sigmoid(const Tensor& a) {
 
 // ---- piecewise ----------------------------------------------------------------------------------
 
-// (Plain loops: xtensor's cast of a comparison is not vectorised, and relu's VJP, mul(g, gt(x,
-// 0)), spent 39 % of its time in it.)
+// (Plain loops: xtensor's cast of a comparison is not vectorised; relu forward and backward,
+// whose VJP is mul(g, gt(x, 0)), took 103 µs for (256, 1024) with it and 42 µs now: run CG.)
 Tensor gt(const Tensor& a, double v) {
   return unary_loop("gt", a, [v](auto x) {
     using T = decltype(x);
@@ -808,23 +808,24 @@ void where_runs(const T* c, std::size_t pc, const T* a, std::size_t pa, const T*
   }
 }
 
-/// where() by where_runs when every operand repeats whole (repeat_period): same shapes, a
-/// scalar fill value (masked_fill, the VJP's zero), a mask over leading batch axes. The
-/// selection of xtensor's where, without its broadcast stepping (masked_fill of a (256, 1024)
-/// tensor took 2.5× PyTorch's time). False when some operand broadcasts otherwise.
+/// where() of `shape` by where_runs into *out when every operand repeats whole (repeat_period):
+/// same shapes, a scalar fill value (masked_fill, the VJP's zero), a mask over leading batch
+/// axes. cond ≠ 0 ? a : b, a NaN condition true wherever it lies, without xtensor's broadcast
+/// stepping (masked_fill of a (256, 1024) tensor took 2.1× PyTorch's time, run CG). False, nothing
+/// allocated, when some operand broadcasts otherwise.
 template <class T>
-bool where_by_runs(const Tensor& cond, const Tensor& a, const Tensor& b, Tensor& out) {
-  const Shape& shape = out.shape();
+bool where_by_runs(const Tensor& cond, const Tensor& a, const Tensor& b, const Shape& shape, Tensor* out) {
   const std::size_t pc = repeat_period(cond.shape(), shape), pa = repeat_period(a.shape(), shape),
                     pb = repeat_period(b.shape(), shape);
   if (pc == 0 || pa == 0 || pb == 0) return false;
-  const std::size_t n = out.numel();
+  *out = detail::empty_for<T>("where", shape);
+  const std::size_t n = out->numel();
   std::size_t run = n;
   for (std::size_t p : {pc, pa, pb})
     if (p > 1) run = std::min(run, p);
   if (n == 0) return true;
   const T *pcv = cond.data<T>().data(), *pav = a.data<T>().data(), *pbv = b.data<T>().data();
-  T* o = out.data<T>().data();
+  T* o = out->data<T>().data();
   using Fn = void (*)(const T*, std::size_t, const T*, std::size_t, const T*, std::size_t, T*,
                       std::size_t, std::size_t, std::size_t);
   static constexpr Fn kinds[8] = {where_runs<T, false, false, false>, where_runs<T, false, false, true>,
@@ -847,7 +848,7 @@ Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
   detail::checked_numel("where", out_shape);
   Tensor out = dispatch(a.dtype(), [&](auto tag) {
     using T = decltype(tag);
-    if (Tensor r = detail::empty_for<T>("where", out_shape); where_by_runs<T>(cond, a, b, r)) return r;
+    if (Tensor r; where_by_runs<T>(cond, a, b, out_shape, &r)) return r;
     return detail::guard_alloc<T>("where", out_shape, [&] {
       return Tensor(xt::xarray<T>(
           xt::where(xt::not_equal(cond.data<T>(), T(0)), a.data<T>(), b.data<T>())));

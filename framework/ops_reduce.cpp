@@ -113,8 +113,7 @@ T line_max(const T* x, std::size_t len, std::size_t st) {
 /// The largest of a contiguous row of n elements over 16 lanes (k mod 16) combined pairwise at
 /// the end, as lane_sum adds: independent chains that vectorise, where one running maximum is a
 /// chain of dependent operations. Which of two equal maxima, or whether a NaN, it keeps does
-/// not change softmax's result (line_max above); max() does not rely on it when a NaN is
-/// present (max_runs).
+/// not change softmax's result (line_max above); max() finds a run's first NaN itself.
 template <class T>
 T row_max(const T* x, std::size_t n) {
   constexpr std::size_t L = 16;
@@ -134,8 +133,8 @@ T row_max(const T* x, std::size_t n) {
 /// pairwise at the end: 16 independent chains that vectorise. From kParallelElements values on,
 /// the two halves (split at a multiple of 16 fixed by n alone) are summed this way on two cores
 /// and then added, on one core too when the helper is busy: the same bits either way. Before,
-/// xtensor's reducer added every value to one running sum (5.4× PyTorch's time for the sum of a
-/// (256, 1024) tensor, forward and backward: docs/performance.md, session 33); the lanes are also
+/// xtensor's reducer added every value to one running sum (5.3× PyTorch's time for the sum of a
+/// (256, 1024) tensor, forward and backward: docs/performance.md, session 33, run CG); the lanes are also
 /// the more accurate sum (each chain is 16 times shorter).
 template <class T>
 T lane_sum(const T* a, std::size_t n) {
@@ -248,7 +247,7 @@ Tensor max(const Tensor& a, std::ptrdiff_t axis_in, bool keepdims) {
     if (inner > 1) {
       // Along an axis that is not the last: a whole row of `inner` runs at a time, reading x in
       // order (one run at a time, the reads went `inner` elements apart: a (256, 1024) max over
-      // axis 0 took 1.5× PyTorch's time, forward and backward; docs/performance.md, session 33).
+      // axis 0 took 1.6× PyTorch's time, forward and backward; docs/performance.md, run CG).
       std::vector<std::size_t> best(inner);
       for (std::size_t o = 0; o < outer; ++o) {
         const T* xo = x + o * len * inner;
@@ -266,7 +265,7 @@ Tensor max(const Tensor& a, std::ptrdiff_t axis_in, bool keepdims) {
     // Along the last axis, each run is contiguous: first whether it holds a NaN and its largest
     // value (row_max, 16 lanes), then the first element that is a NaN or that largest value: the
     // element the scan above would keep, in passes that vectorise (the scan's conditional
-    // update is one chain: 1.4× PyTorch's time for a (256, 1024) max over the last axis).
+    // update is one chain: 1.4× PyTorch's time for a (256, 1024) max over the last axis, run CG).
     for (std::size_t o = 0; o < outer; ++o) {
       const T* run = x + o * len;
       unsigned nan = 0;
@@ -358,8 +357,8 @@ Tensor softmax(const Tensor& a, std::ptrdiff_t axis_in) {
     }
     // Along the last axis, per row (contiguous): m its maximum, e = exp(x − m) by the vector
     // math of exp() (vector_math.hpp), z = Σ e over 16 lanes (lane_sum), e / z. Before, std::exp
-    // one element at a time and one chain of additions: 5× PyTorch's time for a (256, 1024)
-    // softmax forward and backward (docs/performance.md, session 33).
+    // one element at a time and one chain of additions: 2.9× PyTorch's time for a (256, 1024)
+    // softmax forward and backward (docs/performance.md, session 33, run CG).
     Tensor r = detail::empty_for<T>("softmax", a.shape());
     const T* x = a.data<T>().data();
     T* y = r.data<T>().data();
@@ -394,7 +393,7 @@ Tensor log_softmax(const Tensor& a, std::ptrdiff_t axis_in) {
       // Along the last axis, per row (contiguous): e = exp(x − m) by the vector math into the
       // result row, lse = log Σ e over 16 lanes (lane_sum), then (x − m) − lse over it. Before,
       // xtensor's lazy exp and one chain of additions: 1.3× PyTorch's time for (256, 1024)
-      // forward and backward (docs/performance.md, session 33).
+      // forward and backward (docs/performance.md, session 33, run CG).
       const auto vexp = detail::vector_math<T>().exp;
       over_lines(lines, [&](std::size_t base) {
         T* row = y + base;
@@ -462,8 +461,9 @@ Tensor cross_entropy(const Tensor& logits, const std::vector<std::int64_t>& targ
     Tensor r_t = detail::empty_for<T>("cross_entropy", Shape{n});
     xt::xarray<T>& r = r_t.data<T>();
     // Each row's sum from +0 in order, as one loop per row added it (the losses and gradients of
-    // the documented training runs depend on these bits), 8 rows at a time (sum_rows): one row
-    // at a time, the chain of additions took 0.3 ms of a (256, 1024) cross-entropy.
+    // the documented training runs depend on these bits), 8 rows at a time (sum_rows): with one
+    // row at a time, a (256, 1024) cross-entropy took 502 µs forward and backward, 274 µs now
+    // (docs/performance.md, session 33, run CG).
     std::vector<T> zs(n);
     if (n > 0) sum_rows(p.data(), n, c, zs.data());  // (c > 0: a target is in range)
     for (std::size_t i = 0; i < n; ++i) {

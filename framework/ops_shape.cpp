@@ -155,7 +155,7 @@ void transpose_last_two(const T* in, T* out, std::size_t total, std::size_t rows
 /// otherwise out's last axis (contiguous writes) and the out axis holding in's last axis
 /// (contiguous reads) are copied in 32 × 32 tiles, as transpose_last_two does, for every index
 /// of the other axes. (xtensor's strided copy took 2.6× PyTorch's time for a (32, 64, 128)
-/// tensor permuted to (2, 0, 1), forward and backward: docs/performance.md, session 33.)
+/// tensor permuted to (2, 0, 1), forward and backward: docs/performance.md, session 33, run CG.)
 template <class T>
 void permute_copy(const T* in, T* out, const Shape& ishape, const std::vector<std::size_t>& dims) {
   const std::size_t n = dims.size();
