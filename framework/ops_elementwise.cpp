@@ -745,13 +745,35 @@ Tensor lt(const Tensor& a, double v) {
   });
 }
 
+// relu as PyTorch's: x < 0 ? 0 : x, so that a NaN stays NaN (a diverging run shows it) and −0
+// stays −0; its gradient g where x > 0 or x is NaN, else exactly 0 (torch's threshold_backward:
+// x ≤ 0 ? 0 : g). xtensor's maximum(x, 0), used before, turned NaN into 0. Test ReluIsPyTorchs.
 Tensor relu(const Tensor& a) {
-  Tensor out = unary_forward("relu", a, [](const auto& x) {
-    using T = typename std::decay_t<decltype(x)>::value_type;
-    return xt::maximum(x, T(0));
-  });
+  Tensor out = unary_loop("relu", a, [](auto x) { return x < decltype(x)(0) ? decltype(x)(0) : x; });
   return record("relu", std::move(out), {a}, [](const Tensor& g, GradSink& s) {
-    s.add(0, mul(g, gt(s.input(0), 0.0)));
+    const Tensor& x = s.input(0);
+    if (!s.create_graph()) {  // one pass: x ≤ 0 ? 0 : g
+      s.add(0, dispatch(g.dtype(), [&](auto tag) {
+        using T = decltype(tag);
+        Tensor d = detail::empty_for<T>("relu", g.shape());
+        const T *px = x.data<T>().data(), *pg = g.data<T>().data();
+        T* pd = d.data<T>().data();
+        auto part = [&](std::size_t i0, std::size_t i1) {
+          for (std::size_t i = i0; i < i1; ++i) {  // g read first: a select, not a branch
+            const T gi = pg[i];
+            pd[i] = px[i] <= T(0) ? T(0) : gi;
+          }
+        };
+        detail::split_elements(g.numel(), 16, part);
+        return d;
+      }));
+      return;
+    }
+    Tensor passes = unary_loop("relu_mask", x, [](auto v) {
+      using T = decltype(v);
+      return v <= T(0) ? T(0) : T(1);
+    });
+    s.add(0, where(passes, g, full(Shape{}, 0.0, g.dtype())));  // differentiable in g
   });
 }
 

@@ -296,3 +296,29 @@ TEST(MaxAlongAnAxis, FirstMaximumOrNaNOnEveryAxis) {
       for (std::size_t e = 0; e < v.size(); ++e) ASSERT_EQ(x.grad().at(e), want_grad[e]) << "gradient element " << e;
     }
 }
+
+// relu as torch.relu (PyTorch 1.13, printed by torch.relu and its backward on these inputs):
+// NaN stays NaN, −0 stays −0, and the gradient passes where x > 0 or x is NaN, else exactly 0.
+TEST(Relu, IsPyTorchs) {
+  const std::vector<double> in = {NAN, -0.0, 0.0, -1.0, 2.0};
+  for (DType dtype : {DType::Float32, DType::Float64})
+    for (std::size_t copies : {std::size_t(1), std::size_t(20000)}) {  // one call and two cores
+      SCOPED_TRACE(testing::Message() << dtype_name(dtype) << " " << copies << " copies");
+      std::vector<double> v;
+      for (std::size_t c = 0; c < copies; ++c) v.insert(v.end(), in.begin(), in.end());
+      Tensor x = cast(from_vector(v, {v.size()}, DType::Float64), dtype).requires_grad_();
+      Tensor y = relu(x);
+      backward(y, full(y.shape(), -3.0, dtype));
+      for (std::size_t i = 0; i < v.size(); ++i) {
+        const std::size_t k = i % in.size();
+        if (k == 0) {
+          ASSERT_TRUE(std::isnan(y.at(i)));
+        } else {
+          ASSERT_EQ(y.at(i), k == 4 ? 2.0 : 0.0) << "element " << i;
+          ASSERT_EQ(std::signbit(y.at(i)), k == 1) << "element " << i;  // −0 stays −0
+        }
+        ASSERT_EQ(x.grad().at(i), k == 0 || k == 4 ? -3.0 : 0.0) << "gradient " << i;
+        ASSERT_FALSE(std::signbit(x.grad().at(i)) && x.grad().at(i) == 0.0) << "gradient " << i << " is −0";
+      }
+    }
+}
