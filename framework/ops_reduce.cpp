@@ -241,6 +241,10 @@ Tensor max(const Tensor& a, std::ptrdiff_t axis_in, bool keepdims) {
     T* m = mask.data<T>().data();
     Tensor r_t = detail::empty_for<T>("max", kshape);
     xt::xarray<T>& r = r_t.data<T>();
+    if (a.numel() == 0) {  // an empty axis after this one (inner = 0; fuzz_api found it): no run
+      if (!keepdims) r.reshape(reduced_shape(s, {axis}, false));
+      return r_t;
+    }
     // The first maximum of each run (a NaN, the first NaN): a value replaces the best so far if
     // it is larger, or a NaN where the best is not.
     auto better = [](T v, T bv) { return v > bv || (std::isnan(v) && !std::isnan(bv)); };

@@ -322,3 +322,26 @@ TEST(Relu, IsPyTorchs) {
       }
     }
 }
+
+// max over a non-empty axis of a tensor with an empty axis elsewhere: an empty result of the
+// reduced shape, and an empty gradient (tests/fuzz/fuzz_api.cpp found a read through the null
+// data of a (·, ·, 0) tensor reduced over a middle axis).
+TEST(MaxAlongAnAxis, EmptyTensorsGiveEmptyResults) {
+  for (DType dtype : {DType::Float32, DType::Float64})
+    for (const Shape& shape : {Shape{2, 3, 0}, Shape{0, 3, 2}, Shape{2, 0, 3, 1}})
+      for (std::ptrdiff_t axis : {0, 1, 2}) {
+        if (shape[std::size_t(axis)] == 0) continue;  // an empty axis itself: a ShapeError
+        SCOPED_TRACE(testing::Message() << dtype_name(dtype) << " " << shape_str(shape) << " axis " << axis);
+        Tensor x = zeros(shape, dtype).requires_grad_();
+        for (bool keepdims : {false, true}) {
+          Tensor m = max(x, axis, keepdims);
+          Shape want = shape;
+          if (keepdims) want[std::size_t(axis)] = 1;
+          else want.erase(want.begin() + axis);
+          EXPECT_EQ(m.shape(), want);
+          backward(m, zeros(m.shape(), dtype));
+          EXPECT_EQ(x.grad().shape(), shape);
+          x.zero_grad();
+        }
+      }
+}
