@@ -14,6 +14,7 @@
    load_state_dict → np.savez → `state_dict run --json` equals PyTorch's output.
 Exits non-zero on the first mismatch.
 """
+import argparse
 import json
 import os
 import re
@@ -116,10 +117,13 @@ def readme_snippets(workdir):
 
 
 def main():
-    if len(sys.argv) != 2:
-        sys.exit(__doc__)
-    build = os.path.abspath(sys.argv[1])
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("build", help="a configured and built tapegrad build directory (e.g. build)")
+    build = os.path.abspath(ap.parse_args().build)
     char_gru, gru_gates = f"{build}/examples/char_gru", f"{build}/examples/gru_gates"
+    for exe in (char_gru, gru_gates, f"{build}/examples/state_dict"):
+        if not os.access(exe, os.X_OK):
+            ap.error(f"{exe}: no such program (is {build} a built tapegrad build directory?)")
     tmp = tempfile.mkdtemp(prefix="tapegrad_interchange_")
     try:
         words = ["gate", "update", "reset", "candidate", "hidden", "state", "grad", "tape", "unit"]

@@ -31,6 +31,7 @@ Run as a script to round-trip a checkpoint through PyTorch and print the max abs
 difference (expected 0):
   /usr/bin/python3 tools/checkpoint_convert.py [tests/fixtures/char_gru_torch.npz]
 """
+import argparse
 import os
 import re
 import sys
@@ -93,9 +94,17 @@ def from_torch(model, vocab, npz_path):
 
 
 def main():
-    src = sys.argv[1] if len(sys.argv) > 1 else os.path.join(
-        os.path.dirname(os.path.abspath(__file__)), "..", "tests", "fixtures", "char_gru_torch.npz")
-    model, vocab = to_torch(src)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("checkpoint", nargs="?", default=os.path.join(
+        os.path.dirname(os.path.abspath(__file__)), "..", "tests", "fixtures", "char_gru_torch.npz"),
+        help="a char_gru checkpoint (.npz) to round-trip (default: tests/fixtures/char_gru_torch.npz)")
+    src = ap.parse_args().checkpoint
+    try:
+        model, vocab = to_torch(src)
+    except (OSError, ValueError, KeyError, RuntimeError, EOFError) as e:
+        # A missing or unreadable file, not an .npz, or not a char_gru state dict (load_state_dict's
+        # RuntimeError names the missing, unexpected and mis-shaped keys).
+        sys.exit(f"checkpoint_convert.py: error: {src}: {type(e).__name__}: {e}")
     with tempfile.TemporaryDirectory() as d:
         dst = os.path.join(d, "roundtrip.npz")
         from_torch(model, vocab, dst)

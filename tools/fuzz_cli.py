@@ -12,6 +12,8 @@ scratch directory, or runs a shell command (a planted `touch PWNED` appears). Ex
 and 3 are all fine: the point is that nothing crashes, hangs or runs. Meant for a sanitizer
 build (CI runs it on build-asan); any build works.
 """
+import argparse
+import math
 import os
 import random
 import shutil
@@ -71,12 +73,25 @@ def paths(s, work):
             work + "/a`touch PWNED`.svg", work + "/x.dot", s["ck"] + ".resume.npz"]
 
 
+def positive_seconds(text):
+    v = float(text)
+    if not math.isfinite(v) or v <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds")
+    return v
+
+
 def main():
-    if len(sys.argv) < 2:
-        sys.exit(__doc__)
-    build = os.path.abspath(sys.argv[1])
-    seconds = float(sys.argv[2]) if len(sys.argv) > 2 else 120
-    rng = random.Random(int(sys.argv[3]) if len(sys.argv) > 3 else 0)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("build", help="a built tapegrad build directory (a sanitizer build is best)")
+    ap.add_argument("seconds", nargs="?", type=positive_seconds, default=120.0, help="how long to fuzz (120)")
+    ap.add_argument("seed", nargs="?", type=int, default=0, help="seed of the random command lines (0)")
+    a = ap.parse_args()
+    build = os.path.abspath(a.build)
+    missing = [p for p in PROGRAMS if not os.access(f"{build}/examples/{p}", os.X_OK)]
+    if missing:
+        ap.error(f"{build}/examples/ lacks {', '.join(missing)} (is {build} a built tapegrad build directory?)")
+    seconds = a.seconds
+    rng = random.Random(a.seed)
     root = tempfile.mkdtemp(prefix="tapegrad_fuzz_cli_")
     failures, runs = [], 0
     try:

@@ -7,6 +7,7 @@ tests/fuzz/corpus/ (small valid seeds). Every file stays well under 20 KB. Outpu
 deterministic except for zip timestamps in the numpy-made .npz files.
 """
 import io
+import argparse
 import os
 import struct
 import zipfile
@@ -82,6 +83,7 @@ def savez(compressed, **arrays):
 
 
 def main():
+    argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
     sample = dict(
         f32=np.arange(6, dtype="<f4").reshape(2, 3) / 4,
         f64=np.array([1.5, -2.25, 1e300], dtype="<f8"),

@@ -8,6 +8,7 @@ Each entry is the lr after 0, 1, ..., 40 scheduler steps (SGD, base lr 0.5):
   cosine             CosineAnnealingLR(T_max=25, eta_min=0.01)   (steps 0..25: PyTorch's closed form)
   warmup             LinearLR(start_factor=0.25, end_factor=1.0, total_iters=10)
 """
+import argparse
 import os
 
 import numpy as np
@@ -28,6 +29,7 @@ def trace(make, n):
 
 
 def main():
+    argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
     np.savez(OUT,
              step_lr=trace(lambda o: torch.optim.lr_scheduler.StepLR(o, step_size=7, gamma=0.3), 40),
              cosine=trace(lambda o: torch.optim.lr_scheduler.CosineAnnealingLR(o, T_max=25, eta_min=0.01), 25),
