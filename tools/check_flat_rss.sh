@@ -10,8 +10,19 @@
 # failed it. The samples are printed as min..max per tenth of the run.
 #   tools/check_flat_rss.sh [BUILD_DIR] [STEPS]
 set -euo pipefail
+case "${1:-}" in
+  -h|--help) sed -n '2,/^[^#]/{/^#/s/^# \{0,1\}//p}' "$0"; exit 0 ;;
+  -*) echo "check_flat_rss: unknown option '$1' (usage: tools/check_flat_rss.sh [BUILD_DIR] [STEPS]; --help for more)" >&2; exit 2 ;;
+esac
 build="${1:-build}"
 steps="${2:-20000}"
+if ! [[ "$steps" =~ ^[1-9][0-9]{0,7}$ ]]; then
+  echo "check_flat_rss: STEPS must be a whole number from 1 to 99999999, not '$steps'" >&2; exit 2
+fi
+if [ ! -x "$build/examples/char_gru" ]; then
+  echo "check_flat_rss: $build/examples/char_gru is missing (BUILD_DIR must be a built tapegrad build directory)" >&2
+  exit 2
+fi
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
 

@@ -3,6 +3,10 @@
 #   bash tools/setup.sh [BUILD_DIR]          (default: build)
 # Extra CMake arguments can be passed in TAPEGRAD_CMAKE_ARGS.
 set -euo pipefail
+case "${1:-}" in
+  -h|--help) sed -n '2,/^[^#]/{/^#/s/^# \{0,1\}//p}' "$0"; exit 0 ;;
+  -*) echo "setup.sh: unknown option '$1' (usage: bash tools/setup.sh [BUILD_DIR]; --help for more)" >&2; exit 2 ;;
+esac
 cd "$(dirname "$0")/.."
 build="${1:-build}"
 
