@@ -46,6 +46,8 @@ std::vector<Case> make_cases(Generator& gen) {
   for (std::size_t i = 0; i < columns.size(); ++i) columns.flat(i) = std::int64_t(i * 13 % D);
   const Tensor mask = gt(randn({N, D}, gen), 0.0);             // half the elements
   const Tensor causal = gt(randn({128, 128}, gen), 0.0);        // a (T, T) mask over (B, T, T)
+  std::vector<std::int64_t> ids(4096);                          // an embedding's lookups
+  for (std::size_t i = 0; i < ids.size(); ++i) ids[i] = std::int64_t(i * 7919 % 1000);
   using V = const std::vector<Tensor>&;
   return {
       {"add", {normal({N, D}), normal({N, D})}, [](V v) { return add(v[0], v[1]); }},
@@ -101,12 +103,32 @@ std::vector<Case> make_cases(Generator& gen) {
       {"bmm", {normal({16, 128, 64}), normal({16, 64, 128})}, [](V v) { return matmul(v[0], v[1]); }},
       {"linear", {normal({N, D}), normal({512, D}), normal({512})},
        [](V v) { return linear(v[0], v[1], v[2]); }},
+      // (B, T, E) through a (E, E) layer: a transformer's projections
+      {"linear_3d", {normal({16, 128, 256}), normal({256, 256}), normal({256})},
+       [](V v) { return linear(v[0], v[1], v[2]); }},
       {"layernorm", {normal({N, D}), normal({D}), normal({D})},  // composed: (x − μ)/√(σ² + 1e-5)·w + b
        [](V v) {
          Tensor c = sub(v[0], mean(v[0], Axes{1}, true));
          Tensor var = mean(mul(c, c), Axes{1}, true);
          return add(mul(div(c, sqrt(add(var, 1e-5))), v[1]), v[2]);
        }},
+      // ---- more of what user models do (session 34) ----
+      {"neg", {normal({N, D})}, [](V v) { return neg(v[0]); }},
+      {"rsub", {normal({N, D})}, [](V v) { return rsub(v[0], 1.0); }},  // 1 − a
+      {"add_scalar", {normal({N, D})}, [](V v) { return add(v[0], 0.5); }},
+      {"mul_scalar", {normal({N, D})}, [](V v) { return mul(v[0], 0.5); }},
+      {"div_row", {normal({N, D}), positive({D})}, [](V v) { return div(v[0], v[1]); }},  // / (D)
+      {"pow_tensor", {positive({N, D}), normal({N, D})}, [](V v) { return pow(v[0], v[1]); }},
+      {"broadcast_to", {normal({D})}, [](V v) { return broadcast_to(v[0], {N, D}); }},
+      {"cast_f64", {normal({N, D})}, [](V v) { return cast(v[0], DType::Float64); }},
+      {"reshape", {normal({N, D})}, [](V v) { return reshape(v[0], {4 * std::ptrdiff_t(N), -1}); }},
+      {"concat_ax0", {normal({64, D}), normal({64, D}), normal({64, D}), normal({64, D})},
+       [](V v) { return concat(v, 0); }},
+      {"mean_ax0", {normal({N, D})}, [](V v) { return mean(v[0], Axes{0}); }},
+      {"softmax_3d", {normal({16, 128, 128})}, [](V v) { return softmax(v[0], -1); }},  // attention
+      {"embedding", {normal({1000, 256})}, [ids](V v) { return index_select(v[0], 0, ids); }},  // 4096 ids
+      {"index_add", {normal({512, D})}, [rows](V v) { return index_add({N, D}, 0, rows, v[0]); }},
+      {"scatter_add", {normal({N, 16})}, [columns](V v) { return scatter_add({N, D}, 1, columns, v[0]); }},
   };
 }
 
@@ -154,7 +176,7 @@ int main(int argc, char** argv) {
   for (Case& c : cases) {
     if (!only.empty() && c.name != only) continue;
     const Tensor first = c.f(c.inputs);
-    const Tensor seed = first.numel() == 1 ? Tensor() : randn(first.shape(), gen);
+    const Tensor seed = first.numel() == 1 ? Tensor() : randn(first.shape(), gen, first.dtype());
     auto call = [&] {
       Tensor out = c.f(c.inputs);
       backward(out, seed);

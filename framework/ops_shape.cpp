@@ -7,6 +7,9 @@
 #include <algorithm>
 #include <cstring>
 #include <numeric>
+#if defined(__AVX__)
+#include <immintrin.h>
+#endif
 
 #include <fmt/format.h>
 #include "framework/xtensor_config.hpp"  // before any xtensor header: fixes xt::xarray's allocator
@@ -123,30 +126,99 @@ Tensor squeeze(const Tensor& a, std::ptrdiff_t axis) {
 
 namespace {
 
+/// An 8 × 8 block of floats (a 4 × 4 block of doubles) transposed in registers:
+/// out[j · ldo + i] = in[i · ldi + j]. Where the build has AVX; a copy, so the same values either way.
+#if defined(__AVX__)
+template <class T>
+constexpr std::size_t kRegisterBlock = 8 * sizeof(float) / sizeof(T);
+inline void transpose_block(const float* in, std::size_t ldi, float* out, std::size_t ldo) {
+  const __m256 r0 = _mm256_loadu_ps(in), r1 = _mm256_loadu_ps(in + ldi),
+               r2 = _mm256_loadu_ps(in + 2 * ldi), r3 = _mm256_loadu_ps(in + 3 * ldi),
+               r4 = _mm256_loadu_ps(in + 4 * ldi), r5 = _mm256_loadu_ps(in + 5 * ldi),
+               r6 = _mm256_loadu_ps(in + 6 * ldi), r7 = _mm256_loadu_ps(in + 7 * ldi);
+  // pairs of rows interleaved, then pairs of pairs: each 128-bit half holds a 4 × 4 transpose
+  const __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1),
+               t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3),
+               t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5),
+               t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
+  const __m256 s0 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(1, 0, 1, 0)),
+               s1 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(3, 2, 3, 2)),
+               s2 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(1, 0, 1, 0)),
+               s3 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(3, 2, 3, 2)),
+               s4 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(1, 0, 1, 0)),
+               s5 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(3, 2, 3, 2)),
+               s6 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(1, 0, 1, 0)),
+               s7 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(3, 2, 3, 2));
+  // the low halves of rows 0–3 and 4–7 make columns 0–3; the high halves columns 4–7
+  _mm256_storeu_ps(out, _mm256_permute2f128_ps(s0, s4, 0x20));
+  _mm256_storeu_ps(out + ldo, _mm256_permute2f128_ps(s1, s5, 0x20));
+  _mm256_storeu_ps(out + 2 * ldo, _mm256_permute2f128_ps(s2, s6, 0x20));
+  _mm256_storeu_ps(out + 3 * ldo, _mm256_permute2f128_ps(s3, s7, 0x20));
+  _mm256_storeu_ps(out + 4 * ldo, _mm256_permute2f128_ps(s0, s4, 0x31));
+  _mm256_storeu_ps(out + 5 * ldo, _mm256_permute2f128_ps(s1, s5, 0x31));
+  _mm256_storeu_ps(out + 6 * ldo, _mm256_permute2f128_ps(s2, s6, 0x31));
+  _mm256_storeu_ps(out + 7 * ldo, _mm256_permute2f128_ps(s3, s7, 0x31));
+}
+inline void transpose_block(const double* in, std::size_t ldi, double* out, std::size_t ldo) {
+  const __m256d r0 = _mm256_loadu_pd(in), r1 = _mm256_loadu_pd(in + ldi),
+                r2 = _mm256_loadu_pd(in + 2 * ldi), r3 = _mm256_loadu_pd(in + 3 * ldi);
+  const __m256d t0 = _mm256_unpacklo_pd(r0, r1), t1 = _mm256_unpackhi_pd(r0, r1),
+                t2 = _mm256_unpacklo_pd(r2, r3), t3 = _mm256_unpackhi_pd(r2, r3);
+  _mm256_storeu_pd(out, _mm256_permute2f128_pd(t0, t2, 0x20));
+  _mm256_storeu_pd(out + ldo, _mm256_permute2f128_pd(t1, t3, 0x20));
+  _mm256_storeu_pd(out + 2 * ldo, _mm256_permute2f128_pd(t0, t2, 0x31));
+  _mm256_storeu_pd(out + 3 * ldo, _mm256_permute2f128_pd(t1, t3, 0x31));
+}
+#else
+template <class T>
+constexpr std::size_t kRegisterBlock = 1;  // no vector transpose: element by element
+template <class T>
+inline void transpose_block(const T*, std::size_t, T*, std::size_t) {}
+#endif
+
 /// out = in with its last two axes swapped: `total` elements in matrices of rows × cols, copied in
-/// 32 × 32 tiles so that both the reads and the writes stay in cache lines already loaded. Within
-/// a tile the loop walks down the side whose stride is the smaller power-of-two multiple: 32 lines
-/// 8 KiB apart fall into one set of the L1 cache and evict each other (a (2048, 384) float
-/// transpose took 1.56 ms walking the writes' 8 KiB stride, 0.31 ms walking the reads' 1.5 KiB).
+/// 32 × 32 tiles so that both the reads and the writes stay in cache lines already loaded, each
+/// tile by register blocks (transpose_block) where the build has AVX, and element by element at
+/// its edges. Element by element, the loop walks down the side whose stride is the smaller
+/// power-of-two multiple: 32 lines 8 KiB apart fall into one set of the L1 cache and evict each
+/// other (a (2048, 384) float transpose took 1.56 ms walking the writes' 8 KiB stride, 0.31 ms
+/// walking the reads' 1.5 KiB). The register blocks took a (256, 1024) float transpose, forward
+/// and backward, from 299.7 to 169.4 µs (medians of three rounds, the two builds alternated:
+/// docs/performance.md, session 34, run CK); what is left is the memory traffic.
 template <class T>
 void transpose_last_two(const T* in, T* out, std::size_t total, std::size_t rows, std::size_t cols) {
   const std::size_t size = rows * cols;
   if (size == 0) return;
-  constexpr std::size_t kTile = 32;
+  constexpr std::size_t kTile = 32, kB = kRegisterBlock<T>;
   // Reads stride cols, writes stride rows: step along the one with fewer trailing zero bits.
   const bool down_rows = __builtin_ctzll(cols) <= __builtin_ctzll(rows);
-  for (std::size_t base = 0; base < total; base += size)
+  auto by_element = [&](const T* src, T* dst, std::size_t i0, std::size_t i1, std::size_t j0, std::size_t j1) {
+    if (down_rows) {
+      for (std::size_t j = j0; j < j1; ++j)
+        for (std::size_t i = i0; i < i1; ++i) dst[j * rows + i] = src[i * cols + j];
+    } else {
+      for (std::size_t i = i0; i < i1; ++i)
+        for (std::size_t j = j0; j < j1; ++j) dst[j * rows + i] = src[i * cols + j];
+    }
+  };
+  for (std::size_t base = 0; base < total; base += size) {
+    const T* src = in + base;
+    T* dst = out + base;
     for (std::size_t i0 = 0; i0 < rows; i0 += kTile)
       for (std::size_t j0 = 0; j0 < cols; j0 += kTile) {
         const std::size_t i1 = std::min(rows, i0 + kTile), j1 = std::min(cols, j0 + kTile);
-        if (down_rows) {
-          for (std::size_t j = j0; j < j1; ++j)
-            for (std::size_t i = i0; i < i1; ++i) out[base + j * rows + i] = in[base + i * cols + j];
+        if constexpr (kB > 1) {
+          // whole blocks, then the tile's last rows and last columns that make no whole block
+          const std::size_t ib = i0 + (i1 - i0) / kB * kB, jb = j0 + (j1 - j0) / kB * kB;
+          for (std::size_t i = i0; i < ib; i += kB)
+            for (std::size_t j = j0; j < jb; j += kB) transpose_block(src + i * cols + j, cols, dst + j * rows + i, rows);
+          by_element(src, dst, ib, i1, j0, j1);
+          by_element(src, dst, i0, ib, jb, j1);
         } else {
-          for (std::size_t i = i0; i < i1; ++i)
-            for (std::size_t j = j0; j < j1; ++j) out[base + j * rows + i] = in[base + i * cols + j];
+          by_element(src, dst, i0, i1, j0, j1);
         }
       }
+  }
 }
 
 

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <numeric>
 #include <atomic>
 #include <chrono>
 #include <cmath>
@@ -839,6 +840,35 @@ TEST(WhereByRuns, NonzeroConditionTakesAOnEveryPath) {
 /// permute() of any axes (ops_shape.cpp: a swap of the last two by transpose_last_two, the others
 /// by permute_copy's tiles) is xtensor's transpose, element for element: every permutation of
 /// rank 0 to 4, sizes that leave partial tiles, and its gradient the inverse permutation.
+// The swap of the last two axes (transpose, permute(.., {.., n-1, n-2})) goes by 32 × 32 tiles of
+// 8 × 8 float / 4 × 4 double register blocks where the build has AVX, element by element at the
+// tiles' edges: every element lands where xtensor's transpose puts it, in both dtypes, for sizes
+// that are and are not multiples of the block and the tile, one matrix or a batch of them.
+TEST(TransposeLastTwo, EveryElementWhereXtensorPutsIt) {
+  const Shape shapes[] = {{8, 8}, {4, 4}, {1, 7}, {16, 1}, {9, 17}, {33, 70}, {64, 32}, {3, 40, 24},
+                          {2, 5, 33, 9}, {256, 1024}, {2, 0, 5}};
+  for (DType dtype : {DType::Float32, DType::Float64}) {
+    for (const Shape& shape : shapes) {
+      SCOPED_TRACE(testing::Message() << shape_str(shape) << " " << dtype_name(dtype));
+      Generator gen(shape.size());
+      Tensor x = randn(shape, gen, dtype).requires_grad_();
+      Tensor y = transpose(x);
+      std::vector<std::size_t> dims(shape.size());
+      std::iota(dims.begin(), dims.end(), std::size_t(0));
+      std::swap(dims[dims.size() - 2], dims[dims.size() - 1]);
+      const Tensor x64 = cast(x.detach(), DType::Float64);
+      const xt::xarray<double> ref = xt::transpose(x64.data<double>(), dims);
+      ASSERT_EQ(y.shape(), Shape(ref.shape().begin(), ref.shape().end()));
+      for (std::size_t i = 0; i < y.numel(); ++i) ASSERT_EQ(y.at(i), ref.data()[i]) << "element " << i;
+      const Tensor seed = randn(y.shape(), gen, dtype);
+      backward(y, seed);
+      const Tensor seed64 = cast(seed, DType::Float64);
+      const xt::xarray<double> back = xt::transpose(seed64.data<double>(), dims);
+      for (std::size_t i = 0; i < x.numel(); ++i) ASSERT_EQ(x.grad().at(i), back.data()[i]) << "gradient element " << i;
+    }
+  }
+}
+
 TEST(PermuteCopy, EveryPermutationIsXtensorsTranspose) {
   const Shape shapes[] = {{}, {7}, {3, 5}, {33, 65, 2}, {3, 5, 7}, {2, 3, 4, 5}, {40, 1, 37, 3}, {0, 4, 2}};
   for (const Shape& shape : shapes) {

@@ -32,6 +32,7 @@ def make_cases():
     columns = torch.tensor([i * 13 % D for i in range(N * 16)]).reshape(N, 16)
     mask = torch.randn(N, D, generator=g) > 0
     causal = torch.randn(128, 128, generator=g) > 0
+    ids = torch.tensor([i * 7919 % 1000 for i in range(4096)])
 
     def chunk4(a):
         c = a.chunk(4, 1)
@@ -88,7 +89,24 @@ def make_cases():
         ("matmul", [normal(N, D), normal(D, 256)], lambda a, b: a @ b),
         ("bmm", [normal(16, 128, 64), normal(16, 64, 128)], lambda a, b: a @ b),
         ("linear", [normal(N, D), normal(512, D), normal(512)], F.linear),
+        ("linear_3d", [normal(16, 128, 256), normal(256, 256), normal(256)], F.linear),
         ("layernorm", [normal(N, D), normal(D), normal(D)], layernorm),
+        # ---- more of what user models do (session 34) ----
+        ("neg", [normal(N, D)], torch.neg),
+        ("rsub", [normal(N, D)], lambda a: 1.0 - a),
+        ("add_scalar", [normal(N, D)], lambda a: a + 0.5),
+        ("mul_scalar", [normal(N, D)], lambda a: a * 0.5),
+        ("div_row", [normal(N, D), positive(D)], lambda a, b: a / b),
+        ("pow_tensor", [positive(N, D), normal(N, D)], torch.pow),
+        ("broadcast_to", [normal(D)], lambda a: a.expand(N, D).contiguous()),
+        ("cast_f64", [normal(N, D)], lambda a: a.double()),
+        ("reshape", [normal(N, D)], lambda a: a.reshape(4 * N, -1)),
+        ("concat_ax0", [normal(64, D) for _ in range(4)], lambda *v: torch.cat(v, 0)),
+        ("mean_ax0", [normal(N, D)], lambda a: a.mean(0)),
+        ("softmax_3d", [normal(16, 128, 128)], lambda a: torch.softmax(a, -1)),
+        ("embedding", [normal(1000, 256)], lambda w: F.embedding(ids, w)),
+        ("index_add", [normal(512, D)], lambda g: torch.zeros(N, D).index_add(0, rows, g)),
+        ("scatter_add", [normal(N, 16)], lambda g: torch.zeros(N, D).scatter_add(1, columns, g)),
     ]
 
 
@@ -114,7 +132,7 @@ def main():
         if a.case and name != a.case:
             continue
         first = f(*inputs)
-        seed = None if first.numel() == 1 else torch.randn(first.shape, generator=g)
+        seed = None if first.numel() == 1 else torch.randn(first.shape, generator=g, dtype=first.dtype)
 
         def call():
             out = f(*inputs)
