@@ -448,9 +448,10 @@ bool has_temporaries(const std::string& dir) {
   return std::stoi(r.out) != 0;
 }
 
-pid_t spawn_train(const std::vector<std::string>& extra) {
+pid_t spawn_train(const std::vector<std::string>& extra, bool ignore_hangup = false) {
   pid_t pid = fork();
   if (pid == 0) {
+    if (ignore_hangup) std::signal(SIGHUP, SIG_IGN);  // as `nohup` starts it
     std::freopen("/dev/null", "w", stdout);
     std::freopen("/dev/null", "w", stderr);
     std::vector<std::string> args = {"char_gru", "train", "--corpus", corpus_file(), "--batch", "8",
@@ -650,6 +651,24 @@ TEST(CharGruTraining, SigtermAndSighupSaveLikeCtrlC) {
     EXPECT_GT(npz::find(s, "train.step", ck).to_vector<std::int64_t>()[0], 0);
     EXPECT_FALSE(has_temporaries(dir));
   }
+}
+
+// `nohup char_gru train ... &`: a hangup ignored at start stays ignored (the run outlives the
+// terminal); SIGTERM still saves and stops it.
+TEST(CharGruTraining, NohupOutlivesTheHangup) {
+  std::string dir = temp_dir() + "/nohup";
+  mkdir(dir.c_str(), 0755);
+  std::string ck = dir + "/m.npz";
+  pid_t pid = spawn_train({"--checkpoint", ck, "--hidden", "32"}, /*ignore_hangup=*/true);
+  sleep(2);
+  kill(pid, SIGHUP);
+  sleep(1);
+  int status = 0;
+  EXPECT_EQ(waitpid(pid, &status, WNOHANG), 0) << "the run stopped on a hangup it was started to ignore";
+  kill(pid, SIGTERM);
+  EXPECT_EQ(wait_code(pid), 130);
+  EXPECT_EQ(run(kBin + "/char_gru score --checkpoint " + ck + " --text gate").code, 0);
+  EXPECT_FALSE(has_temporaries(dir));
 }
 
 TEST(CharGruTraining, SecondSignalDuringTheSaveLosesNothing) {

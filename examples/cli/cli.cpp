@@ -261,7 +261,15 @@ StopSignals::StopSignals() : old_(new struct ::sigaction[3]) {
   sa.sa_handler = record_signal;
   sigemptyset(&sa.sa_mask);
   auto* old = static_cast<struct ::sigaction*>(old_);
-  for (int i = 0; i < 3; ++i) ::sigaction(kStopSignals[i], &sa, &old[i]);
+  for (int i = 0; i < 3; ++i) {
+    ::sigaction(kStopSignals[i], nullptr, &old[i]);
+    // A hangup ignored when the program started stays ignored: `nohup char_gru train ... &`
+    // must outlive the terminal, as it would without this handler. SIGINT and SIGTERM are
+    // always caught (a script's background job inherits SIGINT ignored, and `kill -INT` to it
+    // still means "save and stop").
+    if (kStopSignals[i] == SIGHUP && old[i].sa_handler == SIG_IGN) continue;
+    ::sigaction(kStopSignals[i], &sa, nullptr);
+  }
 }
 
 StopSignals::~StopSignals() {

@@ -79,8 +79,9 @@ void check_output_path(const std::string& path, const std::string& flag,
 void write_file_atomic(const std::string& path, const std::string& bytes);
 
 // ---- stop signals --------------------------------------------------------------------------------
-/// Installs handlers for SIGINT, SIGTERM and SIGHUP that only record the signal. Restores the
-/// previous handlers on destruction.
+/// Installs handlers for SIGINT, SIGTERM and SIGHUP that only record the signal (SIGHUP only
+/// when it was not ignored at start, as under `nohup`). Restores the previous handlers on
+/// destruction.
 class StopSignals {
  public:
   StopSignals();
