@@ -172,8 +172,6 @@ inline void transpose_block(const double* in, std::size_t ldi, double* out, std:
 #else
 template <class T>
 constexpr std::size_t kRegisterBlock = 1;  // no vector transpose: element by element
-template <class T>
-inline void transpose_block(const T*, std::size_t, T*, std::size_t) {}
 #endif
 
 /// out = in with its last two axes swapped: `total` elements in matrices of rows × cols, copied in

@@ -14,11 +14,11 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <numeric>
 #include <atomic>
 #include <chrono>
 #include <cmath>
 #include <limits>
+#include <numeric>
 #include <stdexcept>
 #include <thread>
 #include <vector>
@@ -837,9 +837,6 @@ TEST(WhereByRuns, NonzeroConditionTakesAOnEveryPath) {
     }
 }
 
-/// permute() of any axes (ops_shape.cpp: a swap of the last two by transpose_last_two, the others
-/// by permute_copy's tiles) is xtensor's transpose, element for element: every permutation of
-/// rank 0 to 4, sizes that leave partial tiles, and its gradient the inverse permutation.
 // The swap of the last two axes (transpose, permute(.., {.., n-1, n-2})) goes by 32 × 32 tiles of
 // 8 × 8 float / 4 × 4 double register blocks where the build has AVX, element by element at the
 // tiles' edges: every element lands where xtensor's transpose puts it, in both dtypes, for sizes
@@ -869,6 +866,9 @@ TEST(TransposeLastTwo, EveryElementWhereXtensorPutsIt) {
   }
 }
 
+/// permute() of any axes (ops_shape.cpp: a swap of the last two by transpose_last_two, the others
+/// by permute_copy's tiles) is xtensor's transpose, element for element: every permutation of
+/// rank 0 to 4, sizes that leave partial tiles, and its gradient the inverse permutation.
 TEST(PermuteCopy, EveryPermutationIsXtensorsTranspose) {
   const Shape shapes[] = {{}, {7}, {3, 5}, {33, 65, 2}, {3, 5, 7}, {2, 3, 4, 5}, {40, 1, 37, 3}, {0, 4, 2}};
   for (const Shape& shape : shapes) {

@@ -9,10 +9,8 @@
 # Needs root (or sudo) for apt-get, and apt package lists (apt-get update) if dependencies are
 # missing. Replaces, then removes, an installed tapegrad package. Parallel jobs: JOBS (default 2).
 set -euo pipefail
-case "${1:-}" in
-  -h|--help) sed -n '2,/^[^#]/{/^#/s/^# \{0,1\}//p}' "$0"; exit 0 ;;
-  -*) echo "check_deb: unknown option '$1' (usage: tools/check_deb.sh BUILD_DIR; --help for more)" >&2; exit 2 ;;
-esac
+source "$(dirname "$0")/script_args.sh"
+script_args "tools/check_deb.sh BUILD_DIR" "$@"
 src="$(cd "$(dirname "$0")/.." && pwd)"
 build="${1:?usage: tools/check_deb.sh BUILD_DIR}"
 jobs="${JOBS:-2}"

@@ -10,10 +10,8 @@
 # failed it. The samples are printed as min..max per tenth of the run.
 #   tools/check_flat_rss.sh [BUILD_DIR] [STEPS]
 set -euo pipefail
-case "${1:-}" in
-  -h|--help) sed -n '2,/^[^#]/{/^#/s/^# \{0,1\}//p}' "$0"; exit 0 ;;
-  -*) echo "check_flat_rss: unknown option '$1' (usage: tools/check_flat_rss.sh [BUILD_DIR] [STEPS]; --help for more)" >&2; exit 2 ;;
-esac
+source "$(dirname "$0")/script_args.sh"
+script_args "tools/check_flat_rss.sh [BUILD_DIR] [STEPS]" "$@"
 build="${1:-build}"
 steps="${2:-20000}"
 if ! [[ "$steps" =~ ^[1-9][0-9]{0,7}$ ]]; then

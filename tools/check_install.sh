@@ -8,10 +8,8 @@
 # target first); without, configures a library-only build in the temporary directory.
 # Extra CMake arguments for that build: TAPEGRAD_CMAKE_ARGS. Parallel jobs: JOBS (default 2).
 set -euo pipefail
-case "${1:-}" in
-  -h|--help) sed -n '2,/^[^#]/{/^#/s/^# \{0,1\}//p}' "$0"; exit 0 ;;
-  -*) echo "check_install: unknown option '$1' (usage: tools/check_install.sh [BUILD_DIR]; --help for more)" >&2; exit 2 ;;
-esac
+source "$(dirname "$0")/script_args.sh"
+script_args "tools/check_install.sh [BUILD_DIR]" "$@"
 src="$(cd "$(dirname "$0")/.." && pwd)"
 jobs="${JOBS:-2}"
 tmp="$(mktemp -d "${TMPDIR:-/tmp}/tapegrad-install.XXXXXX")"

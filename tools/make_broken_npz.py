@@ -6,8 +6,8 @@ Writes tests/data/npz/ (numpy-made valid files and deliberately broken ones) and
 tests/fuzz/corpus/ (small valid seeds). Every file stays well under 20 KB. Output is
 deterministic except for zip timestamps in the numpy-made .npz files.
 """
-import io
 import argparse
+import io
 import os
 import struct
 import zipfile

@@ -18,10 +18,8 @@
 # Needs gnuplot with the pngcairo terminal (tools/setup.sh installs gnuplot-nox).
 # The tables quoted in the docs are printed along the way (same commands, same seeds).
 set -euo pipefail
-case "${1:-}" in
-  -h|--help) sed -n '2,/^[^#]/{/^#/s/^# \{0,1\}//p}' "$0"; exit 0 ;;
-  -*) echo "make_figures: unknown option '$1' (usage: tools/make_figures.sh BUILD_DIR; --help for more)" >&2; exit 2 ;;
-esac
+source "$(dirname "$0")/script_args.sh"
+script_args "tools/make_figures.sh BUILD_DIR" "$@"
 
 if [ $# -ne 1 ]; then
   echo "usage: $0 BUILD_DIR" >&2

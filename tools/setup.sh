@@ -3,10 +3,8 @@
 #   bash tools/setup.sh [BUILD_DIR]          (default: build)
 # Extra CMake arguments can be passed in TAPEGRAD_CMAKE_ARGS.
 set -euo pipefail
-case "${1:-}" in
-  -h|--help) sed -n '2,/^[^#]/{/^#/s/^# \{0,1\}//p}' "$0"; exit 0 ;;
-  -*) echo "setup.sh: unknown option '$1' (usage: bash tools/setup.sh [BUILD_DIR]; --help for more)" >&2; exit 2 ;;
-esac
+source "$(dirname "$0")/script_args.sh"
+script_args "bash tools/setup.sh [BUILD_DIR]" "$@"
 cd "$(dirname "$0")/.."
 build="${1:-build}"
 
